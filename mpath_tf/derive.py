@@ -1,0 +1,243 @@
+"""Derive multipath networks from a trained supernet (paper, section 3).
+
+Pruning rule: rank the W - 1 membrane permeabilities in ascending order; for a
+path count b, make the b - 1 least permeable membranes impermeable and all the
+others fully permeable. Ties are broken by membrane position (stable sort), so
+each b maps to exactly one network and one parameter count.
+
+The promise of ``derive``: the derived model computes the same function as the
+supernet with its permeabilities discretized to {0, 1} by that rule
+(``supernet(x, permeability=discrete_permeability(path_widths(supernet, b)))``).
+Only the diagonal blocks of each upper hidden layer are kept.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import keras
+import numpy as np
+
+from mpath_tf.layers import PathDense
+from mpath_tf.models import Supernet
+
+
+def _check_paths(paths, width: int) -> int:
+    if isinstance(paths, bool) or not isinstance(paths, (int, np.integer)):
+        raise ValueError(f"`paths` must be an integer. Received: paths={paths!r}")
+    if not 1 <= paths <= width:
+        raise ValueError(
+            f"`paths` must be in [1, {width}] for a network of width {width} "
+            f"(1 path is the equivalent MLP, {width} paths are single neurons). "
+            f"Received: paths={paths}"
+        )
+    return int(paths)
+
+
+def membrane_order(permeability) -> np.ndarray:
+    """Membrane indices sorted by ascending permeability (stable for ties).
+
+    Args:
+        permeability: The W - 1 membrane permeabilities.
+
+    Returns:
+        An int array of length W - 1; the first b - 1 entries are the membranes
+        made impermeable for b paths.
+
+    Example:
+        >>> membrane_order([0.9, 0.1, 0.5]).tolist()
+        [1, 2, 0]
+    """
+    return np.argsort(np.asarray(permeability, dtype="float64"), kind="stable")
+
+
+def widths_from_permeability(permeability, paths: int) -> list[int]:
+    """Path widths, in neuron order, for ``paths`` paths.
+
+    Args:
+        permeability: The W - 1 membrane permeabilities.
+        paths: Path count b in [1, W].
+
+    Returns:
+        b positive widths that sum to W.
+
+    Raises:
+        ValueError: If ``paths`` is outside [1, W].
+
+    Example:
+        >>> widths_from_permeability([0.9, 0.1, 0.5], paths=2)
+        [2, 2]
+    """
+    p = np.asarray(permeability)
+    width = p.shape[0] + 1
+    paths = _check_paths(paths, width)
+    # Membrane k separates neuron k from neuron k + 1.
+    cuts = np.sort(membrane_order(p)[: paths - 1]) + 1
+    bounds = np.concatenate([[0], cuts, [width]])
+    return np.diff(bounds).astype(int).tolist()
+
+
+def path_widths(supernet: Supernet, paths: int) -> list[int]:
+    """Path widths of the network derived from ``supernet`` with ``paths`` paths.
+
+    Args:
+        supernet: A built ``Supernet``.
+        paths: Path count b in [1, W].
+
+    Returns:
+        b widths in neuron order, summing to W.
+
+    Raises:
+        ValueError: If ``paths`` is outside [1, W].
+
+    Example:
+        >>> from mpath_tf import build_supernet
+        >>> net = build_supernet((4,), num_classes=2, depth=2, width=5, seed=0)
+        >>> sum(path_widths(net, 3))
+        5
+    """
+    p = keras.ops.convert_to_numpy(supernet.membrane_permeability())
+    return widths_from_permeability(p, paths)
+
+
+def count_parameters(
+    input_dim: int, num_classes: int, depth: int, widths: list[int]
+) -> int:
+    """Closed-form parameter count of a derived network.
+
+    ``input_dim*W + W`` (first layer) ``+ (depth-1) * (sum(w_i^2) + W)`` (path
+    layers) ``+ W*num_classes + num_classes`` (classifier), with W = sum(widths).
+
+    Args:
+        input_dim: Number of input features after flattening.
+        num_classes: Number of classes.
+        depth: Number of hidden layers.
+        widths: Path widths.
+
+    Returns:
+        The number of parameters; ``widths=[W]`` gives the equivalent MLP.
+
+    Example:
+        >>> count_parameters(64, 10, 2, [8])
+        682
+    """
+    width = sum(widths)
+    blocks = sum(w * w for w in widths)
+    return (
+        input_dim * width
+        + width
+        + (depth - 1) * (blocks + width)
+        + width * num_classes
+        + num_classes
+    )
+
+
+def parameter_counts_from_permeability(
+    permeability, input_dim: int, num_classes: int, depth: int
+) -> dict[int, int]:
+    """Parameter count of the derived network for every path count in [1, W].
+
+    Adds one cut at a time in permeability order and updates the sum of squared
+    path widths, so the whole map costs O(W log W) and builds no model.
+
+    Args:
+        permeability: The W - 1 membrane permeabilities.
+        input_dim: Number of input features after flattening.
+        num_classes: Number of classes.
+        depth: Number of hidden layers.
+
+    Returns:
+        ``{b: parameters}`` for b = 1 .. W, strictly decreasing in b.
+
+    Example:
+        >>> parameter_counts_from_permeability([0.9, 0.1, 0.5], 64, 10, 2)
+        {1: 326, 2: 318, 3: 316, 4: 314}
+    """
+    width = len(permeability) + 1
+    bounds = [0, width]  # sorted cut positions, including both ends
+    squares = width * width
+    counts = {1: count_parameters(input_dim, num_classes, depth, [width])}
+    fixed = counts[1] - (depth - 1) * squares
+    for b, membrane in enumerate(membrane_order(permeability), start=2):
+        cut = int(membrane) + 1
+        k = bisect.bisect_left(bounds, cut)
+        lo, hi = bounds[k - 1], bounds[k]
+        squares += (cut - lo) ** 2 + (hi - cut) ** 2 - (hi - lo) ** 2
+        bounds.insert(k, cut)
+        counts[b] = fixed + (depth - 1) * squares
+    return counts
+
+
+def parameter_counts(supernet: Supernet) -> dict[int, int]:
+    """Parameter count of ``derive(supernet, b)`` for every b in [1, W].
+
+    Args:
+        supernet: A built ``Supernet``.
+
+    Returns:
+        ``{b: parameters}`` for b = 1 .. W.
+
+    Example:
+        >>> from mpath_tf import build_supernet
+        >>> net = build_supernet((4,), num_classes=2, depth=2, width=5, seed=0)
+        >>> counts = parameter_counts(net)
+        >>> counts[1] == net.count_params() - 4  # the supernet also holds omega
+        True
+    """
+    p = keras.ops.convert_to_numpy(supernet.membrane_permeability())
+    input_dim = int(np.prod(supernet.example_shape))
+    return parameter_counts_from_permeability(
+        p, input_dim, supernet.num_classes, supernet.depth
+    )
+
+
+def derive(supernet: Supernet, paths: int) -> keras.Model:
+    """Build the standalone multipath network with ``paths`` paths.
+
+    The first hidden layer and the classifier are copied; every membrane layer
+    becomes a ``PathDense`` holding only its diagonal blocks. The result gives
+    the same outputs as ``supernet(x, permeability=P_b)`` with P_b the {0, 1}
+    matrix of the pruned membranes (up to float rounding, <= 1e-5 in float32).
+
+    Args:
+        supernet: A built (usually trained) ``Supernet``.
+        paths: Path count b in [1, W]; 1 gives the equivalent MLP.
+
+    Returns:
+        A functional ``keras.Model`` named ``mpath-<depth>-<width>-b<paths>``.
+
+    Raises:
+        ValueError: If ``paths`` is outside [1, W].
+
+    Example:
+        >>> from mpath_tf import build_supernet
+        >>> net = build_supernet((4,), num_classes=2, depth=3, width=6, seed=0)
+        >>> model = derive(net, paths=3)
+        >>> model.count_params() == parameter_counts(net)[3]
+        True
+    """
+    widths = path_widths(supernet, paths)
+    offsets = np.concatenate([[0], np.cumsum(widths)])
+    inputs = keras.Input(supernet.example_shape)
+    h = keras.layers.Flatten(name="flatten")(inputs)
+    first = keras.layers.Dense(
+        supernet.width, activation=supernet.activation, name="dense_in"
+    )
+    h = first(h)
+    first.set_weights(supernet.first.get_weights())
+    for i, source in enumerate(supernet.membrane_layers):
+        layer = PathDense(widths, activation=supernet.activation, name=f"path_dense_{i + 1}")
+        h = layer(h)
+        kernel, bias = source.get_weights()
+        blocks = [
+            kernel[lo:hi, lo:hi].reshape(-1) for lo, hi in zip(offsets[:-1], offsets[1:])
+        ]
+        layer.set_weights([np.concatenate(blocks), bias])
+    classifier = keras.layers.Dense(
+        supernet.num_classes, activation="softmax", name="classifier"
+    )
+    outputs = classifier(h)
+    classifier.set_weights(supernet.classifier.get_weights())
+    return keras.Model(
+        inputs, outputs, name=f"mpath-{supernet.depth}-{supernet.width}-b{paths}"
+    )

@@ -1,0 +1,30 @@
+"""The exception hierarchy of mpath-tf.
+
+Each class says how far a failure reaches, so callers can decide what to keep:
+
+- ``ConfigError``: a bad setting or argument; the whole run stops (CLI exit 2).
+- ``DataError``: a dataset that is missing, corrupt or malformed (CLI exit 2).
+- ``RunDirError``: a run directory that is missing, incomplete or from another
+  format version (CLI exit 2).
+
+All of them derive from ``MpathError`` and from ``ValueError`` so that code
+written against plain Python conventions still catches them.
+"""
+
+from __future__ import annotations
+
+
+class MpathError(ValueError):
+    """Base class of every error mpath-tf raises on purpose."""
+
+
+class ConfigError(MpathError):
+    """A setting or argument is invalid; the run cannot start."""
+
+
+class DataError(MpathError):
+    """A dataset cannot be loaded as asked."""
+
+
+class RunDirError(MpathError):
+    """A run directory is missing, incomplete, or from another version."""
