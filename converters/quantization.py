@@ -1,0 +1,147 @@
+"""Quantization schemes for TFLite export, one small object per scheme.
+
+Each scheme configures a ``tf.lite.TFLiteConverter`` and carries the tolerance
+that ``verify_tflite`` holds the exported file to. Inputs and outputs of every
+exported model stay float32, so a caller feeds the same arrays to every file;
+only weights (dynamic range) or weights and activations (int8) are quantized.
+
+Not supported yet: float16, int16 activations, integer-only input/output
+tensors, quantization-aware training (see the converters issue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mpath_tf.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Float32:
+    """No quantization: float32 weights and activations.
+
+    Tolerance: the LiteRT kernels compute the same float32 maths as Keras in a
+    different order, so every output (softmax probability) agrees to 1e-5.
+    """
+
+    name = "float32"
+    max_atol = 1e-5
+    mean_atol = 1e-5
+    min_agreement = 1.0
+
+    def configure(self, converter, representative_data) -> None:
+        """Float32 needs no converter setting."""
+
+    def get_config(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DynamicRange:
+    """Dynamic-range quantization: int8 weights, float32 activations.
+
+    Weights are stored as int8 with per-channel scales; activations are
+    quantized on the fly. Tolerance: weight rounding moves the logits a little;
+    near a tie between two classes that can move a softmax probability a lot,
+    so no bound is put on the largest difference. The mean absolute difference
+    of the probabilities stays under 0.01 and top-1 predictions agree on at
+    least 97% of examples.
+    """
+
+    name = "dynamic"
+    max_atol = None
+    mean_atol = 0.01
+    min_agreement = 0.97
+
+    def configure(self, converter, representative_data) -> None:
+        import tensorflow as tf
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    def get_config(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Int8:
+    """Full-integer post-training quantization: int8 weights and activations.
+
+    Activation ranges are calibrated on ``num_samples`` examples of the
+    representative data (the training set), taken with a fixed seed. Every
+    op must have an int8 kernel (``TFLITE_BUILTINS_INT8``); the float32 input
+    is quantized and the output dequantized inside the model.
+
+    Tolerance: activations are also rounded, to 256 levels per tensor. As for
+    dynamic range, near-ties make the largest difference unbounded; the mean
+    absolute difference of the probabilities stays under 0.02 and top-1
+    predictions agree on at least 93% of examples.
+
+    Args:
+        num_samples: Number of calibration examples (>= 1).
+        seed: Seed that picks the calibration examples.
+    """
+
+    num_samples: int = 200
+    seed: int = 0
+    name = "int8"
+    max_atol = None
+    mean_atol = 0.02
+    min_agreement = 0.93
+
+    def __post_init__(self):
+        if self.num_samples < 1:
+            raise ConfigError(
+                f"Int8 calibration needs num_samples >= 1. Received: num_samples={self.num_samples}"
+            )
+
+    def configure(self, converter, representative_data) -> None:
+        import tensorflow as tf
+
+        if representative_data is None or len(representative_data) == 0:
+            raise ConfigError(
+                "int8 quantization needs representative data to calibrate "
+                "activation ranges: pass representative_data (CLI: --dataset)."
+            )
+        rng = np.random.default_rng(self.seed)
+        count = min(self.num_samples, len(representative_data))
+        picks = rng.choice(len(representative_data), size=count, replace=False)
+        samples = np.asarray(representative_data, dtype="float32")[np.sort(picks)]
+
+        def dataset():
+            for example in samples:
+                yield [example[None, ...]]  # (1, *input_shape)
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+    def get_config(self) -> dict:
+        return asdict(self)
+
+
+QUANTIZATIONS = {cls.name: cls for cls in (Float32, DynamicRange, Int8)}
+
+
+def get_quantization(name: str):
+    """Return the default scheme object for ``name``.
+
+    Args:
+        name: ``float32``, ``dynamic`` or ``int8``.
+
+    Returns:
+        A quantization object.
+
+    Raises:
+        ConfigError: If the name is unknown.
+
+    Example:
+        >>> get_quantization("int8")
+        Int8(num_samples=200, seed=0)
+    """
+    if name not in QUANTIZATIONS:
+        raise ConfigError(
+            f"Unknown quantization '{name}'. Choose one of: {', '.join(QUANTIZATIONS)}."
+        )
+    return QUANTIZATIONS[name]()
