@@ -1,13 +1,55 @@
-"""mpath-tf: multipath neural networks with a chosen accuracy/latency balance."""
+"""mpath-tf: multipath neural networks with a chosen accuracy/latency balance.
 
-from mpath_tf.derive import (
-    count_parameters,
-    derive,
-    parameter_counts,
-    path_widths,
-)
-from mpath_tf.layers import MembraneDense, PathDense
-from mpath_tf.models import Supernet, build_mlp, build_supernet
-from mpath_tf.permeability import connection_permeability, discrete_permeability
+The public API is imported lazily (on first attribute access) so that
+``mpath-tf --help`` and the data and config modules start without TensorFlow.
+
+Example:
+    >>> import mpath_tf
+    >>> net = mpath_tf.build_supernet((8, 8), num_classes=10, depth=4, width=16, seed=0)
+    >>> model = mpath_tf.derive(net, paths=4)
+    >>> model.count_params() == mpath_tf.parameter_counts(net)[4]
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "MembraneDense": "mpath_tf.layers",
+    "PathDense": "mpath_tf.layers",
+    "Supernet": "mpath_tf.models",
+    "build_supernet": "mpath_tf.models",
+    "build_mlp": "mpath_tf.models",
+    "connection_permeability": "mpath_tf.permeability",
+    "discrete_permeability": "mpath_tf.permeability",
+    "derive": "mpath_tf.derivation",
+    "path_widths": "mpath_tf.derivation",
+    "parameter_counts": "mpath_tf.derivation",
+    "count_parameters": "mpath_tf.derivation",
+    "PaperPredictor": "mpath_tf.predictors",
+    "SearchConfig": "mpath_tf.config",
+    "search": "mpath_tf.pipeline",
+    "load_dataset": "mpath_tf.data",
+    "Dataset": "mpath_tf.data",
+    "ConfigError": "mpath_tf.errors",
+    "DataError": "mpath_tf.errors",
+    "MpathError": "mpath_tf.errors",
+    "RunDirError": "mpath_tf.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mpath_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -103,3 +103,6 @@ class PaperPredictor:
                 inserted = inserted[:-1]
             out.append(self.model_.predict(np.array([inserted]))[0, k])
         return np.asarray(out)
+
+
+PREDICTORS = {"paper": PaperPredictor}

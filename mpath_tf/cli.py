@@ -1,0 +1,162 @@
+"""``mpath-tf``: a thin click layer over the mpath-tf API.
+
+Library errors (``mpath_tf.errors.MpathError``) become one-line messages with
+exit code 2; every option maps to an argument of the function it calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import click
+
+from mpath_tf.config import SearchConfig
+from mpath_tf.errors import MpathError
+
+_DEFAULTS = SearchConfig()
+
+
+class InputError(click.ClickException):
+    """A usage or input problem: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+def _input_errors(command):
+    """Turn library input errors into ``InputError`` (exit 2)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MpathError as err:
+            raise InputError(str(err)) from err
+
+    return wrapper
+
+
+def _data_options(command):
+    command = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Directory with the dataset's official files (default: $MPATH_TF_DATA_DIR).",
+    )(command)
+    return command
+
+
+@click.group()
+@click.version_option(package_name="mpath-tf")
+def cli():
+    """Find multipath networks with a chosen accuracy/latency balance and
+    export them to quantized TFLite for edge devices."""
+
+
+@cli.command()
+@click.option("--dataset", default=_DEFAULTS.dataset, show_default=True,
+              help="digits (bundled), mnist or fashion_mnist.")
+@_data_options
+@click.option("--depth", type=int, default=_DEFAULTS.depth, show_default=True,
+              help="Hidden layers (>= 2).")
+@click.option("--width", type=int, default=_DEFAULTS.width, show_default=True,
+              help="Neurons per hidden layer (>= 2).")
+@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True,
+              help="One-shot training epochs.")
+@click.option("--finetune-epochs", type=int, default=_DEFAULTS.finetune_epochs,
+              show_default=True, help="Fine-tuning epochs per sampled path count.")
+@click.option("--samples", type=int, default=_DEFAULTS.samples, show_default=True,
+              help="Evenly spaced path counts in [2, W] to fine-tune.")
+@click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate,
+              show_default=True, help="Adam learning rate.")
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@click.option("--predictor", default=_DEFAULTS.predictor, show_default=True,
+              help="Accuracy predictor.")
+@click.option("--max-accuracy-drop", type=float, default=_DEFAULTS.max_accuracy_drop,
+              show_default=True,
+              help="Choose the most paths whose predicted validation accuracy is at "
+              "most this far below the best sample (0.01 = 1 point).")
+@click.option("--paths", type=int, default=None,
+              help="Choose this path count instead of using --max-accuracy-drop.")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Run directory (default: runs/<dataset>-mpath-<depth>-<width>-seed<seed>). "
+              "An existing run with the same settings is resumed.")
+@_input_errors
+def search(run_dir, **settings):
+    """Train a supernet, fine-tune sampled path counts, predict the rest,
+    and export the chosen model to .tflite.
+
+    \b
+    Example (embedded digits dataset, about two minutes on 2 cores):
+        mpath-tf search
+    \b
+    The paper's mpath-4-500 on MNIST:
+        mpath-tf search --dataset mnist --data-dir ~/data --width 500 --epochs 100
+    """
+    from mpath_tf.pipeline import search as run_search
+
+    config = SearchConfig(**settings).validate()  # before TensorFlow loads
+    result = run_search(config, run_dir, log=click.echo)
+    click.echo(f"results: {result['run_dir']}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.option("--paths", type=int, required=True, help="Path count b in [1, W].")
+@click.option("--finetune-epochs", type=int, default=0, show_default=True,
+              help="Fine-tune the derived model on the run's dataset (0: no fine-tuning).")
+@_data_options
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Output .keras file (default: RUN/models/paths-<b>-derived.keras).")
+@_input_errors
+def derive(run, paths, finetune_epochs, data_dir, output):
+    """Derive the multipath model with PATHS paths from a search run.
+
+    \b
+    Example:
+        mpath-tf derive runs/digits-mpath-4-64-seed0 --paths 8 --finetune-epochs 5
+    """
+    from mpath_tf.workflows import derive_from_run
+
+    report = derive_from_run(run, paths, finetune_epochs, data_dir=data_dir, output=output)
+    click.echo(json.dumps(report, indent=2))
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["tflite"]), default="tflite",
+              show_default=True, help="Export format.")
+@click.option("--quantization", default="float32", show_default=True,
+              help="float32, dynamic (int8 weights) or int8 (weights and activations).")
+@click.option("--dataset", default=None,
+              help="Dataset for int8 calibration and verification (default: the "
+              "dataset of the run MODEL belongs to, if any).")
+@_data_options
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Output file (default: MODEL with suffix _<quantization>.tflite).")
+@_input_errors
+def export(model, fmt, quantization, dataset, data_dir, output):
+    """Export a .keras MODEL to TFLite and check it against Keras.
+
+    \b
+    Example:
+        mpath-tf export runs/digits-mpath-4-64-seed0/model.keras --quantization int8
+    """
+    from mpath_tf.workflows import export_model
+
+    report = export_model(model, quantization, dataset=dataset, data_dir=data_dir, output=output)
+    click.echo(json.dumps(report, indent=2))
+    if not report["verification"]["passed"]:
+        raise click.ClickException(
+            "the exported file does not match Keras within the tolerance of "
+            f"{quantization}; see the numbers above."
+        )
+
+
+def main():
+    """Console entry point."""
+    # Keep TensorFlow's C++ start-up chatter out of the CLI output unless the
+    # user asked for it; set here, in the entry point, never at import time.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cli(prog_name="mpath-tf")

@@ -1,0 +1,138 @@
+"""Settings of a search, as one small serializable object."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from mpath_tf.data import DATASETS
+from mpath_tf.errors import ConfigError
+
+# Settings that may change between a run and its resumption: where the data
+# lives is not part of what the run computes, and the choice of the final model
+# is redone on every resumption (it reuses any model already fine-tuned).
+NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything ``search`` needs to know, with the defaults of the CLI.
+
+    The defaults suit the embedded ``digits`` dataset and finish in a couple of
+    minutes on two CPU cores. For the paper's ``mpath-4-500`` on MNIST use
+    ``dataset="mnist", width=500`` and longer ``epochs``.
+
+    Args:
+        dataset: Dataset name (see ``mpath_tf.data.DATASETS``).
+        data_dir: Directory with the dataset's official files (not for digits).
+        depth: Hidden layers (>= 2).
+        width: Neurons per hidden layer W (>= 2).
+        epochs: One-shot training epochs (best validation epoch kept).
+        finetune_epochs: Fine-tuning epochs of each sampled path count.
+        samples: Number of evenly spaced path counts in [2, W] to fine-tune (>= 2).
+        batch_size: Mini-batch size.
+        learning_rate: Adam learning rate.
+        seed: Seed of weight initialization and training order.
+        predictor: Accuracy predictor name (``paper``).
+        max_accuracy_drop: The chosen model is the one with the most paths whose
+            predicted validation accuracy is at most this far (absolute, 0.01 = 1
+            point) below the best sampled one.
+        paths: Choose this path count instead (None: choose by accuracy drop).
+
+    Raises:
+        ConfigError: From ``validate`` when a setting is out of range.
+
+    Example:
+        >>> SearchConfig(width=16).validate().width
+        16
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    depth: int = 4
+    width: int = 64
+    epochs: int = 60
+    finetune_epochs: int = 10
+    samples: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    predictor: str = "paper"
+    max_accuracy_drop: float = 0.01
+    paths: int | None = None
+
+    def validate(self) -> "SearchConfig":
+        """Check every setting; return self.
+
+        Raises:
+            ConfigError: Naming the first setting out of range.
+        """
+        from mpath_tf.predictors import PREDICTORS
+
+        if self.dataset not in DATASETS:
+            raise ConfigError(
+                f"Unknown dataset '{self.dataset}'. Choose one of: {', '.join(DATASETS)}."
+            )
+        if self.depth < 2:
+            raise ConfigError(
+                f"depth must be >= 2 (the first hidden layer is fully connected, "
+                f"paths start above it). Received: depth={self.depth}"
+            )
+        if self.width < 2:
+            raise ConfigError(
+                f"width must be >= 2 (a membrane sits between two neurons). "
+                f"Received: width={self.width}"
+            )
+        for name in ("epochs", "finetune_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.samples < 2:
+            raise ConfigError(
+                f"samples must be >= 2 to fit a predictor. Received: samples={self.samples}"
+            )
+        if not self.learning_rate > 0:
+            raise ConfigError(
+                f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}"
+            )
+        if self.predictor not in PREDICTORS:
+            raise ConfigError(
+                f"Unknown predictor '{self.predictor}'. Choose one of: {', '.join(PREDICTORS)}."
+            )
+        if not 0 <= self.max_accuracy_drop <= 1:
+            raise ConfigError(
+                "max_accuracy_drop is an absolute accuracy in [0, 1] (0.01 = 1 point). "
+                f"Received: max_accuracy_drop={self.max_accuracy_drop}"
+            )
+        if self.paths is not None and not 1 <= self.paths <= self.width:
+            raise ConfigError(
+                f"paths must be in [1, width={self.width}]. Received: paths={self.paths}"
+            )
+        return self
+
+    def to_dict(self) -> dict:
+        """The settings as a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SearchConfig":
+        """Rebuild a config from ``to_dict`` output.
+
+        Raises:
+            ConfigError: If ``values`` holds a key this version does not know.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown search settings {unknown}; the run was written by another "
+                "mpath-tf version."
+            )
+        return cls(**values)
+
+    def differences(self, other: "SearchConfig") -> list[str]:
+        """Names of the settings (compared on resume) that differ from ``other``."""
+        return [
+            f.name
+            for f in fields(self)
+            if f.name not in NOT_COMPARED_ON_RESUME
+            and getattr(self, f.name) != getattr(other, f.name)
+        ]

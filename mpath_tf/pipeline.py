@@ -1,0 +1,278 @@
+"""The search pipeline behind ``mpath-tf search`` (paper, section 3).
+
+1. One-shot training of the supernet (best validation epoch kept).
+2. Sample fine-tuning: derive and fine-tune evenly spaced path counts in [2, W].
+3. Fit the accuracy predictor and predict every path count in [1, W].
+4. Choose a model, fine-tune it if it was not sampled, export it to float32 and
+   int8 ``.tflite`` and verify both against Keras in the LiteRT interpreter.
+5. Write ``results.json``, ``results.csv`` and ``results.png``.
+
+After each step the state is saved, so a killed search resumes where it
+stopped and never redoes a finished step.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mpath_tf.config import SearchConfig
+from mpath_tf.data import Dataset, load_dataset
+from mpath_tf.derivation import derive, parameter_counts, path_widths
+from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text
+from mpath_tf.models import build_supernet
+from mpath_tf.plotting import plot_search
+from mpath_tf.predictors import PREDICTORS
+from mpath_tf.rundir import RunDir
+from mpath_tf.training import accuracy, train
+
+RESULT_COLUMNS = (
+    "paths",
+    "parameters",
+    "percent_of_mlp",
+    "predicted_val_accuracy",
+    "measured_val_accuracy",
+)
+
+
+def sample_path_counts(width: int, samples: int) -> list[int]:
+    """Evenly spaced path counts in [2, W], as the paper samples them.
+
+    Args:
+        width: Network width W (>= 2).
+        samples: How many to take; all of [2, W] when W - 1 <= samples.
+
+    Returns:
+        Sorted distinct path counts.
+
+    Example:
+        >>> sample_path_counts(10, 5)
+        [2, 4, 6, 8, 10]
+    """
+    counts = np.rint(np.linspace(2, width, min(samples, width - 1))).astype(int)
+    return sorted(set(counts.tolist()))
+
+
+def default_run_dir(config: SearchConfig) -> Path:
+    """``runs/<dataset>-mpath-<depth>-<width>-seed<seed>`` under the current directory."""
+    return Path("runs") / f"{config.dataset}-mpath-{config.depth}-{config.width}-seed{config.seed}"
+
+
+def _finetune(supernet, paths: int, data: Dataset, config: SearchConfig) -> keras.Model:
+    keras.utils.set_random_seed(config.seed * 100_003 + paths)
+    model = derive(supernet, paths)
+    train(
+        model,
+        data,
+        config.finetune_epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        keep_best=False,
+    )
+    return model
+
+
+def _train_supernet(run: RunDir, data: Dataset, log) -> keras.Model:
+    config = run.config
+    if run.state["supernet"] is not None and run.supernet_path.is_file():
+        log("one-shot training: done earlier, loading supernet.keras")
+        return run.load_supernet()
+    log(f"one-shot training mpath-{config.depth}-{config.width} for {config.epochs} epochs")
+    start = time.perf_counter()
+    supernet = build_supernet(
+        data.input_shape, data.num_classes, config.depth, config.width, seed=config.seed
+    )
+    val = train(
+        supernet,
+        data,
+        config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+    )
+    atomic_save_model(supernet, run.supernet_path)
+    run.state["supernet"] = {
+        "val_accuracy": val,
+        "test_accuracy": accuracy(supernet, data.x_test, data.y_test),
+        "seconds": time.perf_counter() - start,
+    }
+    run.save_state()
+    log(f"  one-shot validation accuracy {val:.4f}")
+    return supernet
+
+
+def _sample_finetune(run: RunDir, supernet, data: Dataset, log) -> dict[int, float]:
+    config = run.config
+    for b in sample_path_counts(config.width, config.samples):
+        if str(b) in run.state["samples"] and run.model_path(b).is_file():
+            continue
+        start = time.perf_counter()
+        model = _finetune(supernet, b, data, config)
+        atomic_save_model(model, run.model_path(b))
+        val = accuracy(model, data.x_val, data.y_val)
+        run.state["samples"][str(b)] = {
+            "val_accuracy": val,
+            "parameters": model.count_params(),
+            "path_widths": path_widths(supernet, b),
+            "seconds": time.perf_counter() - start,
+        }
+        run.save_state()
+        log(f"  fine-tuned {b} paths: validation accuracy {val:.4f}")
+    return {int(b): s["val_accuracy"] for b, s in run.state["samples"].items()}
+
+
+def _result_rows(supernet, measured: dict[int, float], predictor) -> list[dict]:
+    counts = parameter_counts(supernet)
+    mlp = counts[1]
+    paths = np.arange(1, supernet.width + 1)
+    predicted = predictor.predict(paths)
+    return [
+        {
+            "paths": int(b),
+            "parameters": counts[int(b)],
+            "percent_of_mlp": 100.0 * counts[int(b)] / mlp,
+            "predicted_val_accuracy": float(p),
+            "measured_val_accuracy": measured.get(int(b)),
+        }
+        for b, p in zip(paths, predicted)
+    ]
+
+
+def choose_paths(rows: list[dict], max_accuracy_drop: float) -> int:
+    """The most paths whose predicted accuracy is within the allowed drop.
+
+    Args:
+        rows: Result rows (see ``RESULT_COLUMNS``).
+        max_accuracy_drop: Allowed drop below the best measured sample.
+
+    Returns:
+        The chosen path count.
+
+    Example:
+        >>> rows = [{"paths": 1, "predicted_val_accuracy": 0.9, "measured_val_accuracy": None},
+        ...         {"paths": 2, "predicted_val_accuracy": 0.9, "measured_val_accuracy": 0.9},
+        ...         {"paths": 3, "predicted_val_accuracy": 0.8, "measured_val_accuracy": 0.8}]
+        >>> choose_paths(rows, 0.05)
+        2
+    """
+    best = max(r["measured_val_accuracy"] for r in rows if r["measured_val_accuracy"] is not None)
+    ok = [r["paths"] for r in rows if r["predicted_val_accuracy"] >= best - max_accuracy_drop]
+    return max(ok)
+
+
+def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log) -> keras.Model:
+    config = run.config
+    if run.model_path(paths).is_file() and (
+        str(paths) in run.state["samples"] or str(paths) in run.state["final"]
+    ):
+        return keras.saving.load_model(run.model_path(paths))
+    log(f"fine-tuning the chosen model ({paths} paths)")
+    model = _finetune(supernet, paths, data, config)
+    atomic_save_model(model, run.model_path(paths))
+    run.state["final"][str(paths)] = {"val_accuracy": accuracy(model, data.x_val, data.y_val)}
+    run.save_state()
+    return model
+
+
+def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
+    from converters import Float32, Int8, export_tflite, run_tflite, verify_tflite
+
+    exports = {}
+    for scheme in (Float32(), Int8()):
+        path = run.path / f"model_{scheme.name}.tflite"
+        export_tflite(model, path, scheme, representative_data=data.x_train)
+        check = verify_tflite(path, model, data.x_test, scheme)
+        probs = run_tflite(path, data.x_test)
+        exports[scheme.name] = {
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "test_accuracy": float(np.mean(probs.argmax(-1) == data.y_test)),
+            "verification": {**check.__dict__, "passed": check.passed},
+        }
+        status = "matches Keras" if check.passed else "DOES NOT match Keras within tolerance"
+        log(f"  {path.name}: {path.stat().st_size} bytes, {status}")
+    return exports
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else row[k] for k in RESULT_COLUMNS})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def search(
+    config: SearchConfig | None = None,
+    run_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """Run (or resume) a whole search and write its run directory.
+
+    Args:
+        config: Settings; default ``SearchConfig()`` (digits, mpath-4-64).
+        run_dir: Run directory; default ``default_run_dir(config)``. An existing
+            run there is resumed; a run with other settings is refused.
+        log: Called with one line per progress message.
+
+    Returns:
+        The content of ``results.json``.
+
+    Raises:
+        ConfigError: Bad settings, or settings that differ from the run's.
+        DataError: The dataset cannot be loaded.
+        RunDirError: The run directory cannot be used.
+
+    Example:
+        >>> result = search(SearchConfig(width=4, epochs=1, finetune_epochs=1, samples=2),
+        ...                 run_dir=tempfile.mkdtemp())  # doctest: +SKIP
+    """
+    config = (config or SearchConfig()).validate()
+    data = load_dataset(config.dataset, config.data_dir)
+    run = RunDir.create_or_resume(run_dir or default_run_dir(config), config)
+    log(f"run directory: {run.path}")
+
+    supernet = _train_supernet(run, data, log)
+    log(f"sample fine-tuning: {config.finetune_epochs} epochs each")
+    measured = _sample_finetune(run, supernet, data, log)
+
+    predictor = PREDICTORS[config.predictor]().fit(list(measured), list(measured.values()))
+    rows = _result_rows(supernet, measured, predictor)
+    chosen = config.paths or choose_paths(rows, config.max_accuracy_drop)
+    model = _final_model(run, supernet, chosen, data, log)
+    atomic_save_model(model, run.path / "model.keras")
+    chosen_row = next(r for r in rows if r["paths"] == chosen)
+    result = {
+        "run_dir": str(run.path),
+        "settings": config.to_dict(),
+        "one_shot": run.state["supernet"],
+        "chosen": {
+            **chosen_row,
+            "path_widths": path_widths(supernet, chosen),
+            "val_accuracy": accuracy(model, data.x_val, data.y_val),
+            "test_accuracy": accuracy(model, data.x_test, data.y_test),
+            "exports": _export(run, model, data, log),
+        },
+        "rows": rows,
+    }
+    _write_csv(rows, run.path / "results.csv")
+    plot_search(
+        rows,
+        chosen,
+        run.path / "results.png",
+        f"{config.dataset}: mpath-{config.depth}-{config.width}, predictor '{config.predictor}'",
+    )
+    atomic_write_json(run.path / "results.json", result)
+    log(
+        f"chosen: {chosen} paths, {chosen_row['parameters']} parameters "
+        f"({chosen_row['percent_of_mlp']:.1f}% of the MLP), test accuracy "
+        f"{result['chosen']['test_accuracy']:.4f}"
+    )
+    return result

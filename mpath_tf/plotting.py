@@ -1,0 +1,70 @@
+"""Plots of a search, in the layout of the paper's Figs. 4-6 (top row).
+
+Left: validation error against path count. Right: the same against the
+percentage of the equivalent MLP's parameters. Measured samples are dots, the
+predictor's curve is a line, the chosen model is a star.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+from mpath_tf.io import atomic_write_bytes
+
+
+def plot_search(rows: list[dict], chosen: int | None, path: str | os.PathLike, title: str) -> None:
+    """Write the search plot as a PNG, atomically.
+
+    Args:
+        rows: Result rows with ``paths``, ``percent_of_mlp``,
+            ``predicted_val_accuracy`` and ``measured_val_accuracy`` (or None).
+        chosen: Path count of the chosen model, or None.
+        path: Destination ``.png``.
+        title: Figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    measured = [r for r in rows if r["measured_val_accuracy"] is not None]
+    for ax, key, label in (
+        (axes[0], "paths", "path count"),
+        (axes[1], "percent_of_mlp", "parameters (% of equivalent MLP)"),
+    ):
+        ax.plot(
+            [r[key] for r in rows],
+            [100 * (1 - r["predicted_val_accuracy"]) for r in rows],
+            "-",
+            color="tab:blue",
+            lw=1.2,
+            label="predicted",
+        )
+        ax.plot(
+            [r[key] for r in measured],
+            [100 * (1 - r["measured_val_accuracy"]) for r in measured],
+            "o",
+            color="tab:orange",
+            label="fine-tuned samples",
+        )
+        if chosen is not None:
+            row = next(r for r in rows if r["paths"] == chosen)
+            ax.plot(
+                row[key],
+                100 * (1 - row["predicted_val_accuracy"]),
+                "*",
+                ms=14,
+                color="tab:red",
+                label=f"chosen ({chosen} paths)",
+            )
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation error (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())

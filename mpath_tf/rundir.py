@@ -1,0 +1,153 @@
+"""The run directory: settings, versions, resumable state and artifacts.
+
+Layout::
+
+    run.json          format version, settings, library versions (written once)
+    state.json        finished steps and their numbers (rewritten after each step)
+    supernet.keras    the one-shot trained supernet
+    models/paths-<b>.keras   fine-tuned derived models
+    results.json, results.csv, results.png   written last: the run is complete
+    model.keras, model_float32.tflite, model_int8.tflite   the chosen model
+
+Every file is written atomically, so an interrupted run leaves only complete
+files and ``state.json`` never claims a step whose file is missing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+from mpath_tf.config import SearchConfig
+from mpath_tf.errors import RunDirError
+from mpath_tf.io import atomic_write_json, library_versions
+
+FORMAT = "mpath-tf-run"
+FORMAT_VERSION = 1
+
+
+def _empty_state() -> dict:
+    return {"supernet": None, "samples": {}, "final": {}}
+
+
+class RunDir:
+    """One search's directory. Use ``RunDir.create`` or ``RunDir.open``.
+
+    Args:
+        path: The directory.
+        config: The run's settings.
+        state: The run's state (see ``_empty_state``).
+    """
+
+    def __init__(self, path: Path, config: SearchConfig, state: dict):
+        self.path = Path(path)
+        self.config = config
+        self.state = state
+
+    @classmethod
+    def create_or_resume(cls, path: str | os.PathLike, config: SearchConfig) -> "RunDir":
+        """Open ``path`` to resume it, or start a new run there.
+
+        Raises:
+            ConfigError: If the directory holds a run with different settings.
+            RunDirError: If it holds something that is not a run of this version,
+                or cannot be written.
+        """
+        path = Path(path)
+        if (path / "run.json").exists():
+            run = cls.open(path)
+            differing = config.differences(run.config)
+            if differing:
+                from mpath_tf.errors import ConfigError
+
+                details = ", ".join(
+                    f"{name}={getattr(config, name)!r} (run has {getattr(run.config, name)!r})"
+                    for name in differing
+                )
+                raise ConfigError(
+                    f"{path} holds a run with other settings: {details}. Resume it with "
+                    "its own settings, or choose a new --run-dir."
+                )
+            run.config = config  # take the new selection settings and data_dir
+            return run
+        if path.exists() and any(path.iterdir()):
+            raise RunDirError(
+                f"{path} exists, is not empty and holds no run.json; choose an empty "
+                "or new --run-dir."
+            )
+        try:
+            (path / "models").mkdir(parents=True, exist_ok=True)
+            run = cls(path, config, _empty_state())
+            atomic_write_json(
+                path / "run.json",
+                {
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                    "settings": config.to_dict(),
+                    "versions": library_versions(),
+                },
+            )
+            run.save_state()
+        except OSError as err:
+            raise RunDirError(
+                f"Cannot write the run directory {path}: {err.strerror or err}. Choose a "
+                "writable --run-dir."
+            ) from err
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "RunDir":
+        """Open an existing run directory.
+
+        Raises:
+            RunDirError: If it is missing, not a run, or from another format version.
+        """
+        path = Path(path)
+        meta_path = path / "run.json"
+        if not meta_path.is_file():
+            raise RunDirError(
+                f"{path} is not an mpath-tf run directory (no run.json); pass the "
+                "directory that `mpath-tf search` wrote."
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+            state = json.loads((path / "state.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise RunDirError(f"{path}: cannot read run.json/state.json ({err}).") from err
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise RunDirError(
+                f"{path} was written by another mpath-tf version (format "
+                f"{meta.get('format')!r} version {meta.get('format_version')!r}, this "
+                f"version reads {FORMAT!r} version {FORMAT_VERSION}); rerun the search "
+                "with this version."
+            )
+        return cls(path, SearchConfig.from_dict(meta["settings"]), state)
+
+    def save_state(self) -> None:
+        """Write ``state.json`` atomically."""
+        atomic_write_json(self.path / "state.json", self.state)
+
+    @property
+    def supernet_path(self) -> Path:
+        return self.path / "supernet.keras"
+
+    def model_path(self, paths: int) -> Path:
+        return self.path / "models" / f"paths-{paths}.keras"
+
+    def load_supernet(self):
+        """Load the trained supernet.
+
+        Raises:
+            RunDirError: If one-shot training has not finished in this run.
+        """
+        import keras
+
+        if self.state.get("supernet") is None or not self.supernet_path.is_file():
+            raise RunDirError(
+                f"{self.path} has no trained supernet yet; finish the search with "
+                f"`mpath-tf search --run-dir {self.path}` (same settings) first."
+            )
+        return keras.saving.load_model(self.supernet_path)

@@ -1,0 +1,154 @@
+"""The work behind ``mpath-tf derive`` and ``mpath-tf export``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+
+from mpath_tf.data import load_dataset
+from mpath_tf.derivation import derive, path_widths
+from mpath_tf.errors import ConfigError
+from mpath_tf.io import atomic_save_model
+from mpath_tf.rundir import RunDir
+from mpath_tf.training import accuracy, train
+
+
+def derive_from_run(
+    run_dir: str | os.PathLike,
+    paths: int,
+    finetune_epochs: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None,
+) -> dict:
+    """Derive (and optionally fine-tune) a model from a finished one-shot training.
+
+    Args:
+        run_dir: A run directory written by ``search``.
+        paths: Path count b in [1, W].
+        finetune_epochs: Fine-tuning epochs on the run's dataset (0: none).
+        data_dir: Dataset directory, if the run's dataset needs one.
+        output: Destination ``.keras`` (default ``RUN/models/paths-<b>-derived.keras``).
+
+    Returns:
+        A report: output file, path widths, parameters, validation accuracy.
+
+    Raises:
+        RunDirError: The run is missing, from another version or unfinished.
+        ConfigError: ``paths`` or ``finetune_epochs`` out of range.
+    """
+    run = RunDir.open(run_dir)
+    config = run.config
+    if not 1 <= paths <= config.width:
+        raise ConfigError(
+            f"--paths must be in [1, {config.width}] for this run (width {config.width}). "
+            f"Received: paths={paths}"
+        )
+    if finetune_epochs < 0:
+        raise ConfigError(
+            f"--finetune-epochs must be >= 0. Received: finetune_epochs={finetune_epochs}"
+        )
+    supernet = run.load_supernet()
+    data = load_dataset(config.dataset, data_dir or config.data_dir)
+    model = derive(supernet, paths)
+    if finetune_epochs:
+        keras.utils.set_random_seed(config.seed * 100_003 + paths)
+        train(model, data, finetune_epochs, config.batch_size, config.learning_rate, keep_best=False)
+    output = Path(output) if output else run.path / "models" / f"paths-{paths}-derived.keras"
+    try:
+        atomic_save_model(model, output)
+    except OSError as err:
+        raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another --output.")
+    return {
+        "output": str(output),
+        "paths": paths,
+        "path_widths": path_widths(supernet, paths),
+        "parameters": model.count_params(),
+        "finetune_epochs": finetune_epochs,
+        "val_accuracy": accuracy(model, data.x_val, data.y_val),
+    }
+
+
+def _run_dataset(model_path: Path) -> tuple[str, str | None] | None:
+    """The dataset of the run a model file sits in, if any."""
+    for folder in (model_path.parent, model_path.parent.parent):
+        meta = folder / "run.json"
+        if meta.is_file():
+            settings = json.loads(meta.read_text()).get("settings", {})
+            return settings.get("dataset"), settings.get("data_dir")
+    return None
+
+
+def export_model(
+    model_path: str | os.PathLike,
+    quantization: str = "float32",
+    dataset: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None,
+) -> dict:
+    """Export a ``.keras`` model to ``.tflite`` and verify it in LiteRT.
+
+    Args:
+        model_path: The ``.keras`` file.
+        quantization: ``float32``, ``dynamic`` or ``int8``.
+        dataset: Dataset for calibration and verification; default the dataset
+            of the run the model belongs to. Without one, float32 and dynamic
+            exports are verified on random inputs; int8 is refused.
+        data_dir: Dataset directory, if needed.
+        output: Destination (default ``<model>_<quantization>.tflite``).
+
+    Returns:
+        A report with the output file, its size and the verification numbers.
+
+    Raises:
+        ConfigError: Unknown quantization, int8 without data, unwritable output,
+            or a model file that cannot be loaded.
+    """
+    import numpy as np
+
+    from converters import export_tflite, get_quantization, verify_tflite
+
+    scheme = get_quantization(quantization)
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ConfigError(f"Model file {model_path} does not exist; pass a .keras file.")
+    try:
+        model = keras.saving.load_model(model_path)
+    except Exception as err:  # Keras raises many types for a bad file
+        raise ConfigError(f"Cannot load {model_path} as a Keras model: {err}") from err
+    if dataset is None:
+        found = _run_dataset(model_path)
+        if found:
+            dataset, data_dir = found[0], data_dir or found[1]
+    data = load_dataset(dataset, data_dir) if dataset else None
+    if data is None and scheme.name == "int8":
+        raise ConfigError(
+            "int8 export needs representative data to calibrate activations: pass "
+            "--dataset (or export a model that sits in a run directory)."
+        )
+    if data is not None and tuple(data.input_shape) != tuple(model.input_shape[1:]):
+        raise ConfigError(
+            f"Dataset '{dataset}' has inputs of shape {data.input_shape} but the model "
+            f"expects {tuple(model.input_shape[1:])}; pass the dataset it was trained on."
+        )
+    if data is not None:
+        x_check = data.x_test[:2000]
+    else:
+        x_check = np.random.default_rng(0).random((256, *model.input_shape[1:]), dtype="float32")
+    output = Path(output) if output else model_path.with_name(
+        f"{model_path.stem}_{scheme.name}.tflite"
+    )
+    try:
+        export_tflite(model, output, scheme, data.x_train if data is not None else None)
+    except OSError as err:
+        raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another --output.")
+    check = verify_tflite(output, model, x_check, scheme)
+    return {
+        "output": str(output),
+        "bytes": output.stat().st_size,
+        "quantization": scheme.get_config() | {"name": scheme.name},
+        "verified_on": dataset or "random inputs",
+        "verification": {**check.__dict__, "passed": check.passed},
+    }
