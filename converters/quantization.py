@@ -47,7 +47,7 @@ class DynamicRange:
     near a tie between two classes that can move a softmax probability a lot,
     so no bound is put on the largest difference. The mean absolute difference
     of the probabilities stays under 0.01 and top-1 predictions agree on at
-    least 97% of examples.
+    least 97% of the examples that are not near-ties (see ``verify_tflite``).
     """
 
     name = "dynamic"
@@ -76,7 +76,7 @@ class Int8:
     Tolerance: activations are also rounded, to 256 levels per tensor. As for
     dynamic range, near-ties make the largest difference unbounded; the mean
     absolute difference of the probabilities stays under 0.02 and top-1
-    predictions agree on at least 93% of examples.
+    predictions agree on at least 93% of the examples that are not near-ties.
 
     Args:
         num_samples: Number of calibration examples (>= 1).
