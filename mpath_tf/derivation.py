@@ -151,7 +151,7 @@ def parameter_counts_from_permeability(
 
     Example:
         >>> parameter_counts_from_permeability([0.9, 0.1, 0.5], 64, 10, 2)
-        {1: 326, 2: 318, 3: 316, 4: 314}
+        {1: 330, 2: 322, 3: 320, 4: 318}
     """
     width = len(permeability) + 1
     bounds = [0, width]  # sorted cut positions, including both ends

@@ -51,7 +51,7 @@ class MembraneDense(keras.layers.Layer):
         >>> import numpy as np
         >>> layer = MembraneDense(3, activation=None)
         >>> x = np.ones((2, 3), dtype="float32")
-        >>> layer(x, np.eye(3, dtype="float32")).shape
+        >>> tuple(layer(x, np.eye(3, dtype="float32")).shape)
         (2, 3)
     """
 
@@ -135,7 +135,7 @@ class PathDense(keras.layers.Layer):
     Example:
         >>> import numpy as np
         >>> layer = PathDense([2, 1])
-        >>> layer(np.ones((4, 3), dtype="float32")).shape
+        >>> tuple(layer(np.ones((4, 3), dtype="float32")).shape)
         (4, 3)
         >>> layer.count_params()
         8

@@ -66,7 +66,7 @@ class Supernet(keras.Model):
 
     Example:
         >>> net = build_supernet((8, 8), num_classes=10, depth=3, width=6)
-        >>> net.omega.shape
+        >>> tuple(net.omega.shape)
         (5,)
     """
 

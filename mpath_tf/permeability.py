@@ -5,13 +5,23 @@ and k + 1 and has permeability p_k = sigmoid(Omega_k) (Eq. 1). A connection
 between neurons i and j crosses membranes min(i, j) .. max(i, j) - 1, and its
 permeability is the smallest of theirs (Eq. 2); it is 1 when i == j.
 
-Computing the (W, W) matrix with a loop over neurons would make every training
-step cost O(W^2) Python work. Instead we use a sparse table for range-minimum
-queries: level k holds the minimum of every window of 2^k membranes, and any
-range [lo, hi) is covered by two (overlapping) windows of the largest 2^k that
-fits. Which windows cover which connection depends only on W, so the index
-arrays are built once with NumPy and every step is two gathers and one minimum.
-Gradients flow to the membrane that attains the minimum, as for ``min`` itself.
+Computing the (W, W) matrix with a loop over neurons would cost O(W^2) Python
+work per training step, and gathers and scatters over W^2 entries are slow on
+CPU. Instead, every step is a handful of dense O(W^2) tensor ops:
+
+1. A sparse table for range-minimum queries: level k holds the minimum of every
+   window of 2^k consecutive membranes (K = floor(log2(W - 1)) + 1 levels).
+2. For i < j, the range [i, j) of span s = j - i is covered exactly by the
+   two windows of level k(s) = floor(log2 s) that start at i and end at j.
+   In "relative" coordinates (i, s) the first window's value is
+   table[i, k(s)], which is a (W, K) @ (K, W) product with a constant one-hot
+   level matrix; a pad-and-reshape skew (the relative-position trick of
+   Transformer-XL) moves it to absolute coordinates (i, j). The window ending
+   at j is the same construction on the reversed membranes, flipped back.
+3. P is the minimum of the two, mirrored to the lower triangle, 1 on the
+   diagonal.
+
+Gradients flow to the membrane that attains each minimum, as for ``min``.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ _PAD = 2.0
 
 
 class RangeMinIndex:
-    """Precomputed gather indices that turn a sparse table into Eq. 2.
+    """Constant tensors of Eq. 2 for one width; call it on permeabilities.
 
     Args:
         width: Number of neurons W (at least 2).
@@ -35,49 +45,59 @@ class RangeMinIndex:
     Example:
         >>> import numpy as np
         >>> index = RangeMinIndex(3)
-        >>> np.asarray(index(np.array([0.2, 0.7], dtype="float32")))
-        array([[1. , 0.2, 0.2],
-               [0.2, 1. , 0.7],
-               [0.2, 0.7, 1. ]], dtype=float32)
+        >>> np.asarray(index(np.array([0.25, 0.75], dtype="float32")))
+        array([[1.  , 0.25, 0.25],
+               [0.25, 1.  , 0.75],
+               [0.25, 0.75, 1.  ]], dtype=float32)
     """
 
     def __init__(self, width: int):
-        if int(width) < 2:
+        if isinstance(width, bool) or int(width) != width or width < 2:
             raise ValueError(
                 f"A membrane layer needs at least 2 neurons. Received: width={width}"
             )
         self.width = int(width)
         n = self.width - 1  # number of membranes
-        self.levels = max(1, int(np.floor(np.log2(n))) + 1)
-        i, j = np.meshgrid(np.arange(self.width), np.arange(self.width), indexing="ij")
-        lo, hi = np.minimum(i, j), np.maximum(i, j)
-        span = hi - lo  # number of membranes crossed, (W, W)
-        level = np.floor(np.log2(np.maximum(span, 1))).astype(np.int64)
-        # Two windows of length 2^level starting at lo and at hi - 2^level.
-        first = level * n + np.minimum(lo, n - 1)
-        second = level * n + np.clip(hi - (1 << level), 0, n - 1)
-        self.first = first.astype("int32")
-        self.second = second.astype("int32")
-        self.diagonal = span == 0
+        self.levels = int(np.floor(np.log2(n))) + 1
+        span = np.arange(self.width)
+        level = np.floor(np.log2(np.maximum(span, 1))).astype(int)
+        one_hot = level[None, :] == np.arange(self.levels)[:, None]
+        one_hot[:, 0] = False  # span 0 is the diagonal, set to 1 below
+        self.level_one_hot = one_hot.astype("float32")  # (K, W)
+        i, j = np.meshgrid(span, span, indexing="ij")
+        self.upper = j > i
+        self.diagonal = i == j
 
     def table(self, p):
-        """Sparse table of window minima, flattened to (levels * (W - 1),)."""
-        rows = [p]
+        """Sparse table, (W, K): entry [m, k] = min(p[m : m + 2^k]), padded."""
+        columns = [p]
         current = p
         for k in range(1, self.levels):
             shift = 1 << (k - 1)
             pad = ops.full((shift,), _PAD, dtype=p.dtype)
-            shifted = ops.concatenate([current[shift:], pad], axis=0)
-            current = ops.minimum(current, shifted)
-            rows.append(current)
-        return ops.reshape(ops.stack(rows), (-1,))
+            current = ops.minimum(current, ops.concatenate([current[shift:], pad], 0))
+            columns.append(current)
+        table = ops.stack(columns, axis=1)  # (W - 1, K)
+        return ops.concatenate([table, ops.full((1, self.levels), _PAD, p.dtype)], 0)
+
+    def _window_from_start(self, p):
+        """(W, W) whose [i, j] (j > i) is the min of the level-k(j-i) window at i."""
+        relative = ops.matmul(self.table(p), self.level_one_hot)  # (W, W): [i, span]
+        w = self.width
+        # Skew: absolute[i, j] = relative[i, j - i] for j >= i (rest unused).
+        padded = ops.pad(relative, [[0, 0], [0, 1]])  # (W, W + 1)
+        return ops.reshape(ops.reshape(padded, (-1,))[: w * w], (w, w))
 
     def __call__(self, p):
         """Return the (W, W) connection permeability matrix for ``p``."""
         p = ops.convert_to_tensor(p)
-        table = self.table(p)
-        mins = ops.minimum(ops.take(table, self.first), ops.take(table, self.second))
-        return ops.where(self.diagonal, ops.ones_like(mins), mins)
+        from_start = self._window_from_start(p)
+        # The window ending at j is the window starting at W-1-j in the
+        # reversed network; flip both axes back and transpose.
+        to_end = ops.transpose(ops.flip(self._window_from_start(ops.flip(p, 0)), (0, 1)))
+        upper = ops.minimum(from_start, to_end)
+        full = ops.where(self.upper, upper, ops.transpose(upper))
+        return ops.where(self.diagonal, ops.ones_like(full), full)
 
 
 def connection_permeability(p):
@@ -95,9 +115,9 @@ def connection_permeability(p):
 
     Example:
         >>> import numpy as np
-        >>> P = connection_permeability(np.array([0.9, 0.1, 0.5], dtype="float32"))
-        >>> float(P[0, 3])
-        0.1
+        >>> P = connection_permeability(np.array([0.875, 0.125, 0.5], dtype="float32"))
+        >>> float(P[0, 3]), float(P[2, 3])
+        (0.125, 0.5)
     """
     width = int(p.shape[0]) + 1
     return RangeMinIndex(width)(p)

@@ -231,8 +231,11 @@ def search(
         RunDirError: The run directory cannot be used.
 
     Example:
-        >>> result = search(SearchConfig(width=4, epochs=1, finetune_epochs=1, samples=2),
-        ...                 run_dir=tempfile.mkdtemp())  # doctest: +SKIP
+        >>> import tempfile
+        >>> config = SearchConfig(depth=2, width=4, epochs=1, finetune_epochs=1, samples=2)
+        >>> result = search(config, run_dir=tempfile.mkdtemp())
+        >>> [row["paths"] for row in result["rows"]]
+        [1, 2, 3, 4]
     """
     config = (config or SearchConfig()).validate()
     data = load_dataset(config.dataset, config.data_dir)
