@@ -1,0 +1,1 @@
+"""On-device latency measurement (not implemented yet; see edge_bench/README.md)."""
