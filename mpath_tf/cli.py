@@ -145,7 +145,9 @@ def export(model, fmt, quantization, dataset, data_dir, output):
     """
     from mpath_tf.workflows import export_model
 
-    report = export_model(model, quantization, dataset=dataset, data_dir=data_dir, output=output)
+    report = export_model(
+        model, quantization, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output
+    )
     click.echo(json.dumps(report, indent=2))
     if not report["verification"]["passed"]:
         raise click.ClickException(

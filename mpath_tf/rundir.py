@@ -112,9 +112,11 @@ class RunDir:
                 f"{path} is not an mpath-tf run directory (no run.json); pass the "
                 "directory that `mpath-tf search` wrote."
             )
+        state_path = path / "state.json"
         try:
             meta = json.loads(meta_path.read_text())
-            state = json.loads((path / "state.json").read_text())
+            # A run killed right after run.json was written has no state yet.
+            state = json.loads(state_path.read_text()) if state_path.exists() else _empty_state()
         except (OSError, json.JSONDecodeError) as err:
             raise RunDirError(f"{path}: cannot read run.json/state.json ({err}).") from err
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:

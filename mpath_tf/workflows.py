@@ -84,6 +84,7 @@ def _run_dataset(model_path: Path) -> tuple[str, str | None] | None:
 def export_model(
     model_path: str | os.PathLike,
     quantization: str = "float32",
+    fmt: str = "tflite",
     dataset: str | None = None,
     data_dir: str | os.PathLike | None = None,
     output: str | os.PathLike | None = None,
@@ -93,6 +94,7 @@ def export_model(
     Args:
         model_path: The ``.keras`` file.
         quantization: ``float32``, ``dynamic`` or ``int8``.
+        fmt: Export format; ``tflite`` is the one supported.
         dataset: Dataset for calibration and verification; default the dataset
             of the run the model belongs to. Without one, float32 and dynamic
             exports are verified on random inputs; int8 is refused.
@@ -103,13 +105,15 @@ def export_model(
         A report with the output file, its size and the verification numbers.
 
     Raises:
-        ConfigError: Unknown quantization, int8 without data, unwritable output,
+        ConfigError: Unknown format or quantization, int8 without data, unwritable output,
             or a model file that cannot be loaded.
     """
     import numpy as np
 
     from converters import export_tflite, get_quantization, verify_tflite
 
+    if fmt != "tflite":
+        raise ConfigError(f"Unknown export format '{fmt}'. Supported: tflite.")
     scheme = get_quantization(quantization)
     model_path = Path(model_path)
     if not model_path.is_file():
