@@ -13,12 +13,15 @@ import numpy as np
 from mpath_tf.data import Dataset
 
 
-def compile_model(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
+def compile_model(
+    model: keras.Model, learning_rate: float = 1e-3, jit_compile: bool | str = "auto"
+) -> keras.Model:
     """Compile ``model`` with Adam and sparse categorical cross-entropy.
 
     Args:
         model: A classifier with softmax outputs.
         learning_rate: Adam learning rate.
+        jit_compile: XLA-compile the train step (Keras's ``jit_compile``).
 
     Returns:
         The same model, compiled.
@@ -27,6 +30,7 @@ def compile_model(model: keras.Model, learning_rate: float = 1e-3) -> keras.Mode
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=jit_compile,
     )
     return model
 
