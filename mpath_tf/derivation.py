@@ -191,7 +191,7 @@ def parameter_counts(supernet: Supernet) -> dict[int, int]:
     )
 
 
-def derive(supernet: Supernet, paths: int) -> keras.Model:
+def derive(supernet: Supernet, paths: int, implementation: str = "grouped") -> keras.Model:
     """Build the standalone multipath network with ``paths`` paths.
 
     The first hidden layer and the classifier are copied; every membrane layer
@@ -202,6 +202,8 @@ def derive(supernet: Supernet, paths: int) -> keras.Model:
     Args:
         supernet: A built (usually trained) ``Supernet``.
         paths: Path count b in [1, W]; 1 gives the equivalent MLP.
+        implementation: How ``PathDense`` computes (``"grouped"`` to train,
+            ``"per_path"`` as exported; same weights, same function).
 
     Returns:
         A functional ``keras.Model`` named ``mpath-<depth>-<width>-b<paths>``.
@@ -226,13 +228,17 @@ def derive(supernet: Supernet, paths: int) -> keras.Model:
     h = first(h)
     first.set_weights(supernet.first.get_weights())
     for i, source in enumerate(supernet.membrane_layers):
-        layer = PathDense(widths, activation=supernet.activation, name=f"path_dense_{i + 1}")
+        layer = PathDense(
+            widths,
+            activation=supernet.activation,
+            implementation=implementation,
+            name=f"path_dense_{i + 1}",
+        )
         h = layer(h)
         kernel, bias = source.get_weights()
-        blocks = [
-            kernel[lo:hi, lo:hi].reshape(-1) for lo, hi in zip(offsets[:-1], offsets[1:])
-        ]
-        layer.set_weights([np.concatenate(blocks), bias])
+        layer.set_blocks(
+            [kernel[lo:hi, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])], bias
+        )
     classifier = keras.layers.Dense(
         supernet.num_classes, activation="softmax", name="classifier"
     )
@@ -241,3 +247,38 @@ def derive(supernet: Supernet, paths: int) -> keras.Model:
     return keras.Model(
         inputs, outputs, name=f"mpath-{supernet.depth}-{supernet.width}-b{paths}"
     )
+
+
+def with_implementation(model: keras.Model, implementation: str) -> keras.Model:
+    """A copy of ``model`` whose ``PathDense`` layers use ``implementation``.
+
+    The weights are shared layouts, so they are copied unchanged and the copy
+    computes the same function.
+
+    Args:
+        model: A functional model, such as one returned by ``derive``.
+        implementation: ``"grouped"`` or ``"per_path"``.
+
+    Returns:
+        The new model (``model`` itself if nothing changes).
+
+    Example:
+        >>> from mpath_tf import build_supernet
+        >>> net = build_supernet((4,), num_classes=2, depth=2, width=4, seed=0)
+        >>> model = with_implementation(derive(net, 2), "per_path")
+        >>> model.get_layer("path_dense_1").implementation
+        'per_path'
+    """
+    layers = [l for l in model.layers if isinstance(l, PathDense)]
+    if all(l.implementation == implementation for l in layers):
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, PathDense):
+            config["implementation"] = implementation
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy

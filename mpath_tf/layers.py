@@ -110,27 +110,58 @@ class MembraneDense(keras.layers.Layer):
         return config
 
 
+IMPLEMENTATIONS = ("grouped", "per_path")
+
+
+def _permute(x, perm, inverse):
+    """``x[..., perm]`` whose gradient is a gather too (not a scatter-add)."""
+
+    @ops.custom_gradient
+    def forward(t):
+        def grad(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            return ops.take(upstream, inverse, axis=-1)
+
+        return ops.take(t, perm, axis=-1), grad
+
+    return forward(x)
+
+
 @keras.saving.register_keras_serializable(package="mpath_tf")
 class PathDense(keras.layers.Layer):
     """Block-diagonal dense layer: independent paths, diagonal blocks only.
 
     Path ``k`` maps input neurons ``offsets[k] : offsets[k] + widths[k]`` to the
-    same output neurons through its own ``(widths[k], widths[k])`` block. The
-    blocks are stored back to back in one flat ``kernel`` variable of length
-    ``sum(w**2)``; no zero is stored, so ``count_params()`` is
-    ``sum(w**2 for w in widths) + sum(widths)``.
+    same output neurons through its own ``(widths[k], widths[k])`` block. Only
+    the blocks are stored, in one flat ``kernel`` variable; no zero is stored,
+    so ``count_params()`` is ``sum(w**2 for w in widths) + sum(widths)``. Use
+    ``get_blocks`` / ``set_blocks`` to read and write them in path order.
+
+    Storage order: blocks are grouped by width (ascending), in path order
+    within a width, so that all paths of one width form one contiguous
+    ``(n, w, w)`` tensor.
+
+    Two implementations compute the same function from the same weights:
+
+    - ``"grouped"`` (default): one batched matmul per distinct path width, with
+      a permutation of the neurons around it. Fast to train, even with
+      hundreds of paths.
+    - ``"per_path"``: one matmul per path, which TFLite lowers to one
+      FULLY_CONNECTED op per path. ``converters.export_tflite`` switches to it.
 
     Args:
         path_widths: Width of each path, in neuron order; each >= 1, at least one
             path. Their sum is the layer width W.
         activation: Activation name or callable; ``None`` means linear.
-        kernel_initializer: Initializer of the flat kernel.
+        implementation: ``"grouped"`` or ``"per_path"``.
+        kernel_initializer: Initializer applied to each (w, w) block.
         bias_initializer: Initializer of the (W,) bias.
         **kwargs: Base ``keras.layers.Layer`` arguments.
 
     Raises:
-        ValueError: If a path width is not a positive integer, or (in ``build``)
-            the input width is not ``sum(path_widths)``.
+        ValueError: If a path width is not a positive integer, the
+            implementation is unknown, or (in ``build``) the input width is not
+            ``sum(path_widths)``.
 
     Example:
         >>> import numpy as np
@@ -145,6 +176,7 @@ class PathDense(keras.layers.Layer):
         self,
         path_widths: Sequence[int],
         activation=None,
+        implementation: str = "grouped",
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         **kwargs,
@@ -159,14 +191,42 @@ class PathDense(keras.layers.Layer):
                 "`path_widths` must be a non-empty list of positive integers, one "
                 f"per path. Received: path_widths={path_widths!r}"
             )
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"`implementation` must be one of {IMPLEMENTATIONS}. "
+                f"Received: implementation={implementation!r}"
+            )
         self.path_widths = [int(w) for w in widths]
+        self.implementation = implementation
         self.width = sum(self.path_widths)
-        self.offsets = np.concatenate([[0], np.cumsum(self.path_widths)]).tolist()
-        sizes = [w * w for w in self.path_widths]
-        self.kernel_offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
         self.activation = keras.activations.get(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self._plan()
+
+    def _plan(self):
+        """Static index bookkeeping shared by both implementations."""
+        widths = self.path_widths
+        self.offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int).tolist()
+        # Paths sorted by (width, position): the storage and grouping order.
+        order = sorted(range(len(widths)), key=lambda k: (widths[k], k))
+        self._groups = []  # (width, path indices, kernel start, neuron start)
+        kernel_start = neuron_start = 0
+        self._kernel_start = {}
+        for w in sorted(set(widths)):
+            paths = [k for k in order if widths[k] == w]
+            self._groups.append((w, paths, kernel_start, neuron_start))
+            for k in paths:
+                self._kernel_start[k] = kernel_start
+                kernel_start += w * w
+            neuron_start += w * len(paths)
+        self._kernel_size = kernel_start
+        perm = np.concatenate(
+            [np.arange(self.offsets[k], self.offsets[k] + widths[k]) for k in order]
+        )
+        self._perm = perm.astype("int32")  # grouped position -> neuron
+        self._inverse = np.argsort(perm).astype("int32")  # neuron -> grouped position
+        self._identity = bool(np.all(perm == np.arange(self.width)))
 
     def build(self, input_shape):
         if input_shape[-1] != self.width:
@@ -177,9 +237,7 @@ class PathDense(keras.layers.Layer):
                 f"Received: input_shape={tuple(input_shape)}"
             )
         self.kernel = self.add_weight(
-            name="kernel",
-            shape=(self.kernel_offsets[-1],),
-            initializer=self._init_blocks,
+            name="kernel", shape=(self._kernel_size,), initializer=self._init_blocks
         )
         self.bias = self.add_weight(
             name="bias", shape=(self.width,), initializer=self.bias_initializer
@@ -188,26 +246,76 @@ class PathDense(keras.layers.Layer):
     def _init_blocks(self, shape, dtype=None):
         # Initialize each block as the (w, w) matrix it is, so fan-in based
         # initializers see the path width, not the length of the flat vector.
-        blocks = [
-            ops.reshape(self.kernel_initializer((w, w), dtype=dtype), (-1,))
-            for w in self.path_widths
+        blocks = [self.kernel_initializer((w, w), dtype=dtype) for w in self.path_widths]
+        return ops.convert_to_tensor(self._flatten_blocks(blocks), dtype=dtype)
+
+    def _flatten_blocks(self, blocks) -> np.ndarray:
+        flat = np.zeros((self._kernel_size,), dtype="float32")
+        for k, w in enumerate(self.path_widths):
+            block = np.asarray(blocks[k], dtype="float32")
+            if block.shape != (w, w):
+                raise ValueError(
+                    f"Block {k} must have shape ({w}, {w}). Received: {block.shape}"
+                )
+            start = self._kernel_start[k]
+            flat[start : start + w * w] = block.reshape(-1)
+        return flat
+
+    def get_blocks(self) -> list[np.ndarray]:
+        """The kernel blocks in path order, as NumPy arrays."""
+        flat = keras.ops.convert_to_numpy(self.kernel)
+        return [
+            flat[self._kernel_start[k] : self._kernel_start[k] + w * w].reshape(w, w)
+            for k, w in enumerate(self.path_widths)
         ]
-        return ops.concatenate(blocks, axis=0)
+
+    def set_blocks(self, blocks, bias=None) -> None:
+        """Set the kernel blocks (path order) and optionally the bias.
+
+        Raises:
+            ValueError: If a block has the wrong shape.
+        """
+        self.kernel.assign(self._flatten_blocks(blocks))
+        if bias is not None:
+            self.bias.assign(np.asarray(bias, dtype="float32"))
 
     def block(self, k: int):
-        """The (w_k, w_k) kernel block of path ``k``."""
+        """The (w_k, w_k) kernel block of path ``k``, as a tensor."""
         w = self.path_widths[k]
-        start = self.kernel_offsets[k]
+        start = self._kernel_start[k]
         return ops.reshape(self.kernel[start : start + w * w], (w, w))
 
-    def call(self, inputs):
+    def _call_per_path(self, inputs):
         outputs = []
         for k, w in enumerate(self.path_widths):
             lo = self.offsets[k]
             # (batch, w) @ (w, w) + (w,): one FULLY_CONNECTED per path in TFLite.
             y = ops.matmul(inputs[..., lo : lo + w], self.block(k))
             outputs.append(y + self.bias[lo : lo + w])
-        outputs = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=-1)
+        return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=-1)
+
+    def _call_grouped(self, inputs):
+        x = inputs if self._identity else _permute(inputs, self._perm, self._inverse)
+        outputs = []
+        for w, paths, kernel_start, neuron_start in self._groups:
+            n = len(paths)
+            xs = ops.reshape(x[..., neuron_start : neuron_start + n * w], (-1, n, w))
+            kernels = ops.reshape(
+                self.kernel[kernel_start : kernel_start + n * w * w], (n, w, w)
+            )
+            # (batch, n, w) x (n, w, w) -> (batch, n, w): all paths of width w.
+            y = ops.einsum("bni,nij->bnj", xs, kernels)
+            outputs.append(ops.reshape(y, (-1, n * w)))
+        y = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=-1)
+        if not self._identity:
+            y = _permute(y, self._inverse, self._perm)
+        return y + self.bias
+
+    def call(self, inputs):
+        if self.implementation == "per_path":
+            outputs = self._call_per_path(inputs)
+        else:
+            outputs = self._call_grouped(inputs)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
@@ -221,6 +329,7 @@ class PathDense(keras.layers.Layer):
             {
                 "path_widths": list(self.path_widths),
                 "activation": keras.activations.serialize(self.activation),
+                "implementation": self.implementation,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),

@@ -92,3 +92,16 @@ def test_derived_model_round_trips_through_keras_file(trained_net, tmp_path):
     model.save(tmp_path / "d.keras")
     loaded = keras.saving.load_model(tmp_path / "d.keras")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("paths", [2, 5, 12])
+def test_both_implementations_compute_the_same_function(trained_net, paths):
+    from mpath_tf.derivation import with_implementation
+
+    x = np.random.default_rng(4).normal(size=(8, 4, 5)).astype("float32")
+    grouped = derive(trained_net, paths, implementation="grouped")
+    per_path = with_implementation(grouped, "per_path")
+    assert per_path.get_layer("path_dense_1").implementation == "per_path"
+    np.testing.assert_allclose(
+        per_path.predict(x, verbose=0), grouped.predict(x, verbose=0), atol=1e-6
+    )

@@ -36,17 +36,52 @@ def test_membrane_dense_matches_numpy(rng):
     np.testing.assert_allclose(out, np.maximum(x @ (kernel * P) + bias, 0), atol=1e-6)
 
 
-def test_path_dense_matches_block_diagonal_numpy(rng):
-    widths = [3, 1, 4]
-    layer = PathDense(widths, activation=None)
-    layer.build((None, 8))
+@pytest.mark.parametrize("implementation", ["grouped", "per_path"])
+@pytest.mark.parametrize(
+    "widths",
+    [[3, 1, 4], [2, 2, 1, 3, 1, 2], [5], [1, 1, 1]],
+    ids=["unequal", "repeated-widths", "one-path", "all-ones"],
+)
+def test_path_dense_matches_block_diagonal_numpy(widths, implementation, rng):
+    width = sum(widths)
+    layer = PathDense(widths, activation=None, implementation=implementation)
+    layer.build((None, width))
     blocks = [rng.normal(size=(w, w)).astype("float32") for w in widths]
-    bias = rng.normal(size=8).astype("float32")
-    layer.set_weights([np.concatenate([b.ravel() for b in blocks]), bias])
-    x = rng.normal(size=(6, 8)).astype("float32")
+    bias = rng.normal(size=width).astype("float32")
+    layer.set_blocks(blocks, bias)
+    x = rng.normal(size=(6, width)).astype("float32")
     np.testing.assert_allclose(
         np.asarray(layer(x)), x @ block_diagonal(blocks) + bias, atol=1e-5
     )
+    for got, expected in zip(layer.get_blocks(), blocks):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_path_dense_hand_computed():
+    layer = PathDense([1, 2], activation=None, implementation="grouped")
+    layer.build((None, 3))
+    layer.set_blocks([np.array([[2.0]]), np.array([[1.0, 0.0], [1.0, 3.0]])], [0, 0, 1])
+    # [1, 2, 3] -> [1*2, 2*1 + 3*1, 2*0 + 3*3 + 1] = [2, 5, 10]
+    np.testing.assert_allclose(np.asarray(layer(np.array([[1.0, 2.0, 3.0]]))), [[2, 5, 10]])
+
+
+def test_grouped_gradients_match_per_path(rng):
+    import tensorflow as tf
+
+    widths = [2, 1, 3, 1, 2]
+    x = tf.constant(rng.normal(size=(4, 9)).astype("float32"))
+    grads = []
+    for implementation in ("grouped", "per_path"):
+        layer = PathDense(widths, activation="relu", implementation=implementation)
+        layer.build((None, 9))
+        layer.set_blocks([np.ones((w, w)) * (k + 1) for k, w in enumerate(widths)],
+                         np.linspace(-1, 1, 9))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x) ** 2)
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.kernel, layer.bias])])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_path_dense_stores_only_the_blocks():
@@ -81,6 +116,11 @@ def test_path_dense_rejects_bad_widths(widths):
         PathDense(widths)
 
 
+def test_path_dense_rejects_unknown_implementation():
+    with pytest.raises(ValueError, match="Received: implementation='dense'"):
+        PathDense([2], implementation="dense")
+
+
 def test_path_dense_rejects_widths_that_do_not_sum_to_input():
     with pytest.raises(ValueError, match=r"sum to 5, but the input has width 6"):
         PathDense([2, 3])(np.ones((1, 6), "float32"))
@@ -91,6 +131,7 @@ def test_path_dense_rejects_widths_that_do_not_sum_to_input():
     [
         pytest.param(MembraneDense(4, activation="tanh", name="m"), id="membrane"),
         pytest.param(PathDense([1, 3, 2], activation="relu", name="p"), id="path"),
+        pytest.param(PathDense([2, 2], implementation="per_path"), id="path-per-path"),
     ],
 )
 def test_config_round_trip(layer):
