@@ -55,8 +55,12 @@ def cli():
 
 @cli.command()
 @click.option("--dataset", default=_DEFAULTS.dataset, show_default=True,
-              help="digits (bundled), mnist or fashion_mnist.")
+              help="digits (bundled), mnist, fashion_mnist or cifar10.")
 @_data_options
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Your own data instead: an .npz (x_train, y_train[, x_test, y_test]) "
+              "or a .csv with a header row.")
+@click.option("--label", default=None, help="The label column of a --data .csv file.")
 @click.option("--depth", type=int, default=_DEFAULTS.depth, show_default=True,
               help="Hidden layers (>= 2).")
 @click.option("--width", type=int, default=_DEFAULTS.width, show_default=True,
@@ -93,6 +97,9 @@ def search(run_dir, **settings):
     \b
     The paper's mpath-4-500 on MNIST:
         mpath-tf search --dataset mnist --data-dir ~/data --width 500 --epochs 100
+    \b
+    Your own tabular data:
+        mpath-tf search --data sensors.csv --label activity --width 32
     """
     from mpath_tf.pipeline import search as run_search
 

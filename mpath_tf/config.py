@@ -24,6 +24,8 @@ class SearchConfig:
     Args:
         dataset: Dataset name (see ``mpath_tf.data.DATASETS``).
         data_dir: Directory with the dataset's official files (not for digits).
+        data: Your own ``.npz`` or ``.csv`` file instead of a named dataset.
+        label: The label column of a ``.csv`` file.
         depth: Hidden layers (>= 2).
         width: Neurons per hidden layer W (>= 2).
         epochs: One-shot training epochs (best validation epoch kept).
@@ -48,6 +50,8 @@ class SearchConfig:
 
     dataset: str = "digits"
     data_dir: str | None = None
+    data: str | None = None
+    label: str | None = None
     depth: int = 4
     width: int = 64
     epochs: int = 60
@@ -68,6 +72,8 @@ class SearchConfig:
         """
         from mpath_tf.predictors import PREDICTORS
 
+        if self.data is None and self.label is not None:
+            raise ConfigError("label names a column of a CSV file; pass it with --data FILE.csv.")
         if self.dataset not in DATASETS:
             raise ConfigError(
                 f"Unknown dataset '{self.dataset}'. Choose one of: {', '.join(DATASETS)}."

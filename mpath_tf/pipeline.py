@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from mpath_tf.config import SearchConfig
-from mpath_tf.data import Dataset, load_dataset
+from mpath_tf.data import Dataset, load_dataset, load_file
 from mpath_tf.derivation import derive, parameter_counts, path_widths
 from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text
 from mpath_tf.models import build_supernet
@@ -60,9 +60,17 @@ def sample_path_counts(width: int, samples: int) -> list[int]:
     return sorted(set(counts.tolist()))
 
 
+def load_data(config: SearchConfig) -> Dataset:
+    """The dataset a search runs on: ``config.data`` if set, else ``config.dataset``."""
+    if config.data:
+        return load_file(config.data, config.label)
+    return load_dataset(config.dataset, config.data_dir)
+
+
 def default_run_dir(config: SearchConfig) -> Path:
     """``runs/<dataset>-mpath-<depth>-<width>-seed<seed>`` under the current directory."""
-    return Path("runs") / f"{config.dataset}-mpath-{config.depth}-{config.width}-seed{config.seed}"
+    name = Path(config.data).stem if config.data else config.dataset
+    return Path("runs") / f"{name}-mpath-{config.depth}-{config.width}-seed{config.seed}"
 
 
 def _finetune(supernet, paths: int, data: Dataset, config: SearchConfig) -> keras.Model:
@@ -238,7 +246,7 @@ def search(
         [1, 2, 3, 4]
     """
     config = (config or SearchConfig()).validate()
-    data = load_dataset(config.dataset, config.data_dir)
+    data = load_data(config)
     run = RunDir.create_or_resume(run_dir or default_run_dir(config), config)
     log(f"run directory: {run.path}")
 
@@ -254,6 +262,7 @@ def search(
     chosen_row = next(r for r in rows if r["paths"] == chosen)
     result = {
         "run_dir": str(run.path),
+        "data_source": data.source,
         "settings": config.to_dict(),
         "one_shot": run.state["supernet"],
         "chosen": {

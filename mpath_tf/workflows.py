@@ -8,10 +8,13 @@ from pathlib import Path
 
 import keras
 
+from dataclasses import replace
+
 from mpath_tf.data import load_dataset
 from mpath_tf.derivation import derive, path_widths
 from mpath_tf.errors import ConfigError
 from mpath_tf.io import atomic_save_model
+from mpath_tf.pipeline import load_data
 from mpath_tf.rundir import RunDir
 from mpath_tf.training import accuracy, train
 
@@ -51,7 +54,7 @@ def derive_from_run(
             f"--finetune-epochs must be >= 0. Received: finetune_epochs={finetune_epochs}"
         )
     supernet = run.load_supernet()
-    data = load_dataset(config.dataset, data_dir or config.data_dir)
+    data = load_data(replace(config, data_dir=data_dir or config.data_dir))
     model = derive(supernet, paths)
     if finetune_epochs:
         keras.utils.set_random_seed(config.seed * 100_003 + paths)
@@ -71,13 +74,12 @@ def derive_from_run(
     }
 
 
-def _run_dataset(model_path: Path) -> tuple[str, str | None] | None:
+def _run_data(model_path: Path, data_dir):
     """The dataset of the run a model file sits in, if any."""
     for folder in (model_path.parent, model_path.parent.parent):
-        meta = folder / "run.json"
-        if meta.is_file():
-            settings = json.loads(meta.read_text()).get("settings", {})
-            return settings.get("dataset"), settings.get("data_dir")
+        if (folder / "run.json").is_file():
+            config = RunDir.open(folder).config
+            return load_data(replace(config, data_dir=data_dir or config.data_dir))
     return None
 
 
@@ -122,11 +124,7 @@ def export_model(
         model = keras.saving.load_model(model_path)
     except Exception as err:  # Keras raises many types for a bad file
         raise ConfigError(f"Cannot load {model_path} as a Keras model: {err}") from err
-    if dataset is None:
-        found = _run_dataset(model_path)
-        if found:
-            dataset, data_dir = found[0], data_dir or found[1]
-    data = load_dataset(dataset, data_dir) if dataset else None
+    data = load_dataset(dataset, data_dir) if dataset else _run_data(model_path, data_dir)
     if data is None and scheme.name == "int8":
         raise ConfigError(
             "int8 export needs representative data to calibrate activations: pass "
@@ -153,6 +151,6 @@ def export_model(
         "output": str(output),
         "bytes": output.stat().st_size,
         "quantization": scheme.get_config() | {"name": scheme.name},
-        "verified_on": dataset or "random inputs",
+        "verified_on": data.name if data is not None else "random inputs",
         "verification": {**check.__dict__, "passed": check.passed},
     }

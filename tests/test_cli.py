@@ -165,3 +165,28 @@ def test_help_is_complete():
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output
     assert "--max-accuracy-drop" in invoke("search", "--help").output
+
+
+def test_search_on_a_csv_file(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 3
+    x = rng.normal(size=(240, 5)) + y[:, None]
+    rows = ["f1,f2,f3,f4,f5,activity"] + [",".join(map(str, r)) + f",{c}" for r, c in zip(x, y)]
+    (tmp_path / "sensors.csv").write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    result = invoke("search", *TINY, "--data", tmp_path / "sensors.csv", "--label", "activity",
+                    "--run-dir", run)
+    assert result.exit_code == 0, result.output
+    report = json.loads((run / "results.json").read_text())
+    assert report["data_source"] == f"file:{tmp_path / 'sensors.csv'}"
+    assert report["chosen"]["exports"]["float32"]["verification"]["passed"]
+
+
+def test_search_on_a_bad_csv_file(tmp_path):
+    (tmp_path / "s.csv").write_text("a,b\n1,2\n")
+    result = invoke("search", "--data", tmp_path / "s.csv", "--label", "y",
+                    "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2 and "no column named 'y'" in result.output
+    assert not (tmp_path / "run").exists()
