@@ -76,9 +76,9 @@ def test_missing_file_is_named(mnist_copy):
 def test_missing_directory_says_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     with pytest.raises(DataError, match="--data-dir"):
-        load_dataset("mnist")
+        load_dataset("mnist", tfds_dir=tmp_path, download=False)
     with pytest.raises(DataError, match="not found in"):
-        load_dataset("fashion_mnist", tmp_path)
+        load_dataset("fashion_mnist", tmp_path, tfds_dir=tmp_path)
 
 
 def test_unknown_dataset():

@@ -193,3 +193,20 @@ def test_missing_and_unknown_files(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable .npz"):
         load_file(tmp_path / "broken.npz")
+
+
+def test_download_without_network_fails_fast_with_a_fix(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    from mpath_tf.data import tfds_source
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()
+    monkeypatch.setattr(tfds_source, "DOWNLOAD_HOST", closed)
+    monkeypatch.delenv("MPATH_TF_DATA_DIR", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="cannot be reached to download it.*--data-dir"):
+        load_dataset("fashion_mnist", tfds_dir=tmp_path, download=True)
+    assert time.perf_counter() - start < 10

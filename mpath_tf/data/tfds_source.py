@@ -13,6 +13,20 @@ import numpy as np
 from mpath_tf.errors import DataError
 
 TFDS_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10"}
+# Where TFDS downloads these datasets from. Probed first: offline, TFDS's own
+# retries take minutes before they give up.
+DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+PROBE_TIMEOUT_S = 5.0
+
+
+def _can_reach(host: tuple[str, int]) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(host, timeout=PROBE_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
 
 
 def available() -> bool:
@@ -58,6 +72,12 @@ def read(name: str, tfds_dir=None, download: bool = False):
     if not builder.is_prepared():
         if not download:
             raise DataError(f"TFDS has no prepared '{name}' in {builder.data_dir}.")
+        if not _can_reach(DOWNLOAD_HOST):
+            raise DataError(
+                f"Dataset '{name}' is not prepared in TensorFlow Datasets ({builder.data_dir}) "
+                f"and {DOWNLOAD_HOST[0]} cannot be reached to download it; put the official "
+                "files in a directory and pass --data-dir DIR (or set MPATH_TF_DATA_DIR)."
+            )
         try:
             builder.download_and_prepare()
         except Exception as err:  # network, disk: TFDS raises many types
