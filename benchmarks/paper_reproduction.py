@@ -21,8 +21,15 @@ same budget only prints the tables.
 Reduced budget used for docs/results.md (the paper trains 300 epochs, then 10
 and 30 for fine-tuning; this machine has 2 CPU cores and no GPU):
 
-    python benchmarks/paper_reproduction.py --data-dir ../shared/datasets \\
-        --datasets mnist fashion_mnist --archs 4-200 --table4-archs 4-200
+    P="python benchmarks/paper_reproduction.py --data-dir ../shared/datasets"
+    $P --datasets mnist fashion_mnist --archs 4-200 --table4-archs 4-200
+    $P --datasets mnist fashion_mnist --archs 4-500 6-200 --table4-archs
+    $P --datasets mnist --archs 4-500 6-200 --table4-archs 6-200 4-500
+    $P --report-only --datasets mnist fashion_mnist --archs 4-500 4-200 6-200 \\
+        --table4-archs 4-500 4-200 6-200
+
+(defaults: 10 epochs, 3 seeds, batch 128, 10 samples x 3 epochs, 10 held-out
+x 8 epochs). CIFAR-10 runs with ``--datasets cifar10`` wherever its file is.
 """
 
 from __future__ import annotations
