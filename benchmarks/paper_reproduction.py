@@ -218,8 +218,8 @@ def report(journal, args) -> str:
                 std = statistics.stdev(errs) if len(errs) > 1 else 0.0
                 lines.append(f"| {dataset} | {kind}-{arch} | {statistics.mean(errs):.2f} ± "
                              f"{std:.2f} | {PAPER.get((dataset, kind, arch), 'n/a')} | {len(errs)} |")
-    lines += ["", "| dataset | model | MAE here | Pearson here | paper MAE | paper Pearson |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| dataset | model | MAE here | Pearson here | paper MAE | paper Pearson "
+              "| samples / held-out |", "|---|---|---|---|---|---|---|"]
     for dataset in args.datasets:
         for arch in args.table4_archs:
             figure = args.figures / f"table4-{dataset}-mpath-{arch}.png" if args.figures else None
@@ -228,7 +228,8 @@ def report(journal, args) -> str:
                 continue
             paper = PAPER_TABLE4.get((dataset, arch), ("n/a", "n/a"))
             lines.append(f"| {dataset} | mpath-{arch} | {summary['mae']:.4f} | "
-                         f"{summary['pearson']:.3f} | {paper[0]} | {paper[1]} |")
+                         f"{summary['pearson']:.3f} | {paper[0]} | {paper[1]} | "
+                         f"{summary['samples']} / {summary['heldout']} |")
     return "\n".join(lines)
 
 
