@@ -3,6 +3,7 @@
 from converters.quantization import QUANTIZATIONS, DynamicRange, Float32, Int8, get_quantization
 from converters.tflite import (
     Verification,
+    compare_outputs,
     convert,
     export_tflite,
     op_summary,
@@ -16,6 +17,7 @@ __all__ = [
     "Float32",
     "Int8",
     "Verification",
+    "compare_outputs",
     "convert",
     "export_tflite",
     "get_quantization",

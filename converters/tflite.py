@@ -181,6 +181,10 @@ class Verification:
     mean_atol: float
     min_agreement: float
 
+    def to_dict(self) -> dict:
+        """The fields plus ``passed``, JSON-ready."""
+        return {**self.__dict__, "passed": self.passed}
+
     @property
     def passed(self) -> bool:
         """True when every bound of the scheme holds."""
@@ -203,9 +207,22 @@ def verify_tflite(path, model, x: np.ndarray, quantization=None) -> Verification
     Returns:
         A ``Verification``; check ``.passed``.
     """
-    quantization = quantization or Float32()
     expected = np.asarray(model.predict(x, batch_size=1024, verbose=0))
-    got = run_tflite(path, x)
+    return compare_outputs(expected, run_tflite(path, x), quantization)
+
+
+def compare_outputs(expected: np.ndarray, got: np.ndarray, quantization=None) -> Verification:
+    """Compare Keras outputs with ``.tflite`` outputs on the same examples.
+
+    Args:
+        expected: Keras outputs (probabilities), (batch, classes).
+        got: LiteRT outputs for the same inputs.
+        quantization: The scheme used for export (sets the tolerance).
+
+    Returns:
+        A ``Verification``; check ``.passed``.
+    """
+    quantization = quantization or Float32()
     same = got.argmax(-1) == expected.argmax(-1)
     top2 = np.sort(expected, axis=-1)[:, -2:]
     confident = (top2[:, 1] - top2[:, 0]) >= CONFIDENT_MARGIN

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+
 import click
 
 from mpath_tf.config import SearchConfig
@@ -36,14 +37,12 @@ def _input_errors(command):
     return wrapper
 
 
-def _data_options(command):
-    command = click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Directory with the dataset's official files (default: $MPATH_TF_DATA_DIR).",
-    )(command)
-    return command
+_data_options = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory with the dataset's official files (default: $MPATH_TF_DATA_DIR).",
+)
 
 
 @click.group()

@@ -19,6 +19,12 @@ from mpath_tf.layers import MembraneDense
 from mpath_tf.permeability import RangeMinIndex
 
 
+def _seed(seed: int | None) -> None:
+    """Seed Keras (and NumPy, Python) so a seed gives the same initial weights."""
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+
+
 def _check_architecture(input_shape, num_classes, depth, width) -> tuple[int, ...]:
     shape = tuple(int(d) for d in input_shape)
     if not shape or any(d < 1 for d in shape):
@@ -181,8 +187,7 @@ def build_supernet(
         'mpath-4-8'
     """
     shape = _check_architecture(input_shape, num_classes, depth, width)
-    if seed is not None:
-        keras.utils.set_random_seed(int(seed))
+    _seed(seed)
     model = Supernet(shape, num_classes, depth, width, activation=activation)
     model.build((None, *shape))
     return model
@@ -217,8 +222,7 @@ def build_mlp(
         682
     """
     shape = _check_architecture(input_shape, num_classes, depth, width)
-    if seed is not None:
-        keras.utils.set_random_seed(int(seed))
+    _seed(seed)
     inputs = keras.Input(shape)
     h = keras.layers.Flatten(name="flatten")(inputs)
     h = keras.layers.Dense(width, activation=activation, name="dense_in")(h)

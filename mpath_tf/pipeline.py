@@ -73,13 +73,30 @@ def default_run_dir(config: SearchConfig) -> Path:
     return Path("runs") / f"{name}-mpath-{config.depth}-{config.width}-seed{config.seed}"
 
 
-def _finetune(supernet, paths: int, data: Dataset, config: SearchConfig) -> keras.Model:
+def finetune(
+    supernet, paths: int, data: Dataset, config: SearchConfig, epochs: int | None = None
+) -> keras.Model:
+    """Derive ``paths`` paths and fine-tune them, seeded by the run's seed and b.
+
+    Args:
+        supernet: The trained supernet.
+        paths: Path count b.
+        data: The run's dataset.
+        config: The run's settings (seed, batch size, learning rate).
+        epochs: Fine-tuning epochs (default ``config.finetune_epochs``; 0: none).
+
+    Returns:
+        The derived, fine-tuned model.
+    """
     keras.utils.set_random_seed(config.seed * 100_003 + paths)
     model = derive(supernet, paths)
+    epochs = config.finetune_epochs if epochs is None else epochs
+    if epochs == 0:
+        return model
     train(
         model,
         data,
-        config.finetune_epochs,
+        epochs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         keep_best=False,
@@ -121,7 +138,7 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log) -> dict[int, flo
         if str(b) in run.state["samples"] and run.model_path(b).is_file():
             continue
         start = time.perf_counter()
-        model = _finetune(supernet, b, data, config)
+        model = finetune(supernet, b, data, config)
         atomic_save_model(model, run.model_path(b))
         val = accuracy(model, data.x_val, data.y_val)
         run.state["samples"][str(b)] = {
@@ -181,7 +198,7 @@ def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log) -> keras
     ):
         return keras.saving.load_model(run.model_path(paths))
     log(f"fine-tuning the chosen model ({paths} paths)")
-    model = _finetune(supernet, paths, data, config)
+    model = finetune(supernet, paths, data, config)
     atomic_save_model(model, run.model_path(paths))
     run.state["final"][str(paths)] = {"val_accuracy": accuracy(model, data.x_val, data.y_val)}
     run.save_state()
@@ -189,19 +206,20 @@ def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log) -> keras
 
 
 def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
-    from converters import Float32, Int8, export_tflite, run_tflite, verify_tflite
+    from converters import Float32, Int8, compare_outputs, export_tflite, run_tflite
 
+    expected = model.predict(data.x_test, batch_size=1024, verbose=0)
     exports = {}
     for scheme in (Float32(), Int8()):
         path = run.path / f"model_{scheme.name}.tflite"
         export_tflite(model, path, scheme, representative_data=data.x_train)
-        check = verify_tflite(path, model, data.x_test, scheme)
         probs = run_tflite(path, data.x_test)
+        check = compare_outputs(expected, probs, scheme)
         exports[scheme.name] = {
             "file": path.name,
             "bytes": path.stat().st_size,
             "test_accuracy": float(np.mean(probs.argmax(-1) == data.y_test)),
-            "verification": {**check.__dict__, "passed": check.passed},
+            "verification": check.to_dict(),
         }
         status = "matches Keras" if check.passed else "DOES NOT match Keras within tolerance"
         log(f"  {path.name}: {path.stat().st_size} bytes, {status}")

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from mpath_tf.config import SearchConfig
-from mpath_tf.errors import RunDirError
+from mpath_tf.errors import ConfigError, RunDirError
 from mpath_tf.io import atomic_write_json, library_versions
 
 FORMAT = "mpath-tf-run"
@@ -60,8 +60,6 @@ class RunDir:
             run = cls.open(path)
             differing = config.differences(run.config)
             if differing:
-                from mpath_tf.errors import ConfigError
-
                 details = ", ".join(
                     f"{name}={getattr(config, name)!r} (run has {getattr(run.config, name)!r})"
                     for name in differing

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import keras
 
-from dataclasses import replace
-
 from mpath_tf.data import load_dataset
-from mpath_tf.derivation import derive, path_widths
+from mpath_tf.derivation import path_widths
 from mpath_tf.errors import ConfigError
 from mpath_tf.io import atomic_save_model
-from mpath_tf.pipeline import load_data
+from mpath_tf.pipeline import finetune, load_data
 from mpath_tf.rundir import RunDir
-from mpath_tf.training import accuracy, train
+from mpath_tf.training import accuracy
 
 
 def derive_from_run(
@@ -55,10 +53,7 @@ def derive_from_run(
         )
     supernet = run.load_supernet()
     data = load_data(replace(config, data_dir=data_dir or config.data_dir))
-    model = derive(supernet, paths)
-    if finetune_epochs:
-        keras.utils.set_random_seed(config.seed * 100_003 + paths)
-        train(model, data, finetune_epochs, config.batch_size, config.learning_rate, keep_best=False)
+    model = finetune(supernet, paths, data, config, epochs=finetune_epochs)
     output = Path(output) if output else run.path / "models" / f"paths-{paths}-derived.keras"
     try:
         atomic_save_model(model, output)
@@ -152,5 +147,5 @@ def export_model(
         "bytes": output.stat().st_size,
         "quantization": scheme.get_config() | {"name": scheme.name},
         "verified_on": data.name if data is not None else "random inputs",
-        "verification": {**check.__dict__, "passed": check.passed},
+        "verification": check.to_dict(),
     }
