@@ -163,9 +163,10 @@ def load_dataset(
         x, y, x_test, y_test = tfds_source.read(name, tfds_dir)
         source = f"tfds:{tfds_source.location(name, tfds_dir)}"
     elif (folder := official.find_files(name, data_dir)) is not None:
-        read = official.read_cifar10 if name == "cifar10" else official.read_idx_dataset
-        args = (folder, verify_checksums) if name == "cifar10" else (name, folder, verify_checksums)
-        x, y, x_test, y_test = read(*args)
+        if name == "cifar10":
+            x, y, x_test, y_test = official.read_cifar10(folder, verify_checksums)
+        else:
+            x, y, x_test, y_test = official.read_idx_dataset(name, folder, verify_checksums)
         source = f"files:{folder}"
     elif download and tfds_source.available():
         x, y, x_test, y_test = tfds_source.read(name, tfds_dir, download=True)
