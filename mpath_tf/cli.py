@@ -162,6 +162,91 @@ def export(model, fmt, quantization, dataset, data_dir, output):
         )
 
 
+def _int_list(ctx, param, value):
+    """Parse ``1,2,8`` into [1, 2, 8]."""
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,4,16; received {value!r}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.option("--target", default="local", show_default=True,
+              help="local, ssh://[user@]host[:port] or adb[:SERIAL].")
+@click.option("--paths", callback=_int_list, default=None,
+              help="Path counts to measure, e.g. 1,4,16 (default: the run's samples plus 1).")
+@click.option("--quantization", default="float32,dynamic,int8", show_default=True,
+              help="Comma-separated quantization modes.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
+@click.option("--xnnpack/--no-xnnpack", default=True, show_default=True,
+              help="Use the XNNPACK delegate.")
+@click.option("--cpus", callback=_int_list, default=None,
+              help="Pin to these CPU cores (taskset), e.g. 0 or 4,5,6,7.")
+@click.option("--runs", type=int, default=50, show_default=True, help="Minimum timed runs.")
+@click.option("--min-secs", type=float, default=1.0, show_default=True,
+              help="Minimum seconds of timed runs.")
+@click.option("--warmup-runs", type=int, default=1, show_default=True)
+@click.option("--warmup-min-secs", type=float, default=0.5, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True,
+              help="Seconds before one model's measurement is killed.")
+@click.option("--fit-paths", callback=_int_list, default=None,
+              help="Path counts to fit the latency model on (default: up to 5 spread over --paths).")
+@click.option("--python", default=None,
+              help="Python on the target (ssh: default python3; local: this one).")
+@click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
+              help="ssh config file (default ~/.ssh/config).")
+@click.option("--identity", type=click.Path(dir_okay=False), default=None,
+              help="ssh private key file.")
+@click.option("--benchmark-model", type=click.Path(dir_okay=False), default=None,
+              help="adb: the benchmark_model binary for the phone's ABI.")
+@_input_errors
+def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_secs,
+          warmup_runs, warmup_min_secs, timeout_s, fit_paths, python, ssh_config,
+          identity, benchmark_model):
+    """Measure the latency of RUN's dense MLP and derived models on a target,
+    and judge whether parameter count predicts it.
+
+    \b
+    Example (this machine, one thread, pinned to core 0):
+        mpath-tf bench runs/digits-mpath-4-64-seed0 --cpus 0
+    \b
+    A Raspberry Pi (key login) and an Android phone:
+        mpath-tf bench RUN --target ssh://pi@raspberrypi.local
+        mpath-tf bench RUN --target adb --benchmark-model ./benchmark_model
+    """
+    from edge_bench import BenchSettings
+    from mpath_tf.bench import bench_run
+
+    settings = BenchSettings(
+        threads=threads, xnnpack=xnnpack, cpus=tuple(cpus or ()), runs=runs, min_secs=min_secs,
+        warmup_runs=warmup_runs, warmup_min_secs=warmup_min_secs, timeout_s=timeout_s,
+        max_secs=max(60.0, 2 * min_secs),
+    )
+    report = bench_run(
+        run, target, paths=paths, quantizations=tuple(q for q in quantization.split(",") if q),
+        settings=settings, fit_paths=fit_paths,
+        target_options={"python": python, "ssh_config": ssh_config, "identity": identity,
+                        "benchmark_model": benchmark_model},
+        log=click.echo,
+    )
+    for q, entry in report["proxy"].items():
+        model = report["latency_model"].get(q, {})
+        click.echo(
+            f"{q:>8}: params vs latency Pearson {entry['pearson']:.3f}, Spearman "
+            f"{entry['spearman']:.3f}; fastest at {entry['fastest_paths']} paths "
+            f"({entry['fastest_us']:.1f} us); latency stops falling after "
+            f"{entry['stops_falling_after_paths']} paths"
+            + (f"; latency model within 10% on {model['hit_rate_10pct']:.0%} of "
+               f"{model['held_out']} held-out" if model.get("held_out") else "")
+        )
+    for failure in report["failed"]:
+        click.echo(f"FAILED {failure['model']}: {failure['error']}", err=True)
+    click.echo(f"results: {report['output']}")
+
+
 def main():
     """Console entry point."""
     # Keep TensorFlow's C++ start-up chatter out of the CLI output unless the

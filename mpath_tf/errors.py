@@ -6,6 +6,11 @@ Each class says how far a failure reaches, so callers can decide what to keep:
 - ``DataError``: a dataset that is missing, corrupt or malformed (CLI exit 2).
 - ``RunDirError``: a run directory that is missing, incomplete or from another
   format version (CLI exit 2).
+- ``TargetError``: a benchmark target (board, phone) that cannot be reached or
+  used; that target stops, results measured before are kept (CLI exit 2).
+- ``ModelError``: one model that a target cannot load or run (corrupt file,
+  wrong input shape, runtime crash); it is recorded as a failed row and the
+  benchmark goes on with the next model.
 
 All of them derive from ``MpathError`` and from ``ValueError`` so that code
 written against plain Python conventions still catches them.
@@ -28,3 +33,11 @@ class DataError(MpathError):
 
 class RunDirError(MpathError):
     """A run directory is missing, incomplete, or from another version."""
+
+
+class TargetError(MpathError):
+    """A benchmark target cannot be reached or used; that target stops."""
+
+
+class ModelError(MpathError):
+    """One model cannot be loaded or run on a target; only that model fails."""

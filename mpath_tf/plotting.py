@@ -68,3 +68,49 @@ def plot_search(rows: list[dict], chosen: int | None, path: str | os.PathLike, t
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_latency(rows: list[dict], path: str | os.PathLike, title: str) -> None:
+    """Median latency against parameters (left) and path count (right), one
+    line per quantization; the dense MLP is a dashed line of the same colour.
+
+    Args:
+        rows: Result rows from ``edge_bench`` with ``kind``, ``paths``,
+            ``parameters``, ``quantization``, ``status`` and ``stats``.
+        path: Destination ``.png``.
+        title: Figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def latency(row):
+        stats = row["stats"]
+        return stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    ok = [r for r in rows if r["status"] == "ok"]
+    for color, quantization in zip(("tab:blue", "tab:orange", "tab:green", "tab:red"),
+                                    sorted({r["quantization"] for r in ok})):
+        derived = sorted((r for r in ok if r["kind"] == "mpath" and r["quantization"] == quantization),
+                         key=lambda r: r["paths"])
+        dense = [r for r in ok if r["kind"] == "dense" and r["quantization"] == quantization]
+        for ax, key in ((axes[0], "parameters"), (axes[1], "paths")):
+            ax.plot([r[key] for r in derived], [latency(r) for r in derived], "o-", ms=3.5,
+                    color=color, label=f"mpath {quantization}")
+            if dense:
+                ax.axhline(latency(dense[0]), ls="--", lw=1, color=color,
+                           label=f"dense MLP {quantization}")
+    for ax, label in ((axes[0], "parameters"), (axes[1], "path count")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("median latency (us)")
+        ax.grid(alpha=0.3, which="both")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,199 @@
+"""What the measurements say: the parameter-count proxy's verdict, and a
+per-device latency model fitted on a few measured path counts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mpath_tf.errors import ConfigError
+from mpath_tf.io import atomic_write_json
+
+
+def _latency(row: dict) -> float:
+    stats = row["stats"]
+    return stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
+
+
+def proxy_verdict(rows: list[dict]) -> dict:
+    """How well parameter count predicts measured latency, per quantization.
+
+    Args:
+        rows: Successful result rows of derived models with ``quantization``,
+            ``paths`` and ``parameters`` labels (dense rows, ``kind: dense``,
+            are used only as the reference).
+
+    Returns:
+        Per quantization: ``pearson`` and ``spearman`` correlation of
+        parameters vs median latency over the derived models, the fastest
+        path count, the path count beyond which latency stops falling (the
+        first measured count after which no larger count is faster by more
+        than the fastest's confidence interval), latency at the most paths
+        relative to the fastest, and speed-ups against the dense model.
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    verdict = {}
+    for quantization in sorted({r["quantization"] for r in rows}):
+        derived = sorted((r for r in rows if r["quantization"] == quantization
+                          and r.get("kind") == "mpath" and r["status"] == "ok"),
+                         key=lambda r: r["paths"])
+        dense = [r for r in rows if r["quantization"] == quantization
+                 and r.get("kind") == "dense" and r["status"] == "ok"]
+        if len(derived) < 3:
+            continue
+        params = np.array([r["parameters"] for r in derived], dtype=float)
+        latency = np.array([_latency(r) for r in derived])
+        best = int(np.argmin(latency))
+        entry = {
+            "models": len(derived),
+            "pearson": float(pearsonr(params, latency)[0]),
+            "spearman": float(spearmanr(params, latency)[0]),
+            "fastest_paths": derived[best]["paths"],
+            "fastest_us": float(latency[best]),
+            "stops_falling_after_paths": _stops_falling(derived, latency),
+            "most_paths": derived[-1]["paths"],
+            "most_paths_vs_fastest": float(latency[-1] / latency[best]),
+        }
+        if dense:
+            dense_us = _latency(dense[0])
+            entry["dense_us"] = dense_us
+            entry["fastest_speedup_vs_dense"] = float(dense_us / latency[best])
+            entry["most_paths_speedup_vs_dense"] = float(dense_us / latency[-1])
+        verdict[quantization] = entry
+    return verdict
+
+
+def _stops_falling(rows: list[dict], latency: np.ndarray) -> int:
+    """The path count after which more paths no longer run faster."""
+    for i, row in enumerate(rows):
+        ci_low = row["stats"].get("median_ci_low_us")
+        floor = ci_low if ci_low is not None else 0.98 * latency[i]
+        if not np.any(latency[i + 1:] < floor):
+            return row["paths"]
+    return rows[-1]["paths"]
+
+
+def row_features(row: dict) -> dict:
+    """Features of one measured model that the latency model may use."""
+    delegate = row.get("delegate") or {}
+    return {
+        "parameters": float(row["parameters"]),
+        "ops": float(sum((delegate.get("ops") or {}).values())),
+        "undelegated_ops": float(sum((delegate.get("undelegated_ops") or {}).values())),
+        "partitions": float(delegate.get("partitions") or 0),
+    }
+
+
+def choose_fit_paths(paths: list[int], count: int = 5) -> list[int]:
+    """Up to ``count`` path counts spread evenly on a log scale, ends included.
+
+    Example:
+        >>> choose_fit_paths([1, 2, 4, 8, 16, 32, 64, 128, 256], 5)
+        [1, 4, 16, 64, 256]
+    """
+    paths = sorted(set(paths))
+    if len(paths) <= count:
+        return paths
+    targets = np.exp(np.linspace(np.log(paths[0]), np.log(paths[-1]), count))
+    chosen: list[int] = []
+    for t in targets:
+        remaining = [b for b in paths if b not in chosen]
+        chosen.append(min(remaining, key=lambda b: abs(math.log(b) - math.log(t))))
+    return sorted(chosen)
+
+
+@dataclass
+class LatencyModel:
+    """Latency = c0 + sum_k c_k * feature_k, non-negative coefficients, fitted
+    to a few measured models of one quantization on one device by minimizing
+    the relative error.
+
+    Attributes:
+        quantization: The quantization it models.
+        features: Names from ``row_features``.
+        coef_: Fitted coefficients (intercept first), after ``fit``.
+        fit_paths_: Path counts it was fitted on, after ``fit``.
+    """
+
+    quantization: str
+    features: tuple[str, ...] = ("parameters", "ops")
+    coef_: list[float] | None = None
+    fit_paths_: list[int] = field(default_factory=list)
+
+    def _design(self, rows: list[dict]) -> np.ndarray:
+        return np.array([[1.0] + [row_features(r)[f] for f in self.features] for r in rows])
+
+    def fit(self, rows: list[dict]) -> "LatencyModel":
+        """Fit on successful rows of this quantization.
+
+        Raises:
+            ConfigError: Fewer rows than coefficients.
+        """
+        from scipy.optimize import nnls
+
+        rows = [r for r in rows if r["status"] == "ok" and r["quantization"] == self.quantization]
+        if len(rows) < len(self.features) + 1:
+            raise ConfigError(
+                f"A latency model over {', '.join(self.features)} needs at least "
+                f"{len(self.features) + 1} measured models; received {len(rows)}."
+            )
+        x = self._design(rows)
+        y = np.array([_latency(r) for r in rows])
+        scale = x.max(axis=0)  # columns of very different size: solve in unit scale
+        coef, _ = nnls((x / scale) / y[:, None], np.ones_like(y))
+        self.coef_ = (coef / scale).tolist()
+        self.fit_paths_ = sorted(r["paths"] for r in rows)
+        return self
+
+    def predict(self, rows: list[dict]) -> np.ndarray:
+        """Predicted latency in microseconds for rows (or feature dicts)."""
+        if self.coef_ is None:
+            raise ConfigError("This LatencyModel is not fitted yet; call fit first.")
+        return self._design(rows) @ np.array(self.coef_)
+
+    def evaluate(self, rows: list[dict], tolerance: float = 0.1) -> dict:
+        """Hit rate within +-``tolerance`` on the held-out measured path counts."""
+        held_out = [r for r in rows if r["status"] == "ok" and r["quantization"] == self.quantization
+                    and r.get("kind") == "mpath" and r["paths"] not in self.fit_paths_]
+        if not held_out:
+            return {"fit_paths": self.fit_paths_, "held_out": 0}
+        truth = np.array([_latency(r) for r in held_out])
+        error = self.predict(held_out) / truth - 1
+        return {
+            "fit_paths": self.fit_paths_,
+            "held_out": len(held_out),
+            "hit_rate_10pct": float(np.mean(np.abs(error) <= tolerance)),
+            "mean_abs_rel_error": float(np.mean(np.abs(error))),
+            "max_abs_rel_error": float(np.max(np.abs(error))),
+        }
+
+    def to_dict(self) -> dict:
+        return {"quantization": self.quantization, "features": list(self.features),
+                "coef_": self.coef_, "fit_paths_": self.fit_paths_}
+
+    @classmethod
+    def from_dict(cls, config: dict) -> "LatencyModel":
+        return cls(config["quantization"], tuple(config["features"]), config["coef_"],
+                   config["fit_paths_"])
+
+    @classmethod
+    def fit_rows(cls, rows: list[dict], fit_paths: list[int] | None = None,
+                 count: int = 5) -> dict[str, "LatencyModel"]:
+        """One model per quantization, fitted on ``fit_paths`` (default: up to
+        ``count`` path counts spread over those measured)."""
+        models = {}
+        for quantization in sorted({r["quantization"] for r in rows}):
+            derived = [r for r in rows if r["quantization"] == quantization
+                       and r.get("kind") == "mpath" and r["status"] == "ok"]
+            chosen = fit_paths or choose_fit_paths([r["paths"] for r in derived], count)
+            subset = [r for r in derived if r["paths"] in chosen]
+            model = cls(quantization)
+            if len(subset) >= len(model.features) + 1:
+                models[quantization] = model.fit(subset)
+        return models

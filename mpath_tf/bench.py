@@ -1,0 +1,190 @@
+"""The work behind ``mpath-tf bench``: latency of derived models on a target.
+
+For a search run, the dense equivalent MLP and the derived model at each
+chosen path count are exported in each quantization, timed on the target
+(``edge_bench``), and summarized::
+
+    RUN/bench/models/<model>_<quantization>.tflite   exports (shared by targets)
+    RUN/bench/<target>/settings.json   target, device, timing settings, versions
+    RUN/bench/<target>/latency.jsonl   journal: one row per measurement
+    RUN/bench/<target>/latency.csv     the table
+    RUN/bench/<target>/latency.png     latency vs parameters and vs path count
+    RUN/bench/<target>/verdict.json    the parameter-count proxy's verdict
+    RUN/bench/<target>/latency_model.json   per-device latency model
+
+Rerunning resumes: finished exports and measurements are not redone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from mpath_tf.errors import ConfigError, RunDirError
+from mpath_tf.io import atomic_write_json, atomic_write_text, library_versions
+from mpath_tf.rundir import RunDir
+
+QUANTIZATION_MODES = ("float32", "dynamic", "int8")
+
+CSV_COLUMNS = (
+    "model", "kind", "paths", "quantization", "parameters", "model_bytes", "status",
+    "median_us", "p90_us", "min_us", "mean_us", "std_us", "median_ci_low_us",
+    "median_ci_high_us", "runs", "partitions", "undelegated_ops", "suspect", "error",
+)
+
+
+def default_paths(run: RunDir) -> list[int]:
+    """The run's sampled path counts plus 1 (the dense-shaped derived model)."""
+    from mpath_tf.pipeline import sample_path_counts
+
+    sampled = [int(b) for b in run.state.get("samples", {})] or sample_path_counts(
+        run.config.width, run.config.samples)
+    return sorted({1, *sampled})
+
+
+def _export_all(run: RunDir, paths: list[int], quantizations, log) -> list[tuple[dict, Path]]:
+    """Export the dense MLP and each derived model; reuse exports already on disk."""
+    from converters import export_tflite, get_quantization
+    from mpath_tf.derivation import derive
+    from mpath_tf.models import build_mlp
+
+    config = run.config
+    models_dir = run.path / "bench" / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    supernet = None
+    data = None
+    jobs = []
+    for kind, count in [("dense", None)] + [("mpath", b) for b in paths]:
+        name = "dense" if kind == "dense" else f"paths-{count}"
+        model = None
+        for quantization in quantizations:
+            path = models_dir / f"{name}_{quantization}.tflite"
+            if model is None:
+                if supernet is None:
+                    supernet = run.load_supernet()
+                if kind == "dense":
+                    model = build_mlp(supernet.example_shape, supernet.num_classes,
+                                      config.depth, config.width, seed=config.seed)
+                elif run.model_path(count).is_file():
+                    import keras
+
+                    model = keras.saving.load_model(run.model_path(count))
+                else:
+                    model = derive(supernet, count)
+            if not path.is_file():
+                if quantization == "int8" and data is None:
+                    from mpath_tf.pipeline import load_data
+
+                    data = load_data(config)
+                log(f"  exporting {path.name}")
+                export_tflite(model, path, get_quantization(quantization),
+                              data.x_train if data is not None else None)
+            jobs.append(({"model": name, "kind": kind, "paths": count if count else 1,
+                          "quantization": quantization, "parameters": int(model.count_params())},
+                         path))
+    return jobs
+
+
+def bench_run(
+    run_dir: str | os.PathLike,
+    target: str = "local",
+    paths: list[int] | None = None,
+    quantizations: tuple[str, ...] = QUANTIZATION_MODES,
+    settings=None,
+    fit_paths: list[int] | None = None,
+    target_options: dict | None = None,
+    log=print,
+) -> dict:
+    """Benchmark the dense MLP and derived models of a search run on a target.
+
+    Args:
+        run_dir: A run directory with a trained supernet.
+        target: ``local``, ``ssh://[user@]host[:port]``, ``adb`` or ``adb:SERIAL``.
+        paths: Path counts to measure (default: the run's samples plus 1).
+        quantizations: Any of ``float32``, ``dynamic``, ``int8``.
+        settings: ``edge_bench.BenchSettings`` (default: its defaults).
+        fit_paths: Path counts the latency model is fitted on (default: up to
+            5 spread over the measured ones); the others are its held-out test.
+        target_options: Options of the target (``python``, ``ssh_config``,
+            ``identity``, ``benchmark_model``, ``adb``).
+        log: Progress printer.
+
+    Returns:
+        A report: output files, the proxy verdict and the latency model's
+        held-out hit rate, per quantization.
+
+    Raises:
+        RunDirError: No run or no trained supernet there.
+        ConfigError: Bad path counts, quantization, target or settings.
+        TargetError: The target cannot be reached (results so far are kept).
+    """
+    from converters.quantization import QUANTIZATIONS
+    from edge_bench import BenchSettings, Journal, get_target, measure_models
+    from edge_bench.analysis import LatencyModel, proxy_verdict
+    from edge_bench.targets import target_slug
+
+    run = RunDir.open(run_dir)
+    width = run.config.width
+    paths = sorted(set(paths)) if paths else default_paths(run)
+    bad = [b for b in paths if not 1 <= b <= width]
+    if bad:
+        raise ConfigError(f"--paths must be in [1, {width}] for this run. Received: {bad}")
+    unknown = [q for q in quantizations if q not in QUANTIZATIONS]
+    if unknown or not quantizations:
+        raise ConfigError(f"--quantization must be among {', '.join(QUANTIZATIONS)}. Received: "
+                          f"{', '.join(unknown) or 'none'}")
+    settings = settings or BenchSettings()
+    bench_target = get_target(target, **(target_options or {}))
+    out = run.path / "bench" / target_slug(bench_target.name)
+    out.mkdir(parents=True, exist_ok=True)
+
+    log(f"exporting {len(paths) + 1} models x {len(quantizations)} quantizations")
+    jobs = _export_all(run, paths, quantizations, log)
+    device = bench_target.describe()
+    atomic_write_json(out / "settings.json", {
+        "target": bench_target.name, "device": device, "settings": settings.to_dict(),
+        "paths": paths, "quantizations": list(quantizations), "versions": library_versions(),
+    })
+    log(f"timing on {bench_target.name} ({device.get('cpu_model') or device.get('model')})")
+    rows = measure_models(bench_target, jobs, Journal(out / "latency.jsonl"), settings, log=log)
+
+    write_csv(rows, out / "latency.csv")
+    verdict = proxy_verdict(rows)
+    models = LatencyModel.fit_rows(rows, fit_paths)
+    evaluation = {q: m.evaluate(rows) for q, m in models.items()}
+    atomic_write_json(out / "latency_model.json", {
+        "target": bench_target.name, "device": device, "settings": settings.to_dict(),
+        "models": {q: m.to_dict() for q, m in models.items()},
+    })
+    atomic_write_json(out / "verdict.json", {"proxy": verdict, "latency_model": evaluation})
+    from mpath_tf.plotting import plot_latency
+
+    plot_latency(rows, out / "latency.png", title=f"{run.path.name} on {bench_target.name}")
+    failed = [r for r in rows if r["status"] != "ok"]
+    return {
+        "output": str(out),
+        "measured": len(rows) - len(failed),
+        "failed": [{"model": r["model"], "quantization": r["quantization"], "error": r["error"]}
+                   for r in failed],
+        "proxy": verdict,
+        "latency_model": evaluation,
+    }
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """The result rows as a flat table (one line per model and quantization)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        flat = {k: row.get(k) for k in CSV_COLUMNS}
+        flat["model"] = Path(row["model"]).name if row.get("model") else None
+        flat.update({k: v for k, v in (row.get("stats") or {}).items() if k in CSV_COLUMNS})
+        delegate = row.get("delegate") or {}
+        flat["partitions"] = delegate.get("partitions")
+        flat["undelegated_ops"] = sum((delegate.get("undelegated_ops") or {}).values()) \
+            if "undelegated_ops" in delegate else None
+        writer.writerow(flat)
+    atomic_write_text(path, buffer.getvalue())
