@@ -3,16 +3,12 @@ per-device latency model fitted on a few measured path counts."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from mpath_tf.errors import ConfigError
-from mpath_tf.io import atomic_write_json
 
 
 def _latency(row: dict) -> float:

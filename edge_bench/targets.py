@@ -10,7 +10,6 @@ the device's LiteRT Python runtime; ``adb`` runs the official
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -18,7 +17,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_bench import agent

@@ -22,7 +22,7 @@ import io
 import os
 from pathlib import Path
 
-from mpath_tf.errors import ConfigError, RunDirError
+from mpath_tf.errors import ConfigError
 from mpath_tf.io import atomic_write_json, atomic_write_text, library_versions
 from mpath_tf.rundir import RunDir
 

@@ -24,3 +24,32 @@ def shared_datasets() -> Path:
     if not (SHARED_DATASETS / "mnist").is_dir():
         pytest.fail(f"the verified dataset files are expected in {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def tflite_models(tmp_path_factory) -> dict[int, Path]:
+    """float32 ``.tflite`` files of derived models (path count -> file) of an
+    untrained mpath-3-12 supernet on 64 inputs; latency does not depend on
+    the weights' values."""
+    from converters import export_tflite
+    from mpath_tf import build_supernet, derive
+
+    folder = tmp_path_factory.mktemp("tflite")
+    net = build_supernet((64,), 10, depth=3, width=12, seed=0)
+    return {b: export_tflite(derive(net, b), folder / f"paths-{b}.tflite") for b in (1, 2, 12)}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished search run on the embedded digits data (mpath-3-6, seconds)."""
+    from mpath_tf.config import SearchConfig
+    from mpath_tf.pipeline import search
+
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    config = SearchConfig(depth=3, width=6, epochs=2, finetune_epochs=1, samples=3, batch_size=64)
+    search(config.validate(), run, log=lambda *_: None)
+    return run
+
+
+# Quick timing settings for tests: the measured numbers are not asserted on.
+FAST = dict(warmup_runs=1, warmup_min_secs=0.0, runs=20, min_secs=0.05, timeout_s=60)
