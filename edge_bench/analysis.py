@@ -48,8 +48,8 @@ def proxy_verdict(rows: list[dict]) -> dict:
         best = int(np.argmin(latency))
         entry = {
             "models": len(derived),
-            "pearson": float(pearsonr(params, latency)[0]),
-            "spearman": float(spearmanr(params, latency)[0]),
+            "pearson": _correlation(pearsonr, params, latency),
+            "spearman": _correlation(spearmanr, params, latency),
             "fastest_paths": derived[best]["paths"],
             "fastest_us": float(latency[best]),
             "stops_falling_after_paths": _stops_falling(derived, latency),
@@ -63,6 +63,13 @@ def proxy_verdict(rows: list[dict]) -> dict:
             entry["most_paths_speedup_vs_dense"] = float(dense_us / latency[-1])
         verdict[quantization] = entry
     return verdict
+
+
+def _correlation(method, x: np.ndarray, y: np.ndarray) -> float | None:
+    """The correlation, or None where it is undefined (a constant series)."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(method(x, y)[0])
 
 
 def _stops_falling(rows: list[dict], latency: np.ndarray) -> int:
@@ -141,7 +148,8 @@ class LatencyModel:
             )
         x = self._design(rows)
         y = np.array([_latency(r) for r in rows])
-        scale = x.max(axis=0)  # columns of very different size: solve in unit scale
+        scale = np.abs(x).max(axis=0)  # columns of very different size: solve in unit scale
+        scale[scale == 0] = 1.0  # a feature the target does not report (0 everywhere)
         coef, _ = nnls((x / scale) / y[:, None], np.ones_like(y))
         self.coef_ = (coef / scale).tolist()
         self.fit_paths_ = sorted(r["paths"] for r in rows)

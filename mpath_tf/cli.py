@@ -162,6 +162,10 @@ def export(model, fmt, quantization, dataset, data_dir, output):
         )
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _int_list(ctx, param, value):
     """Parse ``1,2,8`` into [1, 2, 8]."""
     if value is None:
@@ -235,8 +239,8 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
     for q, entry in report["proxy"].items():
         model = report["latency_model"].get(q, {})
         click.echo(
-            f"{q:>8}: params vs latency Pearson {entry['pearson']:.3f}, Spearman "
-            f"{entry['spearman']:.3f}; fastest at {entry['fastest_paths']} paths "
+            f"{q:>8}: params vs latency Pearson {_fmt(entry['pearson'])}, Spearman "
+            f"{_fmt(entry['spearman'])}; fastest at {entry['fastest_paths']} paths "
             f"({entry['fastest_us']:.1f} us); latency stops falling after "
             f"{entry['stops_falling_after_paths']} paths"
             + (f"; latency model within 10% on {model['hit_rate_10pct']:.0%} of "
