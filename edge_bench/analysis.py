@@ -83,11 +83,21 @@ def _stops_falling(rows: list[dict], latency: np.ndarray) -> int:
 
 
 def row_features(row: dict) -> dict:
-    """Features of one measured model that the latency model may use."""
+    """Features of one model that the latency model may use.
+
+    ``parameters`` and ``fc_ops`` (FULLY_CONNECTED ops: one per dense layer
+    and one per path of each block-diagonal layer) follow from the
+    architecture, so they are known for path counts that were never exported
+    or measured; ``ops``, ``undelegated_ops`` and ``partitions`` come from
+    the runtime and exist only for measured models.
+    """
     delegate = row.get("delegate") or {}
+    ops = delegate.get("ops") or {}
     return {
         "parameters": float(row["parameters"]),
-        "ops": float(sum((delegate.get("ops") or {}).values())),
+        "fc_ops": float(row["fc_ops"] if row.get("fc_ops") is not None
+                        else ops.get("FULLY_CONNECTED", 0)),
+        "ops": float(sum(ops.values())),
         "undelegated_ops": float(sum((delegate.get("undelegated_ops") or {}).values())),
         "partitions": float(delegate.get("partitions") or 0),
     }
@@ -113,9 +123,14 @@ def choose_fit_paths(paths: list[int], count: int = 5) -> list[int]:
 
 @dataclass
 class LatencyModel:
-    """Latency = c0 + sum_k c_k * feature_k, non-negative coefficients, fitted
-    to a few measured models of one quantization on one device by minimizing
-    the relative error.
+    """Latency = c0 + c1 * parameters + c2 * fc_ops, non-negative
+    coefficients, fitted to a few measured models of one quantization on one
+    device by minimizing the relative error.
+
+    Why these terms: a FULLY_CONNECTED op costs a fixed overhead plus a cost
+    per weight read, so a layer split into b paths of width W/b costs about
+    b * overhead + (W^2 / b) * per-weight cost. Both features follow from the
+    architecture, so the model predicts path counts never exported.
 
     Attributes:
         quantization: The quantization it models.
@@ -125,7 +140,7 @@ class LatencyModel:
     """
 
     quantization: str
-    features: tuple[str, ...] = ("parameters", "ops")
+    features: tuple[str, ...] = ("parameters", "fc_ops")
     coef_: list[float] | None = None
     fit_paths_: list[int] = field(default_factory=list)
 

@@ -22,7 +22,7 @@ import io
 import os
 from pathlib import Path
 
-from mpath_tf.errors import ConfigError
+from mpath_tf.errors import ConfigError, RunDirError
 from mpath_tf.io import atomic_write_json, atomic_write_text, library_versions
 from mpath_tf.rundir import RunDir
 
@@ -31,7 +31,8 @@ QUANTIZATION_MODES = ("float32", "dynamic", "int8")
 CSV_COLUMNS = (
     "model", "kind", "paths", "quantization", "parameters", "model_bytes", "status",
     "median_us", "p90_us", "min_us", "mean_us", "std_us", "median_ci_low_us",
-    "median_ci_high_us", "runs", "partitions", "undelegated_ops", "suspect", "error",
+    "median_ci_high_us", "runs", "repeat_spread", "partitions", "undelegated_ops", "suspect",
+    "error",
 )
 
 
@@ -42,6 +43,57 @@ def default_paths(run: RunDir) -> list[int]:
     sampled = [int(b) for b in run.state.get("samples", {})] or sample_path_counts(
         run.config.width, run.config.samples)
     return sorted({1, *sampled})
+
+
+def fully_connected_ops(model) -> int:
+    """FULLY_CONNECTED ops of the exported model: one per Dense layer, one per
+    path of each ``PathDense`` layer (the ``per_path`` lowering)."""
+    import keras
+
+    from mpath_tf.layers import PathDense
+
+    return sum(len(layer.path_widths) if isinstance(layer, PathDense) else 1
+               for layer in model.layers if isinstance(layer, (PathDense, keras.layers.Dense)))
+
+
+def predict_latency(run_dir: str | os.PathLike, target: str = "local",
+                    quantization: str = "float32") -> dict[int, float]:
+    """Predicted latency (us) of every path count from the run's latency model.
+
+    Uses ``RUN/bench/<target>/latency_model.json`` (written by ``bench_run``)
+    and the architecture's parameter and FULLY_CONNECTED-op counts, so no
+    model is exported or measured.
+
+    Args:
+        run_dir: A run directory benchmarked on ``target``.
+        target: The target name used with ``bench_run``.
+        quantization: ``float32``, ``dynamic`` or ``int8``.
+
+    Returns:
+        ``{b: microseconds}`` for b = 1 .. W.
+
+    Raises:
+        RunDirError: No latency model for this target and quantization.
+    """
+    import json
+
+    from edge_bench.analysis import LatencyModel
+    from edge_bench.targets import target_slug
+    from mpath_tf.derivation import parameter_counts
+
+    run = RunDir.open(run_dir)
+    path = run.path / "bench" / target_slug(target) / "latency_model.json"
+    models = json.loads(path.read_text())["models"] if path.is_file() else {}
+    if quantization not in models:
+        raise RunDirError(
+            f"{run.path} has no {quantization} latency model for target {target}; run "
+            f"`mpath-tf bench {run.path} --target {target}` first."
+        )
+    model = LatencyModel.from_dict(models[quantization])
+    counts = parameter_counts(run.load_supernet())
+    depth = run.config.depth
+    features = [{"parameters": counts[b], "fc_ops": (depth - 1) * b + 2} for b in sorted(counts)]
+    return dict(zip(sorted(counts), model.predict(features).tolist()))
 
 
 def _export_all(run: RunDir, paths: list[int], quantizations, log) -> list[tuple[dict, Path]]:
@@ -82,7 +134,8 @@ def _export_all(run: RunDir, paths: list[int], quantizations, log) -> list[tuple
                 export_tflite(model, path, get_quantization(quantization),
                               data.x_train if data is not None else None)
             jobs.append(({"model": name, "kind": kind, "paths": count if count else 1,
-                          "quantization": quantization, "parameters": int(model.count_params())},
+                          "quantization": quantization, "parameters": int(model.count_params()),
+                          "fc_ops": fully_connected_ops(model)},
                          path))
     return jobs
 
@@ -95,6 +148,7 @@ def bench_run(
     settings=None,
     fit_paths: list[int] | None = None,
     target_options: dict | None = None,
+    repeats: int = 3,
     log=print,
 ) -> dict:
     """Benchmark the dense MLP and derived models of a search run on a target.
@@ -109,6 +163,8 @@ def bench_run(
             5 spread over the measured ones); the others are its held-out test.
         target_options: Options of the target (``python``, ``ssh_config``,
             ``identity``, ``benchmark_model``, ``adb``).
+        repeats: Tries per model, in separate passes over all models; the
+            median try is reported (see ``edge_bench.measure_models``).
         log: Progress printer.
 
     Returns:
@@ -145,10 +201,12 @@ def bench_run(
     device = bench_target.describe()
     atomic_write_json(out / "settings.json", {
         "target": bench_target.name, "device": device, "settings": settings.to_dict(),
-        "paths": paths, "quantizations": list(quantizations), "versions": library_versions(),
+        "paths": paths, "quantizations": list(quantizations), "repeats": repeats,
+        "versions": library_versions(),
     })
     log(f"timing on {bench_target.name} ({device.get('cpu_model') or device.get('model')})")
-    rows = measure_models(bench_target, jobs, Journal(out / "latency.jsonl"), settings, log=log)
+    rows = measure_models(bench_target, jobs, Journal(out / "latency.jsonl"), settings,
+                          repeats=repeats, log=log)
 
     write_csv(rows, out / "latency.csv")
     verdict = proxy_verdict(rows)

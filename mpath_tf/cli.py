@@ -196,6 +196,9 @@ def _int_list(ctx, param, value):
 @click.option("--warmup-min-secs", type=float, default=0.5, show_default=True)
 @click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True,
               help="Seconds before one model's measurement is killed.")
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Tries per model, in separate passes; the median try is reported and "
+              "tries more than 5% apart are flagged.")
 @click.option("--fit-paths", callback=_int_list, default=None,
               help="Path counts to fit the latency model on (default: up to 5 spread over --paths).")
 @click.option("--python", default=None,
@@ -208,7 +211,7 @@ def _int_list(ctx, param, value):
               help="adb: the benchmark_model binary for the phone's ABI.")
 @_input_errors
 def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_secs,
-          warmup_runs, warmup_min_secs, timeout_s, fit_paths, python, ssh_config,
+          warmup_runs, warmup_min_secs, timeout_s, repeats, fit_paths, python, ssh_config,
           identity, benchmark_model):
     """Measure the latency of RUN's dense MLP and derived models on a target,
     and judge whether parameter count predicts it.
@@ -231,7 +234,7 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
     )
     report = bench_run(
         run, target, paths=paths, quantizations=tuple(q for q in quantization.split(",") if q),
-        settings=settings, fit_paths=fit_paths,
+        settings=settings, fit_paths=fit_paths, repeats=repeats,
         target_options={"python": python, "ssh_config": ssh_config, "identity": identity,
                         "benchmark_model": benchmark_model},
         log=click.echo,

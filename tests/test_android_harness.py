@@ -39,7 +39,7 @@ def test_bench_phone_runs_mpath_tf_bench_on_the_phone(tmp_path, tiny_run):
     env = {**standin_env(tmp_path),
            "STANDIN_OUTPUT": str(ROOT / "tests/fixtures/benchmark_model/classic_tf2.txt")}
     result = run("bench_phone.sh", tiny_run, STANDIN / "benchmark_model", "PIXEL7", "--",
-                 "--quantization", "float32", "--paths", "1,2,6", env=env)
+                 "--quantization", "float32", "--paths", "1,2,6", "--repeats", "1", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = (tiny_run / "bench" / "adb-PIXEL7" / "latency.csv").read_text().splitlines()
     assert len(lines) == 1 + 4

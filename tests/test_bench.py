@@ -8,9 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from edge_bench.analysis import LatencyModel, choose_fit_paths, proxy_verdict
+from mpath_tf.bench import fully_connected_ops, predict_latency
 from mpath_tf.cli import cli
+from mpath_tf.errors import RunDirError
 
-QUICK = ["--runs", "20", "--min-secs", "0.05", "--warmup-min-secs", "0"]
+QUICK = ["--runs", "20", "--min-secs", "0.05", "--warmup-min-secs", "0", "--repeats", "1"]
 
 
 def invoke(*args):
@@ -38,6 +40,11 @@ def test_bench_writes_table_plot_verdict_and_resumes(tiny_run):
     model = json.loads((out / "latency_model.json").read_text())
     assert set(model["models"]) == {"float32", "dynamic", "int8"}
 
+    predicted = predict_latency(tiny_run, "local", "int8")
+    assert sorted(predicted) == [1, 2, 3, 4, 5, 6] and all(v > 0 for v in predicted.values())
+    with pytest.raises(RunDirError, match="no float16 latency model"):
+        predict_latency(tiny_run, "local", "float16")
+
     journal = (out / "latency.jsonl").read_text()
     stamps = {p: p.stat().st_mtime_ns for p in (tiny_run / "bench" / "models").iterdir()}
     again = invoke("bench", tiny_run, "--paths", "1,2,3,6", *QUICK)
@@ -53,6 +60,7 @@ def test_bench_writes_table_plot_verdict_and_resumes(tiny_run):
     pytest.param(["--target", "bluetooth"], "Unknown target 'bluetooth'", id="target"),
     pytest.param(["--quantization", "int4"], "--quantization must be among", id="quantization"),
     pytest.param(["--runs", "0"], "runs must be >= 1", id="runs"),
+    pytest.param(["--repeats", "0"], "repeats must be >= 1", id="repeats"),
     pytest.param(["--target", "adb"], "needs the benchmark_model binary", id="adb-binary"),
     pytest.param(["--paths", "a,b"], "comma-separated integers", id="paths-syntax"),
 ])
@@ -109,3 +117,14 @@ def test_proxy_verdict_finds_where_latency_stops_falling():
     assert verdict["most_paths_vs_fastest"] == pytest.approx(50 / 30)
     monotone = proxy_verdict(_rows({1: 100.0, 2: 60.0, 4: 40.0}))["float32"]
     assert monotone["spearman"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("paths", [1, 3, 7])
+def test_fc_op_count_of_the_architecture_matches_the_exported_file(paths, tmp_path):
+    from converters import export_tflite, op_summary
+    from mpath_tf import build_supernet, derive
+
+    model = derive(build_supernet((16,), 3, depth=4, width=7, seed=0), paths)
+    exported = export_tflite(model, tmp_path / "m.tflite")
+    assert fully_connected_ops(model) == 3 * paths + 2
+    assert op_summary(exported)["ops"]["FULLY_CONNECTED"] == fully_connected_ops(model)

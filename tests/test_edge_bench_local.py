@@ -103,6 +103,7 @@ def test_journal_resumes_and_keeps_failures(target, tflite_models, tmp_path):
     assert "broken.tflite" in first[1]["error"]
     saved = journal_path.read_text()
     assert [json.loads(line)["paths"] for line in saved.splitlines()] == [1, 99, 2]
+    assert all(json.loads(line)["key"].endswith("|try0") for line in saved.splitlines())
 
     class NoMeasuring(LocalTarget):
         def measure(self, *args, **kwargs):
@@ -115,6 +116,35 @@ def test_journal_resumes_and_keeps_failures(target, tflite_models, tmp_path):
     other = BenchSettings(**{**FAST, "threads": 2})
     rows = measure_models(target, jobs[:1], Journal(journal_path), other, log=lambda *_: None)
     assert rows[0]["settings"]["threads"] == 2 and len(Journal(journal_path).rows()) == 4
+
+
+def test_repeated_tries_report_the_median_try_and_resume(target, tflite_models, tmp_path):
+    journal_path = tmp_path / "latency.jsonl"
+    jobs = [({"paths": 2}, tflite_models[2])]
+    quiet = lambda *_: None  # noqa: E731
+    row = measure_models(target, jobs, Journal(journal_path), BenchSettings(**FAST), repeats=2,
+                         log=quiet)[0]
+    assert len(row["repeat_medians_us"]) == 2 and row["repeat_spread"] >= 0
+    assert row["stats"]["median_us"] == min(row["repeat_medians_us"])  # lower middle of two
+    assert len(Journal(journal_path).rows()) == 2
+    more = measure_models(target, jobs, Journal(journal_path), BenchSettings(**FAST), repeats=3,
+                          log=quiet)[0]
+    assert more["repeat_medians_us"][:2] == row["repeat_medians_us"]  # the first two kept
+    assert len(Journal(journal_path).rows()) == 3
+    with pytest.raises(ConfigError, match="repeats must be >= 1"):
+        measure_models(target, jobs, Journal(journal_path), repeats=0)
+
+
+def test_tries_that_disagree_are_suspect():
+    from edge_bench.runner import combine_tries
+
+    tries = [{"status": "ok", "stats": {"median_us": m}, "warnings": [], "suspect": False}
+             for m in (10.0, 10.2, 10.1)]
+    assert combine_tries(tries)["suspect"] is False
+    assert combine_tries(tries)["stats"]["median_us"] == 10.1
+    tries[1]["stats"] = {"median_us": 12.0}
+    combined = combine_tries(tries)
+    assert combined["suspect"] and "disagree by 20.0%" in combined["warnings"][0]
 
 
 @pytest.mark.parametrize("kwargs, message", [

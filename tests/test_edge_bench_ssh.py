@@ -132,7 +132,7 @@ def test_cli_bench_over_ssh(board, tiny_run):
     result = CliRunner().invoke(cli, [
         "bench", str(tiny_run), "--target", "ssh://testboard", "--ssh-config", str(config),
         "--python", sys.executable, "--quantization", "float32", "--paths", "1,2,6",
-        "--runs", "20", "--min-secs", "0.05", "--warmup-min-secs", "0",
+        "--runs", "20", "--min-secs", "0.05", "--warmup-min-secs", "0", "--repeats", "1",
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     out = tiny_run / "bench" / "ssh-testboard"
