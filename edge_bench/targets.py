@@ -369,7 +369,10 @@ class AdbTarget(Target):
         remote_dir: Working directory on the device.
 
     Example:
-        >>> AdbTarget("adb:emulator-5554", benchmark_model="benchmark_model").serial
+        >>> import tempfile
+        >>> binary = tempfile.NamedTemporaryFile(suffix="benchmark_model").name
+        >>> open(binary, "wb").close()
+        >>> AdbTarget("adb:emulator-5554", benchmark_model=binary).serial
         'emulator-5554'
     """
 
