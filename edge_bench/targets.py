@@ -214,8 +214,12 @@ class LocalTarget(Target):
         self.python = python
 
     def _run_agent(self, args: list[str], timeout: float) -> subprocess.CompletedProcess:
-        return subprocess.run([self.python, str(AGENT), *args], capture_output=True,
-                              text=True, timeout=timeout)
+        try:
+            return subprocess.run([self.python, str(AGENT), *args], capture_output=True,
+                                  text=True, timeout=timeout)
+        except OSError as err:
+            raise TargetError(f"local: cannot run Python '{self.python}': {err.strerror or err}; "
+                              "pass a Python with ai-edge-litert and NumPy (--python).") from None
 
     def _describe(self) -> dict:
         proc = self._run_agent(["describe"], timeout=60)
@@ -286,6 +290,9 @@ class SshTarget(Target):
     def _call(self, command: list[str], timeout: float) -> subprocess.CompletedProcess:
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            raise TargetError(f"{self.name}: '{command[0]}' is not installed; install the "
+                              "OpenSSH client.") from None
         except subprocess.TimeoutExpired:
             raise TargetError(f"{self.name}: no answer within {timeout:.0f} s; check the "
                               "board is on and reachable.") from None

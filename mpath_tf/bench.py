@@ -196,9 +196,9 @@ def bench_run(
     out = run.path / "bench" / target_slug(bench_target.name)
     out.mkdir(parents=True, exist_ok=True)
 
+    device = bench_target.describe()  # an unreachable target fails before any export
     log(f"exporting {len(paths) + 1} models x {len(quantizations)} quantizations")
     jobs = _export_all(run, paths, quantizations, log)
-    device = bench_target.describe()
     atomic_write_json(out / "settings.json", {
         "target": bench_target.name, "device": device, "settings": settings.to_dict(),
         "paths": paths, "quantizations": list(quantizations), "repeats": repeats,

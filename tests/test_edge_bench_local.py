@@ -11,7 +11,7 @@ import pytest
 
 from edge_bench import BenchSettings, Journal, LocalTarget, measure_models, median_ci, summarize
 from edge_bench.agent import delegation
-from mpath_tf.errors import ConfigError, ModelError
+from mpath_tf.errors import ConfigError, ModelError, TargetError
 from tests.conftest import FAST
 
 
@@ -88,6 +88,8 @@ def test_runtime_crash_and_hang_are_model_failures(tflite_models, tmp_path):
     crashing.chmod(crashing.stat().st_mode | stat.S_IEXEC)
     with pytest.raises(ModelError, match=r"crashed on paths-2.tflite \(signal 11\)"):
         LocalTarget(python=str(crashing)).measure(tflite_models[2], BenchSettings(**FAST))
+    with pytest.raises(TargetError, match="local: cannot run Python '/no/such/python'"):
+        LocalTarget(python="/no/such/python").measure(tflite_models[2], BenchSettings(**FAST))
     slow = BenchSettings(runs=1, min_secs=30, warmup_min_secs=0, timeout_s=3)
     with pytest.raises(ModelError, match="did not finish in 3 s"):
         LocalTarget().measure(tflite_models[2], slow)

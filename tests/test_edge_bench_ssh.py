@@ -141,7 +141,7 @@ def test_cli_bench_over_ssh(board, tiny_run):
     assert "Spearman" in result.output
 
 
-def test_cli_unreachable_board_exits_2_and_keeps_results(tiny_run):
+def test_cli_unreachable_board_exits_2_before_exporting(tiny_run):
     port = _free_port()
     result = CliRunner().invoke(cli, [
         "bench", str(tiny_run), "--target", f"ssh://127.0.0.1:{port}", "--quantization", "float32",
@@ -149,4 +149,4 @@ def test_cli_unreachable_board_exits_2_and_keeps_results(tiny_run):
     ])
     assert result.exit_code == 2
     assert f"ssh://127.0.0.1:{port}: ssh failed" in result.output and "Connection refused" in result.output
-    assert (tiny_run / "bench" / "models" / "paths-1_float32.tflite").is_file()  # exports kept
+    assert "exporting" not in result.output
