@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from edge_bench import BenchSettings, Journal, SshTarget, measure_models
 from mpath_tf.cli import cli
-from mpath_tf.errors import ModelError, TargetError
+from mpath_tf.errors import TargetError
 from tests.conftest import FAST
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
