@@ -16,10 +16,34 @@ from pathlib import Path
 import numpy as np
 
 from converters.quantization import Float32
+from mpath_tf.errors import ConfigError
 from mpath_tf.io import atomic_write_bytes
 
 
-def convert(model, quantization=None, representative_data=None) -> bytes:
+# How block-diagonal (``PathDense``) layers become TFLite ops: lowering name ->
+# the PathDense implementation traced for conversion. A one-path layer is a
+# plain FULLY_CONNECTED under every lowering.
+LOWERINGS = {
+    "per_path": "per_path",  # FULLY_CONNECTED per path + tree of <= 5-input CONCATENATIONs
+    "batch_matmul": "grouped",  # GATHER + one BATCH_MATMUL per distinct path width
+    "conv": "conv",  # GATHER + one grouped 1x1 CONV_2D per distinct path width
+}
+
+
+def _lowered(model, lowering: str):
+    from converters.lowering import group_paths
+    from mpath_tf.derivation import with_implementation
+
+    if lowering not in LOWERINGS:
+        raise ConfigError(
+            f"Unknown lowering '{lowering}'. Choose one of: {', '.join(LOWERINGS)}."
+        )
+    if lowering != "per_path":
+        model = group_paths(model)  # equal widths side by side: no GATHER
+    return with_implementation(model, LOWERINGS[lowering])
+
+
+def convert(model, quantization=None, representative_data=None, lowering: str = "per_path") -> bytes:
     """Convert a Keras model to TFLite flatbuffer bytes.
 
     Args:
@@ -27,24 +51,23 @@ def convert(model, quantization=None, representative_data=None) -> bytes:
         quantization: A scheme from ``converters.quantization``; default
             ``Float32()``.
         representative_data: Training examples, required by ``Int8``.
+        lowering: How block-diagonal layers become ops: ``per_path``,
+            ``batch_matmul`` or ``conv`` (see ``LOWERINGS``).
 
     Returns:
         The ``.tflite`` file contents.
 
     Raises:
-        ConfigError: If the scheme needs representative data and none is given.
+        ConfigError: If the scheme needs representative data and none is
+            given, or the lowering is unknown.
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
-    from mpath_tf.derivation import with_implementation
-
     quantization = quantization or Float32()
-    # One FULLY_CONNECTED per path: the lowering that runs fastest in LiteRT
-    # for int8 (see the converters issue for the measurements).
-    model = with_implementation(model, "per_path")
+    model = _lowered(model, lowering)
     spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")
     function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     # Freeze the variables into constants: the converter then folds each weight
@@ -60,6 +83,7 @@ def export_tflite(
     path: str | os.PathLike,
     quantization=None,
     representative_data=None,
+    lowering: str = "per_path",
 ) -> Path:
     """Convert ``model`` and write it to ``path`` atomically.
 
@@ -68,6 +92,7 @@ def export_tflite(
         path: Destination ``.tflite`` file.
         quantization: A scheme from ``converters.quantization``; default float32.
         representative_data: Training examples, required by ``Int8``.
+        lowering: How block-diagonal layers become ops (see ``convert``).
 
     Returns:
         The path written.
@@ -84,7 +109,7 @@ def export_tflite(
         True
     """
     path = Path(path)
-    atomic_write_bytes(path, convert(model, quantization, representative_data))
+    atomic_write_bytes(path, convert(model, quantization, representative_data, lowering))
     return path
 
 

@@ -257,7 +257,7 @@ def with_implementation(model: keras.Model, implementation: str) -> keras.Model:
 
     Args:
         model: A functional model, such as one returned by ``derive``.
-        implementation: ``"grouped"`` or ``"per_path"``.
+        implementation: ``"grouped"``, ``"per_path"`` or ``"conv"``.
 
     Returns:
         The new model (``model`` itself if nothing changes).

@@ -110,7 +110,23 @@ class MembraneDense(keras.layers.Layer):
         return config
 
 
-IMPLEMENTATIONS = ("grouped", "per_path")
+IMPLEMENTATIONS = ("grouped", "per_path", "conv")
+
+# XNNPACK takes a CONCATENATION with at most this many inputs (its source,
+# tensorflow/lite/delegates/xnnpack); wider ones fall back to the reference
+# kernel and split the graph into several delegate partitions.
+MAX_CONCAT_INPUTS = 5
+
+
+def _concat_tree(tensors: list, fan_in: int = MAX_CONCAT_INPUTS):
+    """Concatenate along the last axis with ops of at most ``fan_in`` inputs."""
+    while len(tensors) > 1:
+        tensors = [
+            tensors[i] if len(tensors[i : i + fan_in]) == 1
+            else ops.concatenate(tensors[i : i + fan_in], axis=-1)
+            for i in range(0, len(tensors), fan_in)
+        ]
+    return tensors[0]
 
 
 def _permute(x, perm, inverse):
@@ -141,19 +157,25 @@ class PathDense(keras.layers.Layer):
     within a width, so that all paths of one width form one contiguous
     ``(n, w, w)`` tensor.
 
-    Two implementations compute the same function from the same weights:
+    Three implementations compute the same function from the same weights;
+    they differ in the ops TFLite lowers them to (``converters`` picks one):
 
     - ``"grouped"`` (default): one batched matmul per distinct path width, with
-      a permutation of the neurons around it. Fast to train, even with
-      hundreds of paths.
-    - ``"per_path"``: one matmul per path, which TFLite lowers to one
-      FULLY_CONNECTED op per path. ``converters.export_tflite`` switches to it.
+      a permutation of the neurons around it (TFLite: GATHER, BATCH_MATMUL).
+      Fast to train, even with hundreds of paths.
+    - ``"per_path"``: one matmul per path (TFLite: one FULLY_CONNECTED per
+      path), joined by a tree of concatenations of at most 5 inputs so that
+      XNNPACK keeps them in one partition.
+    - ``"conv"``: one grouped 1x1 convolution per distinct path width
+      (TFLite: CONV_2D with groups).
+
+    With a single path every implementation is one plain matmul.
 
     Args:
         path_widths: Width of each path, in neuron order; each >= 1, at least one
             path. Their sum is the layer width W.
         activation: Activation name or callable; ``None`` means linear.
-        implementation: ``"grouped"`` or ``"per_path"``.
+        implementation: ``"grouped"``, ``"per_path"`` or ``"conv"``.
         kernel_initializer: Initializer applied to each (w, w) block.
         bias_initializer: Initializer of the (W,) bias.
         **kwargs: Base ``keras.layers.Layer`` arguments.
@@ -292,7 +314,27 @@ class PathDense(keras.layers.Layer):
             # (batch, w) @ (w, w) + (w,): one FULLY_CONNECTED per path in TFLite.
             y = ops.matmul(inputs[..., lo : lo + w], self.block(k))
             outputs.append(y + self.bias[lo : lo + w])
-        return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=-1)
+        return _concat_tree(outputs)
+
+    def _group_kernels(self, kernel_start: int, n: int, w: int):
+        """The (n, w, w) blocks of one width group, in grouped order."""
+        return ops.reshape(self.kernel[kernel_start : kernel_start + n * w * w], (n, w, w))
+
+    def _call_conv(self, inputs):
+        x = inputs if self._identity else _permute(inputs, self._perm, self._inverse)
+        outputs = []
+        for w, paths, kernel_start, neuron_start in self._groups:
+            n = len(paths)
+            xs = ops.reshape(x[..., neuron_start : neuron_start + n * w], (-1, 1, 1, n * w))
+            # Grouped conv kernel (1, 1, w_in, n * w_out): output channel g*w + j
+            # of group g reads input channels g*w .. g*w + w - 1.
+            kernel = ops.transpose(self._group_kernels(kernel_start, n, w), (1, 0, 2))
+            y = ops.conv(xs, ops.reshape(kernel, (1, 1, w, n * w)), padding="valid")
+            outputs.append(ops.reshape(y, (-1, n * w)))
+        y = _concat_tree(outputs)
+        if not self._identity:
+            y = _permute(y, self._inverse, self._perm)
+        return y + self.bias
 
     def _call_grouped(self, inputs):
         x = inputs if self._identity else _permute(inputs, self._perm, self._inverse)
@@ -300,9 +342,7 @@ class PathDense(keras.layers.Layer):
         for w, paths, kernel_start, neuron_start in self._groups:
             n = len(paths)
             xs = ops.reshape(x[..., neuron_start : neuron_start + n * w], (-1, n, w))
-            kernels = ops.reshape(
-                self.kernel[kernel_start : kernel_start + n * w * w], (n, w, w)
-            )
+            kernels = self._group_kernels(kernel_start, n, w)
             # (batch, n, w) x (n, w, w) -> (batch, n, w): all paths of width w.
             y = ops.einsum("bni,nij->bnj", xs, kernels)
             outputs.append(ops.reshape(y, (-1, n * w)))
@@ -312,8 +352,10 @@ class PathDense(keras.layers.Layer):
         return y + self.bias
 
     def call(self, inputs):
-        if self.implementation == "per_path":
+        if self.implementation == "per_path" or len(self.path_widths) == 1:
             outputs = self._call_per_path(inputs)
+        elif self.implementation == "conv":
+            outputs = self._call_conv(inputs)
         else:
             outputs = self._call_grouped(inputs)
         if self.activation is not None:
