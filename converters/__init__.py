@@ -1,8 +1,18 @@
 """Export mpath-tf models to TFLite (LiteRT) and verify them against Keras."""
 
-from converters.quantization import QUANTIZATIONS, DynamicRange, Float32, Int8, get_quantization
+from converters.quantization import (
+    QUANTIZATIONS,
+    DynamicRange,
+    Float16,
+    Float32,
+    Int8,
+    get_quantization,
+)
+from converters.calibration import calibrate, choose_lowering, load_calibration
 from converters.tflite import (
+    LOWERINGS,
     Verification,
+    choose_lowerings,
     compare_outputs,
     convert,
     export_tflite,
@@ -12,8 +22,14 @@ from converters.tflite import (
 )
 
 __all__ = [
+    "LOWERINGS",
     "QUANTIZATIONS",
+    "calibrate",
+    "choose_lowering",
+    "choose_lowerings",
+    "load_calibration",
     "DynamicRange",
+    "Float16",
     "Float32",
     "Int8",
     "Verification",

@@ -30,20 +30,50 @@ LOWERINGS = {
 }
 
 
-def _lowered(model, lowering: str):
+def choose_lowerings(model, quantization_name: str = "float32", lowering: str = "per_path",
+                     calibration=None) -> dict[str, str]:
+    """The lowering of each ``PathDense`` layer of ``model``.
+
+    Args:
+        model: A Keras model.
+        quantization_name: ``float32``, ``float16``, ``dynamic`` or ``int8``.
+        lowering: One of ``LOWERINGS``, or ``auto``: per layer, the lowering
+            the calibration table predicts fastest for its width and path count.
+        calibration: A table or its path for ``auto`` (default: the bundled
+            table, measured on this project's x86 machine).
+
+    Returns:
+        ``{layer name: lowering}``.
+
+    Raises:
+        ConfigError: Unknown lowering, or an unreadable calibration table.
+    """
+    from converters.calibration import choose_lowering, load_calibration
+    from mpath_tf.layers import PathDense
+
+    if lowering != "auto" and lowering not in LOWERINGS:
+        raise ConfigError(
+            f"Unknown lowering '{lowering}'. Choose one of: {', '.join(LOWERINGS)}, auto."
+        )
+    layers = [l for l in model.layers if isinstance(l, PathDense)]
+    if lowering != "auto":
+        return {l.name: lowering for l in layers}
+    table = calibration if isinstance(calibration, dict) else load_calibration(calibration)
+    mode = "float32" if quantization_name == "float16" else quantization_name
+    return {l.name: choose_lowering(table, l.width, mode, len(l.path_widths)) for l in layers}
+
+
+def _lowered(model, lowerings: dict[str, str]):
     from converters.lowering import group_paths
     from mpath_tf.derivation import with_implementation
 
-    if lowering not in LOWERINGS:
-        raise ConfigError(
-            f"Unknown lowering '{lowering}'. Choose one of: {', '.join(LOWERINGS)}."
-        )
-    if lowering != "per_path":
+    if any(lowering != "per_path" for lowering in lowerings.values()):
         model = group_paths(model)  # equal widths side by side: no GATHER
-    return with_implementation(model, LOWERINGS[lowering])
+    return with_implementation(model, {name: LOWERINGS[l] for name, l in lowerings.items()})
 
 
-def convert(model, quantization=None, representative_data=None, lowering: str = "per_path") -> bytes:
+def convert(model, quantization=None, representative_data=None, lowering: str = "per_path",
+            calibration=None) -> bytes:
     """Convert a Keras model to TFLite flatbuffer bytes.
 
     Args:
@@ -52,7 +82,9 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
             ``Float32()``.
         representative_data: Training examples, required by ``Int8``.
         lowering: How block-diagonal layers become ops: ``per_path``,
-            ``batch_matmul`` or ``conv`` (see ``LOWERINGS``).
+            ``batch_matmul``, ``conv`` (see ``LOWERINGS``) or ``auto`` (see
+            ``choose_lowerings``).
+        calibration: The calibration table for ``auto``.
 
     Returns:
         The ``.tflite`` file contents.
@@ -67,7 +99,7 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
     )
 
     quantization = quantization or Float32()
-    model = _lowered(model, lowering)
+    model = _lowered(model, choose_lowerings(model, quantization.name, lowering, calibration))
     spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")
     function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     # Freeze the variables into constants: the converter then folds each weight
@@ -84,6 +116,7 @@ def export_tflite(
     quantization=None,
     representative_data=None,
     lowering: str = "per_path",
+    calibration=None,
 ) -> Path:
     """Convert ``model`` and write it to ``path`` atomically.
 
@@ -93,6 +126,7 @@ def export_tflite(
         quantization: A scheme from ``converters.quantization``; default float32.
         representative_data: Training examples, required by ``Int8``.
         lowering: How block-diagonal layers become ops (see ``convert``).
+        calibration: The calibration table for ``lowering="auto"``.
 
     Returns:
         The path written.
@@ -109,7 +143,7 @@ def export_tflite(
         True
     """
     path = Path(path)
-    atomic_write_bytes(path, convert(model, quantization, representative_data, lowering))
+    atomic_write_bytes(path, convert(model, quantization, representative_data, lowering, calibration))
     return path
 
 

@@ -133,8 +133,15 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.argument("model", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["tflite"]), default="tflite",
               show_default=True, help="Export format.")
-@click.option("--quantization", default="float32", show_default=True,
-              help="float32, dynamic (int8 weights) or int8 (weights and activations).")
+@click.option("--quantize", "--quantization", "quantization", default="float32",
+              show_default=True,
+              help="float32, float16, dynamic (int8 weights) or int8 (weights and activations).")
+@click.option("--lowering", default="per_path", show_default=True,
+              help="How block-diagonal layers become TFLite ops: per_path, batch_matmul, conv, "
+              "or auto (fastest per layer by the calibration table).")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="Calibration table for --lowering auto (default: the bundled one; make "
+              "one with `mpath-tf calibrate`).")
 @click.option("--dataset", default=None,
               help="Dataset for int8 calibration and verification (default: the "
               "dataset of the run MODEL belongs to, if any).")
@@ -142,17 +149,18 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: MODEL with suffix _<quantization>.tflite).")
 @_input_errors
-def export(model, fmt, quantization, dataset, data_dir, output):
+def export(model, fmt, quantization, lowering, calibration, dataset, data_dir, output):
     """Export a .keras MODEL to TFLite and check it against Keras.
 
     \b
     Example:
-        mpath-tf export runs/digits-mpath-4-64-seed0/model.keras --quantization int8
+        mpath-tf export runs/digits-mpath-4-64-seed0/model.keras --quantize int8 --lowering auto
     """
     from mpath_tf.workflows import export_model
 
     report = export_model(
-        model, quantization, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output
+        model, quantization, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
+        lowering=lowering, calibration=calibration,
     )
     click.echo(json.dumps(report, indent=2))
     if not report["verification"]["passed"]:
@@ -252,6 +260,47 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
     for failure in report["failed"]:
         click.echo(f"FAILED {failure['model']}: {failure['error']}", err=True)
     click.echo(f"results: {report['output']}")
+
+
+@cli.command()
+@click.option("--target", default="local", show_default=True,
+              help="local, ssh://[user@]host[:port] or adb[:SERIAL].")
+@click.option("--width", "widths", callback=_int_list, default="64,500", show_default=True,
+              help="Layer widths to calibrate, comma-separated.")
+@click.option("--quantization", default="float32,dynamic,int8", show_default=True)
+@click.option("--cpus", callback=_int_list, default=None, help="Pin to these CPU cores.")
+@click.option("--repeats", type=int, default=1, show_default=True)
+@click.option("--workdir", type=click.Path(file_okay=False), default="calibration",
+              show_default=True, help="Exports and the measurement journal (resumable).")
+@click.option("--output", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the calibration table (.json).")
+@click.option("--python", default=None, help="Python on the target (ssh).")
+@click.option("--ssh-config", type=click.Path(dir_okay=False), default=None)
+@click.option("--benchmark-model", type=click.Path(dir_okay=False), default=None,
+              help="adb: the benchmark_model binary.")
+@_input_errors
+def calibrate(target, widths, quantization, cpus, repeats, workdir, output, python,
+              ssh_config, benchmark_model):
+    """Time one block-diagonal layer in every lowering on a target, for
+    `mpath-tf export --lowering auto --calibration FILE`.
+
+    \b
+    Example:
+        mpath-tf calibrate --target ssh://pi@raspberrypi.local --output pi.json
+    """
+    from converters.calibration import calibrate as run_calibration
+    from converters.calibration import merge
+    from edge_bench import BenchSettings, get_target
+    from mpath_tf.io import atomic_write_json
+
+    bench_target = get_target(target, python=python, ssh_config=ssh_config,
+                              benchmark_model=benchmark_model)
+    settings = BenchSettings(cpus=tuple(cpus or ()), min_secs=0.5, warmup_min_secs=0.2)
+    tables = [run_calibration(bench_target, w, tuple(quantization.split(",")),
+                              workdir=os.path.join(workdir, f"w{w}"), settings=settings,
+                              repeats=repeats, log=click.echo) for w in widths]
+    atomic_write_json(output, merge(tables))
+    click.echo(f"calibration: {output}")
 
 
 def main():

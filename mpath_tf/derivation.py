@@ -249,7 +249,7 @@ def derive(supernet: Supernet, paths: int, implementation: str = "grouped") -> k
     )
 
 
-def with_implementation(model: keras.Model, implementation: str) -> keras.Model:
+def with_implementation(model: keras.Model, implementation: str | dict[str, str]) -> keras.Model:
     """A copy of ``model`` whose ``PathDense`` layers use ``implementation``.
 
     The weights are shared layouts, so they are copied unchanged and the copy
@@ -257,7 +257,8 @@ def with_implementation(model: keras.Model, implementation: str) -> keras.Model:
 
     Args:
         model: A functional model, such as one returned by ``derive``.
-        implementation: ``"grouped"``, ``"per_path"`` or ``"conv"``.
+        implementation: ``"grouped"``, ``"per_path"`` or ``"conv"``, or a dict
+            from layer name to one of those (layers not named keep theirs).
 
     Returns:
         The new model (``model`` itself if nothing changes).
@@ -270,13 +271,15 @@ def with_implementation(model: keras.Model, implementation: str) -> keras.Model:
         'per_path'
     """
     layers = [l for l in model.layers if isinstance(l, PathDense)]
-    if all(l.implementation == implementation for l in layers):
+    wanted = (implementation if isinstance(implementation, dict)
+              else {l.name: implementation for l in layers})
+    if all(l.implementation == wanted.get(l.name, l.implementation) for l in layers):
         return model
 
     def clone(layer):
         config = layer.get_config()
         if isinstance(layer, PathDense):
-            config["implementation"] = implementation
+            config["implementation"] = wanted.get(layer.name, layer.implementation)
         return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone)

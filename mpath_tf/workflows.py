@@ -85,21 +85,28 @@ def export_model(
     dataset: str | None = None,
     data_dir: str | os.PathLike | None = None,
     output: str | os.PathLike | None = None,
+    lowering: str = "per_path",
+    calibration: str | os.PathLike | None = None,
 ) -> dict:
     """Export a ``.keras`` model to ``.tflite`` and verify it in LiteRT.
 
     Args:
         model_path: The ``.keras`` file.
-        quantization: ``float32``, ``dynamic`` or ``int8``.
+        quantization: ``float32``, ``float16``, ``dynamic`` or ``int8``.
         fmt: Export format; ``tflite`` is the one supported.
         dataset: Dataset for calibration and verification; default the dataset
             of the run the model belongs to. Without one, float32 and dynamic
             exports are verified on random inputs; int8 is refused.
         data_dir: Dataset directory, if needed.
         output: Destination (default ``<model>_<quantization>.tflite``).
+        lowering: How block-diagonal layers become ops: ``per_path``,
+            ``batch_matmul``, ``conv`` or ``auto`` (the calibration table's
+            fastest per layer).
+        calibration: Calibration table for ``auto`` (default: the bundled one).
 
     Returns:
-        A report with the output file, its size and the verification numbers.
+        A report with the output file, its size, the lowering of each layer
+        and the verification numbers.
 
     Raises:
         ConfigError: Unknown format or quantization, int8 without data, unwritable output,
@@ -107,7 +114,7 @@ def export_model(
     """
     import numpy as np
 
-    from converters import export_tflite, get_quantization, verify_tflite
+    from converters import choose_lowerings, export_tflite, get_quantization, verify_tflite
 
     if fmt != "tflite":
         raise ConfigError(f"Unknown export format '{fmt}'. Supported: tflite.")
@@ -137,8 +144,10 @@ def export_model(
     output = Path(output) if output else model_path.with_name(
         f"{model_path.stem}_{scheme.name}.tflite"
     )
+    lowerings = choose_lowerings(model, scheme.name, lowering, calibration)
     try:
-        export_tflite(model, output, scheme, data.x_train if data is not None else None)
+        export_tflite(model, output, scheme, data.x_train if data is not None else None,
+                      lowering=lowering, calibration=calibration)
     except OSError as err:
         raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another --output.")
     check = verify_tflite(output, model, x_check, scheme)
@@ -146,6 +155,7 @@ def export_model(
         "output": str(output),
         "bytes": output.stat().st_size,
         "quantization": scheme.get_config() | {"name": scheme.name},
+        "lowerings": lowerings,
         "verified_on": data.name if data is not None else "random inputs",
         "verification": check.to_dict(),
     }

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from converters import DynamicRange, Float32, Int8, export_tflite, op_summary, run_tflite
+from converters import DynamicRange, Float16, Float32, Int8, export_tflite, op_summary, run_tflite
 from converters import verify_tflite
 from mpath_tf import build_mlp, derive, load_dataset, path_widths
 from mpath_tf.errors import ConfigError
@@ -37,7 +37,7 @@ def test_float32_matches_keras_to_1e_5(derived, digits, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "scheme", [DynamicRange(), Int8()], ids=["dynamic", "int8"]
+    "scheme", [Float16(), DynamicRange(), Int8()], ids=["float16", "dynamic", "int8"]
 )
 def test_quantized_export_within_its_tolerance(scheme, derived, digits, tmp_path):
     path = export_tflite(derived, tmp_path / "q.tflite", scheme, digits.x_train)
@@ -90,3 +90,11 @@ def test_int8_without_representative_data_is_refused(derived, tmp_path):
 def test_int8_num_samples_is_validated():
     with pytest.raises(ConfigError, match="num_samples=0"):
         Int8(num_samples=0)
+
+
+def test_float16_file_holds_half_size_weights(wide_net, tmp_path):
+    model = derive(wide_net, 2)
+    f32 = export_tflite(model, tmp_path / "f.tflite", Float32())
+    f16 = export_tflite(model, tmp_path / "h.tflite", Float16())
+    assert f16.stat().st_size < 0.55 * f32.stat().st_size
+    assert op_summary(f16)["ops"].get("DEQUANTIZE", 0) >= 1

@@ -1,0 +1,173 @@
+"""Which lowering is fastest for a block-diagonal layer, measured per device.
+
+``calibrate`` times one block-diagonal layer (W inputs, b paths, ReLU) in
+each lowering and quantization on a grid of path counts with ``edge_bench``,
+and returns a table; ``choose_lowering`` reads it for any path count
+(interpolating log-latency over log-paths between grid points). The table of
+this project's development machine is bundled (``calibration/``); calibrate
+your own device with ``mpath-tf calibrate --target ...``.
+
+Table format (JSON)::
+
+    {"format": "mpath-tf-lowering-calibration", "target": ..., "device": {...},
+     "settings": {...}, "widths": {"500": {"float32": {"per_path": {"1": us, ...}, ...}}}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mpath_tf.errors import ConfigError
+
+FORMAT = "mpath-tf-lowering-calibration"
+CALIBRATION_PATHS = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128, 200, 320, 500)
+BUNDLED = Path(__file__).parent / "calibration" / "local-x86_64.json"
+
+
+def equal_widths(width: int, paths: int) -> list[int]:
+    """``paths`` widths as equal as possible, summing to ``width``.
+
+    Example:
+        >>> equal_widths(10, 4)
+        [3, 3, 2, 2]
+    """
+    return [width // paths + (1 if i < width % paths else 0) for i in range(paths)]
+
+
+def layer_model(width: int, paths: int):
+    """One block-diagonal layer with ReLU: the unit that is calibrated."""
+    import keras
+
+    from mpath_tf.layers import PathDense
+
+    inputs = keras.Input((width,))
+    layer = PathDense(equal_widths(width, paths), activation="relu", name="blocks")
+    model = keras.Model(inputs, layer(inputs), name=f"layer-{width}-b{paths}")
+    rng = np.random.default_rng(paths)
+    layer.set_blocks([rng.normal(0, 0.1, (w, w)) for w in layer.path_widths])
+    return model
+
+
+def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
+              paths=None, workdir: str | os.PathLike = "calibration", settings=None,
+              repeats: int = 1, log=print) -> dict:
+    """Time one layer of ``width`` in every lowering on ``target``.
+
+    Args:
+        target: An ``edge_bench`` target (or its name).
+        width: Layer width W.
+        quantizations: Modes to calibrate.
+        paths: Path counts (default: ``CALIBRATION_PATHS`` up to W).
+        workdir: Exports and the measurement journal (resumable).
+        settings: ``edge_bench.BenchSettings``.
+        repeats: Tries per model.
+        log: Progress printer.
+
+    Returns:
+        The table (see the module docstring), for one width.
+    """
+    from converters.quantization import get_quantization
+    from converters.tflite import LOWERINGS, export_tflite
+    from edge_bench import Journal, get_target, measure_models
+
+    target = get_target(target) if isinstance(target, str) else target
+    paths = [b for b in (paths or CALIBRATION_PATHS) if 1 <= b <= width]
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    representative = np.random.default_rng(0).normal(size=(200, width)).astype("float32")
+    jobs = []
+    for b in paths:
+        model = layer_model(width, b)
+        for quantization in quantizations:
+            for lowering in (LOWERINGS if b > 1 else ["per_path"]):  # one path: one FC
+                path = workdir / f"layer-{width}-b{b}_{lowering}_{quantization}.tflite"
+                if not path.is_file():
+                    export_tflite(model, path, get_quantization(quantization), representative, lowering)
+                jobs.append(({"paths": b, "quantization": quantization, "lowering": lowering}, path))
+    log(f"calibrating {len(jobs)} layer models on {target.name}")
+    rows = measure_models(target, jobs, Journal(workdir / "calibration.jsonl"), settings,
+                          repeats=repeats, log=log)
+    table: dict = {}
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        stats = row["stats"]
+        us = stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
+        table.setdefault(row["quantization"], {}).setdefault(row["lowering"], {})[str(row["paths"])] = us
+    for by_lowering in table.values():  # one path is the same single FC in every lowering
+        for lowering in LOWERINGS:
+            if lowering != "per_path" and "1" in by_lowering.get("per_path", {}):
+                by_lowering.setdefault(lowering, {})["1"] = by_lowering["per_path"]["1"]
+    return {"format": FORMAT, "target": target.name, "device": target.describe(),
+            "settings": (settings.to_dict() if settings else None), "widths": {str(width): table}}
+
+
+def merge(tables: list[dict]) -> dict:
+    """One table holding the widths of several calibrations of one device."""
+    merged = dict(tables[0])
+    merged["widths"] = {}
+    for table in tables:
+        merged["widths"].update(table["widths"])
+    return merged
+
+
+def load_calibration(path: str | os.PathLike | None = None) -> dict:
+    """Read a calibration table (default: the bundled one).
+
+    Raises:
+        ConfigError: Missing file or not a calibration table.
+    """
+    path = Path(path) if path else BUNDLED
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"Cannot read the calibration table {path}: {err}; run "
+                          "`mpath-tf calibrate` to make one.") from None
+    if table.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a lowering calibration table (format {table.get('format')!r}).")
+    return table
+
+
+def predicted_costs(table: dict, width: int, quantization: str, paths: int) -> dict[str, float]:
+    """Interpolated latency of one layer in each lowering (us).
+
+    The nearest calibrated width is used; log-latency is interpolated linearly
+    over log-paths, scaled by (width / calibrated width)^2 when the widths
+    differ (weights per layer grow with the square of the width).
+
+    Raises:
+        ConfigError: The table has no entry for this quantization.
+    """
+    widths = sorted(int(w) for w in table["widths"])
+    nearest = min(widths, key=lambda w: abs(np.log(w) - np.log(width)))
+    by_lowering = table["widths"][str(nearest)].get(quantization)
+    if not by_lowering:
+        raise ConfigError(f"The calibration table has no {quantization} entries; calibrate "
+                          f"with --quantization {quantization}.")
+    scaled_paths = max(1.0, paths * nearest / width)  # same block width on the calibrated layer
+    costs = {}
+    for lowering, points in by_lowering.items():
+        grid = sorted((int(b), us) for b, us in points.items())
+        x = np.log([b for b, _ in grid])
+        y = np.log([us for _, us in grid])
+        costs[lowering] = float(np.exp(np.interp(np.log(scaled_paths), x, y)))
+    return costs
+
+
+def choose_lowering(table: dict, width: int, quantization: str, paths: int) -> str:
+    """The lowering with the lowest predicted cost for this layer.
+
+    Example:
+        >>> table = {"widths": {"8": {"float32": {"per_path": {"1": 1.0, "8": 5.0},
+        ...                                        "conv": {"1": 1.0, "8": 2.0}}}}}
+        >>> choose_lowering(table, 8, "float32", 8)
+        'conv'
+    """
+    if paths == 1:
+        return "per_path"
+    costs = predicted_costs(table, width, quantization, paths)
+    return min(costs, key=costs.get)

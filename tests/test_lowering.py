@@ -1,0 +1,115 @@
+"""Lowerings of block-diagonal layers: same function, different ops, real
+LiteRT runs; the neuron regrouping; the calibration table and ``auto``."""
+
+import numpy as np
+import pytest
+
+from converters import LOWERINGS, DynamicRange, Float32, Int8, choose_lowerings, export_tflite
+from converters import verify_tflite
+from converters.calibration import choose_lowering, equal_widths, load_calibration, predicted_costs
+from converters.lowering import group_paths
+from converters.tflite import load_interpreter
+from mpath_tf import build_supernet, derive, load_dataset
+from mpath_tf.errors import ConfigError
+from mpath_tf.layers import PathDense
+from mpath_tf.training import train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def model(digits):
+    # Unequal path widths (7 paths over 24 neurons), trained a little.
+    net = build_supernet(digits.input_shape, 10, depth=3, width=24, seed=1)
+    train(net, digits, epochs=8, batch_size=32)
+    return derive(net, 7)
+
+
+def _ops(path):
+    interpreter = load_interpreter(path)
+    interpreter.allocate_tensors()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return interpreter._get_ops_details(), tensors
+
+
+def test_group_paths_keeps_the_function_and_makes_paths_contiguous(model, digits):
+    grouped = group_paths(model)
+    assert len(set(model.get_layer("path_dense_1").path_widths)) > 1  # a real permutation
+    for layer in grouped.layers:
+        if isinstance(layer, PathDense):
+            assert layer.path_widths == sorted(layer.path_widths) and layer._identity
+    np.testing.assert_allclose(grouped.predict(digits.x_test, verbose=0),
+                               model.predict(digits.x_test, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("lowering, expected_op, absent", [
+    pytest.param("per_path", "FULLY_CONNECTED", "BATCH_MATMUL", id="per_path"),
+    pytest.param("batch_matmul", "BATCH_MATMUL", "GATHER", id="batch_matmul"),
+    pytest.param("conv", "CONV_2D", "GATHER", id="conv"),
+])
+def test_each_lowering_runs_in_litert_like_keras(lowering, expected_op, absent, model, digits, tmp_path):
+    path = export_tflite(model, tmp_path / f"{lowering}.tflite", Float32(), lowering=lowering)
+    check = verify_tflite(path, model, digits.x_test, Float32())
+    assert check.passed and check.max_abs_diff <= 1e-5, check
+    ops, tensors = _ops(path)
+    names = [op["op_name"] for op in ops]
+    assert expected_op in names and absent not in names
+    assert names.count("DELEGATE") == 1  # one XNNPACK partition: no op left out
+    # No hidden zero blocks: the weight tensors hold exactly the model's weights.
+    weights = {i for op in ops if op["op_name"] in ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D")
+               for i in op["inputs"][1:] if i >= 0 and tensors[i]["shape"].size
+               and "input" not in tensors[i]["name"]}
+    assert sum(int(np.prod(tensors[i]["shape"])) for i in weights) == model.count_params()
+
+
+@pytest.mark.parametrize("lowering", sorted(LOWERINGS))
+@pytest.mark.parametrize("scheme", [DynamicRange(), Int8()], ids=["dynamic", "int8"])
+def test_quantized_lowerings_stay_within_tolerance(lowering, scheme, model, digits, tmp_path):
+    path = export_tflite(model, tmp_path / "q.tflite", scheme, digits.x_train, lowering=lowering)
+    check = verify_tflite(path, model, digits.x_test, scheme)
+    assert check.passed, check
+
+
+def test_per_path_concatenations_have_at_most_five_inputs(digits, tmp_path):
+    net = build_supernet(digits.input_shape, 10, depth=3, width=24, seed=0)
+    path = export_tflite(derive(net, 24), tmp_path / "m.tflite", Float32(), lowering="per_path")
+    ops, _ = _ops(path)
+    concat = [len(op["inputs"]) for op in ops if op["op_name"] == "CONCATENATION"]
+    assert concat and max(concat) <= 5
+    assert [op["op_name"] for op in ops].count("DELEGATE") == 1
+
+
+def test_auto_reads_the_calibration_table():
+    table = {"format": "mpath-tf-lowering-calibration", "widths": {"24": {"float32": {
+        "per_path": {"1": 1.0, "4": 2.0, "24": 9.0},
+        "batch_matmul": {"1": 1.0, "4": 3.0, "24": 3.0},
+        "conv": {"1": 1.0, "4": 2.5, "24": 4.0}}}}}
+    assert choose_lowering(table, 24, "float32", 4) == "per_path"
+    assert choose_lowering(table, 24, "float32", 24) == "batch_matmul"
+    assert choose_lowering(table, 24, "float32", 1) == "per_path"
+    # Between grid points: log-log interpolation (2 paths: sqrt(1 * 2) for per_path).
+    assert predicted_costs(table, 24, "float32", 2)["per_path"] == pytest.approx(2 ** 0.5)
+    with pytest.raises(ConfigError, match="no int8 entries"):
+        choose_lowering(table, 24, "int8", 4)
+
+
+def test_auto_export_uses_the_bundled_table(model, digits, tmp_path):
+    table = load_calibration()
+    assert {"64", "500"} <= set(table["widths"])
+    chosen = choose_lowerings(model, "int8", "auto")
+    assert set(chosen) == {"path_dense_1", "path_dense_2"}
+    assert set(chosen.values()) <= set(LOWERINGS)
+    path = export_tflite(model, tmp_path / "auto.tflite", Int8(), digits.x_train, lowering="auto")
+    assert verify_tflite(path, model, digits.x_test, Int8()).passed
+
+
+def test_bad_lowering_and_table(model, tmp_path):
+    with pytest.raises(ConfigError, match="Unknown lowering 'fast'"):
+        choose_lowerings(model, "float32", "fast")
+    (tmp_path / "t.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a lowering calibration table"):
+        choose_lowerings(model, "float32", "auto", tmp_path / "t.json")
+    assert equal_widths(7, 3) == [3, 2, 2]
