@@ -87,6 +87,7 @@ def export_model(
     output: str | os.PathLike | None = None,
     lowering: str = "per_path",
     calibration: str | os.PathLike | None = None,
+    qat_epochs: int = 0,
 ) -> dict:
     """Export a ``.keras`` model to ``.tflite`` and verify it in LiteRT.
 
@@ -103,6 +104,10 @@ def export_model(
             ``batch_matmul``, ``conv`` or ``auto`` (the calibration table's
             fastest per layer).
         calibration: Calibration table for ``auto`` (default: the bundled one).
+        qat_epochs: With ``int8``: this many epochs of quantization-aware
+            training (tfmot, through tf_keras) on the dataset before
+            conversion; 0: post-training quantization. QAT keeps one
+            FULLY_CONNECTED per path (``lowering`` does not apply).
 
     Returns:
         A report with the output file, its size, the lowering of each layer
@@ -144,18 +149,40 @@ def export_model(
     output = Path(output) if output else model_path.with_name(
         f"{model_path.stem}_{scheme.name}.tflite"
     )
-    lowerings = choose_lowerings(model, scheme.name, lowering, calibration)
+    if qat_epochs and (scheme.name != "int8" or data is None):
+        raise ConfigError(
+            "--qat-epochs needs --quantize int8 and labelled training data (--dataset, or a "
+            "model inside a run directory)."
+        )
+    lowerings = choose_lowerings(model, scheme.name, "per_path" if qat_epochs else lowering,
+                                 calibration)
     try:
-        export_tflite(model, output, scheme, data.x_train if data is not None else None,
-                      lowering=lowering, calibration=calibration)
+        if qat_epochs:
+            from converters.qat import export_qat_int8
+
+            export_qat_int8(model, output, data.x_train, data.y_train, qat_epochs)
+        else:
+            export_tflite(model, output, scheme, data.x_train if data is not None else None,
+                          lowering=lowering, calibration=calibration)
     except OSError as err:
         raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another --output.")
     check = verify_tflite(output, model, x_check, scheme)
+    if data is not None:
+        from converters import run_tflite
+
+        report_accuracy = {
+            "keras_test_accuracy": float(np.mean(model.predict(data.x_test, verbose=0).argmax(-1) == data.y_test)),
+            "tflite_test_accuracy": float(np.mean(run_tflite(output, data.x_test).argmax(-1) == data.y_test)),
+        }
+    else:
+        report_accuracy = {}
     return {
         "output": str(output),
         "bytes": output.stat().st_size,
         "quantization": scheme.get_config() | {"name": scheme.name},
         "lowerings": lowerings,
+        "qat_epochs": qat_epochs,
+        **report_accuracy,
         "verified_on": data.name if data is not None else "random inputs",
         "verification": check.to_dict(),
     }
