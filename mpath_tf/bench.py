@@ -29,7 +29,7 @@ from mpath_tf.rundir import RunDir
 QUANTIZATION_MODES = ("float32", "dynamic", "int8")
 
 CSV_COLUMNS = (
-    "model", "kind", "paths", "quantization", "parameters", "model_bytes", "status",
+    "model", "kind", "paths", "quantization", "lowering", "parameters", "model_bytes", "status",
     "median_us", "p90_us", "min_us", "mean_us", "std_us", "median_ci_low_us",
     "median_ci_high_us", "runs", "repeat_spread", "partitions", "undelegated_ops", "suspect",
     "error",
@@ -96,7 +96,8 @@ def predict_latency(run_dir: str | os.PathLike, target: str = "local",
     return dict(zip(sorted(counts), model.predict(features).tolist()))
 
 
-def _export_all(run: RunDir, paths: list[int], quantizations, log) -> list[tuple[dict, Path]]:
+def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
+                log) -> list[tuple[dict, Path]]:
     """Export the dense MLP and each derived model; reuse exports already on disk."""
     from converters import export_tflite, get_quantization
     from mpath_tf.derivation import derive
@@ -110,9 +111,10 @@ def _export_all(run: RunDir, paths: list[int], quantizations, log) -> list[tuple
     jobs = []
     for kind, count in [("dense", None)] + [("mpath", b) for b in paths]:
         name = "dense" if kind == "dense" else f"paths-{count}"
+        suffix = "" if lowering == "per_path" or kind == "dense" else f"_{lowering}"
         model = None
         for quantization in quantizations:
-            path = models_dir / f"{name}_{quantization}.tflite"
+            path = models_dir / f"{name}{suffix}_{quantization}.tflite"
             if model is None:
                 if supernet is None:
                     supernet = run.load_supernet()
@@ -132,9 +134,10 @@ def _export_all(run: RunDir, paths: list[int], quantizations, log) -> list[tuple
                     data = load_data(config)
                 log(f"  exporting {path.name}")
                 export_tflite(model, path, get_quantization(quantization),
-                              data.x_train if data is not None else None)
+                              data.x_train if data is not None else None, lowering=lowering)
             jobs.append(({"model": name, "kind": kind, "paths": count if count else 1,
-                          "quantization": quantization, "parameters": int(model.count_params()),
+                          "quantization": quantization, "lowering": lowering,
+                          "parameters": int(model.count_params()),
                           "fc_ops": fully_connected_ops(model)},
                          path))
     return jobs
@@ -149,6 +152,7 @@ def bench_run(
     fit_paths: list[int] | None = None,
     target_options: dict | None = None,
     repeats: int = 3,
+    lowering: str = "per_path",
     log=print,
 ) -> dict:
     """Benchmark the dense MLP and derived models of a search run on a target.
@@ -165,6 +169,8 @@ def bench_run(
             ``identity``, ``benchmark_model``, ``adb``).
         repeats: Tries per model, in separate passes over all models; the
             median try is reported (see ``edge_bench.measure_models``).
+        lowering: How the block-diagonal layers are exported (see
+            ``converters.convert``); ``auto`` uses the bundled calibration.
         log: Progress printer.
 
     Returns:
@@ -198,10 +204,11 @@ def bench_run(
 
     device = bench_target.describe()  # an unreachable target fails before any export
     log(f"exporting {len(paths) + 1} models x {len(quantizations)} quantizations")
-    jobs = _export_all(run, paths, quantizations, log)
+    jobs = _export_all(run, paths, quantizations, lowering, log)
     atomic_write_json(out / "settings.json", {
         "target": bench_target.name, "device": device, "settings": settings.to_dict(),
         "paths": paths, "quantizations": list(quantizations), "repeats": repeats,
+        "lowering": lowering,
         "versions": library_versions(),
     })
     log(f"timing on {bench_target.name} ({device.get('cpu_model') or device.get('model')})")

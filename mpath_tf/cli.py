@@ -212,6 +212,8 @@ def _int_list(ctx, param, value):
 @click.option("--repeats", type=int, default=3, show_default=True,
               help="Tries per model, in separate passes; the median try is reported and "
               "tries more than 5% apart are flagged.")
+@click.option("--lowering", default="per_path", show_default=True,
+              help="How block-diagonal layers are exported: per_path, batch_matmul, conv or auto.")
 @click.option("--fit-paths", callback=_int_list, default=None,
               help="Path counts to fit the latency model on (default: up to 5 spread over --paths).")
 @click.option("--python", default=None,
@@ -224,7 +226,7 @@ def _int_list(ctx, param, value):
               help="adb: the benchmark_model binary for the phone's ABI.")
 @_input_errors
 def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_secs,
-          warmup_runs, warmup_min_secs, timeout_s, repeats, fit_paths, python, ssh_config,
+          warmup_runs, warmup_min_secs, timeout_s, repeats, lowering, fit_paths, python, ssh_config,
           identity, benchmark_model):
     """Measure the latency of RUN's dense MLP and derived models on a target,
     and judge whether parameter count predicts it.
@@ -247,7 +249,7 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
     )
     report = bench_run(
         run, target, paths=paths, quantizations=tuple(q for q in quantization.split(",") if q),
-        settings=settings, fit_paths=fit_paths, repeats=repeats,
+        settings=settings, fit_paths=fit_paths, repeats=repeats, lowering=lowering,
         target_options={"python": python, "ssh_config": ssh_config, "identity": identity,
                         "benchmark_model": benchmark_model},
         log=click.echo,

@@ -128,3 +128,14 @@ def test_fc_op_count_of_the_architecture_matches_the_exported_file(paths, tmp_pa
     exported = export_tflite(model, tmp_path / "m.tflite")
     assert fully_connected_ops(model) == 3 * paths + 2
     assert op_summary(exported)["ops"]["FULLY_CONNECTED"] == fully_connected_ops(model)
+
+
+def test_bench_with_another_lowering(tiny_run):
+    result = invoke("bench", tiny_run, "--paths", "3", "--quantization", "float32",
+                    "--lowering", "conv", *QUICK)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tiny_run / "bench" / "local" / "latency.csv").open()))
+    conv = [r for r in rows if r["lowering"] == "conv"]
+    assert len(conv) == 1 and conv[0]["model"] == "paths-3_conv_float32.tflite"
+    bad = invoke("bench", tiny_run, "--paths", "3", "--lowering", "fast", *QUICK)
+    assert bad.exit_code == 2 and "Unknown lowering 'fast'" in bad.output
