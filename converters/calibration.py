@@ -2,8 +2,9 @@
 
 ``calibrate`` times one block-diagonal layer (W inputs, b paths, ReLU) in
 each lowering and quantization on a grid of path counts with ``edge_bench``,
-and returns a table; ``choose_lowering`` reads it for any path count
-(interpolating log-latency over log-paths between grid points). The table of
+and returns a table; ``choose_lowering`` fits a small cost model to it (a
+fixed part plus costs per op group, per path and per weight) and predicts any
+layer, including the irregular path widths of derived models. The table of
 this project's development machine is bundled (``calibration/``); calibrate
 your own device with ``mpath-tf calibrate --target ...``.
 
@@ -132,42 +133,74 @@ def load_calibration(path: str | os.PathLike | None = None) -> dict:
     return table
 
 
-def predicted_costs(table: dict, width: int, quantization: str, paths: int) -> dict[str, float]:
-    """Interpolated latency of one layer in each lowering (us).
+def layer_features(path_widths: list[int]) -> list[float]:
+    """Cost features of one block-diagonal layer: [1, groups, paths, weights].
 
-    The nearest calibrated width is used; log-latency is interpolated linearly
-    over log-paths, scaled by (width / calibrated width)^2 when the widths
-    differ (weights per layer grow with the square of the width).
+    ``groups`` is the number of distinct path widths (the batched lowerings
+    emit one op per group), ``paths`` the number of paths (per-path ops and
+    slices), ``weights`` the number of kernel weights, sum of w^2.
+
+    Example:
+        >>> layer_features([3, 3, 2])
+        [1.0, 2.0, 3.0, 22.0]
+    """
+    return [1.0, float(len(set(path_widths))), float(len(path_widths)),
+            float(sum(w * w for w in path_widths))]
+
+
+def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
+    """Per lowering, non-negative coefficients of ``layer_features`` fitted to
+    every calibrated layer of the table (all widths), minimizing relative error.
 
     Raises:
         ConfigError: The table has no entry for this quantization.
     """
-    widths = sorted(int(w) for w in table["widths"])
-    nearest = min(widths, key=lambda w: abs(np.log(w) - np.log(width)))
-    by_lowering = table["widths"][str(nearest)].get(quantization)
-    if not by_lowering:
+    from scipy.optimize import nnls
+
+    points: dict[str, list[tuple[list[float], float]]] = {}
+    for width, by_quantization in table["widths"].items():
+        for lowering, grid in (by_quantization.get(quantization) or {}).items():
+            for b, us in grid.items():
+                points.setdefault(lowering, []).append(
+                    (layer_features(equal_widths(int(width), int(b))), us))
+    if not points:
         raise ConfigError(f"The calibration table has no {quantization} entries; calibrate "
                           f"with --quantization {quantization}.")
-    scaled_paths = max(1.0, paths * nearest / width)  # same block width on the calibrated layer
-    costs = {}
-    for lowering, points in by_lowering.items():
-        grid = sorted((int(b), us) for b, us in points.items())
-        x = np.log([b for b, _ in grid])
-        y = np.log([us for _, us in grid])
-        costs[lowering] = float(np.exp(np.interp(np.log(scaled_paths), x, y)))
-    return costs
+    coefficients = {}
+    for lowering, rows in points.items():
+        x = np.array([f for f, _ in rows])
+        y = np.array([us for _, us in rows])
+        scale = x.max(axis=0)
+        scale[scale == 0] = 1.0
+        coef, _ = nnls((x / scale) / y[:, None], np.ones_like(y))
+        coefficients[lowering] = coef / scale
+    return coefficients
 
 
-def choose_lowering(table: dict, width: int, quantization: str, paths: int) -> str:
-    """The lowering with the lowest predicted cost for this layer.
+def predicted_costs(table: dict, path_widths: list[int], quantization: str) -> dict[str, float]:
+    """Predicted latency (us) of one layer with these path widths, per lowering.
+
+    The cost model is linear in ``layer_features`` (a fixed part, a cost per
+    op group, per path and per weight), fitted per lowering on the table's
+    calibrated layers, so it applies to irregular path widths that were never
+    calibrated (a derived model's paths rarely have equal widths).
+    """
+    features = np.array(layer_features(path_widths))
+    return {lowering: float(features @ coef)
+            for lowering, coef in fit_costs(table, quantization).items()}
+
+
+def choose_lowering(table: dict, path_widths: list[int], quantization: str) -> str:
+    """The lowering with the lowest predicted cost for a layer.
 
     Example:
-        >>> table = {"widths": {"8": {"float32": {"per_path": {"1": 1.0, "8": 5.0},
-        ...                                        "conv": {"1": 1.0, "8": 2.0}}}}}
-        >>> choose_lowering(table, 8, "float32", 8)
+        >>> grid = {"1": 1.0, "2": 2.0, "4": 4.0, "8": 8.0}
+        >>> table = {"widths": {"8": {"float32": {"per_path": grid,
+        ...          "conv": {"1": 1.0, "2": 1.0, "4": 1.0, "8": 1.0}}}}}
+        >>> choose_lowering(table, [2, 2, 2, 2], "float32")
         'conv'
     """
-    if paths == 1:
+    if len(path_widths) == 1:
         return "per_path"
-    costs = predicted_costs(table, width, quantization, paths)
+    costs = predicted_costs(table, path_widths, quantization)
     return min(costs, key=costs.get)

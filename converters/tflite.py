@@ -60,7 +60,7 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
         return {l.name: lowering for l in layers}
     table = calibration if isinstance(calibration, dict) else load_calibration(calibration)
     mode = "float32" if quantization_name == "float16" else quantization_name
-    return {l.name: choose_lowering(table, l.width, mode, len(l.path_widths)) for l in layers}
+    return {l.name: choose_lowering(table, l.path_widths, mode) for l in layers}
 
 
 def _lowered(model, lowerings: dict[str, str]):

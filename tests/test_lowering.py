@@ -58,11 +58,16 @@ def test_each_lowering_runs_in_litert_like_keras(lowering, expected_op, absent, 
     names = [op["op_name"] for op in ops]
     assert expected_op in names and absent not in names
     assert names.count("DELEGATE") == 1  # one XNNPACK partition: no op left out
-    # No hidden zero blocks: the weight tensors hold exactly the model's weights.
-    weights = {i for op in ops if op["op_name"] in ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D")
-               for i in op["inputs"][1:] if i >= 0 and tensors[i]["shape"].size
+    # No hidden zero blocks: the float constant matrices hold exactly the
+    # model's kernel weights (biases may be folded or shared by the converter).
+    produced = {i for op in ops for i in op["outputs"]}
+    kernels = {i for op in ops for i in op["inputs"] if i >= 0 and i not in produced
+               and tensors[i]["dtype"] == np.float32 and len(tensors[i]["shape"]) >= 2
                and "input" not in tensors[i]["name"]}
-    assert sum(int(np.prod(tensors[i]["shape"])) for i in weights) == model.count_params()
+    expected = sum(int(np.prod(w.shape)) for w in model.weights if len(w.shape) != 1)
+    expected += sum(int(np.prod(w.shape)) for l in model.layers if isinstance(l, PathDense)
+                    for w in [l.kernel])  # PathDense stores its blocks flat (rank 1)
+    assert sum(int(np.prod(tensors[i]["shape"])) for i in kernels) == expected
 
 
 @pytest.mark.parametrize("lowering", sorted(LOWERINGS))
@@ -82,18 +87,21 @@ def test_per_path_concatenations_have_at_most_five_inputs(digits, tmp_path):
     assert [op["op_name"] for op in ops].count("DELEGATE") == 1
 
 
-def test_auto_reads_the_calibration_table():
-    table = {"format": "mpath-tf-lowering-calibration", "widths": {"24": {"float32": {
-        "per_path": {"1": 1.0, "4": 2.0, "24": 9.0},
-        "batch_matmul": {"1": 1.0, "4": 3.0, "24": 3.0},
-        "conv": {"1": 1.0, "4": 2.5, "24": 4.0}}}}}
-    assert choose_lowering(table, 24, "float32", 4) == "per_path"
-    assert choose_lowering(table, 24, "float32", 24) == "batch_matmul"
-    assert choose_lowering(table, 24, "float32", 1) == "per_path"
-    # Between grid points: log-log interpolation (2 paths: sqrt(1 * 2) for per_path).
-    assert predicted_costs(table, 24, "float32", 2)["per_path"] == pytest.approx(2 ** 0.5)
+def test_cost_model_fitted_to_the_table_predicts_irregular_layers():
+    # Synthetic device: per_path costs 0.5 per path; conv costs 1 per width group.
+    grid = [1, 2, 3, 4, 5, 6, 8, 12, 24]
+    per_path = {str(b): 1.0 + 0.5 * b for b in grid}
+    conv = {str(b): 1.0 + 1.0 * len(set(equal_widths(24, b))) for b in grid}
+    table = {"format": "mpath-tf-lowering-calibration",
+             "widths": {"24": {"float32": {"per_path": per_path, "conv": conv}}}}
+    costs = predicted_costs(table, [4, 4, 4, 4, 4, 4], "float32")  # 6 paths, 1 group
+    assert costs["per_path"] == pytest.approx(4.0, rel=1e-3) and costs["conv"] == pytest.approx(2.0, rel=1e-3)
+    assert choose_lowering(table, [4] * 6, "float32") == "conv"
+    # 6 paths of 6 different widths: six groups make conv the slower one.
+    assert choose_lowering(table, [1, 2, 3, 4, 6, 8], "float32") == "per_path"
+    assert choose_lowering(table, [24], "float32") == "per_path"
     with pytest.raises(ConfigError, match="no int8 entries"):
-        choose_lowering(table, 24, "int8", 4)
+        choose_lowering(table, [12, 12], "int8")
 
 
 def test_auto_export_uses_the_bundled_table(model, digits, tmp_path):
