@@ -55,7 +55,7 @@ def main() -> None:
         path = workdir / f"dense_{mode}.tflite"
         if not path.is_file():
             export_tflite(dense, path, get_quantization(mode), representative)
-        jobs.append(({"model": "dense", "paths": 1, "quantization": mode, "lowering": "dense"}, path))
+        jobs.append(({"kind": "dense", "paths": 1, "quantization": mode, "lowering": "dense"}, path))
     for b in (int(p) for p in args.paths.split(",")):
         model = models[b] = derive(net, b)
         for mode in MODES:
@@ -64,7 +64,7 @@ def main() -> None:
                 if not path.is_file():
                     print(f"exporting {path.name}", flush=True)
                     export_tflite(model, path, get_quantization(mode), representative, lowering)
-                jobs.append(({"model": "mpath", "paths": b, "quantization": mode,
+                jobs.append(({"kind": "mpath", "paths": b, "quantization": mode,
                               "lowering": lowering}, path))
     if args.export_only:
         return
@@ -75,9 +75,9 @@ def main() -> None:
     rows = measure_models(target, jobs, Journal(workdir / "latency.jsonl"), settings,
                           repeats=args.repeats, log=lambda line: print(line, flush=True))
     median = {}
-    for row in rows:
-        stats = row["stats"]
-        median[(row["model"], row["paths"], row["quantization"], row["lowering"])] = stats["median_us"]
+    for (labels, _), row in zip(jobs, rows):
+        median[(labels["kind"], labels["paths"], labels["quantization"], labels["lowering"])] = (
+            row["stats"]["median_us"])
     print(f"\n{datetime.date.today()}  {target.describe()['cpu_model']}, settings "
           f"{settings.to_dict()}, {args.repeats} tries (median try)")
     print("| b | mode | dense | per_path | batch_matmul | conv | auto picks | auto / fastest | auto / dense |")
