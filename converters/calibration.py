@@ -10,8 +10,10 @@ your own device with ``mpath-tf calibrate --target ...``.
 
 Table format (JSON)::
 
-    {"format": "mpath-tf-lowering-calibration", "target": ..., "device": {...},
-     "settings": {...}, "widths": {"500": {"float32": {"per_path": {"1": us, ...}, ...}}}}
+    {"format": "mpath-tf-lowering-calibration", "version": 2, "target": ...,
+     "device": {...}, "settings": {...},
+     "layers": [{"quantization": "int8", "lowering": "conv",
+                 "path_widths": [...], "us": 1.23}, ...]}
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from mpath_tf.errors import ConfigError
 
 FORMAT = "mpath-tf-lowering-calibration"
 CALIBRATION_PATHS = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128, 200, 320, 500)
+# per_path's cost is linear in the path count and its exports of hundreds of
+# paths take minutes, so it is calibrated up to here and extrapolated beyond.
+MAX_PER_PATH_CALIBRATION = 128
 BUNDLED = Path(__file__).parent / "calibration" / "local-x86_64.json"
 
 
@@ -39,16 +44,28 @@ def equal_widths(width: int, paths: int) -> list[int]:
     return [width // paths + (1 if i < width % paths else 0) for i in range(paths)]
 
 
-def layer_model(width: int, paths: int):
+def irregular_widths(width: int, paths: int, seed: int = 0) -> list[int]:
+    """``paths`` widths from random cut points, as derived models have them.
+
+    Example:
+        >>> sum(irregular_widths(100, 7)), len(irregular_widths(100, 7))
+        (100, 7)
+    """
+    cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, width), paths - 1, replace=False))
+    return np.diff(np.concatenate([[0], cuts, [width]])).astype(int).tolist()
+
+
+def layer_model(path_widths: list[int]):
     """One block-diagonal layer with ReLU: the unit that is calibrated."""
     import keras
 
     from mpath_tf.layers import PathDense
 
+    width = sum(path_widths)
     inputs = keras.Input((width,))
-    layer = PathDense(equal_widths(width, paths), activation="relu", name="blocks")
-    model = keras.Model(inputs, layer(inputs), name=f"layer-{width}-b{paths}")
-    rng = np.random.default_rng(paths)
+    layer = PathDense(path_widths, activation="relu", name="blocks")
+    model = keras.Model(inputs, layer(inputs), name=f"layer-{width}-b{len(path_widths)}")
+    rng = np.random.default_rng(len(path_widths))
     layer.set_blocks([rng.normal(0, 0.1, (w, w)) for w in layer.path_widths])
     return model
 
@@ -57,6 +74,11 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
               paths=None, workdir: str | os.PathLike = "calibration", settings=None,
               repeats: int = 1, log=print) -> dict:
     """Time one layer of ``width`` in every lowering on ``target``.
+
+    For each path count, two layers are timed: equal path widths, and the
+    irregular widths of random cuts (several distinct widths, as in derived
+    models), so the cost of each op group can be told apart from the cost of
+    each path.
 
     Args:
         target: An ``edge_bench`` target (or its name).
@@ -69,7 +91,7 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
         log: Progress printer.
 
     Returns:
-        The table (see the module docstring), for one width.
+        The table (see the module docstring).
     """
     from converters.quantization import get_quantization
     from converters.tflite import LOWERINGS, export_tflite
@@ -82,37 +104,38 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
     representative = np.random.default_rng(0).normal(size=(200, width)).astype("float32")
     jobs = []
     for b in paths:
-        model = layer_model(width, b)
-        for quantization in quantizations:
-            for lowering in (LOWERINGS if b > 1 else ["per_path"]):  # one path: one FC
-                path = workdir / f"layer-{width}-b{b}_{lowering}_{quantization}.tflite"
-                if not path.is_file():
-                    export_tflite(model, path, get_quantization(quantization), representative, lowering)
-                jobs.append(({"paths": b, "quantization": quantization, "lowering": lowering}, path))
+        variants = {"equal": equal_widths(width, b)}
+        if 2 < b < width:
+            variants["irregular"] = irregular_widths(width, b)
+        for variant, widths in variants.items():
+            model = layer_model(widths)
+            for lowering in LOWERINGS if b > 1 else ["per_path"]:
+                if lowering == "per_path" and b > MAX_PER_PATH_CALIBRATION:
+                    continue
+                for quantization in quantizations:
+                    path = workdir / f"layer-{width}-b{b}-{variant}_{lowering}_{quantization}.tflite"
+                    if not path.is_file():
+                        export_tflite(model, path, get_quantization(quantization), representative,
+                                      lowering)
+                    jobs.append(({"path_widths": widths, "quantization": quantization,
+                                  "lowering": lowering}, path))
     log(f"calibrating {len(jobs)} layer models on {target.name}")
     rows = measure_models(target, jobs, Journal(workdir / "calibration.jsonl"), settings,
                           repeats=repeats, log=log)
-    table: dict = {}
-    for row in rows:
-        if row["status"] != "ok":
-            continue
-        stats = row["stats"]
-        us = stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
-        table.setdefault(row["quantization"], {}).setdefault(row["lowering"], {})[str(row["paths"])] = us
-    for by_lowering in table.values():  # one path is the same single FC in every lowering
-        for lowering in LOWERINGS:
-            if lowering != "per_path" and "1" in by_lowering.get("per_path", {}):
-                by_lowering.setdefault(lowering, {})["1"] = by_lowering["per_path"]["1"]
-    return {"format": FORMAT, "target": target.name, "device": target.describe(),
-            "settings": (settings.to_dict() if settings else None), "widths": {str(width): table}}
+    layers = []
+    for (labels, _), row in zip(jobs, rows):
+        if row["status"] == "ok":
+            stats = row["stats"]
+            us = stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
+            layers.append({**labels, "us": us})
+    return {"format": FORMAT, "version": 2, "target": target.name, "device": target.describe(),
+            "settings": (settings.to_dict() if settings else None), "layers": layers}
 
 
 def merge(tables: list[dict]) -> dict:
-    """One table holding the widths of several calibrations of one device."""
+    """One table holding the layers of several calibrations of one device."""
     merged = dict(tables[0])
-    merged["widths"] = {}
-    for table in tables:
-        merged["widths"].update(table["widths"])
+    merged["layers"] = [layer for table in tables for layer in table["layers"]]
     return merged
 
 
@@ -128,8 +151,10 @@ def load_calibration(path: str | os.PathLike | None = None) -> dict:
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"Cannot read the calibration table {path}: {err}; run "
                           "`mpath-tf calibrate` to make one.") from None
-    if table.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a lowering calibration table (format {table.get('format')!r}).")
+    if table.get("format") != FORMAT or table.get("version") != 2:
+        raise ConfigError(f"{path} is not a lowering calibration table of version 2 (format "
+                          f"{table.get('format')!r}, version {table.get('version')!r}); "
+                          "recalibrate with `mpath-tf calibrate`.")
     return table
 
 
@@ -150,7 +175,7 @@ def layer_features(path_widths: list[int]) -> list[float]:
 
 def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
     """Per lowering, non-negative coefficients of ``layer_features`` fitted to
-    every calibrated layer of the table (all widths), minimizing relative error.
+    every calibrated layer of the table, minimizing relative error.
 
     Raises:
         ConfigError: The table has no entry for this quantization.
@@ -158,11 +183,10 @@ def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
     from scipy.optimize import nnls
 
     points: dict[str, list[tuple[list[float], float]]] = {}
-    for width, by_quantization in table["widths"].items():
-        for lowering, grid in (by_quantization.get(quantization) or {}).items():
-            for b, us in grid.items():
-                points.setdefault(lowering, []).append(
-                    (layer_features(equal_widths(int(width), int(b))), us))
+    for layer in table["layers"]:
+        if layer["quantization"] == quantization:
+            points.setdefault(layer["lowering"], []).append(
+                (layer_features(layer["path_widths"]), layer["us"]))
     if not points:
         raise ConfigError(f"The calibration table has no {quantization} entries; calibrate "
                           f"with --quantization {quantization}.")
@@ -194,9 +218,10 @@ def choose_lowering(table: dict, path_widths: list[int], quantization: str) -> s
     """The lowering with the lowest predicted cost for a layer.
 
     Example:
-        >>> grid = {"1": 1.0, "2": 2.0, "4": 4.0, "8": 8.0}
-        >>> table = {"widths": {"8": {"float32": {"per_path": grid,
-        ...          "conv": {"1": 1.0, "2": 1.0, "4": 1.0, "8": 1.0}}}}}
+        >>> table = {"layers": [
+        ...     {"quantization": "float32", "lowering": lowering, "path_widths": [8 // b] * b,
+        ...      "us": float(b) if lowering == "per_path" else 1.0}
+        ...     for b in (1, 2, 4, 8) for lowering in ("per_path", "conv")]}
         >>> choose_lowering(table, [2, 2, 2, 2], "float32")
         'conv'
     """

@@ -272,7 +272,7 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
 @cli.command()
 @click.option("--target", default="local", show_default=True,
               help="local, ssh://[user@]host[:port] or adb[:SERIAL].")
-@click.option("--width", "widths", callback=_int_list, default="64,500", show_default=True,
+@click.option("--width", "widths", callback=_int_list, default="500", show_default=True,
               help="Layer widths to calibrate, comma-separated.")
 @click.option("--quantization", default="float32,dynamic,int8", show_default=True)
 @click.option("--cpus", callback=_int_list, default=None, help="Pin to these CPU cores.")

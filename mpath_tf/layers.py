@@ -307,13 +307,18 @@ class PathDense(keras.layers.Layer):
         start = self._kernel_start[k]
         return ops.reshape(self.kernel[start : start + w * w], (w, w))
 
+    def _activate(self, x):
+        return x if self.activation is None else self.activation(x)
+
     def _call_per_path(self, inputs):
         outputs = []
         for k, w in enumerate(self.path_widths):
             lo = self.offsets[k]
-            # (batch, w) @ (w, w) + (w,): one FULLY_CONNECTED per path in TFLite.
+            # (batch, w) @ (w, w) + (w,), activated per path: one FULLY_CONNECTED
+            # with a fused activation per path in TFLite (an elementwise
+            # activation commutes with the concatenation).
             y = ops.matmul(inputs[..., lo : lo + w], self.block(k))
-            outputs.append(y + self.bias[lo : lo + w])
+            outputs.append(self._activate(y + self.bias[lo : lo + w]))
         return _concat_tree(outputs)
 
     def _group_kernels(self, kernel_start: int, n: int, w: int):
@@ -330,11 +335,14 @@ class PathDense(keras.layers.Layer):
             # of group g reads input channels g*w .. g*w + w - 1.
             kernel = ops.transpose(self._group_kernels(kernel_start, n, w), (1, 0, 2))
             y = ops.conv(xs, ops.reshape(kernel, (1, 1, w, n * w)), padding="valid")
-            outputs.append(ops.reshape(y, (-1, n * w)))
+            y = ops.reshape(y, (-1, n * w))
+            if self._identity:  # bias and activation per group: fused into CONV_2D
+                y = self._activate(y + self.bias[neuron_start : neuron_start + n * w])
+            outputs.append(y)
         y = _concat_tree(outputs)
-        if not self._identity:
-            y = _permute(y, self._inverse, self._perm)
-        return y + self.bias
+        if self._identity:
+            return y
+        return self._activate(_permute(y, self._inverse, self._perm) + self.bias)
 
     def _call_grouped(self, inputs):
         x = inputs if self._identity else _permute(inputs, self._perm, self._inverse)
@@ -353,14 +361,10 @@ class PathDense(keras.layers.Layer):
 
     def call(self, inputs):
         if self.implementation == "per_path" or len(self.path_widths) == 1:
-            outputs = self._call_per_path(inputs)
-        elif self.implementation == "conv":
-            outputs = self._call_conv(inputs)
-        else:
-            outputs = self._call_grouped(inputs)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+            return self._call_per_path(inputs)
+        if self.implementation == "conv":
+            return self._call_conv(inputs)
+        return self._activate(self._call_grouped(inputs))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.width,)

@@ -6,7 +6,13 @@ import pytest
 
 from converters import LOWERINGS, DynamicRange, Float32, Int8, choose_lowerings, export_tflite
 from converters import verify_tflite
-from converters.calibration import choose_lowering, equal_widths, load_calibration, predicted_costs
+from converters.calibration import (
+    choose_lowering,
+    equal_widths,
+    irregular_widths,
+    load_calibration,
+    predicted_costs,
+)
 from converters.lowering import group_paths
 from converters.tflite import load_interpreter
 from mpath_tf import build_supernet, derive, load_dataset
@@ -89,11 +95,14 @@ def test_per_path_concatenations_have_at_most_five_inputs(digits, tmp_path):
 
 def test_cost_model_fitted_to_the_table_predicts_irregular_layers():
     # Synthetic device: per_path costs 0.5 per path; conv costs 1 per width group.
-    grid = [1, 2, 3, 4, 5, 6, 8, 12, 24]
-    per_path = {str(b): 1.0 + 0.5 * b for b in grid}
-    conv = {str(b): 1.0 + 1.0 * len(set(equal_widths(24, b))) for b in grid}
-    table = {"format": "mpath-tf-lowering-calibration",
-             "widths": {"24": {"float32": {"per_path": per_path, "conv": conv}}}}
+    layers = []
+    for b in (1, 2, 3, 4, 5, 6, 8, 12, 24):
+        for widths in (equal_widths(24, b), irregular_widths(24, b)):
+            layers.append({"quantization": "float32", "lowering": "per_path",
+                           "path_widths": widths, "us": 1.0 + 0.5 * b})
+            layers.append({"quantization": "float32", "lowering": "conv",
+                           "path_widths": widths, "us": 1.0 + 1.0 * len(set(widths))})
+    table = {"format": "mpath-tf-lowering-calibration", "version": 2, "layers": layers}
     costs = predicted_costs(table, [4, 4, 4, 4, 4, 4], "float32")  # 6 paths, 1 group
     assert costs["per_path"] == pytest.approx(4.0, rel=1e-3) and costs["conv"] == pytest.approx(2.0, rel=1e-3)
     assert choose_lowering(table, [4] * 6, "float32") == "conv"
@@ -106,7 +115,8 @@ def test_cost_model_fitted_to_the_table_predicts_irregular_layers():
 
 def test_auto_export_uses_the_bundled_table(model, digits, tmp_path):
     table = load_calibration()
-    assert {"64", "500"} <= set(table["widths"])
+    assert table["version"] == 2 and {"per_path", "batch_matmul", "conv"} == {
+        layer["lowering"] for layer in table["layers"]}
     chosen = choose_lowerings(model, "int8", "auto")
     assert set(chosen) == {"path_dense_1", "path_dense_2"}
     assert set(chosen.values()) <= set(LOWERINGS)
@@ -118,6 +128,6 @@ def test_bad_lowering_and_table(model, tmp_path):
     with pytest.raises(ConfigError, match="Unknown lowering 'fast'"):
         choose_lowerings(model, "float32", "fast")
     (tmp_path / "t.json").write_text("{}")
-    with pytest.raises(ConfigError, match="not a lowering calibration table"):
+    with pytest.raises(ConfigError, match="not a lowering calibration table of version 2"):
         choose_lowerings(model, "float32", "auto", tmp_path / "t.json")
     assert equal_widths(7, 3) == [3, 2, 2]
