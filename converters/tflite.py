@@ -99,6 +99,13 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
     )
 
     quantization = quantization or Float32()
+    if representative_data is not None and len(representative_data) and (
+            tuple(np.shape(representative_data)[1:]) != tuple(model.input_shape[1:])):
+        raise ConfigError(
+            f"The representative dataset has examples of shape "
+            f"{tuple(np.shape(representative_data)[1:])} but the model takes "
+            f"{tuple(model.input_shape[1:])}; pass the training data of this model."
+        )
     model = _lowered(model, choose_lowerings(model, quantization.name, lowering, calibration))
     spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")
     function = tf.function(lambda x: model(x, training=False), input_signature=[spec])

@@ -131,3 +131,11 @@ def test_bad_lowering_and_table(model, tmp_path):
     with pytest.raises(ConfigError, match="not a lowering calibration table of version 2"):
         choose_lowerings(model, "float32", "auto", tmp_path / "t.json")
     assert equal_widths(7, 3) == [3, 2, 2]
+
+
+def test_representative_data_of_the_wrong_shape_leaves_no_file(model, tmp_path):
+    with pytest.raises(ConfigError, match=r"representative dataset has examples of shape \(3,\)"):
+        export_tflite(model, tmp_path / "m.tflite", Int8(), np.zeros((10, 3), "float32"))
+    with pytest.raises(ConfigError, match="needs representative data"):
+        export_tflite(model, tmp_path / "m.tflite", Int8(), np.zeros((0, 8, 8), "float32"))
+    assert list(tmp_path.iterdir()) == []
