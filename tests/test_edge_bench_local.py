@@ -36,15 +36,24 @@ def test_row_records_device_model_settings_and_every_run(target, tflite_models):
     assert "state_before" in row and "suspect" in row
 
 
-def test_delegate_partitions_and_fallback_are_reported(target, tflite_models):
+def test_delegate_partitions_and_fallback_are_reported(target, tflite_models, tmp_path):
     one_path = target.measure(tflite_models[1], BenchSettings(**FAST))["delegate"]
     assert one_path["partitions"] == 1 and one_path["undelegated_ops"] == {}
-    # 12 paths: CONCATENATION of 12 inputs is more than XNNPACK takes (2-5), so
-    # those ops fall back to the reference kernels and split the graph.
+    # 12 paths lowered per path: the concatenation tree keeps one partition.
     many = target.measure(tflite_models[12], BenchSettings(**FAST))
-    assert many["delegate"]["undelegated_ops"].get("CONCATENATION", 0) >= 1
-    assert many["delegate"]["partitions"] > 1
-    assert any("reference kernels" in w for w in many["warnings"])
+    assert many["delegate"]["partitions"] == 1 and many["warnings"] == []
+    # int8 BATCH_MATMUL: XNNPACK refuses its constant operand (non-zero zero
+    # point), so it falls back to the reference kernel and splits the graph.
+    from converters import Int8, export_tflite
+    from mpath_tf import build_supernet, derive
+
+    model = derive(build_supernet((64,), 10, depth=3, width=12, seed=0), 3)
+    data = np.random.default_rng(0).random((50, 64), dtype="float32")
+    refused = export_tflite(model, tmp_path / "bmm.tflite", Int8(), data, lowering="batch_matmul")
+    row = target.measure(refused, BenchSettings(**FAST))
+    assert row["delegate"]["undelegated_ops"].get("BATCH_MATMUL", 0) >= 1
+    assert row["delegate"]["partitions"] > 1
+    assert any("reference kernels" in w and "BATCH_MATMUL" in w for w in row["warnings"])
     plain = target.measure(tflite_models[12], BenchSettings(**FAST, xnnpack=False))["delegate"]
     assert plain["partitions"] == 0 and plain["undelegated_ops"] == plain["ops"]
 
