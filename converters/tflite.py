@@ -1,9 +1,8 @@
 """Export Keras models to ``.tflite`` and check the file against Keras.
 
 The model is traced with a dynamic batch axis and converted with the TensorFlow
-Lite converter. ``PathDense`` layers lower to one FULLY_CONNECTED op per path
-(plus SLICE / CONCATENATION), each holding only its block of weights, so the
-file has no dense kernel full of zeros. The file is run with the LiteRT
+Lite converter. ``PathDense`` layers lower to ops that hold only their blocks
+of weights (see ``LOWERINGS``), so the file has no dense kernel full of zeros. The file is run with the LiteRT
 interpreter (``ai-edge-litert``), never with the deprecated ``tf.lite.Interpreter``.
 """
 
@@ -25,9 +24,10 @@ from mpath_tf.io import atomic_write_bytes
 # plain FULLY_CONNECTED under every lowering.
 LOWERINGS = {
     "per_path": "per_path",  # FULLY_CONNECTED per path + tree of <= 5-input CONCATENATIONs
-    "batch_matmul": "grouped",  # GATHER + one BATCH_MATMUL per distinct path width
-    "conv": "conv",  # GATHER + one grouped 1x1 CONV_2D per distinct path width
+    "batch_matmul": "grouped",  # one BATCH_MATMUL (+ 2 TRANSPOSEs) per distinct path width
+    "conv": "conv",  # one grouped 1x1 CONV_2D per distinct path width
 }
+# (``group_paths`` first renumbers the neurons, so the batched lowerings need no GATHER.)
 
 
 def choose_lowerings(model, quantization_name: str = "float32", lowering: str = "per_path",
@@ -38,7 +38,8 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
         model: A Keras model.
         quantization_name: ``float32``, ``float16``, ``dynamic`` or ``int8``.
         lowering: One of ``LOWERINGS``, or ``auto``: per layer, the lowering
-            the calibration table predicts fastest for its width and path count.
+            whose cost, fitted to the calibration table, is lowest for the
+            layer's path widths.
         calibration: A table or its path for ``auto`` (default: the bundled
             table, measured on this project's x86 machine).
 
