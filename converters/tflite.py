@@ -2,8 +2,9 @@
 
 The model is traced with a dynamic batch axis and converted with the TensorFlow
 Lite converter. ``PathDense`` layers lower to ops that hold only their blocks
-of weights (see ``LOWERINGS``), so the file has no dense kernel full of zeros. The file is run with the LiteRT
-interpreter (``ai-edge-litert``), never with the deprecated ``tf.lite.Interpreter``.
+of weights (see ``LOWERINGS``), so the file has no dense kernel full of zeros.
+The file is run with the LiteRT interpreter (``ai-edge-litert``), never with
+the deprecated ``tf.lite.Interpreter``.
 """
 
 from __future__ import annotations
