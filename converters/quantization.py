@@ -5,8 +5,8 @@ that ``verify_tflite`` holds the exported file to. Inputs and outputs of every
 exported model stay float32, so a caller feeds the same arrays to every file;
 only weights (dynamic range) or weights and activations (int8) are quantized.
 
-Not supported yet: int16 activations, integer-only input/output tensors,
-quantization-aware training (see the converters issue).
+Not supported yet: int16 activations. Quantization-aware training is in
+``converters.qat``.
 """
 
 from __future__ import annotations
@@ -107,10 +107,15 @@ class Int8:
     Args:
         num_samples: Number of calibration examples (>= 1).
         seed: Seed that picks the calibration examples.
+        int8_io: Make the input and output tensors int8 too (no QUANTIZE /
+            DEQUANTIZE in the file; the caller quantizes inputs with the input
+            tensor's scale and zero point, as ``run_tflite`` does). Default:
+            float32 input and output.
     """
 
     num_samples: int = 200
     seed: int = 0
+    int8_io: bool = False
     name = "int8"
     max_atol = None
     mean_atol = 0.02
@@ -142,6 +147,9 @@ class Int8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if self.int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
 
     def get_config(self) -> dict:
         return asdict(self)
@@ -164,7 +172,7 @@ def get_quantization(name: str):
 
     Example:
         >>> get_quantization("int8")
-        Int8(num_samples=200, seed=0)
+        Int8(num_samples=200, seed=0, int8_io=False)
     """
     if name not in QUANTIZATIONS:
         raise ConfigError(

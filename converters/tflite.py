@@ -175,21 +175,31 @@ def run_tflite(path: str | os.PathLike, x: np.ndarray, num_threads: int = 1) -> 
     """Run a ``.tflite`` model on a batch with the LiteRT interpreter.
 
     Args:
-        path: The ``.tflite`` file (single float32 input and output).
-        x: Input batch, shape (batch, *input_shape).
+        path: The ``.tflite`` file (single input and output, float32 or int8;
+            int8 tensors are quantized / dequantized with their own scale and
+            zero point).
+        x: Input batch, shape (batch, *input_shape), float32.
         num_threads: CPU threads for the interpreter.
 
     Returns:
         The output batch as float32.
     """
     interpreter = load_interpreter(path, num_threads)
-    index = interpreter.get_input_details()[0]["index"]
+    detail = interpreter.get_input_details()[0]
     x = np.asarray(x, dtype="float32")
-    interpreter.resize_tensor_input(index, x.shape)
+    if np.dtype(detail["dtype"]) == np.int8:  # int8 input: quantize as the file says
+        scale, zero_point = detail["quantization"]
+        x = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
+    interpreter.resize_tensor_input(detail["index"], x.shape)
     interpreter.allocate_tensors()
-    interpreter.set_tensor(index, x)
+    interpreter.set_tensor(detail["index"], x)
     interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+    output = interpreter.get_output_details()[0]
+    y = interpreter.get_tensor(output["index"]).copy()
+    if np.dtype(output["dtype"]) == np.int8:
+        scale, zero_point = output["quantization"]
+        y = (y.astype(np.float32) - zero_point) * scale
+    return y
 
 
 def op_summary(path: str | os.PathLike) -> dict:

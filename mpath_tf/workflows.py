@@ -88,6 +88,7 @@ def export_model(
     lowering: str = "per_path",
     calibration: str | os.PathLike | None = None,
     qat_epochs: int = 0,
+    int8_io: bool = False,
 ) -> dict:
     """Export a ``.keras`` model to ``.tflite`` and verify it in LiteRT.
 
@@ -108,6 +109,7 @@ def export_model(
             training (tfmot, through tf_keras) on the dataset before
             conversion; 0: post-training quantization. QAT keeps one
             FULLY_CONNECTED per path (``lowering`` does not apply).
+        int8_io: With ``int8``: int8 input and output tensors instead of float32.
 
     Returns:
         A report with the output file, its size, the lowering of each layer
@@ -124,6 +126,10 @@ def export_model(
     if fmt != "tflite":
         raise ConfigError(f"Unknown export format '{fmt}'. Supported: tflite.")
     scheme = get_quantization(quantization)
+    if int8_io:
+        if scheme.name != "int8":
+            raise ConfigError("--int8-io needs --quantize int8.")
+        scheme = replace(scheme, int8_io=True)
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ConfigError(f"Model file {model_path} does not exist; pass a .keras file.")

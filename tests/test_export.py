@@ -98,3 +98,15 @@ def test_float16_file_holds_half_size_weights(wide_net, tmp_path):
     f16 = export_tflite(model, tmp_path / "h.tflite", Float16())
     assert f16.stat().st_size < 0.55 * f32.stat().st_size
     assert op_summary(f16)["ops"].get("DEQUANTIZE", 0) >= 1
+
+
+def test_int8_input_and_output_tensors(derived, digits, tmp_path):
+    path = export_tflite(derived, tmp_path / "io.tflite", Int8(int8_io=True), digits.x_train)
+    from converters.tflite import load_interpreter
+
+    interpreter = load_interpreter(path)
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    assert "QUANTIZE" not in op_summary(path)["ops"]
+    check = verify_tflite(path, derived, digits.x_test, Int8())
+    assert check.passed, check

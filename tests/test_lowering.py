@@ -139,3 +139,21 @@ def test_representative_data_of_the_wrong_shape_leaves_no_file(model, tmp_path):
     with pytest.raises(ConfigError, match="needs representative data"):
         export_tflite(model, tmp_path / "m.tflite", Int8(), np.zeros((0, 8, 8), "float32"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_with_a_lowering_and_int8_io(tiny_run):
+    import json
+
+    from click.testing import CliRunner
+
+    from mpath_tf.cli import cli
+
+    result = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--quantize", "int8",
+                                      "--int8-io", "--lowering", "conv", "--output",
+                                      str(tiny_run / "io.tflite")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["quantization"]["int8_io"] is True and report["verification"]["passed"]
+    assert set(report["lowerings"].values()) <= {"conv"}
+    bad = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--int8-io"])
+    assert bad.exit_code == 2 and "--int8-io needs --quantize int8" in bad.output
