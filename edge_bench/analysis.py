@@ -8,12 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_bench.stats import row_latency_us
 from mpath_tf.errors import ConfigError
-
-
-def _latency(row: dict) -> float:
-    stats = row["stats"]
-    return stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
 
 
 def proxy_verdict(rows: list[dict]) -> dict:
@@ -44,7 +40,7 @@ def proxy_verdict(rows: list[dict]) -> dict:
         if len(derived) < 3:
             continue
         params = np.array([r["parameters"] for r in derived], dtype=float)
-        latency = np.array([_latency(r) for r in derived])
+        latency = np.array([row_latency_us(r) for r in derived])
         best = int(np.argmin(latency))
         entry = {
             "models": len(derived),
@@ -57,7 +53,7 @@ def proxy_verdict(rows: list[dict]) -> dict:
             "most_paths_vs_fastest": float(latency[-1] / latency[best]),
         }
         if dense:
-            dense_us = _latency(dense[0])
+            dense_us = row_latency_us(dense[0])
             entry["dense_us"] = dense_us
             entry["fastest_speedup_vs_dense"] = float(dense_us / latency[best])
             entry["most_paths_speedup_vs_dense"] = float(dense_us / latency[-1])
@@ -162,7 +158,7 @@ class LatencyModel:
                 f"{len(self.features) + 1} measured models; received {len(rows)}."
             )
         x = self._design(rows)
-        y = np.array([_latency(r) for r in rows])
+        y = np.array([row_latency_us(r) for r in rows])
         scale = np.abs(x).max(axis=0)  # columns of very different size: solve in unit scale
         scale[scale == 0] = 1.0  # a feature the target does not report (0 everywhere)
         coef, _ = nnls((x / scale) / y[:, None], np.ones_like(y))
@@ -182,7 +178,7 @@ class LatencyModel:
                     and r.get("kind") == "mpath" and r["paths"] not in self.fit_paths_]
         if not held_out:
             return {"fit_paths": self.fit_paths_, "held_out": 0}
-        truth = np.array([_latency(r) for r in held_out])
+        truth = np.array([row_latency_us(r) for r in held_out])
         error = self.predict(held_out) / truth - 1
         return {
             "fit_paths": self.fit_paths_,

@@ -102,7 +102,7 @@ def parse_classic(text: str) -> dict:
     if timings is None:
         raise BenchmarkOutputError(
             "benchmark_model printed no 'Inference timings in us' line; it failed "
-            f"before finishing. Last lines: {_tail(text)}"
+            f"before finishing. Last lines: {last_lines(text)}"
         )
     stats_lines = [m.group(0) for line in text.splitlines() if (m := _STATS.search(line))]
     if not stats_lines:
@@ -136,7 +136,7 @@ def parse_litert(text: str) -> dict:
     values = {name: float(value) for name, value in _LITERT_LINE.findall(block)}
     mean_ms = values.get("Inference (avg)")
     if mean_ms is None:
-        raise BenchmarkOutputError(f"The BENCHMARK RESULTS block has no 'Inference (avg)'. {_tail(text)}")
+        raise BenchmarkOutputError(f"The BENCHMARK RESULTS block has no 'Inference (avg)'. {last_lines(text)}")
     if mean_ms <= 0 or 0.005 / mean_ms > MAX_ROUNDING_ERROR:
         raise BenchmarkOutputError(
             f"The LiteRT benchmark_model printed Inference (avg): {mean_ms:.2f} ms; it rounds to "
@@ -233,5 +233,6 @@ def parse_result_file(data: bytes) -> dict:
     return result
 
 
-def _tail(text: str, lines: int = 3) -> str:
+def last_lines(text: str, lines: int = 3) -> str:
+    """The last lines of a tool's output, on one line, for error messages."""
     return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from edge_bench.journal import Journal, result_key
+from edge_bench.stats import row_latency_us
 from edge_bench.targets import BenchSettings, Target, sha256_file
 from mpath_tf.errors import ConfigError, ModelError
 
@@ -62,9 +63,7 @@ def measure_models(
                 continue
             try:
                 row = target.measure(path, settings)
-                stats = row["stats"]
-                median = stats["median_us"] if stats["median_us"] is not None else stats["mean_us"]
-                log(f"  {path.name}: median {median:.1f} us"
+                log(f"  {path.name}: median {row_latency_us(row):.1f} us"
                     + (f" (try {attempt + 1}/{repeats})" if repeats > 1 else "")
                     + (" [suspect]" if row["suspect"] else ""))
             except ModelError as err:
@@ -79,11 +78,6 @@ def measure_models(
 def _failed(journal: Journal, key: str, before: int) -> bool:
     return any((row := journal.get(f"{key}|try{i}")) is not None and row["status"] != "ok"
                for i in range(before))
-
-
-def _median(row: dict) -> float:
-    stats = row["stats"]
-    return stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
 
 
 def combine_tries(tries: list[dict]) -> dict:
@@ -101,11 +95,11 @@ def combine_tries(tries: list[dict]) -> dict:
         return failed[0]
     if len(tries) == 1:
         return tries[0]
-    ordered = sorted(tries, key=_median)
-    medians = [_median(t) for t in ordered]
+    ordered = sorted(tries, key=row_latency_us)
+    medians = [row_latency_us(t) for t in ordered]
     spread = medians[-1] / medians[0] - 1
     row = dict(ordered[(len(ordered) - 1) // 2])
-    row["repeat_medians_us"] = [_median(t) for t in tries]
+    row["repeat_medians_us"] = [row_latency_us(t) for t in tries]
     row["repeat_spread"] = spread
     if spread > MAX_REPEAT_SPREAD:
         row["warnings"] = [*row.get("warnings", []),

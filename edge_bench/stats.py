@@ -45,6 +45,18 @@ def median_ci(times_us, confidence: float = 0.95) -> tuple[float, float]:
     return values[r - 1], values[n - r]
 
 
+def row_latency_us(row: dict) -> float:
+    """The latency a result row stands for: its median, or the mean where the
+    tool reports no median (older ``benchmark_model`` builds).
+
+    Example:
+        >>> row_latency_us({"stats": {"median_us": None, "mean_us": 7.5}})
+        7.5
+    """
+    stats = row["stats"]
+    return stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
+
+
 def summarize(times_us) -> dict:
     """Median, p90, min, mean, std and the 95% interval of the median.
 

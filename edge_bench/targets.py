@@ -21,7 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_bench import agent
-from edge_bench.benchmark_model import BenchmarkOutputError, parse_output, parse_result_file
+from edge_bench.benchmark_model import (
+    BenchmarkOutputError,
+    last_lines,
+    parse_output,
+    parse_result_file,
+)
 from edge_bench.stats import summarize
 from mpath_tf.errors import ConfigError, ModelError, TargetError
 
@@ -102,10 +107,6 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _tail(text: str, lines: int = 3) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
-
-
 class Target:
     """Base class: turns one timing into a result row.
 
@@ -180,7 +181,7 @@ class Target:
             signal = -proc.returncode if proc.returncode < 0 else proc.returncode - 128
             raise ModelError(
                 f"{self.name}: the runtime crashed on {model.name} (signal {signal}); the file "
-                f"may be corrupt. {_tail(proc.stderr)}"
+                f"may be corrupt. {last_lines(proc.stderr)}"
             )
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         try:
@@ -188,7 +189,7 @@ class Target:
         except (IndexError, json.JSONDecodeError):
             raise ModelError(
                 f"{self.name}: the benchmark agent failed on {model.name} (exit "
-                f"{proc.returncode}) without a result. {_tail(proc.stderr)}"
+                f"{proc.returncode}) without a result. {last_lines(proc.stderr)}"
             ) from None
         if not result.pop("ok", False):
             raise ModelError(f"{self.name}: {model.name}: {result.get('error')}")
@@ -224,7 +225,7 @@ class LocalTarget(Target):
     def _describe(self) -> dict:
         proc = self._run_agent(["describe"], timeout=60)
         if proc.returncode != 0:
-            raise TargetError(f"local: the benchmark agent cannot start: {_tail(proc.stderr)}")
+            raise TargetError(f"local: the benchmark agent cannot start: {last_lines(proc.stderr)}")
         return json.loads(proc.stdout.splitlines()[-1])
 
     def _measure(self, model, sha256, settings):
@@ -297,7 +298,7 @@ class SshTarget(Target):
             raise TargetError(f"{self.name}: no answer within {timeout:.0f} s; check the "
                               "board is on and reachable.") from None
         if proc.returncode == 255:  # ssh's own failure: host, network, key
-            raise TargetError(f"{self.name}: ssh failed: {_tail(proc.stderr, 2)}. Check the host, "
+            raise TargetError(f"{self.name}: ssh failed: {last_lines(proc.stderr, 2)}. Check the host, "
                               "port, user and key (ssh must log in without a password).")
         return proc
 
@@ -311,14 +312,14 @@ class SshTarget(Target):
         proc = self._call(["scp", "-q", *self._options(), *port, str(local),
                            f"{self._destination}:{remote}"], timeout)
         if proc.returncode != 0:
-            raise TargetError(f"{self.name}: copying {local.name} failed: {_tail(proc.stderr)}")
+            raise TargetError(f"{self.name}: copying {local.name} failed: {last_lines(proc.stderr)}")
 
     def _ensure_agent(self) -> str:
         remote_agent = f"{self.remote_dir}/agent.py"
         if not self._agent_copied:
             proc = self._ssh(f"mkdir -p {shlex.quote(self.remote_dir)}", timeout=self.connect_timeout + 30)
             if proc.returncode != 0:
-                raise TargetError(f"{self.name}: cannot create {self.remote_dir}: {_tail(proc.stderr)}")
+                raise TargetError(f"{self.name}: cannot create {self.remote_dir}: {last_lines(proc.stderr)}")
             self._copy(AGENT, remote_agent)
             self._agent_copied = True
         return remote_agent
@@ -329,7 +330,7 @@ class SshTarget(Target):
                          timeout=self.connect_timeout + 60)
         if proc.returncode != 0:
             raise TargetError(f"{self.name}: the agent cannot run with '{self.python}': "
-                              f"{_tail(proc.stderr)}. Pass the board's Python with NumPy.")
+                              f"{last_lines(proc.stderr)}. Pass the board's Python with NumPy.")
         device = json.loads(proc.stdout.splitlines()[-1])
         if device.get("runtime") is None:
             raise TargetError(f"{self.name}: no LiteRT runtime for '{self.python}' on the board: "
@@ -352,7 +353,7 @@ class SshTarget(Target):
                               f"{model.name}.") from None
         if proc.returncode == 255:
             raise TargetError(f"{self.name}: the connection failed while timing {model.name}: "
-                              f"{_tail(proc.stderr, 2)}")
+                              f"{last_lines(proc.stderr, 2)}")
         if proc.returncode == 124:  # coreutils timeout
             raise ModelError(f"{self.name}: {model.name} did not finish in {settings.timeout_s} s "
                              "(timeout_s); it was killed.")
@@ -412,9 +413,9 @@ class AdbTarget(Target):
         if proc.returncode != 0:
             state = self._call("get-state", timeout=30)
             if state.returncode != 0 or state.stdout.strip() != "device":
-                raise TargetError(f"{self.name}: the device is not connected ({_tail(state.stderr or state.stdout, 1)}) "
+                raise TargetError(f"{self.name}: the device is not connected ({last_lines(state.stderr or state.stdout, 1)}) "
                                   f"while {what}; reconnect it and rerun to resume.")
-            raise TargetError(f"{self.name}: {what} failed: {_tail(proc.stderr or proc.stdout)}")
+            raise TargetError(f"{self.name}: {what} failed: {last_lines(proc.stderr or proc.stdout)}")
         return proc.stdout
 
     def _shell(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -464,7 +465,7 @@ class AdbTarget(Target):
     def _describe(self) -> dict:
         state = self._call("get-state", timeout=30)
         if state.returncode != 0 or state.stdout.strip() != "device":
-            raise TargetError(f"{self.name}: no such device ready ({_tail(state.stderr or state.stdout, 1)}); "
+            raise TargetError(f"{self.name}: no such device ready ({last_lines(state.stderr or state.stdout, 1)}); "
                               "check `adb devices` and the serial.")
         props = dict(re.findall(r"\[([^\]]+)\]: \[([^\]]*)\]", self._check(self._shell("getprop"), "reading properties")))
         return {
@@ -501,7 +502,7 @@ class AdbTarget(Target):
         if proc.returncode != 0:
             self._check(self._call("get-state", timeout=30), f"timing {model.name}")  # disconnected?
             raise ModelError(f"{self.name}: benchmark_model failed on {model.name} (exit "
-                             f"{proc.returncode}): {_tail(log)}")
+                             f"{proc.returncode}): {last_lines(log)}")
         after = self._state(settings.cpus)
         with tempfile.TemporaryDirectory() as tmp:
             pulled = Path(tmp) / "result.pb"
@@ -512,6 +513,7 @@ class AdbTarget(Target):
                 raise ModelError(f"{self.name}: {model.name}: {err}") from None
         tool_name = stats.pop("tool")
         warnings = agent.state_changes(before, after)
+        suspect = bool(warnings)  # the phone changed under the measurement
         delegate = _xnnpack_summary(log)
         if settings.xnnpack and delegate and delegate["delegated_nodes"] < delegate["nodes"]:
             warnings.append(f"XNNPACK took {delegate['delegated_nodes']} of {delegate['nodes']} nodes; "
@@ -529,8 +531,7 @@ class AdbTarget(Target):
             "state_before": before,
             "state_after": after,
             "warnings": warnings,
-            "suspect": bool(warnings and any("governor" in w or "frequency" in w or "rose" in w
-                                             for w in warnings)),
+            "suspect": suspect,
         }
 
 

@@ -85,9 +85,7 @@ def plot_latency(rows: list[dict], path: str | os.PathLike, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def latency(row):
-        stats = row["stats"]
-        return stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
+    from edge_bench.stats import row_latency_us as latency
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     ok = [r for r in rows if r["status"] == "ok"]
