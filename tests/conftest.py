@@ -27,6 +27,14 @@ def shared_datasets() -> Path:
 
 
 @pytest.fixture(scope="session")
+def digits():
+    """The bundled 8x8 digits dataset (loaded once)."""
+    from mpath_tf import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
 def tflite_models(tmp_path_factory) -> dict[int, Path]:
     """float32 ``.tflite`` files of derived models (path count -> file) of an
     untrained mpath-3-12 supernet on 64 inputs; latency does not depend on

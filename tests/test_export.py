@@ -5,15 +5,10 @@ import pytest
 
 from converters import DynamicRange, Float16, Float32, Int8, export_tflite, op_summary, run_tflite
 from converters import verify_tflite
-from mpath_tf import build_mlp, derive, load_dataset, path_widths
+from mpath_tf import build_mlp, derive, path_widths
 from mpath_tf.errors import ConfigError
 from mpath_tf.models import build_supernet
 from mpath_tf.training import train
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")

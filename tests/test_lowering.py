@@ -15,15 +15,10 @@ from converters.calibration import (
 )
 from converters.lowering import group_paths
 from converters.tflite import load_interpreter
-from mpath_tf import build_supernet, derive, load_dataset
+from mpath_tf import build_supernet, derive
 from mpath_tf.errors import ConfigError
 from mpath_tf.layers import PathDense
 from mpath_tf.training import train
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,10 @@ from click.testing import CliRunner
 
 from converters import op_summary, run_tflite
 from converters.qat import export_qat_int8, to_tf_keras
-from mpath_tf import build_supernet, derive, load_dataset
+from mpath_tf import build_supernet, derive
 from mpath_tf.cli import cli
 from mpath_tf.errors import ConfigError
 from mpath_tf.training import train
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")
