@@ -76,8 +76,11 @@ def main() -> None:
                           repeats=args.repeats, log=lambda line: print(line, flush=True))
     median = {}
     for (labels, _), row in zip(jobs, rows):
-        median[(labels["kind"], labels["paths"], labels["quantization"], labels["lowering"])] = (
-            row["stats"]["median_us"])
+        if row["status"] == "ok":
+            median[(labels["kind"], labels["paths"], labels["quantization"],
+                    labels["lowering"])] = row["stats"]["median_us"]
+        else:
+            print(f"FAILED {labels}: {row.get('error')}")
     print(f"\n{datetime.date.today()}  {target.describe()['cpu_model']}, settings "
           f"{settings.to_dict()}, {args.repeats} tries (median try)")
     print("| b | mode | dense | per_path | batch_matmul | conv | auto picks | auto / fastest | auto / dense |")

@@ -119,11 +119,12 @@ def run_table4(journal, data, arch, args, log):
     import keras
 
     from mpath_tf.derivation import derive, parameter_counts
+    from mpath_tf.io import load_model
     from mpath_tf.pipeline import sample_path_counts
     from mpath_tf.training import accuracy, train
 
     width = int(arch.split("-")[1])
-    supernet = keras.saving.load_model(args.out / f"{data.name}-supernet-{arch}.keras")
+    supernet = load_model(args.out / f"{data.name}-supernet-{arch}.keras")
     counts = parameter_counts(supernet)
     plan = [("sample", b, args.sample_epochs) for b in sample_path_counts(width, args.samples)]
     plan += [("heldout", b, args.heldout_epochs)

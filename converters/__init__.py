@@ -11,15 +11,13 @@ from converters.quantization import (
 from converters.calibration import calibrate, choose_lowering, load_calibration
 from converters.tflite import (
     LOWERINGS,
-    Verification,
     choose_lowerings,
-    compare_outputs,
     convert,
     export_tflite,
     op_summary,
     run_tflite,
-    verify_tflite,
 )
+from converters.verify import Verification, compare_outputs, output_step, verify
 
 __all__ = [
     "LOWERINGS",
@@ -39,5 +37,6 @@ __all__ = [
     "get_quantization",
     "op_summary",
     "run_tflite",
-    "verify_tflite",
+    "output_step",
+    "verify",
 ]

@@ -10,9 +10,10 @@ no GATHER, an op XNNPACK does not take and that would split the graph.
 from __future__ import annotations
 
 import keras
+from keras import ops
 import numpy as np
 
-from mpath_tf.layers import PathDense
+from mpath_tf.layers import PathDense, _concat_tree
 
 
 def _chain(model):
@@ -87,6 +88,157 @@ def group_paths(model: keras.Model) -> keras.Model:
             h = new(h)
             kernel, bias = layer.get_weights()
             new.set_weights([kernel[perm, :], bias])
+        else:
+            new = layer.__class__.from_config(layer.get_config())
+            h = new(h)
+            new.set_weights(layer.get_weights())
+    return keras.Model(inputs, h, name=model.name)
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class PathChain(keras.layers.Layer):
+    """``depth`` block-diagonal layers with the same paths, run path by path.
+
+    Paths that share their neurons in every layer never exchange data, so the
+    stack computes each path (or each group of equal-width paths) from the
+    first layer to the last and joins the paths once at the end. Lowered to
+    TFLite, this saves the slice and concatenation ops that separate
+    ``PathDense`` layers put between every pair of layers. The function is
+    the one of the ``PathDense`` stack it replaces (``chain_paths``).
+
+    Args:
+        path_widths: Width of each path, in neuron order (as ``PathDense``).
+            The ``conv`` and ``batch_matmul`` implementations need equal
+            widths to be contiguous (``group_paths`` arranges that).
+        depth: Number of stacked block-diagonal layers (>= 1).
+        activation: Activation after every layer.
+        implementation: ``"per_path"`` (FULLY_CONNECTED per path and layer),
+            ``"conv"`` (grouped 1x1 CONV_2D per width group and layer) or
+            ``"grouped"`` (BATCH_MATMUL per width group and layer).
+        **kwargs: Base layer arguments.
+
+    Raises:
+        ValueError: Bad widths, depth or implementation, or (conv, grouped)
+            equal widths that are not contiguous.
+
+    Example:
+        >>> import numpy as np
+        >>> chain = PathChain([2, 2, 1], depth=2, activation="relu", implementation="conv")
+        >>> tuple(chain(np.ones((3, 5), dtype="float32")).shape)
+        (3, 5)
+    """
+
+    def __init__(self, path_widths, depth: int, activation=None, implementation: str = "per_path",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+            raise ValueError(f"`depth` must be an integer >= 1. Received: depth={depth!r}")
+        self.depth = int(depth)
+        self.blocks = [
+            PathDense(path_widths, activation, implementation, name=f"blocks_{i + 1}")
+            for i in range(self.depth)
+        ]
+        first = self.blocks[0]
+        if implementation != "per_path" and len(first.path_widths) > 1 and not first._identity:
+            raise ValueError(
+                f"PathChain with implementation={implementation!r} needs paths of equal width "
+                f"side by side (sorted widths); apply group_paths first. "
+                f"Received: path_widths={first.path_widths}"
+            )
+        self.path_widths = first.path_widths
+        self.implementation = implementation
+        self.activation = first.activation
+
+    def build(self, input_shape):
+        for block in self.blocks:
+            block.build(input_shape)
+
+    def _per_path(self, x):
+        outputs = []
+        for k, w in enumerate(self.path_widths):
+            lo = self.blocks[0].offsets[k]
+            h = x if w == self.blocks[0].width else x[..., lo : lo + w]  # (batch, w): path k
+            for block in self.blocks:
+                h = block._activate(ops.matmul(h, block.block(k)) + block.bias[lo : lo + w])
+            outputs.append(h)
+        return _concat_tree(outputs)
+
+    def _batched(self, x, conv: bool):
+        outputs = []
+        for w, paths, kernel_start, neuron_start in self.blocks[0]._groups:
+            n = len(paths)
+            h = x if n * w == self.blocks[0].width else x[..., neuron_start : neuron_start + n * w]
+            # conv: (batch, 1, 1, n * w) through grouped 1x1 convolutions;
+            # grouped: (n, batch, w) through batched matmuls.
+            h = (ops.reshape(h, (-1, 1, 1, n * w)) if conv
+                 else ops.transpose(ops.reshape(h, (-1, n, w)), (1, 0, 2)))
+            for block in self.blocks:
+                kernels = block._group_kernels(kernel_start, n, w)  # (n, w_in, w_out)
+                bias = block.bias[neuron_start : neuron_start + n * w]
+                if conv:
+                    kernel = ops.reshape(ops.transpose(kernels, (1, 0, 2)), (1, 1, w, n * w))
+                    h = block._activate(ops.conv(h, kernel, padding="valid") + bias)
+                else:
+                    h = block._activate(ops.matmul(h, kernels) + ops.reshape(bias, (n, 1, w)))
+            outputs.append(ops.reshape(h if conv else ops.transpose(h, (1, 0, 2)), (-1, n * w)))
+        return _concat_tree(outputs)
+
+    def call(self, inputs):
+        if self.implementation == "per_path" or len(self.path_widths) == 1:
+            return self._per_path(inputs)
+        return self._batched(inputs, conv=self.implementation == "conv")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "path_widths": list(self.path_widths),
+            "depth": self.depth,
+            "activation": keras.activations.serialize(self.activation),
+            "implementation": self.implementation,
+        })
+        return config
+
+
+def chain_paths(model: keras.Model, implementation: str) -> keras.Model:
+    """Replace a stack of ``PathDense`` layers with one ``PathChain``.
+
+    Applies to models shaped like ``derive``'s output (Dense -> PathDense x k
+    with the same path widths -> Dense); others are returned unchanged. For
+    ``conv`` and ``grouped``, call ``group_paths`` first.
+
+    Args:
+        model: A functional Keras model.
+        implementation: ``per_path``, ``conv`` or ``grouped``.
+
+    Returns:
+        A new model computing the same function (or ``model``).
+
+    Example:
+        >>> from mpath_tf import build_supernet, derive
+        >>> model = group_paths(derive(build_supernet((4,), 2, depth=3, width=6, seed=0), 3))
+        >>> [l.__class__.__name__ for l in chain_paths(model, "conv").layers][-2:]
+        ['PathChain', 'Dense']
+    """
+    chain = _chain(model)
+    if chain is None:
+        return model
+    _, blocks, _ = chain
+    inputs = keras.Input(model.input_shape[1:])
+    h = inputs
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer) or (
+                isinstance(layer, PathDense) and layer is not blocks[0]):
+            continue
+        if layer is blocks[0]:
+            new = PathChain(layer.path_widths, len(blocks), layer.activation, implementation,
+                            name="path_chain")
+            h = new(h)
+            for source, target in zip(blocks, new.blocks):
+                target.kernel.assign(source.kernel)
+                target.bias.assign(source.bias)
         else:
             new = layer.__class__.from_config(layer.get_config())
             h = new(h)

@@ -10,7 +10,6 @@ the deprecated ``tf.lite.Interpreter``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +64,18 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     return {l.name: choose_lowering(table, l.path_widths, mode) for l in layers}
 
 
-def _lowered(model, lowerings: dict[str, str]):
-    from converters.lowering import group_paths
+def _lowered(model, lowerings: dict[str, str], chain: bool = True):
+    """The model to trace: neurons regrouped and, when every block-diagonal
+    layer has the same lowering (and ``chain``), the stack chained path by path."""
+    from converters.lowering import chain_paths, group_paths
     from mpath_tf.derivation import with_implementation
 
     if any(lowering != "per_path" for lowering in lowerings.values()):
         model = group_paths(model)  # equal widths side by side: no GATHER
+    if chain and len(set(lowerings.values())) == 1:
+        chained = chain_paths(model, LOWERINGS[next(iter(lowerings.values()))])
+        if chained is not model:
+            return chained
     return with_implementation(model, {name: LOWERINGS[l] for name, l in lowerings.items()})
 
 
@@ -108,15 +113,88 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
             f"{tuple(np.shape(representative_data)[1:])} but the model takes "
             f"{tuple(model.input_shape[1:])}; pass the training data of this model."
         )
-    model = _lowered(model, choose_lowerings(model, quantization.name, lowering, calibration))
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input")
-    function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    # Freeze the variables into constants: the converter then folds each weight
-    # into its op (FULLY_CONNECTED filters) instead of emitting resource reads.
-    frozen = convert_variables_to_constants_v2(function.get_concrete_function())
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], tf.Module())
-    quantization.configure(converter, representative_data)
-    return converter.convert()
+    lowerings = choose_lowerings(model, quantization.name, lowering, calibration)
+
+    def run(lowered):
+        spec = tf.TensorSpec((None, *lowered.input_shape[1:]), tf.float32, name="input")
+        function = tf.function(lambda x: lowered(x, training=False), input_signature=[spec])
+        # Freeze the variables into constants: the converter then folds each weight
+        # into its op (FULLY_CONNECTED filters) instead of emitting resource reads.
+        frozen = convert_variables_to_constants_v2(function.get_concrete_function())
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], tf.Module())
+        quantization.configure(converter, representative_data)
+        try:
+            return converter.convert()
+        except Exception as err:  # the converter raises ConverterError and others
+            raise _conversion_error(err, lowered, quantization) from err
+
+    content = run(_lowered(model, lowerings))
+    if quantization.name == "int8" and _has_empty_range(content):
+        # A path that never activates on the representative data gets the
+        # range [0, 0] (scale 0), which the int8 kernels cannot run. Joining
+        # the paths after every layer gives it the range of the whole layer.
+        content = run(_lowered(model, lowerings, chain=False))
+    return content
+
+
+def _layers_with_ops(model, op_types: set[str]) -> list[str]:
+    """Names of the layers of ``model`` whose traced graph holds one of ``op_types``."""
+    import tensorflow as tf
+
+    names = []
+    for layer in model.layers:
+        if not layer._inbound_nodes or isinstance(layer.input, list):
+            continue
+        try:
+            spec = tf.TensorSpec((1, *layer.input.shape[1:]), tf.float32)
+            graph = tf.function(layer).get_concrete_function(spec).graph
+        except Exception:  # a layer that cannot be traced alone is skipped
+            continue
+        if op_types & {op.type for op in graph.get_operations()}:
+            names.append(layer.name)
+    return names
+
+
+def _conversion_error(err: Exception, model, quantization) -> ConfigError:
+    """A ConfigError naming the op and the layers the converter could not lower."""
+    import re
+
+    text = str(err)
+    op_types = set(re.findall(r"'tf\.(\w+)' op", text))
+    layers = _layers_with_ops(model, op_types) if op_types else []
+    where = f"layer {', '.join(repr(n) for n in layers)}" if layers else "the model"
+    what = f" (TensorFlow op {', '.join(sorted(op_types))})" if op_types else ""
+    found = re.search(r"error: (.+)", text)
+    reason = found.group(1).strip() if found else (text.strip().splitlines() or [repr(err)])[0]
+    return ConfigError(
+        f"TensorFlow Lite cannot convert {where}{what} with --quantize {quantization.name}: "
+        f"{reason}. Build that layer from ops TFLite has built in, or try another "
+        "--quantize mode."
+    )
+
+
+# Quantization range (scale * 255) below which a tensor never varied during
+# calibration; real activation ranges of trained or random MLPs are >= 1e-3.
+EMPTY_RANGE = 1e-5
+
+
+def _has_empty_range(content: bytes) -> bool:
+    """True if an int8 tensor of the flatbuffer has no scale or an empty range.
+
+    The converter gives a tensor that was always 0 during calibration a
+    range of about 2e-6 (scale 7.8e-9), which XNNPACK refuses to prepare.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_content=content,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    for tensor in interpreter.get_tensor_details():
+        scales = tensor["quantization_parameters"]["scales"]  # one per tensor or per channel
+        if np.dtype(tensor["dtype"]) == np.int8 and (
+                scales.size == 0 or np.any(scales * 255 < EMPTY_RANGE)):
+            return True
+    return False
 
 
 def export_tflite(
@@ -224,93 +302,3 @@ def op_summary(path: str | os.PathLike) -> dict:
                 if index >= 0:
                     weights += int(np.prod(tensors[index]["shape"]))
     return {"ops": ops, "fully_connected_weights": weights}
-
-
-# Top-1 margin (probability points) above which a quantized model is expected
-# to keep the class; smaller margins are near-ties that rounding may flip.
-CONFIDENT_MARGIN = 0.1
-
-
-@dataclass(frozen=True)
-class Verification:
-    """How closely a ``.tflite`` file reproduces its Keras model.
-
-    Attributes:
-        quantization: Scheme name.
-        max_abs_diff: Largest absolute difference of any output value.
-        mean_abs_diff: Mean absolute difference over all output values.
-        agreement: Fraction of examples with the same top-1 class.
-        confident_agreement: The same fraction over the examples where Keras's
-            top-1 probability leads the runner-up by at least
-            ``CONFIDENT_MARGIN``; near-ties may flip under quantization without
-            anything being wrong, so the bound applies here (1.0 when no
-            example is that confident).
-        max_atol: The scheme's bound on ``max_abs_diff`` (None: no bound).
-        mean_atol: The scheme's bound on ``mean_abs_diff``.
-        min_agreement: The scheme's floor on ``agreement``.
-    """
-
-    quantization: str
-    max_abs_diff: float
-    mean_abs_diff: float
-    agreement: float
-    confident_agreement: float
-    max_atol: float | None
-    mean_atol: float
-    min_agreement: float
-
-    def to_dict(self) -> dict:
-        """The fields plus ``passed``, JSON-ready."""
-        return {**self.__dict__, "passed": self.passed}
-
-    @property
-    def passed(self) -> bool:
-        """True when every bound of the scheme holds."""
-        return (
-            (self.max_atol is None or self.max_abs_diff <= self.max_atol)
-            and self.mean_abs_diff <= self.mean_atol
-            and self.confident_agreement >= self.min_agreement
-        )
-
-
-def verify_tflite(path, model, x: np.ndarray, quantization=None) -> Verification:
-    """Run the ``.tflite`` file and the Keras model on ``x`` and compare.
-
-    Args:
-        path: The exported file.
-        model: The Keras model it came from.
-        x: Examples to compare on.
-        quantization: The scheme used for export (sets the tolerance).
-
-    Returns:
-        A ``Verification``; check ``.passed``.
-    """
-    expected = np.asarray(model.predict(x, batch_size=1024, verbose=0))
-    return compare_outputs(expected, run_tflite(path, x), quantization)
-
-
-def compare_outputs(expected: np.ndarray, got: np.ndarray, quantization=None) -> Verification:
-    """Compare Keras outputs with ``.tflite`` outputs on the same examples.
-
-    Args:
-        expected: Keras outputs (probabilities), (batch, classes).
-        got: LiteRT outputs for the same inputs.
-        quantization: The scheme used for export (sets the tolerance).
-
-    Returns:
-        A ``Verification``; check ``.passed``.
-    """
-    quantization = quantization or Float32()
-    same = got.argmax(-1) == expected.argmax(-1)
-    top2 = np.sort(expected, axis=-1)[:, -2:]
-    confident = (top2[:, 1] - top2[:, 0]) >= CONFIDENT_MARGIN
-    return Verification(
-        quantization=quantization.name,
-        max_abs_diff=float(np.max(np.abs(got - expected))),
-        mean_abs_diff=float(np.mean(np.abs(got - expected))),
-        agreement=float(np.mean(same)),
-        confident_agreement=float(np.mean(same[confident])) if confident.any() else 1.0,
-        max_atol=quantization.max_atol,
-        mean_atol=quantization.mean_atol,
-        min_agreement=quantization.min_agreement,
-    )

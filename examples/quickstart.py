@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import mpath_tf
-from converters import Int8, export_tflite, verify_tflite
+from converters import Int8, export_tflite, verify
 from mpath_tf.training import train
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     model = results[paths][0]
     out = Path(tempfile.mkdtemp()) / f"mpath-{paths}-paths-int8.tflite"
     export_tflite(model, out, Int8(), representative_data=data.x_train)
-    check = verify_tflite(out, model, data.x_test, Int8())
+    check = verify(out, model, data.x_test, Int8())
     print(f"exported {paths} paths to {out} ({out.stat().st_size} bytes); "
           f"matches Keras: {check.passed} (top-1 agreement {check.agreement:.3f})")
 

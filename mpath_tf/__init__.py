@@ -33,6 +33,7 @@ _EXPORTS = {
     "SearchConfig": "mpath_tf.config",
     "search": "mpath_tf.pipeline",
     "load_dataset": "mpath_tf.data",
+    "load_model": "mpath_tf.io",
     "Dataset": "mpath_tf.data",
     "ConfigError": "mpath_tf.errors",
     "DataError": "mpath_tf.errors",

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from mpath_tf.errors import ConfigError, RunDirError
-from mpath_tf.io import atomic_write_json, atomic_write_text, library_versions
+from mpath_tf.io import atomic_write_json, atomic_write_text, library_versions, load_model
 from mpath_tf.rundir import RunDir
 
 QUANTIZATION_MODES = ("float32", "dynamic", "int8")
@@ -122,9 +122,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                     model = build_mlp(supernet.example_shape, supernet.num_classes,
                                       config.depth, config.width, seed=config.seed)
                 elif run.model_path(count).is_file():
-                    import keras
-
-                    model = keras.saving.load_model(run.model_path(count))
+                    model = load_model(run.model_path(count))
                 else:
                     model = derive(supernet, count)
             if not path.is_file():

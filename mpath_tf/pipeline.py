@@ -26,7 +26,7 @@ import numpy as np
 from mpath_tf.config import SearchConfig
 from mpath_tf.data import Dataset, load_dataset, load_file
 from mpath_tf.derivation import derive, parameter_counts, path_widths
-from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text
+from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text, load_model
 from mpath_tf.models import build_supernet
 from mpath_tf.plotting import plot_search
 from mpath_tf.predictors import PREDICTORS
@@ -196,7 +196,7 @@ def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log) -> keras
     if run.model_path(paths).is_file() and (
         str(paths) in run.state["samples"] or str(paths) in run.state["final"]
     ):
-        return keras.saving.load_model(run.model_path(paths))
+        return load_model(run.model_path(paths))
     log(f"fine-tuning the chosen model ({paths} paths)")
     model = finetune(supernet, paths, data, config)
     atomic_save_model(model, run.model_path(paths))
@@ -206,7 +206,7 @@ def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log) -> keras
 
 
 def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
-    from converters import Float32, Int8, compare_outputs, export_tflite, run_tflite
+    from converters import Float32, Int8, compare_outputs, export_tflite, output_step, run_tflite
 
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)
     exports = {}
@@ -214,15 +214,14 @@ def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
         path = run.path / f"model_{scheme.name}.tflite"
         export_tflite(model, path, scheme, representative_data=data.x_train)
         probs = run_tflite(path, data.x_test)
-        check = compare_outputs(expected, probs, scheme)
+        check = compare_outputs(expected, probs, scheme, data.y_test, output_step(path))
         exports[scheme.name] = {
             "file": path.name,
             "bytes": path.stat().st_size,
-            "test_accuracy": float(np.mean(probs.argmax(-1) == data.y_test)),
+            "test_accuracy": check.tflite_accuracy,
             "verification": check.to_dict(),
         }
-        status = "matches Keras" if check.passed else "DOES NOT match Keras within tolerance"
-        log(f"  {path.name}: {path.stat().st_size} bytes, {status}")
+        log(f"  {path.name}: {path.stat().st_size} bytes, {check.summary()}")
     return exports
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mpath_tf.config import SearchConfig
 from mpath_tf.errors import ConfigError, RunDirError
-from mpath_tf.io import atomic_write_json, library_versions
+from mpath_tf.io import atomic_write_json, library_versions, load_model
 
 FORMAT = "mpath-tf-run"
 FORMAT_VERSION = 1
@@ -143,11 +143,9 @@ class RunDir:
         Raises:
             RunDirError: If one-shot training has not finished in this run.
         """
-        import keras
-
         if self.state.get("supernet") is None or not self.supernet_path.is_file():
             raise RunDirError(
                 f"{self.path} has no trained supernet yet; finish the search with "
                 f"`mpath-tf search --run-dir {self.path}` (same settings) first."
             )
-        return keras.saving.load_model(self.supernet_path)
+        return load_model(self.supernet_path)

@@ -6,12 +6,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-import keras
-
 from mpath_tf.data import load_dataset
 from mpath_tf.derivation import path_widths
 from mpath_tf.errors import ConfigError
-from mpath_tf.io import atomic_save_model
+from mpath_tf.io import atomic_save_model, atomic_write_json, library_versions, load_model
 from mpath_tf.pipeline import finetune, load_data
 from mpath_tf.rundir import RunDir
 from mpath_tf.training import accuracy
@@ -89,6 +87,7 @@ def export_model(
     calibration: str | os.PathLike | None = None,
     qat_epochs: int = 0,
     int8_io: bool = False,
+    verify: bool = True,
 ) -> dict:
     """Export a ``.keras`` model to ``.tflite`` and verify it in LiteRT.
 
@@ -110,10 +109,13 @@ def export_model(
             conversion; 0: post-training quantization. QAT keeps one
             FULLY_CONNECTED per path (``lowering`` does not apply).
         int8_io: With ``int8``: int8 input and output tensors instead of float32.
+        verify: Run the parity check (``converters.verify``) on held-out data
+            (the test split, or random inputs without a dataset).
 
     Returns:
-        A report with the output file, its size, the lowering of each layer
-        and the verification numbers.
+        A report with the output file, its size, the settings, the lowering of
+        each layer and the verification numbers; it is also written beside
+        the file as ``<output>.json``.
 
     Raises:
         ConfigError: Unknown format or quantization, int8 without data, unwritable output,
@@ -126,6 +128,7 @@ def export_model(
         compare_outputs,
         export_tflite,
         get_quantization,
+        output_step,
         run_tflite,
     )
 
@@ -140,7 +143,7 @@ def export_model(
     if not model_path.is_file():
         raise ConfigError(f"Model file {model_path} does not exist; pass a .keras file.")
     try:
-        model = keras.saving.load_model(model_path)
+        model = load_model(model_path)
     except Exception as err:  # Keras raises many types for a bad file
         raise ConfigError(f"Cannot load {model_path} as a Keras model: {err}") from err
     data = load_dataset(dataset, data_dir) if dataset else _run_data(model_path, data_dir)
@@ -154,10 +157,7 @@ def export_model(
             f"Dataset '{dataset}' has inputs of shape {data.input_shape} but the model "
             f"expects {tuple(model.input_shape[1:])}; pass the dataset it was trained on."
         )
-    if data is not None:
-        x_check = data.x_test[:2000]
-    else:
-        x_check = np.random.default_rng(0).random((256, *model.input_shape[1:]), dtype="float32")
+    x_check = np.random.default_rng(0).random((256, *model.input_shape[1:]), dtype="float32")
     output = Path(output) if output else model_path.with_name(
         f"{model_path.stem}_{scheme.name}.tflite"
     )
@@ -169,6 +169,7 @@ def export_model(
     lowerings = choose_lowerings(model, scheme.name, "per_path" if qat_epochs else lowering,
                                  calibration)
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
         if qat_epochs:
             from converters.qat import export_qat_int8
 
@@ -178,23 +179,30 @@ def export_model(
                           lowering=lowering, calibration=calibration)
     except OSError as err:
         raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another --output.")
-    # One Keras prediction and one LiteRT run over the test set serve both the
-    # parity check (its first 2000 examples) and the accuracies.
-    x_eval = data.x_test if data is not None else x_check
-    expected = np.asarray(model.predict(x_eval, batch_size=1024, verbose=0))
-    got = run_tflite(output, x_eval)
-    check = compare_outputs(expected[: len(x_check)], got[: len(x_check)], scheme)
-    report_accuracy = {} if data is None else {
-        "keras_test_accuracy": float(np.mean(expected.argmax(-1) == data.y_test)),
-        "tflite_test_accuracy": float(np.mean(got.argmax(-1) == data.y_test)),
-    }
-    return {
+    report = {
         "output": str(output),
         "bytes": output.stat().st_size,
+        "source_model": str(model_path),
         "quantization": scheme.get_config() | {"name": scheme.name},
+        "lowering": lowering,
         "lowerings": lowerings,
+        "calibration": str(calibration) if calibration else None,
         "qat_epochs": qat_epochs,
-        **report_accuracy,
-        "verified_on": data.name if data is not None else "random inputs",
-        "verification": check.to_dict(),
+        "versions": library_versions(),
     }
+    if verify:
+        # One Keras prediction and one LiteRT run over the test set give the
+        # parity numbers and both accuracies.
+        x_eval = data.x_test if data is not None else x_check
+        expected = np.asarray(model.predict(x_eval, batch_size=1024, verbose=0))
+        got = run_tflite(output, x_eval)
+        check = compare_outputs(expected, got, scheme,
+                                data.y_test if data is not None else None, output_step(output))
+        report |= {
+            "keras_test_accuracy": check.keras_accuracy,
+            "tflite_test_accuracy": check.tflite_accuracy,
+            "verified_on": f"{data.name} test split" if data is not None else "random inputs",
+            "verification": check.to_dict(),
+        }
+    atomic_write_json(output.with_name(output.name + ".json"), report)
+    return report

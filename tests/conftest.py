@@ -59,5 +59,19 @@ def tiny_run(tmp_path_factory) -> Path:
     return run
 
 
+def assert_int8_close(check) -> None:
+    """int8 parity for the small digits models of the tests.
+
+    Their softmax outputs are soft (about 90% accuracy on 360 test images),
+    so more output values sit mid-range where int8 rounding shows most; the
+    product bounds (4 output steps at p99, 99% top-1 agreement) are checked
+    on an MNIST model in test_verify.py. Here: top-1 agreement >= 98% and
+    the 99th percentile difference within 8 output steps.
+    """
+    assert check.quantization == "int8" and check.output_step, check
+    assert check.agreement >= 0.98, check.summary()
+    assert check.p99_abs_diff <= 8 * check.output_step, check.summary()
+
+
 # Quick timing settings for tests: the measured numbers are not asserted on.
 FAST = dict(warmup_runs=1, warmup_min_secs=0.0, runs=20, min_secs=0.05, timeout_s=60)

@@ -1,0 +1,145 @@
+"""The parity check (``converters.verify``): its bounds on a real MNIST model
+in every mode, each bound firing on outputs that break it, and the errors for
+models the converter cannot lower."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from converters import (
+    QUANTIZATIONS,
+    DynamicRange,
+    Float16,
+    Float32,
+    Int8,
+    compare_outputs,
+    export_tflite,
+    get_quantization,
+    output_step,
+    verify,
+)
+from mpath_tf import build_supernet, derive
+from mpath_tf.errors import ConfigError
+from mpath_tf.training import train
+
+
+@pytest.fixture(scope="module")
+def mnist(shared_datasets):
+    from mpath_tf import load_dataset
+
+    return load_dataset("mnist", shared_datasets)
+
+
+@pytest.fixture(scope="module")
+def mnist_model(mnist):
+    # mpath-3-128, one-shot trained on 20,000 images, 8 paths fine-tuned:
+    # about 95% test accuracy in ~15 s on 2 cores.
+    net = build_supernet(mnist.input_shape, 10, depth=3, width=128, seed=0)
+    subset = mnist.__class__(**{**mnist.__dict__, "x_train": mnist.x_train[:20000],
+                                "y_train": mnist.y_train[:20000]})
+    train(net, subset, epochs=2, batch_size=128)
+    model = derive(net, 8)
+    train(model, subset, epochs=1, batch_size=128, keep_best=False)
+    return model
+
+
+@pytest.mark.parametrize("mode", sorted(QUANTIZATIONS))
+@pytest.mark.parametrize("lowering", ["per_path", "conv"])
+def test_every_mode_passes_its_bounds_on_mnist(mode, lowering, mnist_model, mnist, tmp_path):
+    scheme = get_quantization(mode)
+    path = export_tflite(mnist_model, tmp_path / "m.tflite", scheme, mnist.x_train, lowering)
+    check = verify(path, mnist_model, mnist.x_test, scheme, mnist.y_test)
+    assert check.passed, check.summary()
+    assert check.examples == 10000 and check.keras_accuracy > 0.9
+    assert (check.output_step == pytest.approx(1 / 256)) == (mode == "int8")
+
+
+def _probabilities(logits):
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_each_bound_fails_on_outputs_that_break_it():
+    rng = np.random.default_rng(0)
+    expected = _probabilities(rng.normal(0, 4, (1000, 10)))
+    labels = expected.argmax(-1)
+    assert compare_outputs(expected, expected + 5e-6, Float32()).passed
+    float32 = compare_outputs(expected, expected + 2e-5, Float32())
+    assert float32.failures == ("largest difference 2.00e-05 > 1e-05",)
+    # float16: 1e-3 plus 1e-3 of the output's size.
+    assert compare_outputs(expected, expected * (1 + 9e-4) + 9e-4, Float16()).passed
+    assert not compare_outputs(expected, expected + 1.1e-3, Float16()).passed
+    assert not compare_outputs(expected, expected + 0.2, DynamicRange()).passed
+    # int8: 5 output steps on every value; then 2% of examples flipped.
+    steps = compare_outputs(expected, expected + 5 / 256, Int8(), labels, 1 / 256)
+    assert steps.failures == ("99th percentile difference 5.00 output steps > 4",)
+    flipped = expected.copy()
+    flipped[:20] = np.roll(flipped[:20], 1, axis=-1)
+    check = compare_outputs(expected, flipped, Int8(), labels, 1 / 256)
+    assert any("top-1 agreement 0.9800 < 0.99" in f for f in check.failures)
+    assert any("accuracy drop 2.00 points > 0.5" in f for f in check.failures)
+    assert check.to_dict()["passed"] is False and check.tflite_accuracy == 0.98
+
+
+def test_output_step_of_int8_files(digits, tmp_path):
+    model = derive(build_supernet(digits.input_shape, 10, depth=3, width=12, seed=0), 3)
+    f32 = export_tflite(model, tmp_path / "f.tflite")
+    i8 = export_tflite(model, tmp_path / "i.tflite", Int8(), digits.x_train)
+    io = export_tflite(model, tmp_path / "io.tflite", Int8(int8_io=True), digits.x_train)
+    assert output_step(f32) is None
+    assert output_step(i8) == pytest.approx(1 / 256) and output_step(io) == pytest.approx(1 / 256)
+
+
+def _model_with(layer_fn):
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(4, name="dense_a")(inputs)
+    h = keras.layers.Lambda(layer_fn, name="odd_layer")(h)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(h))
+
+
+def test_a_layer_the_converter_cannot_lower_is_named_and_no_file_is_left(tmp_path):
+    import tensorflow as tf
+
+    model = _model_with(lambda t: tf.math.igamma(t, t))
+    with pytest.raises(ConfigError, match=r"cannot convert layer 'odd_layer' \(TensorFlow op "
+                                          r"Igamma\) with --quantize float32"):
+        export_tflite(model, tmp_path / "m.tflite", Float32())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_of_an_unlowerable_model_exits_2(tmp_path):
+    import tensorflow as tf
+    from click.testing import CliRunner
+
+    from mpath_tf.cli import cli
+
+    # Registered so that the .keras file loads again in the CLI.
+    @keras.saving.register_keras_serializable(package="mpath_tf_tests")
+    class Igamma(keras.layers.Layer):
+        def call(self, x):
+            return tf.math.igamma(x, x)
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(Igamma(name="igamma")(inputs)))
+    model.save(tmp_path / "m.keras")
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "m.keras")])
+    assert result.exit_code == 2, result.output
+    assert "cannot convert layer 'igamma'" in result.output
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_export_report_is_kept_beside_the_file(tiny_run):
+    from mpath_tf.workflows import export_model
+
+    report = export_model(tiny_run / "model.keras", "dynamic", lowering="conv",
+                          output=tiny_run / "exports" / "m.tflite")
+    saved = json.loads((tiny_run / "exports" / "m.tflite.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert saved["quantization"]["name"] == "dynamic" and saved["lowering"] == "conv"
+    assert saved["bytes"] == (tiny_run / "exports" / "m.tflite").stat().st_size
+    assert saved["verification"]["passed"] and "tensorflow" in saved["versions"]
+    unverified = export_model(tiny_run / "model.keras", "float32", verify=False,
+                              output=tiny_run / "exports" / "n.tflite")
+    assert "verification" not in unverified
