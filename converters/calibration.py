@@ -1,18 +1,20 @@
 """Which lowering is fastest for a block-diagonal layer, measured per device.
 
-``calibrate`` times one block-diagonal layer (W inputs, b paths, ReLU) in
-each lowering and quantization on a grid of path counts with ``edge_bench``,
-and returns a table; ``choose_lowering`` fits a small cost model to it (a
-fixed part plus costs per op group, per path and per weight) and predicts any
-layer, including the irregular path widths of derived models. The table of
+``calibrate`` times a stack of ``STACK_DEPTH`` block-diagonal layers (W
+neurons, b paths, ReLU), lowered as exports lower them (``PathChain``: the
+paths run through the stack and are joined once), in each lowering and
+quantization on a grid of path counts with ``edge_bench``, and returns a
+table; ``choose_lowering`` fits a small cost model to it (a fixed part plus
+costs per op group, per path and per weight, for each layer of the stack) and
+predicts any stack, including the irregular path widths of derived models. The table of
 this project's development machine is bundled (``calibration/``); calibrate
 your own device with ``mpath-tf calibrate --target ...``.
 
 Table format (JSON)::
 
-    {"format": "mpath-tf-lowering-calibration", "version": 2, "target": ...,
+    {"format": "mpath-tf-lowering-calibration", "version": 3, "target": ...,
      "device": {...}, "settings": {...},
-     "layers": [{"quantization": "int8", "lowering": "conv",
+     "layers": [{"quantization": "int8", "lowering": "conv", "depth": 3,
                  "path_widths": [...], "us": 1.23}, ...]}
 """
 
@@ -32,6 +34,9 @@ CALIBRATION_PATHS = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128, 200, 320, 500)
 # paths take minutes, so it is calibrated up to here and extrapolated beyond.
 MAX_PER_PATH_CALIBRATION = 128
 BUNDLED = Path(__file__).parent / "calibration" / "local-x86_64.json"
+VERSION = 3
+# Block-diagonal layers per calibrated stack (the upper layers of mpath-4-W).
+STACK_DEPTH = 3
 
 
 def equal_widths(width: int, paths: int) -> list[int]:
@@ -55,25 +60,32 @@ def irregular_widths(width: int, paths: int, seed: int = 0) -> list[int]:
     return np.diff(np.concatenate([[0], cuts, [width]])).astype(int).tolist()
 
 
-def layer_model(path_widths: list[int]):
-    """One block-diagonal layer with ReLU: the unit that is calibrated."""
+def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
+    """``depth`` block-diagonal layers with ReLU: the unit that is calibrated.
+
+    The widths are sorted so that equal widths sit side by side, as
+    ``group_paths`` arranges them in exported models.
+    """
     import keras
 
     from mpath_tf.layers import PathDense
 
-    width = sum(path_widths)
+    widths = sorted(path_widths)
+    width = sum(widths)
     inputs = keras.Input((width,))
-    layer = PathDense(path_widths, activation="relu", name="blocks")
-    model = keras.Model(inputs, layer(inputs), name=f"layer-{width}-b{len(path_widths)}")
-    rng = np.random.default_rng(len(path_widths))
-    layer.set_blocks([rng.normal(0, 0.1, (w, w)) for w in layer.path_widths])
-    return model
+    rng = np.random.default_rng(len(widths))
+    h = inputs
+    for i in range(depth):
+        layer = PathDense(widths, activation="relu", name=f"blocks_{i + 1}")
+        h = layer(h)
+        layer.set_blocks([rng.normal(0, 0.1, (w, w)) for w in widths])
+    return keras.Model(inputs, h, name=f"stack-{depth}x{width}-b{len(widths)}")
 
 
 def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
               paths=None, workdir: str | os.PathLike = "calibration", settings=None,
               repeats: int = 1, log=print) -> dict:
-    """Time one layer of ``width`` in every lowering on ``target``.
+    """Time a stack of block-diagonal layers of ``width`` in every lowering on ``target``.
 
     For each path count, two layers are timed: equal path widths, and the
     irregular widths of random cuts (several distinct widths, as in derived
@@ -106,20 +118,21 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
     for b in paths:
         variants = {"equal": equal_widths(width, b)}
         if 2 < b < width:
-            variants["irregular"] = irregular_widths(width, b)
+            variants["irregular"] = sorted(irregular_widths(width, b))
         for variant, widths in variants.items():
-            model = layer_model(widths)
+            model = stack_model(widths)
             for lowering in LOWERINGS if b > 1 else ["per_path"]:
                 if lowering == "per_path" and b > MAX_PER_PATH_CALIBRATION:
                     continue
                 for quantization in quantizations:
-                    path = workdir / f"layer-{width}-b{b}-{variant}_{lowering}_{quantization}.tflite"
+                    path = workdir / (f"stack-{STACK_DEPTH}x{width}-b{b}-{variant}_{lowering}_"
+                                      f"{quantization}.tflite")
                     if not path.is_file():
                         export_tflite(model, path, get_quantization(quantization), representative,
                                       lowering)
-                    jobs.append(({"path_widths": widths, "quantization": quantization,
-                                  "lowering": lowering}, path))
-    log(f"calibrating {len(jobs)} layer models on {target.name}")
+                    jobs.append(({"path_widths": widths, "depth": STACK_DEPTH,
+                                  "quantization": quantization, "lowering": lowering}, path))
+    log(f"calibrating {len(jobs)} stacks on {target.name}")
     rows = measure_models(target, jobs, Journal(workdir / "calibration.jsonl"), settings,
                           repeats=repeats, log=log)
     layers = []
@@ -128,7 +141,7 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
             stats = row["stats"]
             us = stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
             layers.append({**labels, "us": us})
-    return {"format": FORMAT, "version": 2, "target": target.name, "device": target.describe(),
+    return {"format": FORMAT, "version": VERSION, "target": target.name, "device": target.describe(),
             "settings": (settings.to_dict() if settings else None), "layers": layers}
 
 
@@ -151,26 +164,27 @@ def load_calibration(path: str | os.PathLike | None = None) -> dict:
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"Cannot read the calibration table {path}: {err}; run "
                           "`mpath-tf calibrate` to make one.") from None
-    if table.get("format") != FORMAT or table.get("version") != 2:
-        raise ConfigError(f"{path} is not a lowering calibration table of version 2 (format "
+    if table.get("format") != FORMAT or table.get("version") != VERSION:
+        raise ConfigError(f"{path} is not a lowering calibration table of version {VERSION} (format "
                           f"{table.get('format')!r}, version {table.get('version')!r}); "
                           "recalibrate with `mpath-tf calibrate`.")
     return table
 
 
-def layer_features(path_widths: list[int]) -> list[float]:
-    """Cost features of one block-diagonal layer: [1, groups, paths, weights].
+def layer_features(path_widths: list[int], depth: int = 1) -> list[float]:
+    """Cost features of a stack of ``depth`` block-diagonal layers:
+    [1, depth * groups, depth * paths, depth * weights].
 
     ``groups`` is the number of distinct path widths (the batched lowerings
-    emit one op per group), ``paths`` the number of paths (per-path ops and
-    slices), ``weights`` the number of kernel weights, sum of w^2.
+    emit one op per group and layer), ``paths`` the number of paths (per-path
+    ops), ``weights`` the number of kernel weights of a layer, sum of w^2.
 
     Example:
-        >>> layer_features([3, 3, 2])
-        [1.0, 2.0, 3.0, 22.0]
+        >>> layer_features([3, 3, 2], depth=2)
+        [1.0, 4.0, 6.0, 44.0]
     """
-    return [1.0, float(len(set(path_widths))), float(len(path_widths)),
-            float(sum(w * w for w in path_widths))]
+    return [1.0, float(depth * len(set(path_widths))), float(depth * len(path_widths)),
+            float(depth * sum(w * w for w in path_widths))]
 
 
 def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
@@ -186,7 +200,7 @@ def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
     for layer in table["layers"]:
         if layer["quantization"] == quantization:
             points.setdefault(layer["lowering"], []).append(
-                (layer_features(layer["path_widths"]), layer["us"]))
+                (layer_features(layer["path_widths"], layer["depth"]), layer["us"]))
     if not points:
         raise ConfigError(f"The calibration table has no {quantization} entries; calibrate "
                           f"with --quantization {quantization}.")
@@ -201,31 +215,34 @@ def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
     return coefficients
 
 
-def predicted_costs(table: dict, path_widths: list[int], quantization: str) -> dict[str, float]:
-    """Predicted latency (us) of one layer with these path widths, per lowering.
+def predicted_costs(table: dict, path_widths: list[int], quantization: str,
+                    depth: int = 1) -> dict[str, float]:
+    """Predicted latency (us) of a stack of ``depth`` layers with these path
+    widths, per lowering.
 
     The cost model is linear in ``layer_features`` (a fixed part, a cost per
     op group, per path and per weight), fitted per lowering on the table's
     calibrated layers, so it applies to irregular path widths that were never
     calibrated (a derived model's paths rarely have equal widths).
     """
-    features = np.array(layer_features(path_widths))
+    features = np.array(layer_features(path_widths, depth))
     return {lowering: float(features @ coef)
             for lowering, coef in fit_costs(table, quantization).items()}
 
 
-def choose_lowering(table: dict, path_widths: list[int], quantization: str) -> str:
-    """The lowering with the lowest predicted cost for a layer.
+def choose_lowering(table: dict, path_widths: list[int], quantization: str,
+                    depth: int = 1) -> str:
+    """The lowering with the lowest predicted cost for a stack of ``depth`` layers.
 
     Example:
         >>> table = {"layers": [
         ...     {"quantization": "float32", "lowering": lowering, "path_widths": [8 // b] * b,
-        ...      "us": float(b) if lowering == "per_path" else 1.0}
+        ...      "depth": 1, "us": float(b) if lowering == "per_path" else 1.0}
         ...     for b in (1, 2, 4, 8) for lowering in ("per_path", "conv")]}
         >>> choose_lowering(table, [2, 2, 2, 2], "float32")
         'conv'
     """
     if len(path_widths) == 1:
         return "per_path"
-    costs = predicted_costs(table, path_widths, quantization)
+    costs = predicted_costs(table, path_widths, quantization, depth)
     return min(costs, key=costs.get)

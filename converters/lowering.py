@@ -202,12 +202,26 @@ class PathChain(keras.layers.Layer):
         return config
 
 
+def path_stack(model) -> list[PathDense] | None:
+    """The ``PathDense`` layers of ``model`` if they follow one another and
+    share their path widths (what ``chain_paths`` replaces), else None."""
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    found = [i for i, l in enumerate(layers) if isinstance(l, PathDense)]
+    if not found or found != list(range(found[0], found[-1] + 1)):
+        return None
+    blocks = [layers[i] for i in found]
+    if any(b.path_widths != blocks[0].path_widths for b in blocks):
+        return None
+    return blocks
+
+
 def chain_paths(model: keras.Model, implementation: str) -> keras.Model:
     """Replace a stack of ``PathDense`` layers with one ``PathChain``.
 
-    Applies to models shaped like ``derive``'s output (Dense -> PathDense x k
-    with the same path widths -> Dense); others are returned unchanged. For
-    ``conv`` and ``grouped``, call ``group_paths`` first.
+    Applies to models whose ``PathDense`` layers follow one another with the
+    same path widths (``path_stack``), as in ``derive``'s output; others are
+    returned unchanged. For ``conv`` and ``grouped``, call ``group_paths``
+    first (or give sorted path widths).
 
     Args:
         model: A functional Keras model.
@@ -222,10 +236,10 @@ def chain_paths(model: keras.Model, implementation: str) -> keras.Model:
         >>> [l.__class__.__name__ for l in chain_paths(model, "conv").layers][-2:]
         ['PathChain', 'Dense']
     """
-    chain = _chain(model)
-    if chain is None:
+    blocks = path_stack(model)
+    if blocks is None or (implementation != "per_path" and not blocks[0]._identity
+                          and len(blocks[0].path_widths) > 1):
         return model
-    _, blocks, _ = chain
     inputs = keras.Input(model.input_shape[1:])
     h = inputs
     for layer in model.layers:

@@ -37,9 +37,10 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     Args:
         model: A Keras model.
         quantization_name: ``float32``, ``float16``, ``dynamic`` or ``int8``.
-        lowering: One of ``LOWERINGS``, or ``auto``: per layer, the lowering
-            whose cost, fitted to the calibration table, is lowest for the
-            layer's path widths.
+        lowering: One of ``LOWERINGS``, or ``auto``: the lowering whose cost,
+            fitted to the calibration table, is lowest for the stack of
+            block-diagonal layers (one choice for a stack that shares its
+            paths, so it is chained; else one per layer).
         calibration: A table or its path for ``auto`` (default: the bundled
             table, measured on this project's x86 machine).
 
@@ -50,6 +51,7 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
         ConfigError: Unknown lowering, or an unreadable calibration table.
     """
     from converters.calibration import choose_lowering, load_calibration
+    from converters.lowering import path_stack
     from mpath_tf.layers import PathDense
 
     if lowering != "auto" and lowering not in LOWERINGS:
@@ -61,6 +63,10 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
         return {l.name: lowering for l in layers}
     table = calibration if isinstance(calibration, dict) else load_calibration(calibration)
     mode = "float32" if quantization_name == "float16" else quantization_name
+    stack = path_stack(model)
+    if stack:
+        choice = choose_lowering(table, stack[0].path_widths, mode, depth=len(stack))
+        return {l.name: choice for l in layers}
     return {l.name: choose_lowering(table, l.path_widths, mode) for l in layers}
 
 
@@ -179,7 +185,7 @@ EMPTY_RANGE = 1e-5
 
 
 def _has_empty_range(content: bytes) -> bool:
-    """True if an int8 tensor of the flatbuffer has no scale or an empty range.
+    """True if an int8 activation tensor of the flatbuffer has an empty range.
 
     The converter gives a tensor that was always 0 during calibration a
     range of about 2e-6 (scale 7.8e-9), which XNNPACK refuses to prepare.
@@ -190,9 +196,9 @@ def _has_empty_range(content: bytes) -> bool:
         model_content=content,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     for tensor in interpreter.get_tensor_details():
-        scales = tensor["quantization_parameters"]["scales"]  # one per tensor or per channel
-        if np.dtype(tensor["dtype"]) == np.int8 and (
-                scales.size == 0 or np.any(scales * 255 < EMPTY_RANGE)):
+        scales = tensor["quantization_parameters"]["scales"]
+        # Activations have one scale per tensor (weights one per channel).
+        if np.dtype(tensor["dtype"]) == np.int8 and scales.size == 1 and scales[0] * 255 < EMPTY_RANGE:
             return True
     return False
 

@@ -294,7 +294,7 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
 @_input_errors
 def calibrate(target, widths, quantization, cpus, repeats, workdir, output, python,
               ssh_config, benchmark_model):
-    """Time one block-diagonal layer in every lowering on a target, for
+    """Time stacks of block-diagonal layers in every lowering on a target, for
     `mpath-tf export --lowering auto --calibration FILE`.
 
     \b

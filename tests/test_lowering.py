@@ -1,6 +1,7 @@
 """Lowerings of block-diagonal layers: same function, different ops, real
 LiteRT runs; the neuron regrouping; the calibration table and ``auto``."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -97,14 +98,16 @@ def test_cost_model_fitted_to_the_table_predicts_irregular_layers():
     layers = []
     for b in (1, 2, 3, 4, 5, 6, 8, 12, 24):
         for widths in (equal_widths(24, b), irregular_widths(24, b)):
-            layers.append({"quantization": "float32", "lowering": "per_path",
-                           "path_widths": widths, "us": 1.0 + 0.5 * b})
-            layers.append({"quantization": "float32", "lowering": "conv",
-                           "path_widths": widths, "us": 1.0 + 1.0 * len(set(widths))})
-    table = {"format": "mpath-tf-lowering-calibration", "version": 2, "layers": layers}
+            layers.append({"quantization": "float32", "lowering": "per_path", "depth": 3,
+                           "path_widths": widths, "us": 1.0 + 3 * 0.5 * b})
+            layers.append({"quantization": "float32", "lowering": "conv", "depth": 3,
+                           "path_widths": widths, "us": 1.0 + 3 * 1.0 * len(set(widths))})
+    table = {"format": "mpath-tf-lowering-calibration", "version": 3, "layers": layers}
     costs = predicted_costs(table, [4, 4, 4, 4, 4, 4], "float32")  # 6 paths, 1 group
     assert costs["per_path"] == pytest.approx(4.0, rel=1e-3) and costs["conv"] == pytest.approx(2.0, rel=1e-3)
     assert choose_lowering(table, [4] * 6, "float32") == "conv"
+    # A stack of 3 such layers: the per-layer costs three times, the fixed part once.
+    assert predicted_costs(table, [4] * 6, "float32", depth=3)["per_path"] == pytest.approx(10.0, rel=1e-3)
     # 6 paths of 6 different widths: six groups make conv the slower one.
     assert choose_lowering(table, [1, 2, 3, 4, 6, 8], "float32") == "per_path"
     assert choose_lowering(table, [24], "float32") == "per_path"
@@ -114,7 +117,7 @@ def test_cost_model_fitted_to_the_table_predicts_irregular_layers():
 
 def test_auto_export_uses_the_bundled_table(model, digits, tmp_path):
     table = load_calibration()
-    assert table["version"] == 2 and {"per_path", "batch_matmul", "conv"} == {
+    assert table["version"] == 3 and {"per_path", "batch_matmul", "conv"} == {
         layer["lowering"] for layer in table["layers"]}
     chosen = choose_lowerings(model, "int8", "auto")
     assert set(chosen) == {"path_dense_1", "path_dense_2"}
@@ -127,7 +130,7 @@ def test_bad_lowering_and_table(model, tmp_path):
     with pytest.raises(ConfigError, match="Unknown lowering 'fast'"):
         choose_lowerings(model, "float32", "fast")
     (tmp_path / "t.json").write_text("{}")
-    with pytest.raises(ConfigError, match="not a lowering calibration table of version 2"):
+    with pytest.raises(ConfigError, match="not a lowering calibration table of version 3"):
         choose_lowerings(model, "float32", "auto", tmp_path / "t.json")
     assert equal_widths(7, 3) == [3, 2, 2]
 
@@ -156,3 +159,59 @@ def test_cli_export_with_a_lowering_and_int8_io(tiny_run):
     assert set(report["lowerings"].values()) <= {"conv"}
     bad = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--int8-io"])
     assert bad.exit_code == 2 and "--int8-io needs --quantize int8" in bad.output
+
+
+@pytest.mark.parametrize("implementation", ["per_path", "conv", "grouped"])
+def test_path_chain_computes_the_stack_it_replaces(implementation, model, digits, tmp_path):
+    from converters.lowering import PathChain, chain_paths
+    from mpath_tf.io import load_model
+
+    grouped = group_paths(model)  # sorted widths, as the batched lowerings need
+    chained = chain_paths(grouped, implementation)
+    chain = chained.get_layer("path_chain")
+    assert isinstance(chain, PathChain) and chain.depth == 2
+    assert not any(isinstance(l, PathDense) for l in chained.layers)
+    np.testing.assert_allclose(chained.predict(digits.x_test, verbose=0),
+                               model.predict(digits.x_test, verbose=0), atol=1e-6)
+    config = chain.get_config()
+    assert PathChain.from_config(config).get_config() == config
+    chained.save(tmp_path / "c.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "c.keras").predict(digits.x_test, verbose=0),
+                               chained.predict(digits.x_test, verbose=0), atol=1e-6)
+
+
+def test_path_chain_validates_its_arguments():
+    from converters.lowering import PathChain
+
+    with pytest.raises(ValueError, match="needs paths of equal width side by side"):
+        PathChain([2, 1, 2], depth=2, implementation="conv")
+    with pytest.raises(ValueError, match="Received: depth=0"):
+        PathChain([2, 2], depth=0)
+    PathChain([2, 1, 2], depth=2, implementation="per_path")  # any order works per path
+
+
+def test_chained_export_joins_the_paths_once(model, tmp_path):
+    path = export_tflite(model, tmp_path / "m.tflite", Float32(), lowering="per_path")
+    ops = [op["op_name"] for op in _ops(path)[0]]
+    # 7 paths: sliced once after the first layer, 2 FULLY_CONNECTED each, one
+    # concatenation tree before the classifier (5 + 2 inputs, then those 2).
+    # (one more STRIDED_SLICE belongs to the Flatten of the 8x8 input)
+    assert ops.count("STRIDED_SLICE") == 7 + 1 and ops.count("CONCATENATION") == 3
+    assert ops.count("FULLY_CONNECTED") == 1 + 2 * 7 + 1
+
+
+def test_int8_with_a_path_that_never_activates_still_runs(model, digits, tmp_path):
+    from converters.tflite import _has_empty_range, convert
+
+    dead = keras.models.clone_model(model)
+    dead.set_weights(model.get_weights())
+    for layer in dead.layers:
+        if isinstance(layer, PathDense):
+            bias = keras.ops.convert_to_numpy(layer.bias).copy()
+            bias[: layer.path_widths[0]] = -100.0  # path 0 is 0 after ReLU for every input
+            layer.set_blocks(layer.get_blocks(), bias)
+    content = convert(dead, Int8(), digits.x_train, lowering="per_path")
+    assert not _has_empty_range(content)
+    path = tmp_path / "dead.tflite"
+    path.write_bytes(content)
+    assert_int8_close(verify(path, dead, digits.x_test, Int8()))
