@@ -43,6 +43,7 @@ def train(
     learning_rate: float = 1e-3,
     keep_best: bool = True,
     verbose: int = 0,
+    history: list | None = None,
 ) -> float:
     """Train ``model`` on ``data.x_train`` and return its validation accuracy.
 
@@ -54,6 +55,8 @@ def train(
         learning_rate: Adam learning rate.
         keep_best: Restore the weights of the best validation epoch at the end.
         verbose: Keras verbosity.
+        history: If given, the validation accuracy of every epoch is
+            appended to it (a learning curve, see ``mpath_tf.curves``).
 
     Returns:
         Validation accuracy of the weights the model ends with.
@@ -74,7 +77,7 @@ def train(
                 restore_best_weights=True,
             )
         )
-    model.fit(
+    fitted = model.fit(
         data.x_train,
         data.y_train,
         validation_data=(data.x_val, data.y_val),
@@ -83,6 +86,8 @@ def train(
         callbacks=callbacks,
         verbose=verbose,
     )
+    if history is not None:
+        history.extend(float(a) for a in fitted.history["val_accuracy"])
     return accuracy(model, data.x_val, data.y_val)
 
 

@@ -51,3 +51,85 @@ def test_predict_before_fit_is_refused():
 def test_fit_validates(b, v, match):
     with pytest.raises(ValueError, match=match):
         PaperPredictor().fit(b, v)
+
+
+# --- the other predictors (issue: search) ---------------------------------
+
+from mpath_tf.curves import extrapolate  # noqa: E402
+from mpath_tf.errors import ConfigError  # noqa: E402
+from mpath_tf.predictors import (  # noqa: E402
+    PREDICTORS,
+    IsotonicPredictor,
+    PchipPredictor,
+    PowerLawPredictor,
+    make_predictor,
+)
+
+B = np.array([2, 24, 46, 68, 90, 112, 134, 156, 178, 200])
+
+
+def _params(b):
+    # parameter count of mpath-4-200 on 784 inputs, closed form: the first and
+    # last layers are dense, 3 block layers hold W^2 / b weights each
+    return 784 * 200 + 200 + 3 * (200 * 200 / b + 200) + 200 * 10 + 10
+
+
+def test_power_law_recovers_a_known_curve():
+    params = {int(b): _params(b) for b in range(1, 201)}
+    acc = {b: 1 - (0.015 + 40.0 * params[b] ** -0.5) for b in params}
+    p = PowerLawPredictor(params).fit(B, [acc[b] for b in B])
+    queries = [5, 30, 150]
+    np.testing.assert_allclose(p.predict(queries), [acc[b] for b in queries], atol=2e-4)
+    assert p.loo_rmse_ < 5e-4
+
+
+def test_pchip_interpolates_monotone_data_without_overshoot(rng):
+    v = np.sort(rng.uniform(0.9, 0.99, B.size))[::-1]  # accuracy falls with b
+    p = PchipPredictor().fit(B, v)
+    np.testing.assert_allclose(p.predict(B), v, atol=1e-12)
+    grid = p.predict(np.arange(2, 201))
+    assert np.all(np.diff(grid) <= 1e-12) and grid.min() >= v.min() and grid.max() <= v.max()
+    np.testing.assert_allclose(p.predict([1, 500]), [v[0], v[-1]])  # held beyond the samples
+
+
+def test_isotonic_averages_out_an_inversion():
+    p = IsotonicPredictor().fit([2, 4, 6, 8], [0.95, 0.90, 0.92, 0.80])
+    assert p.predict([4, 6]).tolist() == pytest.approx([0.91, 0.91])
+    assert np.all(np.diff(p.predict(np.arange(2, 9))) <= 0)
+
+
+@pytest.mark.parametrize("name", sorted(PREDICTORS))
+def test_every_predictor_has_the_estimator_contract(name):
+    params = {int(b): _params(b) for b in range(1, 201)}
+    v = 1 - (0.02 + 0.0001 * B)
+    predictor = make_predictor(name, params)
+    with pytest.raises(NotFittedError, match="fit"):
+        predictor.predict([3])
+    predictor.fit(B[::-1], v[::-1])
+    assert predictor.path_counts_.tolist() == B.tolist()  # sorted in fit
+    mean, std = predictor.predict([10, 100], return_std=True)
+    assert mean.shape == std.shape == (2,) and np.all(std == predictor.loo_rmse_)
+    assert predictor.loo_residuals_.shape == (B.size,)
+    from sklearn.base import clone
+
+    assert clone(predictor).get_params() == predictor.get_params()
+
+
+def test_unknown_predictor_name():
+    with pytest.raises(ConfigError, match="Unknown predictor 'linear'. Choose one of: paper"):
+        make_predictor("linear")
+
+
+def test_learning_curves_are_extrapolated_to_the_longer_budget():
+    e = np.arange(1, 4)
+    truth = {b: (0.99 - 0.0001 * b, 0.03 + 0.0001 * b) for b in (2, 50, 100, 200)}
+    curves = {b: list(a - c * e ** -0.8) for b, (a, c) in truth.items()}
+    got = extrapolate(curves, 8)
+    for b, (a, c) in truth.items():
+        assert got[b] == pytest.approx(a - c * 8 ** -0.8, abs=1e-4)
+        assert got[b] > curves[b][-1]  # more epochs, more accuracy
+    assert extrapolate({2: [0.5, 0.6]}, 8) == {2: 0.6}  # too short to fit: as measured
+    with pytest.raises(ValueError, match="same number of epochs"):
+        extrapolate({2: [0.5, 0.6, 0.7], 3: [0.5]}, 8)
+    with pytest.raises(ValueError, match="epochs=2"):
+        extrapolate({2: [0.5, 0.6, 0.7]}, 2)

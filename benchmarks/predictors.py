@@ -1,0 +1,142 @@
+"""Accuracy predictors on held-out path counts (issue: search), Table 4 metrics.
+
+For each dataset, on the one-shot mpath-4-200 supernet (10 epochs, seed 0):
+sample 10 evenly spaced path counts fine-tuned briefly (3 epochs, validation
+accuracy recorded after every epoch), hold out 10 others fine-tuned for the
+longer budget (8 epochs), then for every predictor of ``mpath_tf.predictors``
+fit the samples and report against the held-out test error: MAE and Pearson
+(the paper's Table 4 metrics), and the leave-one-out MAE on the samples. Each
+predictor is fitted twice: on the samples' last accuracies as measured
+(``raw``), and on their learning curves extrapolated to the longer budget
+(``curve``, ``mpath_tf.curves``).
+
+Budget and units are those of ``benchmarks/paper_reproduction.py`` and share
+its journal and supernets (same keys, same seeds), so either script reuses
+what the other trained:
+
+    python benchmarks/predictors.py --data-dir ../shared/datasets --datasets mnist fashion_mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from paper_reproduction import Journal, heldout_path_counts  # noqa: E402
+
+
+def run_units(journal, data, arch, args, log):
+    import keras
+
+    from mpath_tf import build_supernet
+    from mpath_tf.derivation import derive, parameter_counts
+    from mpath_tf.io import atomic_save_model, load_model
+    from mpath_tf.pipeline import sample_path_counts
+    from mpath_tf.training import accuracy, train
+
+    depth, width = (int(v) for v in arch.split("-"))
+    supernet_path = args.out / f"{data.name}-supernet-{arch}.keras"
+    if not supernet_path.is_file():
+        log(f"{data.name}: one-shot training mpath-{arch} for {args.epochs} epochs")
+        supernet = build_supernet(data.input_shape, data.num_classes, depth, width, seed=0)
+        train(supernet, data, args.epochs, batch_size=args.batch_size)
+        atomic_save_model(supernet, supernet_path)
+    supernet = load_model(supernet_path)
+    counts = parameter_counts(supernet)
+    plan = [("predictors", "sample", b, args.sample_epochs)
+            for b in sample_path_counts(width, args.samples)]
+    plan += [("table4", "heldout", b, args.heldout_epochs)
+             for b in heldout_path_counts(width, args.samples, args.heldout)]
+    for study, role, b, epochs in plan:
+        key = f"{data.name}/{study}-{arch}/{role}/{b}"
+        if journal.get(key):
+            continue
+        start = time.perf_counter()
+        keras.utils.set_random_seed(b)
+        model = derive(supernet, b)
+        curve: list[float] = []
+        train(model, data, epochs, batch_size=args.batch_size, keep_best=False, history=curve)
+        journal.add(key, paths=b, parameters=counts[b], percent_of_mlp=100 * counts[b] / counts[1],
+                    val_error=1 - accuracy(model, data.x_val, data.y_val),
+                    test_error=1 - accuracy(model, data.x_test, data.y_test),
+                    val_curve=curve, seconds=time.perf_counter() - start)
+        log(f"{key}: val error {100 * journal.get(key)['val_error']:.2f}%")
+
+
+def evaluate(journal, dataset, arch, heldout_epochs):
+    """Rows of (predictor, samples, held-out MAE, Pearson, LOO MAE)."""
+    import numpy as np
+
+    from mpath_tf.curves import extrapolate
+    from mpath_tf.predictors import PREDICTORS, make_predictor
+
+    rows = journal.records.values()
+    samples = sorted((r for r in rows if r["key"].startswith(f"{dataset}/predictors-{arch}/sample/")),
+                     key=lambda r: r["paths"])
+    held = sorted((r for r in rows if r["key"].startswith(f"{dataset}/table4-{arch}/heldout/")),
+                  key=lambda r: r["paths"])
+    if len(samples) < 3 or not held:
+        return []
+    params = {r["paths"]: r["parameters"] for r in [*samples, *held]}
+    b = [r["paths"] for r in samples]
+    inputs = {
+        "raw": [1 - r["val_error"] for r in samples],
+        "curve": [v for v in extrapolate({r["paths"]: r["val_curve"] for r in samples},
+                                         heldout_epochs).values()],
+    }
+    test = np.array([r["test_error"] for r in held])
+    out = []
+    for name in PREDICTORS:
+        for kind, accuracies in inputs.items():
+            predictor = make_predictor(name, params).fit(b, accuracies)
+            predicted = 1 - predictor.predict([r["paths"] for r in held])
+            pearson = (float(np.corrcoef(predicted, test)[0, 1]) if np.std(predicted) > 0
+                       else float("nan"))
+            out.append((name, kind, float(np.mean(np.abs(predicted - test))), pearson,
+                        float(np.mean(np.abs(predictor.loo_residuals_)))))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/datasets")
+    parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"])
+    parser.add_argument("--arch", default="4-200")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3, help="only names the shared journal")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--sample-epochs", type=int, default=3)
+    parser.add_argument("--heldout", type=int, default=10)
+    parser.add_argument("--heldout-epochs", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path("runs/paper_reproduction"))
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mpath_tf import load_dataset
+
+    budget = (f"e{args.epochs}-s{args.seeds}-b{args.batch_size}-f{args.samples}x{args.sample_epochs}"
+              f"-h{args.heldout}x{args.heldout_epochs}")
+    args.out = args.out / budget
+    args.out.mkdir(parents=True, exist_ok=True)
+    journal = Journal(args.out / "journal.jsonl")
+    for name in args.datasets:
+        run_units(journal, load_dataset(name, args.data_dir), args.arch, args,
+                  lambda m: print(m, flush=True))
+    print(f"\n{datetime.date.today()}  mpath-{args.arch}, one-shot {args.epochs} epochs, "
+          f"{args.samples} samples x {args.sample_epochs} epochs, {args.heldout} held-out x "
+          f"{args.heldout_epochs} epochs (journal {args.out / 'journal.jsonl'})")
+    print("| dataset | predictor | fitted on | held-out MAE | Pearson | LOO MAE (samples) |")
+    print("|---|---|---|---|---|---|")
+    for name in args.datasets:
+        for predictor, kind, mae, pearson, loo in evaluate(journal, name, args.arch,
+                                                           args.heldout_epochs):
+            print(f"| {name} | {predictor} | {kind} | {mae:.4f} | {pearson:.3f} | {loo:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
