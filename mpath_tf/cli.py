@@ -75,7 +75,7 @@ def cli():
               show_default=True, help="Adam learning rate.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
 @click.option("--predictor", default=_DEFAULTS.predictor, show_default=True,
-              help="Accuracy predictor.")
+              help="Accuracy predictor: paper, pchip, isotonic or power_law.")
 @click.option("--max-accuracy-drop", type=float, default=_DEFAULTS.max_accuracy_drop,
               show_default=True,
               help="Choose the most paths whose predicted validation accuracy is at "

@@ -34,7 +34,8 @@ class SearchConfig:
         batch_size: Mini-batch size.
         learning_rate: Adam learning rate.
         seed: Seed of weight initialization and training order.
-        predictor: Accuracy predictor name (``paper``).
+        predictor: Accuracy predictor name (``mpath_tf.predictors.PREDICTORS``:
+            ``paper``, ``pchip``, ``isotonic``, ``power_law``).
         max_accuracy_drop: The chosen model is the one with the most paths whose
             predicted validation accuracy is at most this far (absolute, 0.01 = 1
             point) below the best sampled one.

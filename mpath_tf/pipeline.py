@@ -29,7 +29,7 @@ from mpath_tf.derivation import derive, parameter_counts, path_widths
 from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text, load_model
 from mpath_tf.models import build_supernet
 from mpath_tf.plotting import plot_search
-from mpath_tf.predictors import PREDICTORS
+from mpath_tf.predictors import make_predictor
 from mpath_tf.rundir import RunDir
 from mpath_tf.training import accuracy, train
 
@@ -38,6 +38,7 @@ RESULT_COLUMNS = (
     "parameters",
     "percent_of_mlp",
     "predicted_val_accuracy",
+    "predicted_std",
     "measured_val_accuracy",
 )
 
@@ -156,16 +157,18 @@ def _result_rows(supernet, measured: dict[int, float], predictor) -> list[dict]:
     counts = parameter_counts(supernet)
     mlp = counts[1]
     paths = np.arange(1, supernet.width + 1)
-    predicted = predictor.predict(paths)
+    predicted, std = predictor.predict(paths, return_std=True)
     return [
         {
             "paths": int(b),
             "parameters": counts[int(b)],
             "percent_of_mlp": 100.0 * counts[int(b)] / mlp,
             "predicted_val_accuracy": float(p),
+            # leave-one-out residual RMS of the predictor; None with < 3 samples
+            "predicted_std": None if np.isnan(s) else float(s),
             "measured_val_accuracy": measured.get(int(b)),
         }
-        for b, p in zip(paths, predicted)
+        for b, p, s in zip(paths, predicted, std)
     ]
 
 
@@ -271,7 +274,8 @@ def search(
     log(f"sample fine-tuning: {config.finetune_epochs} epochs each")
     measured = _sample_finetune(run, supernet, data, log)
 
-    predictor = PREDICTORS[config.predictor]().fit(list(measured), list(measured.values()))
+    predictor = make_predictor(config.predictor, parameter_counts(supernet)).fit(
+        list(measured), list(measured.values()))
     rows = _result_rows(supernet, measured, predictor)
     chosen = config.paths or choose_paths(rows, config.max_accuracy_drop)
     model = _final_model(run, supernet, chosen, data, log)

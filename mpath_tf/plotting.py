@@ -42,6 +42,15 @@ def plot_search(rows: list[dict], chosen: int | None, path: str | os.PathLike, t
             lw=1.2,
             label="predicted",
         )
+        band = [r for r in rows if r.get("predicted_std") is not None]
+        if band:
+            ax.fill_between(
+                [r[key] for r in band],
+                [100 * (1 - r["predicted_val_accuracy"] - r["predicted_std"]) for r in band],
+                [100 * (1 - r["predicted_val_accuracy"] + r["predicted_std"]) for r in band],
+                color="tab:blue", alpha=0.15, lw=0,
+                label="predicted +- leave-one-out RMS error",
+            )
         ax.plot(
             [r[key] for r in measured],
             [100 * (1 - r["measured_val_accuracy"]) for r in measured],
