@@ -316,6 +316,23 @@ def calibrate(target, widths, quantization, cpus, repeats, workdir, output, pyth
     click.echo(f"calibration: {output}")
 
 
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Destination .html (default RUN/report.html).")
+@_input_errors
+def report(run, output):
+    """Write one self-contained HTML page for a finished search RUN.
+
+    \b
+    Example:
+        mpath-tf report runs/digits-mpath-4-64-seed0
+    """
+    from mpath_tf.report import write_report
+
+    click.echo(str(write_report(run, output)))
+
+
 def main():
     """Console entry point."""
     # Keep TensorFlow's C++ start-up chatter out of the CLI output unless the

@@ -1,0 +1,216 @@
+"""``mpath-tf report``: one self-contained HTML page for a finished search run.
+
+The page holds the run's settings and library versions, the table of every
+path count (parameters, share of the equivalent MLP, predicted validation
+accuracy with its uncertainty, measured accuracy of the fine-tuned samples,
+measured latency for every benchmarked target and quantization), the Pareto
+front of accuracy against parameters (and against latency where measured),
+the plots of the run, and the chosen model with its exports. Images are
+embedded as PNG data URIs, so the file can be mailed or archived alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+from pathlib import Path
+
+from mpath_tf.errors import RunDirError
+from mpath_tf.io import atomic_write_text
+from mpath_tf.rundir import RunDir
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.85em}
+td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
+th{background:#eee;position:sticky;top:0}
+tr.chosen{background:#fde2c8}tr.pareto td:first-child{font-weight:bold}
+img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
+.scroll{max-height:32em;overflow:auto;display:inline-block}
+code{background:#f4f4f4;padding:0 .3em}
+"""
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _file_png(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def pareto_front(points: list[tuple[float, float, int]]) -> list[int]:
+    """Keys of the points no other point beats on both cost (lower) and accuracy (higher).
+
+    Args:
+        points: ``(cost, accuracy, key)`` triples.
+
+    Returns:
+        The keys on the front, by increasing cost.
+
+    Example:
+        >>> pareto_front([(1, 0.9, 1), (2, 0.95, 2), (3, 0.93, 3), (0.5, 0.8, 4)])
+        [4, 1, 2]
+    """
+    front, best = [], float("-inf")
+    for cost, acc, key in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append(key)
+            best = acc
+    return front
+
+
+def _latency(run: RunDir) -> dict[tuple[str, str], dict[int, float]]:
+    """Measured median latency (us) per (target, quantization) and path count."""
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for table in sorted((run.path / "bench").glob("*/latency.csv")):
+        with open(table, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["kind"] == "mpath" and row["status"] == "ok" and row["median_us"]:
+                    key = (table.parent.name, row["quantization"])
+                    out.setdefault(key, {})[int(row["paths"])] = float(row["median_us"])
+    return out
+
+
+def _pareto_figure(rows, latency, chosen):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("parameters", {r["paths"]: r["parameters"] for r in rows})]
+    panels += [(f"latency (us), {target} {q}", values) for (target, q), values in latency.items()]
+    cols = min(2, len(panels))
+    rows_n = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.5 * cols, 4 * rows_n), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    accuracy = {r["paths"]: r["predicted_val_accuracy"] for r in rows}
+    for ax, (label, cost) in zip(axes.flat, panels):
+        keys = [b for b in cost if b in accuracy]
+        ax.plot([cost[b] for b in keys], [100 * accuracy[b] for b in keys], ".", color="0.7",
+                label="every path count (predicted)")
+        front = pareto_front([(cost[b], accuracy[b], b) for b in keys])
+        ax.plot([cost[b] for b in front], [100 * accuracy[b] for b in front], "o-",
+                color="tab:blue", label="Pareto front")
+        if chosen in cost:
+            ax.plot(cost[chosen], 100 * accuracy[chosen], "*", ms=15, color="tab:red",
+                    label=f"chosen ({chosen} paths)")
+        ax.set_xlabel(label)
+        ax.set_ylabel("predicted validation accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _table(headers: list[str], body: list[list[str]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    lines = []
+    for i, cells in enumerate(body):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        lines.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _percent(value) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """Write the HTML report of a finished search run.
+
+    Args:
+        run_dir: A run directory whose search has finished (``results.json``).
+        output: Destination (default ``RUN/report.html``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        RunDirError: The run is missing or unfinished.
+
+    Example:
+        >>> write_report("runs/digits-mpath-4-64-seed0")  # doctest: +SKIP
+        PosixPath('runs/digits-mpath-4-64-seed0/report.html')
+    """
+    run = RunDir.open(run_dir)
+    results_path = run.path / "results.json"
+    if not results_path.is_file():
+        raise RunDirError(f"{run.path} has no results.json: the search has not finished; "
+                          "run `mpath-tf search` on it again to finish it.")
+    results = json.loads(results_path.read_text())
+    meta = json.loads((run.path / "run.json").read_text())
+    rows = results["rows"]
+    chosen = (results.get("chosen") or {}).get("paths")
+    latency = _latency(run)
+    front = set(pareto_front([(r["parameters"], r["predicted_val_accuracy"], r["paths"])
+                              for r in rows]))
+    headers = ["paths", "parameters", "% of MLP", "predicted val acc (%)", "+-",
+               "measured val acc (%)"] + [f"{t} {q} (us)" for t, q in latency]
+    body, classes = [], []
+    for r in rows:
+        std = r.get("predicted_std")
+        body.append([str(r["paths"]), f"{r['parameters']:,}", f"{r['percent_of_mlp']:.1f}",
+                     _percent(r["predicted_val_accuracy"]), _percent(std),
+                     _percent(r["measured_val_accuracy"])]
+                    + [f"{latency[k][r['paths']]:.1f}" if r["paths"] in latency[k] else ""
+                       for k in latency])
+        classes.append("chosen" if r["paths"] == chosen else
+                       "pareto" if r["paths"] in front else "")
+    settings = _table(["setting", "value"], [[html.escape(k), html.escape(json.dumps(v))]
+                                             for k, v in meta["settings"].items()])
+    versions = _table(["library", "version"], [[html.escape(k), html.escape(v)]
+                                               for k, v in meta["versions"].items()])
+    chosen_html = "<p>No model was chosen.</p>"
+    if results.get("chosen"):
+        c = results["chosen"]
+        exports = _table(["file", "bytes", "test accuracy", "parity"], [
+            [html.escape(e["file"]), f"{e['bytes']:,}", _percent(e.get("test_accuracy")),
+             "passed" if e["verification"]["passed"] else "FAILED: " + html.escape(
+                 "; ".join(e["verification"].get("failures", [])))]
+            for e in c.get("exports", {}).values()])
+        chosen_html = (f"<p><b>{c['paths']} paths</b>: {c['parameters']:,} parameters "
+                       f"({c['percent_of_mlp']:.1f}% of the equivalent MLP), validation "
+                       f"accuracy {_percent(c.get('val_accuracy'))}%, test accuracy "
+                       f"{_percent(c.get('test_accuracy'))}%.</p>{exports}")
+    images = [("Pareto front", _pareto_figure(rows, latency, chosen))]
+    if (run.path / "results.png").is_file():
+        images.append(("Validation error against path count and parameters",
+                       _file_png(run.path / "results.png")))
+    for plot in sorted((run.path / "bench").glob("*/latency.png")):
+        images.append((f"Measured latency on {plot.parent.name}", _file_png(plot)))
+    figures = "".join(f"<h2>{html.escape(t)}</h2><img alt=\"{html.escape(t)}\" src=\"{src}\">"
+                      for t, src in images)
+    s = meta["settings"]
+    title = f"mpath-tf search: {s.get('data') or s['dataset']}, mpath-{s['depth']}-{s['width']}"
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Run directory <code>{html.escape(str(run.path))}</code>, created {html.escape(meta['created'])};
+data: {html.escape(str(results.get('data_source')))}; one-shot validation accuracy
+{_percent(results['one_shot']['val_accuracy'])}%.</p>
+<h2>Chosen model</h2>{chosen_html}
+{figures}
+<h2>Every path count</h2>
+<p>Bold: on the Pareto front of predicted accuracy against parameters; shaded: chosen.
++- is the predictor's leave-one-out error.</p>
+<div class="scroll">{_table(headers, body, classes)}</div>
+<h2>Settings</h2>{settings}
+<h2>Library versions</h2>{versions}
+</body></html>
+"""
+    output = Path(output) if output else run.path / "report.html"
+    atomic_write_text(output, page)
+    return output

@@ -1,0 +1,85 @@
+"""``mpath-tf report``: the HTML page of a run, rendered by a real headless
+Chromium (installed by .ci/run; MPATH_TF_REQUIRE_CHROMIUM makes its absence
+fail instead of skip)."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from mpath_tf.errors import RunDirError
+from mpath_tf.report import pareto_front, write_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _chromium(*args, timeout=120):
+    if CHROMIUM is None:
+        if os.environ.get("MPATH_TF_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium not found; .ci/run installs it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium); CI installs it")
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--hide-scrollbars", *args], capture_output=True, text=True,
+                          timeout=timeout, check=True)
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run, tmp_path_factory):
+    return write_report(tiny_run, tmp_path_factory.mktemp("report") / "report.html")
+
+
+def test_report_renders_with_its_table_and_images(report, tiny_run):
+    dom = _chromium("--dump-dom", report.as_uri()).stdout
+    rows = re.findall(r"<tr(?: class=\"\w+\")?><td>(\d+)</td>", dom)
+    width = 6  # tiny_run is mpath-3-6: one row per path count
+    assert [int(r) for r in rows[:width]] == list(range(1, width + 1))
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', dom)
+    assert "Pareto front" in images and len(images) >= 2
+    assert 'class="chosen"' in dom and "Chosen model" in dom
+    assert "tensorflow" in dom  # library versions
+
+
+def test_report_screenshot_is_a_real_page(report, tmp_path):
+    import matplotlib.image
+
+    shot = tmp_path / "shot.png"
+    _chromium(f"--screenshot={shot}", "--window-size=1200,1600", report.as_uri())
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (1600, 1200)
+    # A blank or error page is (nearly) one colour; the report has text,
+    # tables and plots.
+    assert pixels[..., :3].std() > 0.1
+    assert (pixels[..., :3].mean(axis=-1) < 0.5).mean() > 0.01  # dark text and lines
+
+
+def test_report_of_an_unfinished_run_is_refused(tiny_run, tmp_path):
+    unfinished = tmp_path / "run"
+    shutil.copytree(tiny_run, unfinished)
+    (unfinished / "results.json").unlink()
+    with pytest.raises(RunDirError, match="has no results.json"):
+        write_report(unfinished)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    rng = np.random.default_rng(0)
+    points = [(float(c), float(a), i) for i, (c, a) in enumerate(rng.random((50, 2)))]
+    front = set(pareto_front(points))
+    for cost, acc, key in points:
+        dominated = any(c <= cost and a >= acc and (c, a) != (cost, acc) for c, a, _ in points)
+        assert (key in front) != dominated
+
+
+def test_cli_report(tiny_run, tmp_path):
+    from click.testing import CliRunner
+
+    from mpath_tf.cli import cli
+
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(cli, ["report", str(tiny_run), "--output", str(out)])
+    assert result.exit_code == 0 and result.output.strip() == str(out)
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    missing = CliRunner().invoke(cli, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
