@@ -61,7 +61,7 @@ class SearchConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
-    predictor: str = "paper"
+    predictor: str = "pchip"
     max_accuracy_drop: float = 0.01
     paths: int | None = None
 
