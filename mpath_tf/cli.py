@@ -136,9 +136,9 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--quantize", "--quantization", "quantization", default="float32",
               show_default=True,
               help="float32, float16, dynamic (int8 weights) or int8 (weights and activations).")
-@click.option("--lowering", default="per_path", show_default=True,
+@click.option("--lowering", default="auto", show_default=True,
               help="How block-diagonal layers become TFLite ops: per_path, batch_matmul, conv, "
-              "or auto (fastest per layer by the calibration table).")
+              "or auto (the fastest by the calibration table).")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None,
               help="Calibration table for --lowering auto (default: the bundled one; make "
               "one with `mpath-tf calibrate`).")

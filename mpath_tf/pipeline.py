@@ -215,7 +215,7 @@ def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
     exports = {}
     for scheme in (Float32(), Int8()):
         path = run.path / f"model_{scheme.name}.tflite"
-        export_tflite(model, path, scheme, representative_data=data.x_train)
+        export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto")
         probs = run_tflite(path, data.x_test)
         check = compare_outputs(expected, probs, scheme, data.y_test, output_step(path))
         exports[scheme.name] = {

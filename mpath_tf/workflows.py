@@ -83,7 +83,7 @@ def export_model(
     dataset: str | None = None,
     data_dir: str | os.PathLike | None = None,
     output: str | os.PathLike | None = None,
-    lowering: str = "per_path",
+    lowering: str = "auto",
     calibration: str | os.PathLike | None = None,
     qat_epochs: int = 0,
     int8_io: bool = False,
@@ -101,8 +101,8 @@ def export_model(
         data_dir: Dataset directory, if needed.
         output: Destination (default ``<model>_<quantization>.tflite``).
         lowering: How block-diagonal layers become ops: ``per_path``,
-            ``batch_matmul``, ``conv`` or ``auto`` (the calibration table's
-            fastest per layer).
+            ``batch_matmul``, ``conv`` or ``auto`` (default: the calibration
+            table's fastest for the stack of block-diagonal layers).
         calibration: Calibration table for ``auto`` (default: the bundled one).
         qat_epochs: With ``int8``: this many epochs of quantization-aware
             training (tfmot, through tf_keras) on the dataset before
