@@ -123,7 +123,7 @@ class PathChain(keras.layers.Layer):
 
     Example:
         >>> import numpy as np
-        >>> chain = PathChain([2, 2, 1], depth=2, activation="relu", implementation="conv")
+        >>> chain = PathChain([1, 2, 2], depth=2, activation="relu", implementation="conv")
         >>> tuple(chain(np.ones((3, 5), dtype="float32")).shape)
         (3, 5)
     """

@@ -140,9 +140,9 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
     Raises:
         RunDirError: The run is missing or unfinished.
 
-    Example:
-        >>> write_report("runs/digits-mpath-4-64-seed0")  # doctest: +SKIP
-        PosixPath('runs/digits-mpath-4-64-seed0/report.html')
+    Example (after ``mpath-tf search``)::
+
+        write_report("runs/digits-mpath-4-64-seed0")  # -> .../report.html
     """
     run = RunDir.open(run_dir)
     results_path = run.path / "results.json"
