@@ -82,6 +82,18 @@ def cli():
               "most this far below the best sample (0.01 = 1 point).")
 @click.option("--paths", type=int, default=None,
               help="Choose this path count instead of using --max-accuracy-drop.")
+@click.option("--min-accuracy", type=float, default=None,
+              help="Budget: lowest predicted validation accuracy (0.97 = 97%).")
+@click.option("--max-params", type=int, default=None, help="Budget: most parameters.")
+@click.option("--max-size", "max_size_kb", type=float, default=None,
+              help="Budget: largest int8 .tflite file, in KB.")
+@click.option("--max-latency-ms", type=float, default=None,
+              help="Budget: slowest median latency of the int8 file on --target (measured).")
+@click.option("--target", default=_DEFAULTS.target, show_default=True,
+              help="edge_bench target of --max-latency-ms: local, ssh://host or adb[:SERIAL].")
+@click.option("--final-epochs", type=int, default=None,
+              help="Fine-tuning epochs of the chosen model (default: --finetune-epochs); "
+              "predictions are raised by the gain the samples' learning curves extrapolate.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-mpath-<depth>-<width>-seed<seed>). "
               "An existing run with the same settings is resumed.")
@@ -99,6 +111,9 @@ def search(run_dir, **settings):
     \b
     Your own tabular data:
         mpath-tf search --data sensors.csv --label activity --width 32
+    \b
+    The most accurate model within budgets (measured on a Raspberry Pi):
+        mpath-tf search --max-params 20000 --max-latency-ms 0.05 --target ssh://pi@rpi
     """
     from mpath_tf.pipeline import search as run_search
 

@@ -10,7 +10,8 @@ from mpath_tf.errors import ConfigError
 # Settings that may change between a run and its resumption: where the data
 # lives is not part of what the run computes, and the choice of the final model
 # is redone on every resumption (it reuses any model already fine-tuned).
-NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths")
+NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accuracy", "max_params",
+                          "max_size_kb", "max_latency_ms", "target", "final_epochs")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,18 @@ class SearchConfig:
             predicted validation accuracy is at most this far (absolute, 0.01 = 1
             point) below the best sampled one.
         paths: Choose this path count instead (None: choose by accuracy drop).
+        min_accuracy: Budget: lowest predicted validation accuracy.
+        max_params: Budget: most parameters.
+        max_size_kb: Budget: largest int8 ``.tflite`` file (KB).
+        max_latency_ms: Budget: slowest median latency of the int8 file on
+            ``target``, measured with ``edge_bench``.
+        target: ``edge_bench`` target of ``max_latency_ms``.
+            With any budget set, the most accurate path count meeting all of
+            them is chosen (``mpath_tf.budget``) instead of ``max_accuracy_drop``.
+        final_epochs: Fine-tuning epochs of the chosen model (None: as the
+            samples). Longer than ``finetune_epochs``, the predicted
+            accuracies are raised by the gain the samples' learning curves
+            extrapolate to that budget (``mpath_tf.curves.budget_gain``).
 
     Raises:
         ConfigError: From ``validate`` when a setting is out of range.
@@ -64,6 +77,12 @@ class SearchConfig:
     predictor: str = "pchip"
     max_accuracy_drop: float = 0.01
     paths: int | None = None
+    min_accuracy: float | None = None
+    max_params: int | None = None
+    max_size_kb: float | None = None
+    max_latency_ms: float | None = None
+    target: str = "local"
+    final_epochs: int | None = None
 
     def validate(self) -> "SearchConfig":
         """Check every setting; return self.
@@ -113,7 +132,22 @@ class SearchConfig:
             raise ConfigError(
                 f"paths must be in [1, width={self.width}]. Received: paths={self.paths}"
             )
+        budget = self.budget().validate()
+        if self.paths is not None and budget.active:
+            raise ConfigError(
+                f"--paths chooses the model itself, so it cannot be combined with a budget "
+                f"({budget.describe()}); drop one of them."
+            )
+        if self.final_epochs is not None and self.final_epochs < 1:
+            raise ConfigError(f"final_epochs must be >= 1. Received: final_epochs={self.final_epochs}")
         return self
+
+    def budget(self):
+        """The budget limits of these settings (``mpath_tf.budget.Budget``)."""
+        from mpath_tf.budget import Budget
+
+        return Budget(self.min_accuracy, self.max_params, self.max_size_kb, self.max_latency_ms,
+                      self.target)
 
     def to_dict(self) -> dict:
         """The settings as a JSON-ready dict."""

@@ -23,9 +23,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from mpath_tf.budget import choose_by_budget, pareto_paths
 from mpath_tf.config import SearchConfig
 from mpath_tf.data import Dataset, load_dataset, load_file
 from mpath_tf.derivation import derive, parameter_counts, path_widths
+from mpath_tf.errors import ConfigError
 from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text, load_model
 from mpath_tf.models import build_supernet
 from mpath_tf.plotting import plot_search
@@ -75,7 +77,8 @@ def default_run_dir(config: SearchConfig) -> Path:
 
 
 def finetune(
-    supernet, paths: int, data: Dataset, config: SearchConfig, epochs: int | None = None
+    supernet, paths: int, data: Dataset, config: SearchConfig, epochs: int | None = None,
+    history: list | None = None,
 ) -> keras.Model:
     """Derive ``paths`` paths and fine-tune them, seeded by the run's seed and b.
 
@@ -85,6 +88,7 @@ def finetune(
         data: The run's dataset.
         config: The run's settings (seed, batch size, learning rate).
         epochs: Fine-tuning epochs (default ``config.finetune_epochs``; 0: none).
+        history: If given, receives the validation accuracy after each epoch.
 
     Returns:
         The derived, fine-tuned model.
@@ -101,6 +105,7 @@ def finetune(
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         keep_best=False,
+        history=history,
     )
     return model
 
@@ -139,11 +144,13 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log) -> dict[int, flo
         if str(b) in run.state["samples"] and run.model_path(b).is_file():
             continue
         start = time.perf_counter()
-        model = finetune(supernet, b, data, config)
+        curve: list[float] = []
+        model = finetune(supernet, b, data, config, history=curve)
         atomic_save_model(model, run.model_path(b))
         val = accuracy(model, data.x_val, data.y_val)
         run.state["samples"][str(b)] = {
             "val_accuracy": val,
+            "val_curve": curve,
             "parameters": model.count_params(),
             "path_widths": path_widths(supernet, b),
             "seconds": time.perf_counter() - start,
@@ -196,16 +203,69 @@ def choose_paths(rows: list[dict], max_accuracy_drop: float) -> int:
 
 def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log) -> keras.Model:
     config = run.config
-    if run.model_path(paths).is_file() and (
-        str(paths) in run.state["samples"] or str(paths) in run.state["final"]
-    ):
+    epochs = config.final_epochs or config.finetune_epochs
+    final = run.state["final"].get(str(paths))
+    if epochs == config.finetune_epochs and str(paths) in run.state["samples"] and (
+            run.model_path(paths).is_file()):
         return load_model(run.model_path(paths))
-    log(f"fine-tuning the chosen model ({paths} paths)")
-    model = finetune(supernet, paths, data, config)
-    atomic_save_model(model, run.model_path(paths))
-    run.state["final"][str(paths)] = {"val_accuracy": accuracy(model, data.x_val, data.y_val)}
+    path = run.path / "models" / f"paths-{paths}-final-e{epochs}.keras"
+    if final and final.get("epochs", config.finetune_epochs) == epochs and path.is_file():
+        return load_model(path)
+    log(f"fine-tuning the chosen model ({paths} paths) for {epochs} epochs")
+    model = finetune(supernet, paths, data, config, epochs=epochs)
+    atomic_save_model(model, path)
+    run.state["final"][str(paths)] = {"val_accuracy": accuracy(model, data.x_val, data.y_val),
+                                      "epochs": epochs}
     run.save_state()
     return model
+
+
+def _budget_gain(run: RunDir, config: SearchConfig) -> float:
+    """The accuracy ``final_epochs`` add over the samples' budget (0: same budget)."""
+    from mpath_tf.curves import budget_gain
+
+    if not config.final_epochs or config.final_epochs <= config.finetune_epochs:
+        return 0.0
+    curves = {int(b): s["val_curve"] for b, s in run.state["samples"].items() if s.get("val_curve")}
+    if len(curves) != len(run.state["samples"]) or not curves:
+        return 0.0  # samples from before curves were recorded
+    return budget_gain(curves, config.final_epochs)
+
+
+def _budget_files(run: RunDir, supernet, data: Dataset, log):
+    """(size_kb, latency_ms) callables that export a path count's int8 file
+    once (``RUN/budget/paths-<b>_int8.tflite``, weights of the supernet: size
+    and latency do not depend on fine-tuning) and measure it on the target."""
+    from converters import Int8, export_tflite
+    from edge_bench import Journal, get_target, measure_models
+    from edge_bench.targets import target_slug
+
+    config = run.config
+    folder = run.path / "budget"
+    folder.mkdir(exist_ok=True)
+
+    def file(b: int) -> Path:
+        path = folder / f"paths-{b}_int8.tflite"
+        if not path.is_file():
+            log(f"  budget: exporting {b} paths (int8)")
+            export_tflite(derive(supernet, b), path, Int8(), data.x_train, lowering="auto")
+        return path
+
+    def size_kb(b: int) -> float:
+        return file(b).stat().st_size / 1000
+
+    def latency_ms(b: int) -> float:
+        target = get_target(config.target)
+        journal = Journal(folder / f"latency-{target_slug(target.name)}.jsonl")
+        row = measure_models(target, [({"paths": b, "quantization": "int8"}, file(b))], journal,
+                             log=lambda *_: None)[0]
+        if row["status"] != "ok":
+            raise ConfigError(f"Cannot measure {b} paths on {config.target}: {row.get('error')}")
+        log(f"  budget: {b} paths run in {row['stats']['median_us'] / 1000:.4f} ms on "
+            f"{target.name}")
+        return row["stats"]["median_us"] / 1000
+
+    return size_kb, latency_ms
 
 
 def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
@@ -277,7 +337,20 @@ def search(
     predictor = make_predictor(config.predictor, parameter_counts(supernet)).fit(
         list(measured), list(measured.values()))
     rows = _result_rows(supernet, measured, predictor)
-    chosen = config.paths or choose_paths(rows, config.max_accuracy_drop)
+    gain = _budget_gain(run, config)
+    if gain:
+        log(f"  the samples' learning curves add {gain:.4f} accuracy at {config.final_epochs} "
+            "epochs; predictions raised by that much")
+        for row in rows:
+            row["predicted_val_accuracy"] = min(1.0, row["predicted_val_accuracy"] + gain)
+    budget = config.budget()
+    selection = None
+    if budget.active:
+        log(f"choosing by budget: {budget.describe()}")
+        selection = choose_by_budget(rows, budget, *_budget_files(run, supernet, data, log))
+        chosen = selection["paths"]
+    else:
+        chosen = config.paths or choose_paths(rows, config.max_accuracy_drop)
     model = _final_model(run, supernet, chosen, data, log)
     atomic_save_model(model, run.path / "model.keras")
     chosen_row = next(r for r in rows if r["paths"] == chosen)
@@ -294,6 +367,10 @@ def search(
             "exports": _export(run, model, data, log),
         },
         "rows": rows,
+        "pareto_params": pareto_paths(rows, {r["paths"]: r["parameters"] for r in rows}),
+        "budget": None if selection is None else {
+            "limits": budget.describe(), "checked": {str(b): v for b, v in selection["checked"].items()}},
+        "budget_gain": gain,
     }
     _write_csv(rows, run.path / "results.csv")
     plot_search(
