@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,7 +79,7 @@ def default_run_dir(config: SearchConfig) -> Path:
 
 def finetune(
     supernet, paths: int, data: Dataset, config: SearchConfig, epochs: int | None = None,
-    history: list | None = None,
+    history: list | None = None, checkpoint_dir=None,
 ) -> keras.Model:
     """Derive ``paths`` paths and fine-tune them, seeded by the run's seed and b.
 
@@ -89,6 +90,7 @@ def finetune(
         config: The run's settings (seed, batch size, learning rate).
         epochs: Fine-tuning epochs (default ``config.finetune_epochs``; 0: none).
         history: If given, receives the validation accuracy after each epoch.
+        checkpoint_dir: Per-epoch checkpoints (a killed fine-tuning resumes).
 
     Returns:
         The derived, fine-tuned model.
@@ -106,6 +108,7 @@ def finetune(
         learning_rate=config.learning_rate,
         keep_best=False,
         history=history,
+        checkpoint_dir=checkpoint_dir,
     )
     return model
 
@@ -115,7 +118,10 @@ def _train_supernet(run: RunDir, data: Dataset, log) -> keras.Model:
     if run.state["supernet"] is not None and run.supernet_path.is_file():
         log("one-shot training: done earlier, loading supernet.keras")
         return run.load_supernet()
-    log(f"one-shot training mpath-{config.depth}-{config.width} for {config.epochs} epochs")
+    checkpoints = run.path / "checkpoints" / "supernet"
+    done = _epochs_done(checkpoints)
+    log(f"one-shot training mpath-{config.depth}-{config.width} for {config.epochs} epochs"
+        + (f" (resuming after epoch {done})" if done else ""))
     start = time.perf_counter()
     supernet = build_supernet(
         data.input_shape, data.num_classes, config.depth, config.width, seed=config.seed
@@ -126,6 +132,7 @@ def _train_supernet(run: RunDir, data: Dataset, log) -> keras.Model:
         config.epochs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
+        checkpoint_dir=checkpoints,
     )
     atomic_save_model(supernet, run.supernet_path)
     run.state["supernet"] = {
@@ -134,8 +141,17 @@ def _train_supernet(run: RunDir, data: Dataset, log) -> keras.Model:
         "seconds": time.perf_counter() - start,
     }
     run.save_state()
+    shutil.rmtree(checkpoints, ignore_errors=True)  # supernet.keras holds the result now
     log(f"  one-shot validation accuracy {val:.4f}")
     return supernet
+
+
+def _epochs_done(checkpoints: Path) -> int:
+    """Epochs a killed training finished before (0: none)."""
+    import json
+
+    state = checkpoints / "state.json"
+    return json.loads(state.read_text())["epochs_done"] if state.is_file() else 0
 
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log) -> dict[int, float]:
@@ -145,7 +161,10 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log) -> dict[int, flo
             continue
         start = time.perf_counter()
         curve: list[float] = []
-        model = finetune(supernet, b, data, config, history=curve)
+        checkpoints = run.path / "checkpoints" / f"paths-{b}"
+        if _epochs_done(checkpoints):
+            log(f"  {b} paths: resuming after epoch {_epochs_done(checkpoints)}")
+        model = finetune(supernet, b, data, config, history=curve, checkpoint_dir=checkpoints)
         atomic_save_model(model, run.model_path(b))
         val = accuracy(model, data.x_val, data.y_val)
         run.state["samples"][str(b)] = {
@@ -156,6 +175,7 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log) -> dict[int, flo
             "seconds": time.perf_counter() - start,
         }
         run.save_state()
+        shutil.rmtree(checkpoints, ignore_errors=True)
         log(f"  fine-tuned {b} paths: validation accuracy {val:.4f}")
     return {int(b): s["val_accuracy"] for b, s in run.state["samples"].items()}
 

@@ -44,6 +44,7 @@ def train(
     keep_best: bool = True,
     verbose: int = 0,
     history: list | None = None,
+    checkpoint_dir=None,
 ) -> float:
     """Train ``model`` on ``data.x_train`` and return its validation accuracy.
 
@@ -57,6 +58,9 @@ def train(
         verbose: Keras verbosity.
         history: If given, the validation accuracy of every epoch is
             appended to it (a learning curve, see ``mpath_tf.curves``).
+        checkpoint_dir: If given, the weights and optimizer state are saved
+            there atomically after every epoch (``EpochCheckpoint``), and a
+            training killed earlier resumes from its last finished epoch.
 
     Returns:
         Validation accuracy of the weights the model ends with.
@@ -67,28 +71,91 @@ def train(
     if epochs < 1:
         raise ValueError(f"`epochs` must be >= 1. Received: epochs={epochs}")
     compile_model(model, learning_rate)
-    callbacks = []
-    if keep_best:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy",
-                mode="max",
-                patience=epochs + 1,  # never stop early; only remember the best
-                restore_best_weights=True,
-            )
+    checkpoint = EpochCheckpoint(checkpoint_dir)
+    start = checkpoint.restore(model)
+    if start < epochs:
+        model.fit(
+            data.x_train,
+            data.y_train,
+            validation_data=(data.x_val, data.y_val),
+            initial_epoch=start,
+            epochs=epochs,
+            batch_size=batch_size,
+            callbacks=[checkpoint],
+            verbose=verbose,
         )
-    fitted = model.fit(
-        data.x_train,
-        data.y_train,
-        validation_data=(data.x_val, data.y_val),
-        epochs=epochs,
-        batch_size=batch_size,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    if keep_best and checkpoint.best_weights is not None:
+        model.set_weights(checkpoint.best_weights)
     if history is not None:
-        history.extend(float(a) for a in fitted.history["val_accuracy"])
+        history.extend(checkpoint.curve)
     return accuracy(model, data.x_val, data.y_val)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Remembers the best epoch's weights and, with a folder, makes training resumable.
+
+    After every epoch it records the validation accuracy and keeps the
+    weights of the best epoch. Given ``folder``, it also writes there,
+    atomically and in this order: ``best.weights.h5`` (when the epoch is the
+    best so far), ``latest.weights.h5`` (weights and optimizer state) and
+    ``state.json`` (epochs finished, accuracy curve, best epoch). ``restore``
+    reads them back before training, so a process killed at any moment
+    resumes from its last finished epoch and loses at most the one running.
+
+    Args:
+        folder: Checkpoint folder, or None to keep everything in memory.
+    """
+
+    def __init__(self, folder=None):
+        super().__init__()
+        from pathlib import Path
+
+        self.folder = Path(folder) if folder is not None else None
+        self.curve: list[float] = []
+        self.best_epoch: int | None = None
+        self.best_weights = None
+
+    def restore(self, model) -> int:
+        """Load the last finished epoch into ``model``; return the epoch to start at."""
+        import json
+
+        if self.folder is None or not (self.folder / "state.json").is_file():
+            return 0
+        state = json.loads((self.folder / "state.json").read_text())
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(self.folder / "latest.weights.h5")
+        self.curve = list(state["curve"])
+        self.best_epoch = state["best_epoch"]
+        if self.best_epoch is not None:
+            model.load_weights(self.folder / "best.weights.h5")
+            self.best_weights = model.get_weights()
+            model.load_weights(self.folder / "latest.weights.h5")  # back to the last epoch
+        return int(state["epochs_done"])
+
+    def _save_weights(self, name: str) -> None:
+        import os
+
+        tmp = self.folder / f".{name}.tmp.weights.h5"
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, self.folder / f"{name}.weights.h5")
+
+    def on_epoch_end(self, epoch, logs=None):
+        from mpath_tf.io import atomic_write_json
+
+        value = float((logs or {}).get("val_accuracy", float("nan")))
+        self.curve.append(value)
+        improved = self.best_epoch is None or value > self.curve[self.best_epoch]
+        if improved:
+            self.best_epoch = len(self.curve) - 1
+            self.best_weights = self.model.get_weights()
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if improved:
+            self._save_weights("best")
+        self._save_weights("latest")
+        atomic_write_json(self.folder / "state.json", {
+            "epochs_done": epoch + 1, "curve": self.curve, "best_epoch": self.best_epoch})
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
