@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from pathlib import Path
 
 import click
 
@@ -97,8 +98,12 @@ def cli():
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-mpath-<depth>-<width>-seed<seed>). "
               "An existing run with the same settings is resumed.")
+@click.option("--quiet", is_flag=True, default=False,
+              help="Print nothing but errors (and the --json summary).")
+@click.option("--json", "as_json", is_flag=True, default=False,
+              help="Print a machine-readable summary on stdout at the end.")
 @_input_errors
-def search(run_dir, **settings):
+def search(run_dir, quiet, as_json, **settings):
     """Train a supernet, fine-tune sampled path counts, predict the rest,
     and export the chosen model to .tflite.
 
@@ -115,11 +120,29 @@ def search(run_dir, **settings):
     The most accurate model within budgets (measured on a Raspberry Pi):
         mpath-tf search --max-params 20000 --max-latency-ms 0.05 --target ssh://pi@rpi
     """
-    from mpath_tf.pipeline import search as run_search
-
     config = SearchConfig(**settings).validate()  # before TensorFlow loads
-    result = run_search(config, run_dir, log=click.echo)
-    click.echo(f"results: {result['run_dir']}")
+    from mpath_tf.pipeline import search as run_search
+    from mpath_tf.progress import Progress
+
+    # Progress and messages go to stderr, so stdout holds only the results.
+    result = run_search(config, run_dir, progress=Progress(quiet=quiet))
+    if as_json:
+        chosen = result["chosen"]
+        click.echo(json.dumps({
+            "run_dir": result["run_dir"],
+            "chosen": {k: chosen[k] for k in ("paths", "parameters", "percent_of_mlp",
+                                              "predicted_val_accuracy", "val_accuracy",
+                                              "test_accuracy", "path_widths")},
+            "exports": {q: {"file": str(Path(result["run_dir"]) / e["file"]), "bytes": e["bytes"],
+                            "test_accuracy": e["test_accuracy"],
+                            "parity_passed": e["verification"]["passed"]}
+                        for q, e in chosen["exports"].items()},
+            "pareto_params": result["pareto_params"],
+            "budget": result["budget"],
+            "predictor": config.predictor,
+        }, indent=2))
+    elif not quiet:
+        click.echo(f"results: {result['run_dir']}")
 
 
 @cli.command()

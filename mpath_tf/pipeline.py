@@ -33,6 +33,7 @@ from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text,
 from mpath_tf.models import build_supernet
 from mpath_tf.plotting import plot_search
 from mpath_tf.predictors import make_predictor
+from mpath_tf.progress import Progress
 from mpath_tf.rundir import RunDir
 from mpath_tf.training import accuracy, train
 
@@ -79,7 +80,7 @@ def default_run_dir(config: SearchConfig) -> Path:
 
 def finetune(
     supernet, paths: int, data: Dataset, config: SearchConfig, epochs: int | None = None,
-    history: list | None = None, checkpoint_dir=None,
+    history: list | None = None, checkpoint_dir=None, callbacks: list | None = None,
 ) -> keras.Model:
     """Derive ``paths`` paths and fine-tune them, seeded by the run's seed and b.
 
@@ -91,6 +92,7 @@ def finetune(
         epochs: Fine-tuning epochs (default ``config.finetune_epochs``; 0: none).
         history: If given, receives the validation accuracy after each epoch.
         checkpoint_dir: Per-epoch checkpoints (a killed fine-tuning resumes).
+        callbacks: More Keras callbacks.
 
     Returns:
         The derived, fine-tuned model.
@@ -109,11 +111,12 @@ def finetune(
         keep_best=False,
         history=history,
         checkpoint_dir=checkpoint_dir,
+        callbacks=callbacks,
     )
     return model
 
 
-def _train_supernet(run: RunDir, data: Dataset, log) -> keras.Model:
+def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress) -> keras.Model:
     config = run.config
     if run.state["supernet"] is not None and run.supernet_path.is_file():
         log("one-shot training: done earlier, loading supernet.keras")
@@ -123,6 +126,7 @@ def _train_supernet(run: RunDir, data: Dataset, log) -> keras.Model:
     log(f"one-shot training mpath-{config.depth}-{config.width} for {config.epochs} epochs"
         + (f" (resuming after epoch {done})" if done else ""))
     start = time.perf_counter()
+    progress.phase("one-shot training", 1, config.epochs)
     supernet = build_supernet(
         data.input_shape, data.num_classes, config.depth, config.width, seed=config.seed
     )
@@ -133,7 +137,9 @@ def _train_supernet(run: RunDir, data: Dataset, log) -> keras.Model:
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         checkpoint_dir=checkpoints,
+        callbacks=[progress.callback()],
     )
+    progress.done()
     atomic_save_model(supernet, run.supernet_path)
     run.state["supernet"] = {
         "val_accuracy": val,
@@ -154,17 +160,22 @@ def _epochs_done(checkpoints: Path) -> int:
     return json.loads(state.read_text())["epochs_done"] if state.is_file() else 0
 
 
-def _sample_finetune(run: RunDir, supernet, data: Dataset, log) -> dict[int, float]:
+def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
+                     progress: Progress) -> dict[int, float]:
     config = run.config
-    for b in sample_path_counts(config.width, config.samples):
-        if str(b) in run.state["samples"] and run.model_path(b).is_file():
-            continue
+    todo = [b for b in sample_path_counts(config.width, config.samples)
+            if not (str(b) in run.state["samples"] and run.model_path(b).is_file())]
+    if todo:
+        progress.phase("sample fine-tuning", len(todo), config.finetune_epochs)
+    for k, b in enumerate(todo, 1):
+        progress.step(k, f"{b} paths")
         start = time.perf_counter()
         curve: list[float] = []
         checkpoints = run.path / "checkpoints" / f"paths-{b}"
         if _epochs_done(checkpoints):
             log(f"  {b} paths: resuming after epoch {_epochs_done(checkpoints)}")
-        model = finetune(supernet, b, data, config, history=curve, checkpoint_dir=checkpoints)
+        model = finetune(supernet, b, data, config, history=curve, checkpoint_dir=checkpoints,
+                         callbacks=[progress.callback()])
         atomic_save_model(model, run.model_path(b))
         val = accuracy(model, data.x_val, data.y_val)
         run.state["samples"][str(b)] = {
@@ -176,6 +187,7 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log) -> dict[int, flo
         }
         run.save_state()
         shutil.rmtree(checkpoints, ignore_errors=True)
+        progress.done()
         log(f"  fine-tuned {b} paths: validation accuracy {val:.4f}")
     return {int(b): s["val_accuracy"] for b, s in run.state["samples"].items()}
 
@@ -221,7 +233,8 @@ def choose_paths(rows: list[dict], max_accuracy_drop: float) -> int:
     return max(ok)
 
 
-def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log) -> keras.Model:
+def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
+                 progress: Progress) -> keras.Model:
     config = run.config
     epochs = config.final_epochs or config.finetune_epochs
     final = run.state["final"].get(str(paths))
@@ -232,7 +245,9 @@ def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log) -> keras
     if final and final.get("epochs", config.finetune_epochs) == epochs and path.is_file():
         return load_model(path)
     log(f"fine-tuning the chosen model ({paths} paths) for {epochs} epochs")
-    model = finetune(supernet, paths, data, config, epochs=epochs)
+    progress.phase("final fine-tuning", 1, epochs)
+    model = finetune(supernet, paths, data, config, epochs=epochs, callbacks=[progress.callback()])
+    progress.done()
     atomic_save_model(model, path)
     run.state["final"][str(paths)] = {"val_accuracy": accuracy(model, data.x_val, data.y_val),
                                       "epochs": epochs}
@@ -320,7 +335,8 @@ def _write_csv(rows: list[dict], path: Path) -> None:
 def search(
     config: SearchConfig | None = None,
     run_dir: str | os.PathLike | None = None,
-    log: Callable[[str], None] = lambda message: None,
+    log: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Run (or resume) a whole search and write its run directory.
 
@@ -328,7 +344,9 @@ def search(
         config: Settings; default ``SearchConfig()`` (digits, mpath-4-64).
         run_dir: Run directory; default ``default_run_dir(config)``. An existing
             run there is resumed; a run with other settings is refused.
-        log: Called with one line per progress message.
+        log: Called with one line per progress message (default: ``progress.log``).
+        progress: Where phases, epochs and time left are shown (default:
+            nowhere; the CLI shows them on stderr).
 
     Returns:
         The content of ``results.json``.
@@ -346,13 +364,15 @@ def search(
         [1, 2, 3, 4]
     """
     config = (config or SearchConfig()).validate()
+    progress = progress or Progress(quiet=True)
+    log = log or progress.log
     data = load_data(config)
     run = RunDir.create_or_resume(run_dir or default_run_dir(config), config)
     log(f"run directory: {run.path}")
 
-    supernet = _train_supernet(run, data, log)
+    supernet = _train_supernet(run, data, log, progress)
     log(f"sample fine-tuning: {config.finetune_epochs} epochs each")
-    measured = _sample_finetune(run, supernet, data, log)
+    measured = _sample_finetune(run, supernet, data, log, progress)
 
     predictor = make_predictor(config.predictor, parameter_counts(supernet)).fit(
         list(measured), list(measured.values()))
@@ -371,7 +391,7 @@ def search(
         chosen = selection["paths"]
     else:
         chosen = config.paths or choose_paths(rows, config.max_accuracy_drop)
-    model = _final_model(run, supernet, chosen, data, log)
+    model = _final_model(run, supernet, chosen, data, log, progress)
     atomic_save_model(model, run.path / "model.keras")
     chosen_row = next(r for r in rows if r["paths"] == chosen)
     result = {

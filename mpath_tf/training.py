@@ -45,6 +45,7 @@ def train(
     verbose: int = 0,
     history: list | None = None,
     checkpoint_dir=None,
+    callbacks: list | None = None,
 ) -> float:
     """Train ``model`` on ``data.x_train`` and return its validation accuracy.
 
@@ -61,6 +62,7 @@ def train(
         checkpoint_dir: If given, the weights and optimizer state are saved
             there atomically after every epoch (``EpochCheckpoint``), and a
             training killed earlier resumes from its last finished epoch.
+        callbacks: More Keras callbacks (for example ``Progress.callback()``).
 
     Returns:
         Validation accuracy of the weights the model ends with.
@@ -81,7 +83,7 @@ def train(
             initial_epoch=start,
             epochs=epochs,
             batch_size=batch_size,
-            callbacks=[checkpoint],
+            callbacks=[checkpoint, *(callbacks or [])],
             verbose=verbose,
         )
     if keep_best and checkpoint.best_weights is not None:
