@@ -98,6 +98,9 @@ def cli():
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-mpath-<depth>-<width>-seed<seed>). "
               "An existing run with the same settings is resumed.")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="Fine-tune the samples as KerasTuner trials on this many local worker "
+              "processes (a chief oracle plus workers; 0: in this process).")
 @click.option("--quiet", is_flag=True, default=False,
               help="Print nothing but errors (and the --json summary).")
 @click.option("--json", "as_json", is_flag=True, default=False,

@@ -11,7 +11,7 @@ from mpath_tf.errors import ConfigError
 # lives is not part of what the run computes, and the choice of the final model
 # is redone on every resumption (it reuses any model already fine-tuned).
 NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accuracy", "max_params",
-                          "max_size_kb", "max_latency_ms", "target", "final_epochs")
+                          "max_size_kb", "max_latency_ms", "target", "final_epochs", "workers")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class SearchConfig:
             samples). Longer than ``finetune_epochs``, the predicted
             accuracies are raised by the gain the samples' learning curves
             extrapolate to that budget (``mpath_tf.curves.budget_gain``).
+        workers: Run the sample fine-tunings as KerasTuner trials on this
+            many local worker processes (0: in this process).
 
     Raises:
         ConfigError: From ``validate`` when a setting is out of range.
@@ -83,6 +85,7 @@ class SearchConfig:
     max_latency_ms: float | None = None
     target: str = "local"
     final_epochs: int | None = None
+    workers: int = 0
 
     def validate(self) -> "SearchConfig":
         """Check every setting; return self.
@@ -138,6 +141,8 @@ class SearchConfig:
                 f"--paths chooses the model itself, so it cannot be combined with a budget "
                 f"({budget.describe()}); drop one of them."
             )
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0. Received: workers={self.workers}")
         if self.final_epochs is not None and self.final_epochs < 1:
             raise ConfigError(f"final_epochs must be >= 1. Received: final_epochs={self.final_epochs}")
         return self

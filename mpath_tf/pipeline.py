@@ -162,33 +162,39 @@ def _epochs_done(checkpoints: Path) -> int:
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
                      progress: Progress) -> dict[int, float]:
+    """Fine-tune the sampled path counts as KerasTuner trials (``mpath_tf.tuning``):
+    in this process, or on ``config.workers`` local worker processes."""
+    import contextlib
+    import json
+    import sys
+
+    from mpath_tf.tuning import make_tuner, run_distributed, sample_record_path
+
     config = run.config
-    todo = [b for b in sample_path_counts(config.width, config.samples)
-            if not (str(b) in run.state["samples"] and run.model_path(b).is_file())]
-    if todo:
+    paths = sample_path_counts(config.width, config.samples)
+    (run.path / "samples").mkdir(exist_ok=True)
+    for b, sample in run.state["samples"].items():  # runs from before the tuner
+        if not sample_record_path(run.path, int(b)).is_file():
+            atomic_write_json(sample_record_path(run.path, int(b)), sample)
+    for attempt in range(2):
+        todo = [b for b in paths if not sample_record_path(run.path, b).is_file()]
+        if not todo:
+            break
+        if attempt:  # the oracle says done but results are missing (deleted by hand):
+            shutil.rmtree(run.path / "tuner", ignore_errors=True)  # start a fresh oracle
         progress.phase("sample fine-tuning", len(todo), config.finetune_epochs)
-    for k, b in enumerate(todo, 1):
-        progress.step(k, f"{b} paths")
-        start = time.perf_counter()
-        curve: list[float] = []
-        checkpoints = run.path / "checkpoints" / f"paths-{b}"
-        if _epochs_done(checkpoints):
-            log(f"  {b} paths: resuming after epoch {_epochs_done(checkpoints)}")
-        model = finetune(supernet, b, data, config, history=curve, checkpoint_dir=checkpoints,
-                         callbacks=[progress.callback()])
-        atomic_save_model(model, run.model_path(b))
-        val = accuracy(model, data.x_val, data.y_val)
-        run.state["samples"][str(b)] = {
-            "val_accuracy": val,
-            "val_curve": curve,
-            "parameters": model.count_params(),
-            "path_widths": path_widths(supernet, b),
-            "seconds": time.perf_counter() - start,
-        }
-        run.save_state()
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        progress.done()
-        log(f"  fine-tuned {b} paths: validation accuracy {val:.4f}")
+        if config.workers:
+            run_distributed(run.path, config.workers, log=log)
+        else:
+            # KerasTuner prints to stdout; keep stdout for the results.
+            with contextlib.redirect_stdout(sys.stderr):
+                make_tuner(run.path, paths, log=log, progress=progress).search(verbose=0)
+    for b in paths:
+        record = sample_record_path(run.path, b)
+        if not record.is_file():
+            raise ConfigError(f"Sample {b} paths did not finish; see {run.path / 'tuner'}.")
+        run.state["samples"][str(b)] = json.loads(record.read_text())
+    run.save_state()
     return {int(b): s["val_accuracy"] for b, s in run.state["samples"].items()}
 
 

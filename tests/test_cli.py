@@ -67,6 +67,7 @@ def test_interrupted_run_resumes_the_missing_sample(finished_run, tmp_path):
     del state["samples"]["4"]  # as if killed while fine-tuning 4 paths
     (run / "state.json").write_text(json.dumps(state))
     (run / "models" / "paths-4.keras").unlink()
+    (run / "samples" / "paths-4.json").unlink()
     result = invoke("search", *TINY, "--run-dir", run)
     assert result.exit_code == 0, result.output
     assert "fine-tuned 4 paths" in result.output
