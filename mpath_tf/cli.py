@@ -38,6 +38,16 @@ def _input_errors(command):
     return wrapper
 
 
+def _int_list(ctx, param, value):
+    """Parse ``1,2,8`` into [1, 2, 8]."""
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,4,16; received {value!r}")
+
+
 _data_options = click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -188,6 +198,11 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--qat-epochs", type=int, default=0, show_default=True,
               help="With --quantize int8: quantization-aware training epochs (tfmot) before "
               "conversion; needs `pip install 'mpath-tf[qat]'`.")
+@click.option("--bundle", is_flag=True, default=False,
+              help="MODEL is a run directory: write the trade-off bundle (a .tflite per path "
+              "count, models.json, select_model.py) to --output (default RUN/bundle).")
+@click.option("--paths", "bundle_paths", callback=_int_list, default=None,
+              help="With --bundle: path counts to include (default: the samples and the chosen).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check the file against Keras on held-out data (converters.verify).")
 @click.option("--dataset", default=None,
@@ -197,14 +212,21 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: MODEL with suffix _<quantization>.tflite).")
 @_input_errors
-def export(model, fmt, quantization, lowering, calibration, int8_io, qat_epochs, verify, dataset,
-           data_dir, output):
+def export(model, fmt, quantization, lowering, calibration, int8_io, qat_epochs, bundle,
+           bundle_paths, verify, dataset, data_dir, output):
     """Export a .keras MODEL to TFLite and check it against Keras.
 
     \b
     Example:
         mpath-tf export runs/digits-mpath-4-64-seed0/model.keras --quantize int8 --lowering auto
     """
+    if bundle:
+        from mpath_tf.bundle import write_bundle
+
+        out = write_bundle(model, bundle_paths, quantization, output, lowering,
+                           log=lambda m: click.echo(m, err=True))
+        click.echo(str(out))
+        return
     from mpath_tf.workflows import export_model
 
     report = export_model(
@@ -224,16 +246,6 @@ def export(model, fmt, quantization, lowering, calibration, int8_io, qat_epochs,
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def _int_list(ctx, param, value):
-    """Parse ``1,2,8`` into [1, 2, 8]."""
-    if value is None:
-        return None
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1,4,16; received {value!r}")
 
 
 @cli.command()
