@@ -74,6 +74,60 @@ def run_units(journal, data, arch, args, log):
         log(f"{key}: val error {100 * journal.get(key)['val_error']:.2f}%")
 
 
+def fine_tune_unit(journal, data, arch, b, args, log):
+    """The 3-epoch sample unit of path count b (journaled; reused by both samplings)."""
+    import keras
+
+    from mpath_tf.derivation import derive, parameter_counts
+    from mpath_tf.io import load_model
+    from mpath_tf.training import accuracy, train
+
+    key = f"{data.name}/predictors-{arch}/sample/{b}"
+    if journal.get(key):
+        return journal.get(key)
+    supernet = load_model(args.out / f"{data.name}-supernet-{arch}.keras")
+    counts = parameter_counts(supernet)
+    start = time.perf_counter()
+    keras.utils.set_random_seed(b)
+    model = derive(supernet, b)
+    curve: list[float] = []
+    train(model, data, args.sample_epochs, batch_size=args.batch_size, keep_best=False,
+          history=curve)
+    log(f"{key}: adaptive pick")
+    return journal.add(key, paths=b, parameters=counts[b], percent_of_mlp=100 * counts[b] / counts[1],
+                       val_error=1 - accuracy(model, data.x_val, data.y_val),
+                       test_error=1 - accuracy(model, data.x_test, data.y_test),
+                       val_curve=curve, seconds=time.perf_counter() - start)
+
+
+def adaptive(journal, data, arch, args, log):
+    """Held-out MAE of the default predictor after each adaptive sample."""
+    import numpy as np
+
+    from mpath_tf.predictors import make_predictor
+    from mpath_tf.sampling import initial_path_counts, next_path_count
+
+    width = int(arch.split("-")[1])
+    held = sorted((r for r in journal.records.values()
+                   if r["key"].startswith(f"{data.name}/table4-{arch}/heldout/")),
+                  key=lambda r: r["paths"])
+    heldout = {r["paths"] for r in held}
+    measured: dict[int, float] = {}
+    rows = []
+    while len(measured) < args.samples:
+        start = [b for b in initial_path_counts(width) if b not in measured]
+        b = start[0] if start else next_path_count(measured, width, exclude=heldout)
+        measured[b] = 1 - fine_tune_unit(journal, data, arch, b, args, log)["val_error"]
+        if len(measured) >= 4:
+            p = make_predictor("pchip").fit(list(measured), list(measured.values()))
+            predicted = 1 - p.predict([r["paths"] for r in held])
+            test = np.array([r["test_error"] for r in held])
+            val = np.array([r["val_error"] for r in held])
+            rows.append((len(measured), sorted(measured), float(np.mean(np.abs(predicted - test))),
+                         float(np.mean(np.abs(predicted - val)))))
+    return rows
+
+
 def evaluate(journal, dataset, arch, heldout_epochs):
     """Rows of (predictor, fitted on, MAE and Pearson vs held-out test error,
     the same vs held-out validation error, LOO MAE); the first row is the
@@ -156,6 +210,14 @@ def main() -> None:
                 journal, name, args.arch, args.heldout_epochs):
             print(f"| {name} | {predictor} | {kind} | {mae:.4f} | {pearson:.3f} | {mae_v:.4f} | "
                   f"{pearson_v:.3f} | {loo:.4f} |")
+    print("\nAdaptive sampling (--sampling adaptive), PCHIP fitted on the samples so far:")
+    print("| dataset | samples | path counts | MAE vs test | MAE vs val |")
+    print("|---|---|---|---|---|")
+    for name in args.datasets:
+        data = load_dataset(name, args.data_dir)
+        for k, picked, mae, mae_v in adaptive(journal, data, args.arch, args,
+                                              lambda m: print(m, flush=True)):
+            print(f"| {name} | {k} | {picked} | {mae:.4f} | {mae_v:.4f} |")
 
 
 if __name__ == "__main__":

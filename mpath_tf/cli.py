@@ -108,6 +108,10 @@ def cli():
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-mpath-<depth>-<width>-seed<seed>). "
               "An existing run with the same settings is resumed.")
+@click.option("--sampling", type=click.Choice(["even", "adaptive"]), default="even",
+              show_default=True,
+              help="Sampled path counts: evenly spaced, or each next one where the predicted "
+              "accuracy is least certain.")
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Fine-tune the samples as KerasTuner trials on this many local worker "
               "processes (a chief oracle plus workers; 0: in this process).")

@@ -53,6 +53,9 @@ class SearchConfig:
             samples). Longer than ``finetune_epochs``, the predicted
             accuracies are raised by the gain the samples' learning curves
             extrapolate to that budget (``mpath_tf.curves.budget_gain``).
+        sampling: ``even`` (evenly spaced path counts, as the paper) or
+            ``adaptive`` (each next one where the accuracy curve is least
+            certain; ``mpath_tf.sampling``).
         workers: Run the sample fine-tunings as KerasTuner trials on this
             many local worker processes (0: in this process).
 
@@ -86,6 +89,7 @@ class SearchConfig:
     target: str = "local"
     final_epochs: int | None = None
     workers: int = 0
+    sampling: str = "even"
 
     def validate(self) -> "SearchConfig":
         """Check every setting; return self.
@@ -141,6 +145,8 @@ class SearchConfig:
                 f"--paths chooses the model itself, so it cannot be combined with a budget "
                 f"({budget.describe()}); drop one of them."
             )
+        if self.sampling not in ("even", "adaptive"):
+            raise ConfigError(f"Unknown sampling '{self.sampling}'. Choose one of: even, adaptive.")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0. Received: workers={self.workers}")
         if self.final_epochs is not None and self.final_epochs < 1:

@@ -171,13 +171,18 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
     from mpath_tf.tuning import make_tuner, run_distributed, sample_record_path
 
     config = run.config
-    paths = sample_path_counts(config.width, config.samples)
     (run.path / "samples").mkdir(exist_ok=True)
     for b, sample in run.state["samples"].items():  # runs from before the tuner
         if not sample_record_path(run.path, int(b)).is_file():
             atomic_write_json(sample_record_path(run.path, int(b)), sample)
+    def finished() -> list[int]:
+        return sorted(int(p.stem.removeprefix("paths-")) for p in (run.path / "samples").glob("*.json"))
+
+    wanted = (sample_path_counts(config.width, config.samples) if config.sampling == "even"
+              else None)
     for attempt in range(2):
-        todo = [b for b in paths if not sample_record_path(run.path, b).is_file()]
+        todo = ([b for b in wanted if b not in finished()] if wanted
+                else range(max(0, min(config.samples, config.width - 1) - len(finished()))))
         if not todo:
             break
         if attempt:  # the oracle says done but results are missing (deleted by hand):
@@ -188,8 +193,8 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
         else:
             # KerasTuner prints to stdout; keep stdout for the results.
             with contextlib.redirect_stdout(sys.stderr):
-                make_tuner(run.path, paths, log=log, progress=progress).search(verbose=0)
-    for b in paths:
+                make_tuner(run.path, log=log, progress=progress).search(verbose=0)
+    for b in wanted or finished():
         record = sample_record_path(run.path, b)
         if not record.is_file():
             raise ConfigError(f"Sample {b} paths did not finish; see {run.path / 'tuner'}.")

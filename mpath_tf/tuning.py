@@ -38,14 +38,52 @@ def sample_record_path(run_path, paths: int) -> Path:
     return Path(run_path) / "samples" / f"paths-{paths}.json"
 
 
-def _oracle(paths: list[int]):
+def _oracle(config):
+    """The oracle of a run's settings: a grid over the evenly spaced path
+    counts, or ``AdaptiveOracle`` (``config.sampling``)."""
     import keras_tuner as kt
 
+    from mpath_tf.pipeline import sample_path_counts
+
+    objective = kt.Objective("val_accuracy", "max")
+    if config.sampling == "adaptive":
+        return _adaptive_oracle_class()(config.width, config.samples, objective)
+    paths = sample_path_counts(config.width, config.samples)
     hp = kt.HyperParameters()
     hp.Choice("paths", [int(b) for b in paths], ordered=True)
     return kt.oracles.GridSearchOracle(
-        objective=kt.Objective("val_accuracy", "max"), max_trials=len(paths),
+        objective=objective, max_trials=len(paths),
         hyperparameters=hp, allow_new_entries=False, tune_new_entries=False)
+
+
+def _adaptive_oracle_class():
+    import keras_tuner as kt
+
+    class AdaptiveOracle(kt.Oracle):
+        """Next path count: the start set (``initial_path_counts``), then where
+        the fitted accuracy curve is least certain (``next_path_count``);
+        path counts being fine-tuned by other workers are skipped."""
+
+        def __init__(self, width, max_trials, objective):
+            hp = kt.HyperParameters()
+            hp.Int("paths", 2, max(width, 2))
+            super().__init__(objective=objective, max_trials=max_trials, hyperparameters=hp,
+                             allow_new_entries=False, tune_new_entries=False)
+            self.width = width
+
+        def populate_space(self, trial_id):
+            from mpath_tf.sampling import initial_path_counts, next_path_count
+
+            done = {int(t.hyperparameters.get("paths")): t.score for t in self.trials.values()
+                    if t.status == "COMPLETED" and t.score is not None}
+            running = {int(t.hyperparameters.get("paths")) for t in self.ongoing_trials.values()}
+            start = [b for b in initial_path_counts(self.width) if b not in set(done) | running]
+            b = start[0] if start else next_path_count(done, self.width, exclude=running)
+            if b is None:
+                return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": {"paths": b}}
+
+    return AdaptiveOracle
 
 
 def _tuner_class():
@@ -54,13 +92,14 @@ def _tuner_class():
     class SampleTuner(BaseTuner):
         """Runs one sampled path count per trial (see the module docstring)."""
 
-        def __init__(self, run_path, paths, log=print, progress=None, **kwargs):
+        def __init__(self, run_path, log=print, progress=None, **kwargs):
             self.run_path = Path(run_path)
             self.log = log
             self.progress = progress
             self.trials_begun = 0
             self._context = None
-            super().__init__(oracle=_oracle(paths), directory=str(self.run_path / "tuner"),
+            config = RunDir.open(self.run_path).config
+            super().__init__(oracle=_oracle(config), directory=str(self.run_path / "tuner"),
                              project_name=PROJECT, overwrite=False, **kwargs)
 
         def _load(self):
@@ -130,19 +169,21 @@ def _tuner_class():
     return SampleTuner
 
 
-def make_tuner(run_path, paths: list[int], log=print, progress=None):
+def make_tuner(run_path, log=print, progress=None):
     """The KerasTuner tuner of a run's sample fine-tuning (``RUN/tuner/samples``).
+
+    Its oracle follows the run's ``sampling`` setting (``even``: a grid over
+    the evenly spaced path counts; ``adaptive``: ``AdaptiveOracle``).
 
     Args:
         run_path: The run directory, with a trained ``supernet.keras``.
-        paths: The sampled path counts (the oracle's grid).
         log: Progress printer.
         progress: A ``mpath_tf.progress.Progress`` for steps and epochs.
 
     Returns:
         The tuner; ``tuner.search(verbose=0)`` runs (or resumes) the trials.
     """
-    return _tuner_class()(run_path, paths, log=log, progress=progress)
+    return _tuner_class()(run_path, log=log, progress=progress)
 
 
 def _free_port() -> int:
@@ -222,12 +263,8 @@ def run_distributed(run_path, workers: int, log=print, max_restarts: int = 3,
 
 def main(argv=None) -> None:
     """Entry point of a chief or worker process: ``python -m mpath_tf.tuning RUN``."""
-    from mpath_tf.pipeline import sample_path_counts
-
     argv = sys.argv[1:] if argv is None else argv
-    run = RunDir.open(argv[0])
-    paths = sample_path_counts(run.config.width, run.config.samples)
-    tuner = make_tuner(run.path, paths, log=lambda m: print(m, flush=True))
+    tuner = make_tuner(RunDir.open(argv[0]).path, log=lambda m: print(m, flush=True))
     tuner.search(verbose=0)
 
 
