@@ -57,6 +57,15 @@ PAPER_TABLE4 = {  # (MAE, Pearson)
 }
 
 
+def budget_dir(args) -> Path:
+    """``--out`` / the budget's name (created): journals of different budgets stay apart."""
+    budget = (f"e{args.epochs}-s{args.seeds}-b{args.batch_size}-"
+              f"f{args.samples}x{args.sample_epochs}-h{args.heldout}x{args.heldout_epochs}")
+    path = args.out / budget
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class Journal:
     """Append-only JSON-lines record of finished units, keyed by name."""
 
@@ -255,10 +264,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mpath_tf.data import load_dataset
 
-    budget = (f"e{args.epochs}-s{args.seeds}-b{args.batch_size}-"
-              f"f{args.samples}x{args.sample_epochs}-h{args.heldout}x{args.heldout_epochs}")
-    args.out = args.out / budget
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = budget_dir(args)
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
     journal = Journal(args.out / "journal.jsonl")

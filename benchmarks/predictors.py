@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from paper_reproduction import Journal, heldout_path_counts  # noqa: E402
+from paper_reproduction import Journal, budget_dir, heldout_path_counts  # noqa: E402
 
 
 def run_units(journal, data, arch, args, log):
@@ -191,10 +191,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mpath_tf import load_dataset
 
-    budget = (f"e{args.epochs}-s{args.seeds}-b{args.batch_size}-f{args.samples}x{args.sample_epochs}"
-              f"-h{args.heldout}x{args.heldout_epochs}")
-    args.out = args.out / budget
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = budget_dir(args)
     journal = Journal(args.out / "journal.jsonl")
     for name in args.datasets:
         run_units(journal, load_dataset(name, args.data_dir), args.arch, args,

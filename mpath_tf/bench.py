@@ -56,6 +56,28 @@ def fully_connected_ops(model) -> int:
                for layer in model.layers if isinstance(layer, (PathDense, keras.layers.Dense)))
 
 
+def measured_latency(run_dir: str | os.PathLike) -> dict[tuple[str, str], dict[int, float]]:
+    """Median latency (us) of every benchmarked derived model of a run.
+
+    Returns:
+        ``{(target, quantization): {b: microseconds}}`` from every
+        ``RUN/bench/<target>/latency.csv`` (target named as in its settings).
+    """
+    import json
+
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for table in sorted((Path(run_dir) / "bench").glob("*/latency.csv")):
+        settings = table.parent / "settings.json"
+        target = (json.loads(settings.read_text())["target"] if settings.is_file()
+                  else table.parent.name)
+        with open(table, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["kind"] == "mpath" and row["status"] == "ok" and row["median_us"]:
+                    out.setdefault((target, row["quantization"]), {})[int(row["paths"])] = (
+                        float(row["median_us"]))
+    return out
+
+
 def predict_latency(run_dir: str | os.PathLike, target: str = "local",
                     quantization: str = "float32") -> dict[int, float]:
     """Predicted latency (us) of every path count from the run's latency model.

@@ -11,14 +11,13 @@ accurate model that fits its latency or size budget::
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from mpath_tf.errors import ConfigError, RunDirError
+from mpath_tf.bench import measured_latency
+from mpath_tf.errors import ConfigError
 from mpath_tf.io import atomic_write_json, atomic_write_text
 from mpath_tf.rundir import RunDir
 
@@ -98,20 +97,6 @@ if __name__ == "__main__":
 '''
 
 
-def _latency_ms(run: RunDir, quantization: str) -> dict[int, dict[str, float]]:
-    """Measured median latency (ms) per path count and target, from ``RUN/bench``."""
-    out: dict[int, dict[str, float]] = {}
-    for table in sorted((run.path / "bench").glob("*/latency.csv")):
-        target = json.loads((table.parent / "settings.json").read_text())["target"] \
-            if (table.parent / "settings.json").is_file() else table.parent.name
-        with open(table, newline="") as f:
-            for row in csv.DictReader(f):
-                if (row["kind"] == "mpath" and row["status"] == "ok"
-                        and row["quantization"] == quantization and row["median_us"]):
-                    out.setdefault(int(row["paths"]), {})[target] = float(row["median_us"]) / 1000
-    return out
-
-
 def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
                  quantization: str = "int8", output: str | os.PathLike | None = None,
                  lowering: str = "auto", log=print) -> Path:
@@ -143,11 +128,7 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
     from mpath_tf.pipeline import finetune, load_data
 
     run = RunDir.open(run_dir)
-    results_path = run.path / "results.json"
-    if not results_path.is_file():
-        raise RunDirError(f"{run.path} has no results.json: finish the search first "
-                          "(run `mpath-tf search` on it again).")
-    results = json.loads(results_path.read_text())
+    results = run.results()
     rows = {r["paths"]: r for r in results["rows"]}
     scheme = get_quantization(quantization)
     chosen = (results.get("chosen") or {}).get("paths")
@@ -160,7 +141,11 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
     supernet = None
     out = Path(output) if output else run.path / "bundle"
     out.mkdir(parents=True, exist_ok=True)
-    latency = _latency_ms(run, scheme.name)
+    latency: dict[int, dict[str, float]] = {}  # b -> {target: ms}
+    for (target, q), values in measured_latency(run.path).items():
+        if q == scheme.name:
+            for b, us in values.items():
+                latency.setdefault(b, {})[target] = us / 1000
     models = []
     for b in paths:
         model_path = run.model_path(b)

@@ -12,14 +12,14 @@ embedded as PNG data URIs, so the file can be mailed or archived alone.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
 import os
 from pathlib import Path
 
-from mpath_tf.errors import RunDirError
+from mpath_tf.bench import measured_latency
+from mpath_tf.budget import pareto_paths
 from mpath_tf.io import atomic_write_text
 from mpath_tf.rundir import RunDir
 
@@ -49,39 +49,6 @@ def _file_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def pareto_front(points: list[tuple[float, float, int]]) -> list[int]:
-    """Keys of the points no other point beats on both cost (lower) and accuracy (higher).
-
-    Args:
-        points: ``(cost, accuracy, key)`` triples.
-
-    Returns:
-        The keys on the front, by increasing cost.
-
-    Example:
-        >>> pareto_front([(1, 0.9, 1), (2, 0.95, 2), (3, 0.93, 3), (0.5, 0.8, 4)])
-        [4, 1, 2]
-    """
-    front, best = [], float("-inf")
-    for cost, acc, key in sorted(points, key=lambda p: (p[0], -p[1])):
-        if acc > best:
-            front.append(key)
-            best = acc
-    return front
-
-
-def _latency(run: RunDir) -> dict[tuple[str, str], dict[int, float]]:
-    """Measured median latency (us) per (target, quantization) and path count."""
-    out: dict[tuple[str, str], dict[int, float]] = {}
-    for table in sorted((run.path / "bench").glob("*/latency.csv")):
-        with open(table, newline="") as f:
-            for row in csv.DictReader(f):
-                if row["kind"] == "mpath" and row["status"] == "ok" and row["median_us"]:
-                    key = (table.parent.name, row["quantization"])
-                    out.setdefault(key, {})[int(row["paths"])] = float(row["median_us"])
-    return out
-
-
 def _pareto_figure(rows, latency, chosen):
     import matplotlib
 
@@ -101,7 +68,7 @@ def _pareto_figure(rows, latency, chosen):
         keys = [b for b in cost if b in accuracy]
         ax.plot([cost[b] for b in keys], [100 * accuracy[b] for b in keys], ".", color="0.7",
                 label="every path count (predicted)")
-        front = pareto_front([(cost[b], accuracy[b], b) for b in keys])
+        front = pareto_paths([r for r in rows if r["paths"] in cost], cost)
         ax.plot([cost[b] for b in front], [100 * accuracy[b] for b in front], "o-",
                 color="tab:blue", label="Pareto front")
         if chosen in cost:
@@ -145,17 +112,12 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
         write_report("runs/digits-mpath-4-64-seed0")  # -> .../report.html
     """
     run = RunDir.open(run_dir)
-    results_path = run.path / "results.json"
-    if not results_path.is_file():
-        raise RunDirError(f"{run.path} has no results.json: the search has not finished; "
-                          "run `mpath-tf search` on it again to finish it.")
-    results = json.loads(results_path.read_text())
+    results = run.results()
     meta = json.loads((run.path / "run.json").read_text())
     rows = results["rows"]
     chosen = (results.get("chosen") or {}).get("paths")
-    latency = _latency(run)
-    front = set(pareto_front([(r["parameters"], r["predicted_val_accuracy"], r["paths"])
-                              for r in rows]))
+    latency = measured_latency(run.path)
+    front = set(pareto_paths(rows, {r["paths"]: r["parameters"] for r in rows}))
     headers = ["paths", "parameters", "% of MLP", "predicted val acc (%)", "+-",
                "measured val acc (%)"] + [f"{t} {q} (us)" for t, q in latency]
     body, classes = [], []

@@ -137,6 +137,18 @@ class RunDir:
     def model_path(self, paths: int) -> Path:
         return self.path / "models" / f"paths-{paths}.keras"
 
+    def results(self) -> dict:
+        """The content of ``results.json`` (the finished search).
+
+        Raises:
+            RunDirError: The search has not finished.
+        """
+        path = self.path / "results.json"
+        if not path.is_file():
+            raise RunDirError(f"{self.path} has no results.json: the search has not finished; "
+                              "run `mpath-tf search` on it again to finish it.")
+        return json.loads(path.read_text())
+
     def load_supernet(self):
         """Load the trained supernet.
 

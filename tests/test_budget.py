@@ -47,6 +47,19 @@ def test_pareto_front_of_accuracy_against_parameters():
     assert pareto_paths(ROWS, cost) == list(range(10, 0, -1))  # all on the front
 
 
+def test_pareto_front_keeps_only_undominated_points():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    points = rng.random((50, 2))
+    rows = [{"paths": i, "predicted_val_accuracy": float(a)} for i, (_, a) in enumerate(points)]
+    cost = {i: float(c) for i, (c, _) in enumerate(points)}
+    front = set(pareto_paths(rows, cost))
+    for i, (c, a) in enumerate(points):
+        dominated = any(c2 <= c and a2 >= a and (c2, a2) != (c, a) for c2, a2 in points)
+        assert (i in front) != dominated
+
+
 def test_search_meets_size_and_latency_budgets_measured_here(tiny_run, tmp_path):
     import shutil
 

@@ -7,11 +7,10 @@ import re
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
 from mpath_tf.errors import RunDirError
-from mpath_tf.report import pareto_front, write_report
+from mpath_tf.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -61,15 +60,6 @@ def test_report_of_an_unfinished_run_is_refused(tiny_run, tmp_path):
     (unfinished / "results.json").unlink()
     with pytest.raises(RunDirError, match="has no results.json"):
         write_report(unfinished)
-
-
-def test_pareto_front_keeps_only_undominated_points():
-    rng = np.random.default_rng(0)
-    points = [(float(c), float(a), i) for i, (c, a) in enumerate(rng.random((50, 2)))]
-    front = set(pareto_front(points))
-    for cost, acc, key in points:
-        dominated = any(c <= cost and a >= acc and (c, a) != (cost, acc) for c, a, _ in points)
-        assert (key in front) != dominated
 
 
 def test_cli_report(tiny_run, tmp_path):
