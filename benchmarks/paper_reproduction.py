@@ -125,12 +125,9 @@ def run_tables(journal, data, arch, args, log):
 
 
 def run_table4(journal, data, arch, args, log):
-    import keras
-
-    from mpath_tf.derivation import derive, parameter_counts
+    from mpath_tf.derivation import parameter_counts
     from mpath_tf.io import load_model
     from mpath_tf.pipeline import sample_path_counts
-    from mpath_tf.training import accuracy, train
 
     width = int(arch.split("-")[1])
     supernet = load_model(args.out / f"{data.name}-supernet-{arch}.keras")
@@ -139,23 +136,37 @@ def run_table4(journal, data, arch, args, log):
     plan += [("heldout", b, args.heldout_epochs)
              for b in heldout_path_counts(width, args.samples, args.heldout)]
     for role, b, epochs in plan:
-        key = f"{data.name}/table4-{arch}/{role}/{b}"
-        if journal.get(key):
-            continue
-        start = time.perf_counter()
-        keras.utils.set_random_seed(b)
-        model = derive(supernet, b)
-        train(model, data, epochs, batch_size=args.batch_size, keep_best=False)
-        journal.add(
-            key,
-            paths=b,
-            parameters=counts[b],
-            percent_of_mlp=100 * counts[b] / counts[1],
-            val_error=1 - accuracy(model, data.x_val, data.y_val),
-            test_error=1 - accuracy(model, data.x_test, data.y_test),
-            seconds=time.perf_counter() - start,
-        )
-        log(f"{key}: val error {100 * journal.get(key)['val_error']:.2f}%")
+        fine_tune_unit(journal, f"{data.name}/table4-{arch}/{role}/{b}", supernet, counts, data, b,
+                       epochs, args.batch_size, log)
+
+
+def fine_tune_unit(journal, key, supernet, counts, data, b, epochs, batch_size, log):
+    """Derive b paths, fine-tune (seed b) and journal the result under ``key``,
+    unless the journal has it already; returns the record."""
+    import keras
+
+    from mpath_tf.derivation import derive
+    from mpath_tf.training import accuracy, train
+
+    if journal.get(key):
+        return journal.get(key)
+    start = time.perf_counter()
+    keras.utils.set_random_seed(b)
+    model = derive(supernet, b)
+    curve: list[float] = []
+    train(model, data, epochs, batch_size=batch_size, keep_best=False, history=curve)
+    record = journal.add(
+        key,
+        paths=b,
+        parameters=counts[b],
+        percent_of_mlp=100 * counts[b] / counts[1],
+        val_error=1 - accuracy(model, data.x_val, data.y_val),
+        test_error=1 - accuracy(model, data.x_test, data.y_test),
+        val_curve=curve,
+        seconds=time.perf_counter() - start,
+    )
+    log(f"{key}: val error {100 * record['val_error']:.2f}%")
+    return record
 
 
 def table4_summary(journal, dataset, arch, figure: Path | None):

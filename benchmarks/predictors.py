@@ -29,21 +29,18 @@ import argparse
 import datetime
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from paper_reproduction import Journal, budget_dir, heldout_path_counts  # noqa: E402
+from paper_reproduction import Journal, budget_dir, fine_tune_unit, heldout_path_counts  # noqa: E402
 
 
 def run_units(journal, data, arch, args, log):
-    import keras
-
     from mpath_tf import build_supernet
-    from mpath_tf.derivation import derive, parameter_counts
+    from mpath_tf.derivation import parameter_counts
     from mpath_tf.io import atomic_save_model, load_model
     from mpath_tf.pipeline import sample_path_counts
-    from mpath_tf.training import accuracy, train
+    from mpath_tf.training import train
 
     depth, width = (int(v) for v in arch.split("-"))
     supernet_path = args.out / f"{data.name}-supernet-{arch}.keras"
@@ -59,55 +56,22 @@ def run_units(journal, data, arch, args, log):
     plan += [("table4", "heldout", b, args.heldout_epochs)
              for b in heldout_path_counts(width, args.samples, args.heldout)]
     for study, role, b, epochs in plan:
-        key = f"{data.name}/{study}-{arch}/{role}/{b}"
-        if journal.get(key):
-            continue
-        start = time.perf_counter()
-        keras.utils.set_random_seed(b)
-        model = derive(supernet, b)
-        curve: list[float] = []
-        train(model, data, epochs, batch_size=args.batch_size, keep_best=False, history=curve)
-        journal.add(key, paths=b, parameters=counts[b], percent_of_mlp=100 * counts[b] / counts[1],
-                    val_error=1 - accuracy(model, data.x_val, data.y_val),
-                    test_error=1 - accuracy(model, data.x_test, data.y_test),
-                    val_curve=curve, seconds=time.perf_counter() - start)
-        log(f"{key}: val error {100 * journal.get(key)['val_error']:.2f}%")
-
-
-def fine_tune_unit(journal, data, arch, b, args, log):
-    """The 3-epoch sample unit of path count b (journaled; reused by both samplings)."""
-    import keras
-
-    from mpath_tf.derivation import derive, parameter_counts
-    from mpath_tf.io import load_model
-    from mpath_tf.training import accuracy, train
-
-    key = f"{data.name}/predictors-{arch}/sample/{b}"
-    if journal.get(key):
-        return journal.get(key)
-    supernet = load_model(args.out / f"{data.name}-supernet-{arch}.keras")
-    counts = parameter_counts(supernet)
-    start = time.perf_counter()
-    keras.utils.set_random_seed(b)
-    model = derive(supernet, b)
-    curve: list[float] = []
-    train(model, data, args.sample_epochs, batch_size=args.batch_size, keep_best=False,
-          history=curve)
-    log(f"{key}: adaptive pick")
-    return journal.add(key, paths=b, parameters=counts[b], percent_of_mlp=100 * counts[b] / counts[1],
-                       val_error=1 - accuracy(model, data.x_val, data.y_val),
-                       test_error=1 - accuracy(model, data.x_test, data.y_test),
-                       val_curve=curve, seconds=time.perf_counter() - start)
+        fine_tune_unit(journal, f"{data.name}/{study}-{arch}/{role}/{b}", supernet, counts, data,
+                       b, epochs, args.batch_size, log)
 
 
 def adaptive(journal, data, arch, args, log):
     """Held-out MAE of the default predictor after each adaptive sample."""
     import numpy as np
 
+    from mpath_tf.derivation import parameter_counts
+    from mpath_tf.io import load_model
     from mpath_tf.predictors import make_predictor
     from mpath_tf.sampling import initial_path_counts, next_path_count
 
     width = int(arch.split("-")[1])
+    supernet = load_model(args.out / f"{data.name}-supernet-{arch}.keras")
+    counts = parameter_counts(supernet)
     held = sorted((r for r in journal.records.values()
                    if r["key"].startswith(f"{data.name}/table4-{arch}/heldout/")),
                   key=lambda r: r["paths"])
@@ -117,7 +81,9 @@ def adaptive(journal, data, arch, args, log):
     while len(measured) < args.samples:
         start = [b for b in initial_path_counts(width) if b not in measured]
         b = start[0] if start else next_path_count(measured, width, exclude=heldout)
-        measured[b] = 1 - fine_tune_unit(journal, data, arch, b, args, log)["val_error"]
+        record = fine_tune_unit(journal, f"{data.name}/predictors-{arch}/sample/{b}", supernet,
+                                counts, data, b, args.sample_epochs, args.batch_size, log)
+        measured[b] = 1 - record["val_error"]
         if len(measured) >= 4:
             p = make_predictor("pchip").fit(list(measured), list(measured.values()))
             predicted = 1 - p.predict([r["paths"] for r in held])
@@ -128,7 +94,7 @@ def adaptive(journal, data, arch, args, log):
     return rows
 
 
-def evaluate(journal, dataset, arch, heldout_epochs):
+def evaluate(journal, dataset, arch, heldout_epochs, samples: int = 10):
     """Rows of (predictor, fitted on, MAE and Pearson vs held-out test error,
     the same vs held-out validation error, LOO MAE); the first row is the
     oracle that predicts each held-out model's own validation error."""
@@ -137,9 +103,12 @@ def evaluate(journal, dataset, arch, heldout_epochs):
     from mpath_tf.curves import budget_gain, extrapolate
     from mpath_tf.predictors import PREDICTORS, make_predictor
 
+    from mpath_tf.pipeline import sample_path_counts
+
     rows = journal.records.values()
-    samples = sorted((r for r in rows if r["key"].startswith(f"{dataset}/predictors-{arch}/sample/")),
-                     key=lambda r: r["paths"])
+    even = set(sample_path_counts(int(arch.split("-")[1]), samples))  # not the adaptive picks
+    samples = sorted((r for r in rows if r["key"].startswith(f"{dataset}/predictors-{arch}/sample/")
+                      and r["paths"] in even), key=lambda r: r["paths"])
     held = sorted((r for r in rows if r["key"].startswith(f"{dataset}/table4-{arch}/heldout/")),
                   key=lambda r: r["paths"])
     if len(samples) < 3 or not held:
@@ -204,7 +173,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name in args.datasets:
         for predictor, kind, mae, pearson, mae_v, pearson_v, loo in evaluate(
-                journal, name, args.arch, args.heldout_epochs):
+                journal, name, args.arch, args.heldout_epochs, args.samples):
             print(f"| {name} | {predictor} | {kind} | {mae:.4f} | {pearson:.3f} | {mae_v:.4f} | "
                   f"{pearson_v:.3f} | {loo:.4f} |")
     print("\nAdaptive sampling (--sampling adaptive), PCHIP fitted on the samples so far:")
