@@ -16,20 +16,30 @@ import numpy as np
 from mpath_tf.layers import PathDense, _concat_tree
 
 
+def path_stack(model) -> list[PathDense] | None:
+    """The ``PathDense`` layers of ``model`` if they follow one another and
+    share their path widths (what ``chain_paths`` replaces), else None."""
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    found = [i for i, l in enumerate(layers) if isinstance(l, PathDense)]
+    if not found or found != list(range(found[0], found[-1] + 1)):
+        return None
+    blocks = [layers[i] for i in found]
+    if any(b.path_widths != blocks[0].path_widths for b in blocks):
+        return None
+    return blocks
+
+
 def _chain(model):
     """(first Dense, [PathDense...], next Dense) if ``model`` is such a chain, else None."""
-    layers = [l for l in model.layers if not isinstance(l, (keras.layers.InputLayer, keras.layers.Flatten))]
-    paths = [i for i, l in enumerate(layers) if isinstance(l, PathDense)]
-    if not paths or paths != list(range(paths[0], paths[-1] + 1)):
+    blocks = path_stack(model)
+    if blocks is None:
         return None
-    before, after = paths[0] - 1, paths[-1] + 1
+    layers = [l for l in model.layers if not isinstance(l, (keras.layers.InputLayer, keras.layers.Flatten))]
+    before, after = layers.index(blocks[0]) - 1, layers.index(blocks[-1]) + 1
     if before < 0 or after >= len(layers):
         return None
     first, last = layers[before], layers[after]
-    blocks = [layers[i] for i in paths]
     if not (isinstance(first, keras.layers.Dense) and isinstance(last, keras.layers.Dense)):
-        return None
-    if any(b.path_widths != blocks[0].path_widths for b in blocks):
         return None
     return first, blocks, last
 
@@ -173,12 +183,12 @@ class PathChain(keras.layers.Layer):
             h = (ops.reshape(h, (-1, 1, 1, n * w)) if conv
                  else ops.transpose(ops.reshape(h, (-1, n, w)), (1, 0, 2)))
             for block in self.blocks:
-                kernels = block._group_kernels(kernel_start, n, w)  # (n, w_in, w_out)
                 bias = block.bias[neuron_start : neuron_start + n * w]
                 if conv:
-                    kernel = ops.reshape(ops.transpose(kernels, (1, 0, 2)), (1, 1, w, n * w))
+                    kernel = block._conv_kernel(kernel_start, n, w)
                     h = block._activate(ops.conv(h, kernel, padding="valid") + bias)
                 else:
+                    kernels = block._group_kernels(kernel_start, n, w)  # (n, w_in, w_out)
                     h = block._activate(ops.matmul(h, kernels) + ops.reshape(bias, (n, 1, w)))
             outputs.append(ops.reshape(h if conv else ops.transpose(h, (1, 0, 2)), (-1, n * w)))
         return _concat_tree(outputs)
@@ -200,19 +210,6 @@ class PathChain(keras.layers.Layer):
             "implementation": self.implementation,
         })
         return config
-
-
-def path_stack(model) -> list[PathDense] | None:
-    """The ``PathDense`` layers of ``model`` if they follow one another and
-    share their path widths (what ``chain_paths`` replaces), else None."""
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    found = [i for i, l in enumerate(layers) if isinstance(l, PathDense)]
-    if not found or found != list(range(found[0], found[-1] + 1)):
-        return None
-    blocks = [layers[i] for i in found]
-    if any(b.path_widths != blocks[0].path_widths for b in blocks):
-        return None
-    return blocks
 
 
 def chain_paths(model: keras.Model, implementation: str) -> keras.Model:

@@ -167,7 +167,7 @@ def compare_outputs(expected: np.ndarray, got: np.ndarray, quantization=None,
 
 
 def verify(path: str | os.PathLike, model, x: np.ndarray, quantization=None,
-           labels: np.ndarray | None = None) -> Verification:
+           labels: np.ndarray | None = None, expected: np.ndarray | None = None) -> Verification:
     """Run the ``.tflite`` file and the Keras model on ``x`` and compare.
 
     Args:
@@ -176,6 +176,8 @@ def verify(path: str | os.PathLike, model, x: np.ndarray, quantization=None,
         x: Held-out examples to compare on.
         quantization: The scheme used for export (sets the bounds).
         labels: True classes of ``x`` (enables the int8 accuracy-drop bound).
+        expected: The Keras outputs on ``x`` if already computed (several files
+            of one model are then checked against one prediction).
 
     Returns:
         A ``Verification``; check ``.passed``.
@@ -191,6 +193,7 @@ def verify(path: str | os.PathLike, model, x: np.ndarray, quantization=None,
     """
     from converters.tflite import run_tflite
 
-    expected = np.asarray(model.predict(x, batch_size=1024, verbose=0))
+    if expected is None:
+        expected = np.asarray(model.predict(x, batch_size=1024, verbose=0))
     return compare_outputs(expected, run_tflite(path, x), quantization, labels,
                            output_step(path))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-from pathlib import Path
 
 import click
 
@@ -144,20 +143,9 @@ def search(run_dir, quiet, as_json, **settings):
     # Progress and messages go to stderr, so stdout holds only the results.
     result = run_search(config, run_dir, progress=Progress(quiet=quiet))
     if as_json:
-        chosen = result["chosen"]
-        click.echo(json.dumps({
-            "run_dir": result["run_dir"],
-            "chosen": {k: chosen[k] for k in ("paths", "parameters", "percent_of_mlp",
-                                              "predicted_val_accuracy", "val_accuracy",
-                                              "test_accuracy", "path_widths")},
-            "exports": {q: {"file": str(Path(result["run_dir"]) / e["file"]), "bytes": e["bytes"],
-                            "test_accuracy": e["test_accuracy"],
-                            "parity_passed": e["verification"]["passed"]}
-                        for q, e in chosen["exports"].items()},
-            "pareto_params": result["pareto_params"],
-            "budget": result["budget"],
-            "predictor": config.predictor,
-        }, indent=2))
+        from mpath_tf.pipeline import summary
+
+        click.echo(json.dumps(summary(result), indent=2))
     elif not quiet:
         click.echo(f"results: {result['run_dir']}")
 

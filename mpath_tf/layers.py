@@ -325,16 +325,19 @@ class PathDense(keras.layers.Layer):
         """The (n, w, w) blocks of one width group, in grouped order."""
         return ops.reshape(self.kernel[kernel_start : kernel_start + n * w * w], (n, w, w))
 
+    def _conv_kernel(self, kernel_start: int, n: int, w: int):
+        """One width group as a grouped 1x1 conv kernel, (1, 1, w_in, n * w_out):
+        output channel g*w + j of group g reads input channels g*w .. g*w + w - 1."""
+        kernel = ops.transpose(self._group_kernels(kernel_start, n, w), (1, 0, 2))
+        return ops.reshape(kernel, (1, 1, w, n * w))
+
     def _call_conv(self, inputs):
         x = inputs if self._identity else _permute(inputs, self._perm, self._inverse)
         outputs = []
         for w, paths, kernel_start, neuron_start in self._groups:
             n = len(paths)
             xs = ops.reshape(x[..., neuron_start : neuron_start + n * w], (-1, 1, 1, n * w))
-            # Grouped conv kernel (1, 1, w_in, n * w_out): output channel g*w + j
-            # of group g reads input channels g*w .. g*w + w - 1.
-            kernel = ops.transpose(self._group_kernels(kernel_start, n, w), (1, 0, 2))
-            y = ops.conv(xs, ops.reshape(kernel, (1, 1, w, n * w)), padding="valid")
+            y = ops.conv(xs, self._conv_kernel(kernel_start, n, w), padding="valid")
             y = ops.reshape(y, (-1, n * w))
             if self._identity:  # bias and activation per group: fused into CONV_2D
                 y = self._activate(y + self.bias[neuron_start : neuron_start + n * w])

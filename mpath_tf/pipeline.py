@@ -1,14 +1,18 @@
 """The search pipeline behind ``mpath-tf search`` (paper, section 3).
 
 1. One-shot training of the supernet (best validation epoch kept).
-2. Sample fine-tuning: derive and fine-tune evenly spaced path counts in [2, W].
+2. Sample fine-tuning: derive and fine-tune path counts in [2, W] (evenly
+   spaced or adaptive), as KerasTuner trials (``mpath_tf.tuning``), in this
+   process or on worker processes.
 3. Fit the accuracy predictor and predict every path count in [1, W].
-4. Choose a model, fine-tune it if it was not sampled, export it to float32 and
-   int8 ``.tflite`` and verify both against Keras in the LiteRT interpreter.
+4. Choose a model (by accuracy drop or by budget, ``mpath_tf.budget``),
+   fine-tune it if it was not sampled, export it to float32 and int8
+   ``.tflite`` and verify both against Keras in the LiteRT interpreter.
 5. Write ``results.json``, ``results.csv`` and ``results.png``.
 
-After each step the state is saved, so a killed search resumes where it
-stopped and never redoes a finished step.
+After each step the state is saved, and every training saves a checkpoint
+after each epoch, so a killed search resumes where it stopped and never
+redoes finished work.
 """
 
 from __future__ import annotations
@@ -315,15 +319,14 @@ def _budget_files(run: RunDir, supernet, data: Dataset, log):
 
 
 def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
-    from converters import Float32, Int8, compare_outputs, export_tflite, output_step, run_tflite
+    from converters import Float32, Int8, export_tflite, verify
 
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)
     exports = {}
     for scheme in (Float32(), Int8()):
         path = run.path / f"model_{scheme.name}.tflite"
         export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto")
-        probs = run_tflite(path, data.x_test)
-        check = compare_outputs(expected, probs, scheme, data.y_test, output_step(path))
+        check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
         exports[scheme.name] = {
             "file": path.name,
             "bytes": path.stat().st_size,
@@ -332,6 +335,31 @@ def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
         }
         log(f"  {path.name}: {path.stat().st_size} bytes, {check.summary()}")
     return exports
+
+
+def summary(result: dict) -> dict:
+    """The machine-readable summary of a search (``mpath-tf search --json``).
+
+    Args:
+        result: What ``search`` returned.
+
+    Returns:
+        Run directory, chosen model, exported files, Pareto front, budget, predictor.
+    """
+    chosen = result["chosen"]
+    return {
+        "run_dir": result["run_dir"],
+        "chosen": {k: chosen[k] for k in ("paths", "parameters", "percent_of_mlp",
+                                          "predicted_val_accuracy", "val_accuracy",
+                                          "test_accuracy", "path_widths")},
+        "exports": {q: {"file": str(Path(result["run_dir"]) / e["file"]), "bytes": e["bytes"],
+                        "test_accuracy": e["test_accuracy"],
+                        "parity_passed": e["verification"]["passed"]}
+                    for q, e in chosen["exports"].items()},
+        "pareto_params": result["pareto_params"],
+        "budget": result["budget"],
+        "predictor": result["settings"]["predictor"],
+    }
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:

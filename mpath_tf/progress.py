@@ -81,7 +81,7 @@ class Progress:
         if not self.live:
             self._write(f"[{self.name}] {index}/{self.steps} ({label})")
 
-    def epoch(self, epoch: int, skipped: int = 0) -> None:
+    def epoch(self, epoch: int) -> None:
         """Epoch ``epoch`` (1-based) of the current step finished."""
         self.epochs_done += 1
         total = self.steps * self.epochs

@@ -196,9 +196,9 @@ def _process(role_id: str, run_path: Path, port: int, log_path: Path) -> subproc
     env = {**os.environ, "KERASTUNER_TUNER_ID": role_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
            "KERASTUNER_ORACLE_PORT": str(port), "TF_CPP_MIN_LOG_LEVEL": "3",
            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
-    out = open(log_path, "a")
-    return subprocess.Popen([sys.executable, "-m", "mpath_tf.tuning", str(run_path)],
-                            env=env, stdout=out, stderr=subprocess.STDOUT)
+    with open(log_path, "a") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "mpath_tf.tuning", str(run_path)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def run_distributed(run_path, workers: int, log=print, max_restarts: int = 3,

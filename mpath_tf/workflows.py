@@ -125,12 +125,10 @@ def export_model(
 
     from converters import (
         choose_lowerings,
-        compare_outputs,
         export_tflite,
         get_quantization,
-        output_step,
-        run_tflite,
     )
+    from converters import verify as verify_file
 
     if fmt != "tflite":
         raise ConfigError(f"Unknown export format '{fmt}'. Supported: tflite.")
@@ -193,11 +191,8 @@ def export_model(
     if verify:
         # One Keras prediction and one LiteRT run over the test set give the
         # parity numbers and both accuracies.
-        x_eval = data.x_test if data is not None else x_check
-        expected = np.asarray(model.predict(x_eval, batch_size=1024, verbose=0))
-        got = run_tflite(output, x_eval)
-        check = compare_outputs(expected, got, scheme,
-                                data.y_test if data is not None else None, output_step(output))
+        check = verify_file(output, model, data.x_test if data is not None else x_check, scheme,
+                            data.y_test if data is not None else None)
         report |= {
             "keras_test_accuracy": check.keras_accuracy,
             "tflite_test_accuracy": check.tflite_accuracy,
