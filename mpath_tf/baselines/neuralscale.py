@@ -16,12 +16,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 
-from mpath_tf.baselines.common import check_budget, mlp_parameters
+from mpath_tf.baselines.common import (
+    BaselineResult,
+    MLPSpec,
+    adjust_to_budget,
+    check_budget,
+    mlp_parameters,
+    train_widths,
+)
 
 
 def fit_power_law(taus: Sequence[float], phis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -255,3 +263,30 @@ def architecture_descent(inputs: int, widths: Sequence[int], classes: int, data,
         current = generate_widths(alpha, beta, original, inputs, classes)  # scale back up
     return {"widths": generated, "alpha": alpha.tolist(), "beta": beta.tolist(),
             "history": history}
+
+
+def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
+             batch_size: int = 128, iterations: int = 1, **prune_options) -> BaselineResult:
+    """NeuralScale's architecture for ``budget``, trained from scratch.
+
+    Args:
+        spec: The dense MLP to prune.
+        data: A ``mpath_tf.data.Dataset``.
+        budget: Parameter budget (tau-hat).
+        epochs: Training epochs of the generated MLP.
+        seed: Seed of the pruning run and of the final initialization.
+        batch_size: Mini-batch size.
+        iterations: Architecture-descent iterations (1: prune the dense MLP once).
+        **prune_options: Passed to ``iterative_prune`` (``pretrain_epochs``,
+            ``steps_per_prune``, ``prune_fraction``, ``min_fraction``).
+
+    Returns:
+        A ``BaselineResult``; ``details`` holds the fitted alpha, beta.
+    """
+    spec.check(budget)
+    start = time.perf_counter()
+    found = architecture_descent(spec.inputs, spec.widths, spec.num_classes, data, budget,
+                                 iterations, batch_size=batch_size, seed=seed, **prune_options)
+    widths = adjust_to_budget(spec, found["widths"], budget)
+    return train_widths("neuralscale", spec, data, budget, widths, found,
+                        time.perf_counter() - start, epochs, seed, batch_size)

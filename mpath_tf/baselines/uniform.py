@@ -3,7 +3,14 @@ layer gets the same width, chosen so the MLP meets the parameter budget."""
 
 from __future__ import annotations
 
-from mpath_tf.baselines.common import check_budget, mlp_parameters
+from mpath_tf.baselines.common import (
+    BaselineResult,
+    MLPSpec,
+    adjust_to_budget,
+    check_budget,
+    mlp_parameters,
+    train_widths,
+)
 
 
 def uniform_widths(inputs: int, classes: int, depth: int, budget: int) -> list[int]:
@@ -11,8 +18,8 @@ def uniform_widths(inputs: int, classes: int, depth: int, budget: int) -> list[i
 
     The width is the largest w with params(w) <= budget or the next one,
     whichever is closer; for small budgets where one neuron more or less
-    moves the count by more than 2%, one layer is then widened or narrowed
-    by one neuron at a time towards the budget.
+    moves the count by more than 2%, single layers are then widened or
+    narrowed by one neuron towards the budget (``adjust_to_budget``).
 
     Args:
         inputs: Input features.
@@ -29,7 +36,7 @@ def uniform_widths(inputs: int, classes: int, depth: int, budget: int) -> list[i
     Example:
         >>> w = uniform_widths(784, 10, 4, 1149010 // 2)
         >>> w, mlp_parameters(784, w, 10)
-        ([324, 324, 325, 325], 574475)
+        ([325, 324, 324, 324], 574599)
     """
     check_budget(inputs, classes, depth, budget)
     lo, hi = 1, max(1, budget)
@@ -41,12 +48,25 @@ def uniform_widths(inputs: int, classes: int, depth: int, budget: int) -> list[i
             hi = mid - 1
     widths = min(([lo] * depth, [lo + 1] * depth),
                  key=lambda w: abs(mlp_parameters(inputs, w, classes) - budget))
-    # fine adjustment: one layer at a time, first layer last (it costs the most)
-    for i in reversed(range(depth)):
-        for step in (1, -1):
-            trial = list(widths)
-            trial[i] = max(1, trial[i] + step)
-            if abs(mlp_parameters(inputs, trial, classes) - budget) < abs(
-                    mlp_parameters(inputs, widths, classes) - budget):
-                widths = trial
-    return widths
+    return adjust_to_budget(MLPSpec((inputs,), widths, classes), widths, budget)
+
+
+def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
+             batch_size: int = 128) -> BaselineResult:
+    """Uniform width scaling of ``spec`` to ``budget``, trained from scratch.
+
+    Args:
+        spec: The dense MLP (its depth is kept).
+        data: A ``mpath_tf.data.Dataset``.
+        budget: Parameter budget.
+        epochs: Training epochs of the scaled MLP.
+        seed: Initialization seed.
+        batch_size: Mini-batch size.
+
+    Returns:
+        A ``BaselineResult`` (no search: ``search_seconds`` is 0).
+    """
+    widths = uniform_widths(spec.inputs, spec.num_classes, len(spec.widths), budget)
+    multiplier = widths[0] / spec.widths[0]
+    return train_widths("uniform", spec, data, budget, widths, {"multiplier": multiplier}, 0.0,
+                        epochs, seed, batch_size)
