@@ -113,6 +113,22 @@ def test_every_method_returns_a_trained_model_within_two_percent_of_the_budget(m
     assert result.train_seconds > 0 and result.search_seconds >= 0
 
 
+def test_one_search_serves_every_budget(digits):
+    from mpath_tf.baselines import search
+
+    spec = _spec(digits)
+    found = search("group_lasso", spec, digits, strength=3e-3, search_epochs=2)
+    budgets = [spec.parameters // 4, spec.parameters // 2, spec.parameters * 3 // 4]
+    widths = [found.widths(b) for b in budgets]
+    assert all(within_budget(spec.count(w), b) for w, b in zip(widths, budgets))
+    assert all(np.all(np.array(a) <= np.array(b)) for a, b in zip(widths, widths[1:]))  # nested
+    result = found.train(digits, budgets[0], epochs=1)
+    assert result.widths == widths[0] and result.search_seconds == found.seconds
+    with pytest.raises(ConfigError, match="expected one of uniform, neuralscale, morphnet, "
+                                          "group_lasso, variational_dropout."):
+        search("magnitude", spec, digits)  # unstructured: nothing to search apart from training
+
+
 def test_unknown_method_and_impossible_budget_are_refused(digits):
     from mpath_tf.baselines import compress
 
@@ -179,7 +195,7 @@ def test_morphnet_shrink_zeroes_the_scales_of_costly_neurons_first(digits):
     zeroed = [float(np.mean(s == 0)) for s in scales]  # exactly zero: the proximal step
     assert zeroed[0] > zeroed[2] and zeroed[1] > zeroed[2] and zeroed[2] < 1
     with pytest.raises(ValueError, match="iterations must be >= 1"):
-        morphnet.compress(spec, digits, 1000, iterations=0)
+        morphnet.search(spec, digits, iterations=0)
 
 
 def test_soft_threshold_is_the_l1_proximal_step_and_round_trips():

@@ -12,7 +12,9 @@ whose trained Keras model is within 2% of the budget. Methods:
 - ``variational_dropout``: sparse VD, neurons with mostly dropped weights removed.
 - ``magnitude``: unstructured magnitude pruning with tfmot (zeros in dense kernels).
 
-The structured methods find widths and train that MLP from scratch.
+The structured methods (all but ``magnitude``) search once, whatever the
+budget (``search(method, ...)`` returns a ``Search``), then draw widths for a
+budget and train that MLP from scratch; ``compress`` does both.
 Generative Synthesis (compared in ``../shared/papers/001_...txt``) is
 proprietary (DarwinAI) and not included.
 
@@ -32,16 +34,42 @@ import importlib
 from mpath_tf.baselines.common import (
     BaselineResult,
     MLPSpec,
+    Search,
     mlp_parameters,
     within_budget,
 )
 from mpath_tf.baselines.uniform import uniform_widths
 from mpath_tf.errors import ConfigError
 
-METHODS = ("uniform", "neuralscale", "morphnet", "group_lasso", "variational_dropout", "magnitude")
+STRUCTURED = ("uniform", "neuralscale", "morphnet", "group_lasso", "variational_dropout")
+METHODS = (*STRUCTURED, "magnitude")
 
-__all__ = ["METHODS", "BaselineResult", "MLPSpec", "compress", "mlp_parameters",
-           "uniform_widths", "within_budget"]
+__all__ = ["METHODS", "STRUCTURED", "BaselineResult", "MLPSpec", "Search", "compress",
+           "mlp_parameters", "search", "uniform_widths", "within_budget"]
+
+
+def _module(method: str, methods: tuple[str, ...]):
+    if method not in methods:
+        raise ConfigError(f"Unknown baseline method {method!r}; expected one of {', '.join(methods)}.")
+    return importlib.import_module(f"mpath_tf.baselines.{method}")
+
+
+def search(method: str, spec: MLPSpec, data, **options) -> Search:
+    """Run a structured method's budget-independent search once.
+
+    Args:
+        method: One of ``STRUCTURED``.
+        spec: The dense MLP.
+        data: A ``mpath_tf.data.Dataset``.
+        **options: The method's ``search`` options (``seed``, ``batch_size``, ...).
+
+    Returns:
+        A ``Search``: ``widths(budget)`` and ``train(data, budget, epochs, seed)``.
+
+    Raises:
+        ConfigError: Unknown (or unstructured) method.
+    """
+    return _module(method, STRUCTURED).search(spec, data, **options)
 
 
 def compress(method: str, spec: MLPSpec, data, budget: int, **options) -> BaselineResult:
@@ -61,7 +89,4 @@ def compress(method: str, spec: MLPSpec, data, budget: int, **options) -> Baseli
     Raises:
         ConfigError: Unknown method, or a budget no MLP of this depth meets.
     """
-    if method not in METHODS:
-        raise ConfigError(f"Unknown baseline method {method!r}; expected one of {', '.join(METHODS)}.")
-    module = importlib.import_module(f"mpath_tf.baselines.{method}")
-    return module.compress(spec, data, budget, **options)
+    return _module(method, METHODS).compress(spec, data, budget, **options)

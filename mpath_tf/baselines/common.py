@@ -196,26 +196,51 @@ def dense_mlp(spec: MLPSpec, widths: Sequence[int] | None = None, seed: int | No
     return keras.Model(inputs, outputs, name="mlp-" + "-".join(str(int(w)) for w in widths))
 
 
-def train_widths(method: str, spec: MLPSpec, data, budget: int, widths: Sequence[int],
-                 details: dict, search_seconds: float, epochs: int, seed: int,
-                 batch_size: int = 128) -> BaselineResult:
-    """Train the MLP a structured method found, from scratch, and wrap the result.
+@dataclass
+class Search:
+    """What a structured method learned, from which it draws widths for any budget.
 
-    Raises:
-        ConfigError: The widths miss the budget by more than ``TOLERANCE``.
+    The sparsifying or pruning run does not depend on the budget, so one
+    search serves several budgets (``widths``, then ``train``).
+
+    Attributes:
+        method: The method's name.
+        spec: The dense MLP searched.
+        seconds: Wall time of the search.
+        details: Method-specific findings (fitted power laws, neurons zeroed, ...).
+        fit: ``fit(budget) -> widths`` within the budget's tolerance.
     """
-    from mpath_tf.training import train
 
-    widths = [int(w) for w in widths]
-    parameters = spec.count(widths)
-    if not within_budget(parameters, budget):
-        raise ConfigError(f"{method} found widths {widths} with {parameters} parameters, more than "
-                          f"{TOLERANCE:.0%} from the budget {budget}.")
-    model = dense_mlp(spec, widths, seed)
-    start = time.perf_counter()
-    val = train(model, data, epochs, batch_size=batch_size)
-    return BaselineResult(method, widths, parameters, model, val, search_seconds,
-                          time.perf_counter() - start, details)
+    method: str
+    spec: MLPSpec
+    seconds: float
+    details: dict
+    fit: object
+
+    def widths(self, budget: int) -> list[int]:
+        """Hidden widths for ``budget`` (``ConfigError`` if below the smallest MLP)."""
+        self.spec.check(budget)
+        return [int(w) for w in self.fit(budget)]
+
+    def train(self, data, budget: int, epochs: int = 5, seed: int = 0,
+              batch_size: int = 128) -> BaselineResult:
+        """Train the MLP of ``widths(budget)`` from scratch.
+
+        Raises:
+            ConfigError: The widths miss the budget by more than ``TOLERANCE``.
+        """
+        from mpath_tf.training import train
+
+        widths = self.widths(budget)
+        parameters = self.spec.count(widths)
+        if not within_budget(parameters, budget):
+            raise ConfigError(f"{self.method} found widths {widths} with {parameters} parameters, "
+                              f"more than {TOLERANCE:.0%} from the budget {budget}.")
+        model = dense_mlp(self.spec, widths, seed)
+        start = time.perf_counter()
+        val = train(model, data, epochs, batch_size=batch_size)
+        return BaselineResult(self.method, widths, parameters, model, val, self.seconds,
+                              time.perf_counter() - start, dict(self.details))
 
 
 def flat_inputs(data) -> tuple[np.ndarray, np.ndarray]:

@@ -25,8 +25,8 @@ from mpath_tf.baselines.common import (
     BaselineResult,
     MLPSpec,
     dense_mlp,
+    Search,
     fit_scores_to_budget,
-    train_widths,
 )
 
 
@@ -97,9 +97,35 @@ def neuron_norms(model, depth: int) -> list[np.ndarray]:
     return out
 
 
+def search(spec: MLPSpec, data, seed: int = 0, batch_size: int = 128, strength: float = 1e-4,
+           search_epochs: int = 3, tolerance: float = 0.01) -> Search:
+    """Sparsify ``spec`` with the group lasso and rank its neurons.
+
+    Args:
+        spec: The dense MLP.
+        data: A ``mpath_tf.data.Dataset``.
+        seed: Seed of the sparsifying run.
+        batch_size: Mini-batch size.
+        strength: lambda of Eq. 1.
+        search_epochs: Epochs of the sparsifying training.
+        tolerance: A neuron whose norm is below this share of its layer's
+            largest counts as driven to zero and is removed.
+
+    Returns:
+        A ``Search``; ``details["zeroed"]`` counts the neurons the penalty
+        drove to zero, per layer.
+    """
+    start = time.perf_counter()
+    model = sparsify(spec, data, strength, search_epochs, seed, batch_size)
+    norms = neuron_norms(model, len(spec.widths))
+    alive = [n >= tolerance * n.max() for n in norms]
+    details = {"strength": strength, "zeroed": [int(np.sum(~a)) for a in alive]}
+    return Search("group_lasso", spec, time.perf_counter() - start, details,
+                  lambda budget: fit_scores_to_budget(spec, norms, alive, budget))
+
+
 def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
-             batch_size: int = 128, strength: float = 1e-4, search_epochs: int = 3,
-             tolerance: float = 0.01) -> BaselineResult:
+             batch_size: int = 128, **search_options) -> BaselineResult:
     """Group-lasso architecture for ``budget``, trained from scratch.
 
     Args:
@@ -109,14 +135,10 @@ def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
         epochs: Training epochs of the found MLP.
         seed: Seed of the sparsifying run and of the final initialization.
         batch_size: Mini-batch size.
-        strength: lambda of Eq. 1.
-        search_epochs: Epochs of the sparsifying training.
-        tolerance: A neuron whose norm is below this share of its layer's
-            largest counts as driven to zero and is removed.
+        **search_options: See ``search`` (``strength``, ``search_epochs``, ``tolerance``).
 
     Returns:
-        A ``BaselineResult``; ``details["zeroed"]`` counts the neurons the
-        penalty drove to zero, per layer.
+        A ``BaselineResult``.
 
     Example:
         >>> from mpath_tf.data import load_dataset
@@ -127,11 +149,5 @@ def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
         True
     """
     spec.check(budget)
-    start = time.perf_counter()
-    model = sparsify(spec, data, strength, search_epochs, seed, batch_size)
-    norms = neuron_norms(model, len(spec.widths))
-    alive = [n >= tolerance * n.max() for n in norms]
-    widths = fit_scores_to_budget(spec, norms, alive, budget)
-    details = {"strength": strength, "zeroed": [int(np.sum(~a)) for a in alive]}
-    return train_widths("group_lasso", spec, data, budget, widths, details,
-                        time.perf_counter() - start, epochs, seed, batch_size)
+    return search(spec, data, seed, batch_size, **search_options).train(
+        data, budget, epochs, seed, batch_size)

@@ -27,8 +27,8 @@ from mpath_tf.baselines.common import (
     BaselineResult,
     MLPSpec,
     dense_mlp,
+    Search,
     scale_to_budget,
-    train_widths,
 )
 
 
@@ -100,9 +100,44 @@ def shrink(spec: MLPSpec, data, strength: float = 1.0, epochs: int = 3, seed: in
             for i in range(len(spec.widths))]
 
 
+def search(spec: MLPSpec, data, seed: int = 0, batch_size: int = 128, strength: float = 1.0,
+           search_epochs: int = 3, iterations: int = 1) -> Search:
+    """Shrink ``spec``; with ``iterations`` > 1, expand the survivors back to
+    the dense MLP's parameter count and shrink again.
+
+    Args:
+        spec: The dense MLP.
+        data: A ``mpath_tf.data.Dataset``.
+        seed: Seed of the shrinking runs.
+        batch_size: Mini-batch size.
+        strength: lambda of the L1 penalty.
+        search_epochs: Epochs of each shrinking training.
+        iterations: Shrink-expand rounds (>= 1).
+
+    Returns:
+        A ``Search`` whose ``widths(budget)`` expands the last survivors
+        uniformly; ``details["history"]`` lists each round's survivors.
+
+    Raises:
+        ValueError: ``iterations`` < 1.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1. Received: iterations={iterations}")
+    start = time.perf_counter()
+    current, history = spec, []
+    for _ in range(iterations):
+        scales = shrink(current, data, strength, search_epochs, seed, batch_size)
+        alive = [max(1, int(np.sum(s > 0))) for s in scales]
+        history.append({"start": list(current.widths), "shrunk": alive})
+        current = MLPSpec(spec.input_shape, scale_to_budget(spec, alive, spec.parameters),
+                          spec.num_classes)
+    return Search("morphnet", spec, time.perf_counter() - start,
+                  {"strength": strength, "history": history},
+                  lambda budget: scale_to_budget(spec, alive, budget))
+
+
 def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
-             batch_size: int = 128, strength: float = 1.0, search_epochs: int = 3,
-             iterations: int = 1) -> BaselineResult:
+             batch_size: int = 128, **search_options) -> BaselineResult:
     """MorphNet's architecture for ``budget``, trained from scratch.
 
     Args:
@@ -112,28 +147,11 @@ def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
         epochs: Training epochs of the found MLP.
         seed: Seed of the shrinking runs and of the final initialization.
         batch_size: Mini-batch size.
-        strength: lambda of the L1 penalty.
-        search_epochs: Epochs of each shrinking training.
-        iterations: Shrink-expand rounds (>= 1).
+        **search_options: See ``search`` (``strength``, ``search_epochs``, ``iterations``).
 
     Returns:
-        A ``BaselineResult``; ``details["history"]`` lists the surviving
-        and expanded widths of every round.
-
-    Raises:
-        ValueError: ``iterations`` < 1.
+        A ``BaselineResult``.
     """
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1. Received: iterations={iterations}")
     spec.check(budget)
-    start = time.perf_counter()
-    current, history = spec, []
-    for _ in range(iterations):
-        scales = shrink(current, data, strength, search_epochs, seed, batch_size)
-        alive = [max(1, int(np.sum(s > 0))) for s in scales]
-        widths = scale_to_budget(spec, alive, budget)
-        history.append({"shrunk": alive, "expanded": widths})
-        current = MLPSpec(spec.input_shape, widths, spec.num_classes)
-    return train_widths("morphnet", spec, data, budget, widths,
-                        {"strength": strength, "history": history},
-                        time.perf_counter() - start, epochs, seed, batch_size)
+    return search(spec, data, seed, batch_size, **search_options).train(
+        data, budget, epochs, seed, batch_size)

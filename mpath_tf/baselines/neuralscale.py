@@ -27,8 +27,8 @@ from mpath_tf.baselines.common import (
     MLPSpec,
     adjust_to_budget,
     check_budget,
+    Search,
     mlp_parameters,
-    train_widths,
 )
 
 
@@ -244,29 +244,62 @@ def iterative_prune(inputs: int, widths: Sequence[int], classes: int, data, pret
     return np.array(taus, "float64"), np.array(phis, "float64")
 
 
-def architecture_descent(inputs: int, widths: Sequence[int], classes: int, data, budget: int,
-                         iterations: int = 2, **prune_options) -> dict:
-    """Algorithm 4: prune, fit the power laws, generate at the budget; repeat
-    from the generated widths scaled back up to the original size.
+def architecture_descent(inputs: int, widths: Sequence[int], classes: int, data,
+                         iterations: int = 1, **prune_options) -> dict:
+    """Algorithm 4: prune, fit the power laws; repeat from the widths the fit
+    gives at the original parameter count. The last fit generates widths
+    for any budget (``generate_widths``).
 
     Returns:
-        ``{"widths": [...], "alpha": [...], "beta": [...], "history": [...]}``.
+        ``{"alpha": [...], "beta": [...], "history": [...]}``.
+
+    Raises:
+        ValueError: ``iterations`` < 1.
     """
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1. Received: iterations={iterations}")
     original = mlp_parameters(inputs, widths, classes)
     current = list(widths)
     history = []
     for _ in range(iterations):
         taus, phis = iterative_prune(inputs, current, classes, data, **prune_options)
         alpha, beta = fit_power_law(taus, phis)
-        generated = generate_widths(alpha, beta, budget, inputs, classes)
-        history.append({"start": current, "generated": generated})
+        history.append({"start": current, "records": len(taus)})
         current = generate_widths(alpha, beta, original, inputs, classes)  # scale back up
-    return {"widths": generated, "alpha": alpha.tolist(), "beta": beta.tolist(),
-            "history": history}
+    return {"alpha": alpha.tolist(), "beta": beta.tolist(), "history": history}
+
+
+def search(spec: MLPSpec, data, seed: int = 0, batch_size: int = 128, iterations: int = 1,
+           **prune_options) -> Search:
+    """Prune ``spec`` (architecture descent) and fit NeuralScale's power laws.
+
+    Args:
+        spec: The dense MLP to prune.
+        data: A ``mpath_tf.data.Dataset``.
+        seed: Seed of the pruning run.
+        batch_size: Mini-batch size.
+        iterations: Architecture-descent iterations (1: prune the dense MLP once).
+        **prune_options: Passed to ``iterative_prune`` (``pretrain_epochs``,
+            ``steps_per_prune``, ``prune_fraction``, ``min_fraction``).
+
+    Returns:
+        A ``Search`` whose ``widths(budget)`` generates by Eq. 11; ``details``
+        holds the fitted alpha, beta.
+    """
+    start = time.perf_counter()
+    found = architecture_descent(spec.inputs, spec.widths, spec.num_classes, data, iterations,
+                                 batch_size=batch_size, seed=seed, **prune_options)
+    alpha, beta = np.array(found["alpha"]), np.array(found["beta"])
+
+    def fit(budget):
+        widths = generate_widths(alpha, beta, budget, spec.inputs, spec.num_classes)
+        return adjust_to_budget(spec, widths, budget)
+
+    return Search("neuralscale", spec, time.perf_counter() - start, found, fit)
 
 
 def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
-             batch_size: int = 128, iterations: int = 1, **prune_options) -> BaselineResult:
+             batch_size: int = 128, **search_options) -> BaselineResult:
     """NeuralScale's architecture for ``budget``, trained from scratch.
 
     Args:
@@ -276,17 +309,11 @@ def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
         epochs: Training epochs of the generated MLP.
         seed: Seed of the pruning run and of the final initialization.
         batch_size: Mini-batch size.
-        iterations: Architecture-descent iterations (1: prune the dense MLP once).
-        **prune_options: Passed to ``iterative_prune`` (``pretrain_epochs``,
-            ``steps_per_prune``, ``prune_fraction``, ``min_fraction``).
+        **search_options: See ``search``.
 
     Returns:
-        A ``BaselineResult``; ``details`` holds the fitted alpha, beta.
+        A ``BaselineResult``.
     """
     spec.check(budget)
-    start = time.perf_counter()
-    found = architecture_descent(spec.inputs, spec.widths, spec.num_classes, data, budget,
-                                 iterations, batch_size=batch_size, seed=seed, **prune_options)
-    widths = adjust_to_budget(spec, found["widths"], budget)
-    return train_widths("neuralscale", spec, data, budget, widths, found,
-                        time.perf_counter() - start, epochs, seed, batch_size)
+    return search(spec, data, seed, batch_size, **search_options).train(
+        data, budget, epochs, seed, batch_size)

@@ -8,8 +8,8 @@ from mpath_tf.baselines.common import (
     MLPSpec,
     adjust_to_budget,
     check_budget,
+    Search,
     mlp_parameters,
-    train_widths,
 )
 
 
@@ -51,6 +51,20 @@ def uniform_widths(inputs: int, classes: int, depth: int, budget: int) -> list[i
     return adjust_to_budget(MLPSpec((inputs,), widths, classes), widths, budget)
 
 
+def search(spec: MLPSpec, data=None, seed: int = 0, batch_size: int = 128) -> Search:
+    """Uniform scaling needs no search: the widths follow from the budget.
+
+    Args:
+        spec: The dense MLP (its depth is kept).
+        data, seed, batch_size: Unused (the shared signature).
+
+    Returns:
+        A ``Search`` whose ``widths(budget)`` is ``uniform_widths``.
+    """
+    return Search("uniform", spec, 0.0, {}, lambda budget: uniform_widths(
+        spec.inputs, spec.num_classes, len(spec.widths), budget))
+
+
 def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
              batch_size: int = 128) -> BaselineResult:
     """Uniform width scaling of ``spec`` to ``budget``, trained from scratch.
@@ -66,7 +80,4 @@ def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
     Returns:
         A ``BaselineResult`` (no search: ``search_seconds`` is 0).
     """
-    widths = uniform_widths(spec.inputs, spec.num_classes, len(spec.widths), budget)
-    multiplier = widths[0] / spec.widths[0]
-    return train_widths("uniform", spec, data, budget, widths, {"multiplier": multiplier}, 0.0,
-                        epochs, seed, batch_size)
+    return search(spec).train(data, budget, epochs, seed, batch_size)

@@ -23,8 +23,8 @@ from mpath_tf.baselines.common import (
     BaselineResult,
     MLPSpec,
     dense_mlp,
+    Search,
     fit_scores_to_budget,
-    train_widths,
 )
 
 _K1, _K2, _K3 = 0.63576, 1.87320, 1.48695  # Molchanov et al., Eq. 14
@@ -134,9 +134,37 @@ def kept_share(model, depth: int) -> list[np.ndarray]:
             for i in range(depth)]
 
 
+def search(spec: MLPSpec, data, seed: int = 0, batch_size: int = 128, search_epochs: int = 3,
+           threshold: float = 3.0, neuron_sparsity: float = 0.9) -> Search:
+    """Train ``spec`` with sparse VD and score its neurons by the weights kept.
+
+    Args:
+        spec: The dense MLP.
+        data: A ``mpath_tf.data.Dataset``.
+        seed: Seed of the variational run.
+        batch_size: Mini-batch size.
+        search_epochs: Epochs of the variational training.
+        threshold: log alpha above which a weight is dropped.
+        neuron_sparsity: A neuron with more than this share of its weights
+            dropped is removed.
+
+    Returns:
+        A ``Search``; ``details`` has the share of weights dropped and the
+        neurons removed per layer.
+    """
+    start = time.perf_counter()
+    model = sparsify(spec, data, search_epochs, seed, batch_size, threshold=threshold)
+    shares = kept_share(model, len(spec.widths))
+    alive = [s >= 1 - neuron_sparsity for s in shares]
+    dropped = [float(np.mean(np.asarray(model.get_layer(f"hidden_{i + 1}").log_alpha()) >= threshold))
+               for i in range(len(spec.widths))]
+    details = {"weights_dropped": dropped, "neurons_removed": [int(np.sum(~a)) for a in alive]}
+    return Search("variational_dropout", spec, time.perf_counter() - start, details,
+                  lambda budget: fit_scores_to_budget(spec, shares, alive, budget))
+
+
 def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
-             batch_size: int = 128, search_epochs: int = 3, threshold: float = 3.0,
-             neuron_sparsity: float = 0.9) -> BaselineResult:
+             batch_size: int = 128, **search_options) -> BaselineResult:
     """Sparse-VD architecture for ``budget``, trained from scratch.
 
     Args:
@@ -146,23 +174,11 @@ def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
         epochs: Training epochs of the found MLP.
         seed: Seed of the variational run and of the final initialization.
         batch_size: Mini-batch size.
-        search_epochs: Epochs of the variational training.
-        threshold: log alpha above which a weight is dropped.
-        neuron_sparsity: A neuron with more than this share of its weights
-            dropped is removed.
+        **search_options: See ``search``.
 
     Returns:
-        A ``BaselineResult``; ``details`` has the share of weights dropped
-        and the neurons removed per layer.
+        A ``BaselineResult``.
     """
     spec.check(budget)
-    start = time.perf_counter()
-    model = sparsify(spec, data, search_epochs, seed, batch_size, threshold=threshold)
-    shares = kept_share(model, len(spec.widths))
-    alive = [s >= 1 - neuron_sparsity for s in shares]
-    widths = fit_scores_to_budget(spec, shares, alive, budget)
-    dropped = [float(np.mean(np.asarray(model.get_layer(f"hidden_{i + 1}").log_alpha()) >= threshold))
-               for i in range(len(spec.widths))]
-    details = {"weights_dropped": dropped, "neurons_removed": [int(np.sum(~a)) for a in alive]}
-    return train_widths("variational_dropout", spec, data, budget, widths, details,
-                        time.perf_counter() - start, epochs, seed, batch_size)
+    return search(spec, data, seed, batch_size, **search_options).train(
+        data, budget, epochs, seed, batch_size)
