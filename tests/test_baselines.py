@@ -146,10 +146,13 @@ def test_neuron_removal_follows_the_scores_across_layers():
     high, low = np.linspace(1, 2, 10), np.linspace(0, 0.5, 10)
     widths = keep_to_budget(spec, [high, low], spec.count([10, 4]))
     assert widths == [10, 4]  # only the low-scored layer loses neurons
-    # more removed than the budget asks: the survivors are scaled up together
-    alive = [np.arange(10) < 4, np.arange(10) < 2]
-    widths = fit_scores_to_budget(spec, [high, low], alive, spec.count([8, 4]))
-    assert within_budget(spec.count(widths), spec.count([8, 4])) and widths[0] > 2 * widths[1] - 2
+    # the neurons the method removed go first, whatever their scores
+    alive = [np.ones(10, bool), np.arange(10) < 5]
+    assert keep_to_budget(spec, [low, high], spec.count([10, 5]))[1] == 10  # by score alone
+    assert fit_scores_to_budget(spec, [low, high], alive, spec.count([10, 5])) == [10, 5]
+    # more removed than the budget asks: the best-scored removed neurons stay
+    alive = [np.arange(10) < 2, np.ones(10, bool)]
+    assert fit_scores_to_budget(spec, [high, high], alive, spec.count([6, 10])) == [6, 10]
 
 
 # --- group lasso ------------------------------------------------------------------------------

@@ -276,22 +276,26 @@ def fit_scores_to_budget(spec: MLPSpec, scores: Sequence[np.ndarray], alive: Seq
                          budget: int) -> list[int]:
     """Widths from per-neuron scores after a sparsifying training.
 
-    The neurons the method removed (``alive`` false) go first. If the rest is
-    still over ``budget``, the lowest-scored of them go too
-    (``keep_to_budget``); if the method removed more than the budget asks,
-    the surviving widths are scaled up uniformly (``scale_to_budget``).
+    Neurons are removed in this order until the MLP fits ``budget``: first
+    those the method removed (``alive`` false), lowest score first, then the
+    others, lowest score first. So if the method removed more than the budget
+    asks, the best-scored of them are kept after all.
 
     Args:
         spec: The MLP the scores belong to.
-        scores: Per hidden layer, one score per neuron (higher = keep).
+        scores: Per hidden layer, one non-negative score per neuron (higher = keep).
         alive: Per hidden layer, which neurons the method kept.
         budget: Parameter budget.
 
     Returns:
         Hidden widths within the budget's tolerance.
+
+    Example:
+        >>> spec = MLPSpec((4,), (3, 3), 2)
+        >>> alive = [np.array([True, True, True]), np.array([True, True, False])]
+        >>> fit_scores_to_budget(spec, [np.array([3.0, 2.0, 1.0])] * 2, alive, spec.count([3, 2]))
+        [3, 2]
     """
-    widths = [max(1, int(np.sum(a))) for a in alive]
-    if spec.count(widths) <= budget:
-        return scale_to_budget(spec, widths, budget)
-    kept = [np.where(a, s, -np.inf) for s, a in zip(scores, alive)]
-    return keep_to_budget(spec, kept, budget)
+    top = max(float(np.max(s)) for s in scores) or 1.0
+    ranks = [np.where(a, 2.0 + s / top, s / top) for s, a in zip(scores, alive)]  # removed first
+    return keep_to_budget(spec, ranks, budget)

@@ -8,8 +8,8 @@ Adam keeps them oscillating around 0 at about the learning rate), and a
 neuron whose root-mean-square incoming weight ends below ``tolerance``
 times its layer's largest is removed. If the rest is still over the
 budget, the neurons with the smallest such norm go next; if more were
-removed than the budget asks, the surviving widths are scaled up
-uniformly. The architecture found is trained from scratch.
+removed than the budget asks, the removed ones with the largest norms are
+kept after all (``fit_scores_to_budget``). The architecture found is trained from scratch.
 """
 
 from __future__ import annotations

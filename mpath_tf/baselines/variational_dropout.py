@@ -7,7 +7,8 @@ trick and the KL approximation of Molchanov et al. (their Eq. 14), scaled by
 1 / (training examples). A weight with log alpha = log(sigma^2 / theta^2)
 above ``threshold`` (3) is dropped. A hidden neuron is removed when more
 than ``neuron_sparsity`` of its weights (incoming and outgoing) are dropped;
-the budget is then met as in ``group_lasso`` (by the share of weights kept),
+the budget is then met as in ``group_lasso``, ranking neurons by the share
+of their weights kept (``fit_scores_to_budget``),
 and the found architecture is trained from scratch.
 """
 
