@@ -72,16 +72,24 @@ def search(method: str, spec: MLPSpec, data, **options) -> Search:
     return _module(method, STRUCTURED).search(spec, data, **options)
 
 
-def compress(method: str, spec: MLPSpec, data, budget: int, **options) -> BaselineResult:
+def compress(method: str, spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
+             batch_size: int = 128, **options) -> BaselineResult:
     """Shrink ``spec`` to ``budget`` parameters with ``method`` and train the result.
+
+    A structured method searches (``search``) and trains the MLP of the
+    widths it draws for ``budget`` from scratch; ``magnitude`` prunes the
+    dense MLP while training it.
 
     Args:
         method: One of ``METHODS``.
         spec: The dense MLP (input shape, hidden widths, classes).
         data: A ``mpath_tf.data.Dataset``.
         budget: Parameter budget (non-zero parameters for ``magnitude``).
-        **options: The method's own options (``epochs``, ``seed``,
-            ``batch_size`` for all; see each module's ``compress``).
+        epochs: Training epochs of the final model.
+        seed: Seed of the search and of the final initialization.
+        batch_size: Mini-batch size.
+        **options: The method's own options (see its ``search``, or
+            ``magnitude.compress``).
 
     Returns:
         A ``BaselineResult``.
@@ -89,4 +97,11 @@ def compress(method: str, spec: MLPSpec, data, budget: int, **options) -> Baseli
     Raises:
         ConfigError: Unknown method, or a budget no MLP of this depth meets.
     """
-    return _module(method, METHODS).compress(spec, data, budget, **options)
+    if method == "magnitude":
+        from mpath_tf.baselines.magnitude import compress as prune
+
+        return prune(spec, data, budget, epochs, seed, batch_size, **options)
+    module = _module(method, METHODS)
+    spec.check(budget)
+    found = module.search(spec, data, seed=seed, batch_size=batch_size, **options)
+    return found.train(data, budget, epochs, seed, batch_size)

@@ -22,7 +22,6 @@ import numpy as np
 from keras import ops
 
 from mpath_tf.baselines.common import (
-    BaselineResult,
     MLPSpec,
     dense_mlp,
     Search,
@@ -122,32 +121,3 @@ def search(spec: MLPSpec, data, seed: int = 0, batch_size: int = 128, strength: 
     details = {"strength": strength, "zeroed": [int(np.sum(~a)) for a in alive]}
     return Search("group_lasso", spec, time.perf_counter() - start, details,
                   lambda budget: fit_scores_to_budget(spec, norms, alive, budget))
-
-
-def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
-             batch_size: int = 128, **search_options) -> BaselineResult:
-    """Group-lasso architecture for ``budget``, trained from scratch.
-
-    Args:
-        spec: The dense MLP.
-        data: A ``mpath_tf.data.Dataset``.
-        budget: Parameter budget.
-        epochs: Training epochs of the found MLP.
-        seed: Seed of the sparsifying run and of the final initialization.
-        batch_size: Mini-batch size.
-        **search_options: See ``search`` (``strength``, ``search_epochs``, ``tolerance``).
-
-    Returns:
-        A ``BaselineResult``.
-
-    Example:
-        >>> from mpath_tf.data import load_dataset
-        >>> data = load_dataset("digits")
-        >>> spec = MLPSpec(data.input_shape, (32, 32), data.num_classes)
-        >>> result = compress(spec, data, budget=1500, epochs=1, search_epochs=1)
-        >>> abs(result.parameters - 1500) <= 30
-        True
-    """
-    spec.check(budget)
-    return search(spec, data, seed, batch_size, **search_options).train(
-        data, budget, epochs, seed, batch_size)

@@ -24,7 +24,6 @@ import numpy as np
 from keras import ops
 
 from mpath_tf.baselines.common import (
-    BaselineResult,
     MLPSpec,
     dense_mlp,
     Search,
@@ -134,24 +133,3 @@ def search(spec: MLPSpec, data, seed: int = 0, batch_size: int = 128, strength: 
     return Search("morphnet", spec, time.perf_counter() - start,
                   {"strength": strength, "history": history},
                   lambda budget: scale_to_budget(spec, alive, budget))
-
-
-def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
-             batch_size: int = 128, **search_options) -> BaselineResult:
-    """MorphNet's architecture for ``budget``, trained from scratch.
-
-    Args:
-        spec: The dense MLP.
-        data: A ``mpath_tf.data.Dataset``.
-        budget: Parameter budget.
-        epochs: Training epochs of the found MLP.
-        seed: Seed of the shrinking runs and of the final initialization.
-        batch_size: Mini-batch size.
-        **search_options: See ``search`` (``strength``, ``search_epochs``, ``iterations``).
-
-    Returns:
-        A ``BaselineResult``.
-    """
-    spec.check(budget)
-    return search(spec, data, seed, batch_size, **search_options).train(
-        data, budget, epochs, seed, batch_size)

@@ -23,7 +23,6 @@ import keras
 import numpy as np
 
 from mpath_tf.baselines.common import (
-    BaselineResult,
     MLPSpec,
     adjust_to_budget,
     check_budget,
@@ -296,24 +295,3 @@ def search(spec: MLPSpec, data, seed: int = 0, batch_size: int = 128, iterations
         return adjust_to_budget(spec, widths, budget)
 
     return Search("neuralscale", spec, time.perf_counter() - start, found, fit)
-
-
-def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
-             batch_size: int = 128, **search_options) -> BaselineResult:
-    """NeuralScale's architecture for ``budget``, trained from scratch.
-
-    Args:
-        spec: The dense MLP to prune.
-        data: A ``mpath_tf.data.Dataset``.
-        budget: Parameter budget (tau-hat).
-        epochs: Training epochs of the generated MLP.
-        seed: Seed of the pruning run and of the final initialization.
-        batch_size: Mini-batch size.
-        **search_options: See ``search``.
-
-    Returns:
-        A ``BaselineResult``.
-    """
-    spec.check(budget)
-    return search(spec, data, seed, batch_size, **search_options).train(
-        data, budget, epochs, seed, batch_size)

@@ -4,7 +4,6 @@ layer gets the same width, chosen so the MLP meets the parameter budget."""
 from __future__ import annotations
 
 from mpath_tf.baselines.common import (
-    BaselineResult,
     MLPSpec,
     adjust_to_budget,
     check_budget,
@@ -63,21 +62,3 @@ def search(spec: MLPSpec, data=None, seed: int = 0, batch_size: int = 128) -> Se
     """
     return Search("uniform", spec, 0.0, {}, lambda budget: uniform_widths(
         spec.inputs, spec.num_classes, len(spec.widths), budget))
-
-
-def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
-             batch_size: int = 128) -> BaselineResult:
-    """Uniform width scaling of ``spec`` to ``budget``, trained from scratch.
-
-    Args:
-        spec: The dense MLP (its depth is kept).
-        data: A ``mpath_tf.data.Dataset``.
-        budget: Parameter budget.
-        epochs: Training epochs of the scaled MLP.
-        seed: Initialization seed.
-        batch_size: Mini-batch size.
-
-    Returns:
-        A ``BaselineResult`` (no search: ``search_seconds`` is 0).
-    """
-    return search(spec).train(data, budget, epochs, seed, batch_size)

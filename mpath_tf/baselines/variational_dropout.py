@@ -21,7 +21,6 @@ import numpy as np
 from keras import ops
 
 from mpath_tf.baselines.common import (
-    BaselineResult,
     MLPSpec,
     dense_mlp,
     Search,
@@ -162,24 +161,3 @@ def search(spec: MLPSpec, data, seed: int = 0, batch_size: int = 128, search_epo
     details = {"weights_dropped": dropped, "neurons_removed": [int(np.sum(~a)) for a in alive]}
     return Search("variational_dropout", spec, time.perf_counter() - start, details,
                   lambda budget: fit_scores_to_budget(spec, shares, alive, budget))
-
-
-def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
-             batch_size: int = 128, **search_options) -> BaselineResult:
-    """Sparse-VD architecture for ``budget``, trained from scratch.
-
-    Args:
-        spec: The dense MLP.
-        data: A ``mpath_tf.data.Dataset``.
-        budget: Parameter budget.
-        epochs: Training epochs of the found MLP.
-        seed: Seed of the variational run and of the final initialization.
-        batch_size: Mini-batch size.
-        **search_options: See ``search``.
-
-    Returns:
-        A ``BaselineResult``.
-    """
-    spec.check(budget)
-    return search(spec, data, seed, batch_size, **search_options).train(
-        data, budget, epochs, seed, batch_size)
