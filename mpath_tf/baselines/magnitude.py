@@ -22,7 +22,6 @@ from mpath_tf.baselines.common import (
     BaselineResult,
     MLPSpec,
     dense_mlp,
-    flat_inputs,
     within_budget,
 )
 from mpath_tf.errors import ConfigError
@@ -75,8 +74,7 @@ def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
     if budget <= biases:
         raise ConfigError(f"Budget {budget} leaves no kernel weight: the MLP has {biases} biases.")
     sparsity = 1.0 - (budget - biases) / kernels
-    x, y = flat_inputs(data)
-    x = x.reshape((len(x), *spec.input_shape))
+    x, y = np.asarray(data.x_train, "float32"), np.asarray(data.y_train)
     steps = epochs * math.ceil(len(x) / batch_size)
     frequency = max(1, int(ramp * steps) // 50)
     end_step = frequency * max(1, int(ramp * steps) // frequency)  # a pruning step lands on it

@@ -24,9 +24,10 @@ import numpy as np
 
 from mpath_tf.baselines.common import (
     MLPSpec,
+    Search,
     adjust_to_budget,
     check_budget,
-    Search,
+    flat_inputs,
     mlp_parameters,
 )
 
@@ -207,8 +208,7 @@ def iterative_prune(inputs: int, widths: Sequence[int], classes: int, data, pret
     """
     from mpath_tf.training import compile_model
 
-    x = np.asarray(data.x_train, "float32").reshape(len(data.x_train), -1)
-    y = np.asarray(data.y_train)
+    x, y = flat_inputs(data)
     model, gates = _gated_mlp(inputs, widths, classes, seed)
     compile_model(model)
     model.fit(x, y, epochs=pretrain_epochs, batch_size=batch_size, verbose=0)
