@@ -100,7 +100,8 @@ def cli():
 @click.option("--max-latency-ms", type=float, default=None,
               help="Budget: slowest median latency of the int8 file on --target (measured).")
 @click.option("--target", default=_DEFAULTS.target, show_default=True,
-              help="edge_bench target of --max-latency-ms: local, ssh://host or adb[:SERIAL].")
+              help="edge_bench target of --max-latency-ms (and of --cost latency): local, "
+              "ssh://host or adb[:SERIAL].")
 @click.option("--final-epochs", type=int, default=None,
               help="Fine-tuning epochs of the chosen model (default: --finetune-epochs); "
               "predictions are raised by the gain the samples' learning curves extrapolate.")
@@ -114,6 +115,24 @@ def cli():
 @click.option("--workers", type=int, default=0, show_default=True,
               help="Fine-tune the samples as KerasTuner trials on this many local worker "
               "processes (a chief oracle plus workers; 0: in this process).")
+@click.option("--method", type=click.Choice(["rank", "lambda", "hypernet"]), default="rank",
+              show_default=True,
+              help="rank: the paper's rank-and-prune; lambda: one-shot training with the cost "
+              "term at --lam, the gates are the network; hypernet: a lam-hypernetwork after "
+              "one-shot training, any trade-off from one run.")
+@click.option("--cost", type=click.Choice(["params", "latency"]), default="params",
+              show_default=True, help="Cost term of lambda/hypernet: parameters, or latency "
+              "on --target from a lowering calibration.")
+@click.option("--cost-table", type=click.Path(dir_okay=False), default=None,
+              help="Cost table JSON, or a `mpath-tf calibrate` table, for --cost latency "
+              "(default: the bundled calibration of target local).")
+@click.option("--lam", type=float, default=None,
+              help="Weight of the relative cost (lambda: required; hypernet: the trade-off "
+              "to derive). Larger gives a cheaper network.")
+@click.option("--lam-max", type=float, default=_DEFAULTS.lam_max, show_default=True,
+              help="hypernet: its training range of lam is [0, lam-max].")
+@click.option("--hyper-epochs", type=int, default=None,
+              help="hypernet: hypernetwork training epochs (default: --epochs).")
 @click.option("--quiet", is_flag=True, default=False,
               help="Print nothing but errors (and the --json summary).")
 @click.option("--json", "as_json", is_flag=True, default=False,
@@ -135,6 +154,10 @@ def search(run_dir, quiet, as_json, **settings):
     \b
     The most accurate model within budgets (measured on a Raspberry Pi):
         mpath-tf search --max-params 20000 --max-latency-ms 0.05 --target ssh://pi@rpi
+    \b
+    Cost-regularized: one trade-off, or a hypernetwork for all of them:
+        mpath-tf search --method lambda --lam 0.3 --cost latency
+        mpath-tf search --method hypernet --max-params 20000
     """
     config = SearchConfig(**settings).validate()  # before TensorFlow loads
     from mpath_tf.pipeline import search as run_search

@@ -12,6 +12,11 @@ from mpath_tf.errors import ConfigError
 # is redone on every resumption (it reuses any model already fine-tuned).
 NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accuracy", "max_params",
                           "max_size_kb", "max_latency_ms", "target", "final_epochs", "workers")
+METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff
+COSTS = ("params", "latency")  # see mpath_tf.costs
+
+# lam picks a hypernetwork's trade-off after training, but is what a
+# fixed-lambda run trains with; RunDir compares it for that method only.
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,21 @@ class SearchConfig:
             certain; ``mpath_tf.sampling``).
         workers: Run the sample fine-tunings as KerasTuner trials on this
             many local worker processes (0: in this process).
+        method: How the architecture is found (``mpath_tf.tradeoff``):
+            ``rank`` (the paper: rank membranes, sample path counts, predict),
+            ``lambda`` (one-shot training with the cost term at ``lam``; the
+            gates are the architecture) or ``hypernet`` (one-shot training,
+            then a lam-hypernetwork; the architecture at ``lam``, or the
+            cheapest within ``max_params``, or by ``max_accuracy_drop``).
+        cost: The cost term of ``lambda``/``hypernet``: ``params`` or
+            ``latency`` (per-path latency from a lowering calibration).
+        cost_table: A ``CostTable`` JSON or a lowering calibration table
+            (``mpath-tf calibrate``) for ``cost=latency`` (default: the
+            bundled calibration of target ``local``).
+        lam: Weight of the relative cost (``lambda``: required; ``hypernet``:
+            the trade-off to derive).
+        lam_max: Lambda of ``hypernet``: its training range is U[0, lam_max].
+        hyper_epochs: Hypernetwork training epochs (None: ``epochs``).
 
     Raises:
         ConfigError: From ``validate`` when a setting is out of range.
@@ -90,6 +110,12 @@ class SearchConfig:
     final_epochs: int | None = None
     workers: int = 0
     sampling: str = "even"
+    method: str = "rank"
+    cost: str = "params"
+    cost_table: str | None = None
+    lam: float | None = None
+    lam_max: float = 3.0
+    hyper_epochs: int | None = None
 
     def validate(self) -> "SearchConfig":
         """Check every setting; return self.
@@ -151,7 +177,55 @@ class SearchConfig:
             raise ConfigError(f"workers must be >= 0. Received: workers={self.workers}")
         if self.final_epochs is not None and self.final_epochs < 1:
             raise ConfigError(f"final_epochs must be >= 1. Received: final_epochs={self.final_epochs}")
+        self._validate_method(budget)
         return self
+
+    def _validate_method(self, budget) -> None:
+        import math
+
+        if self.method not in METHODS:
+            raise ConfigError(f"Unknown method '{self.method}'. Choose one of: {', '.join(METHODS)}.")
+        if self.cost not in COSTS:
+            raise ConfigError(f"Unknown cost '{self.cost}'. Choose one of: {', '.join(COSTS)}.")
+        for name in ("lam", "lam_max"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} weighs the cost term and must be a finite number >= 0. "
+                                  f"Received: {name}={value}")
+        if not self.lam_max > 0:
+            raise ConfigError(f"lam_max must be > 0 (the hypernetwork trains on U[0, lam_max]). "
+                              f"Received: lam_max={self.lam_max}")
+        if self.hyper_epochs is not None and self.hyper_epochs < 1:
+            raise ConfigError(f"hyper_epochs must be >= 1. Received: hyper_epochs={self.hyper_epochs}")
+        if self.method == "rank":
+            extra = [f"--{n.replace('_', '-')}" for n, default in
+                     (("lam", None), ("cost_table", None)) if getattr(self, n) != default]
+            if self.cost != "params":
+                extra.append("--cost latency")
+            if extra:
+                raise ConfigError(f"{', '.join(extra)} apply to --method lambda or hypernet; the "
+                                  "paper's rank-and-prune ranks by permeability. Add --method.")
+            return
+        if self.paths is not None:
+            raise ConfigError(f"--paths chooses a path count of --method rank; --method "
+                              f"{self.method} chooses by lam. Drop --paths.")
+        if self.method == "lambda":
+            if self.lam is None:
+                raise ConfigError("--method lambda trains at one trade-off: pass --lam (for "
+                                  "example --lam 0.3; larger gives a cheaper network).")
+            if budget.active:
+                raise ConfigError(f"--method lambda takes its network from --lam, not from a budget "
+                                  f"({budget.describe()}); use --method hypernet to choose by "
+                                  "--max-params, or --method rank for any budget.")
+        if self.method == "hypernet":
+            others = [n for n in ("min_accuracy", "max_size_kb", "max_latency_ms")
+                      if getattr(self, n) is not None]
+            if others:
+                raise ConfigError(f"--method hypernet chooses by --lam or --max-params; "
+                                  f"{', '.join(others)} need --method rank.")
+            if self.lam is not None and self.max_params is not None:
+                raise ConfigError("--lam chooses the trade-off itself, so it cannot be combined "
+                                  "with --max-params; drop one of them.")
 
     def budget(self):
         """The budget limits of these settings (``mpath_tf.budget.Budget``)."""
@@ -186,5 +260,6 @@ class SearchConfig:
             f.name
             for f in fields(self)
             if f.name not in NOT_COMPARED_ON_RESUME
+            and not (f.name == "lam" and self.method == "hypernet")
             and getattr(self, f.name) != getattr(other, f.name)
         ]

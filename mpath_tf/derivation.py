@@ -96,8 +96,7 @@ def path_widths(supernet: Supernet, paths: int) -> list[int]:
         >>> sum(path_widths(net, 3))
         5
     """
-    p = keras.ops.convert_to_numpy(supernet.membrane_permeability())
-    return widths_from_permeability(p, paths)
+    return supernet.derived_widths(_check_paths(paths, supernet.width))
 
 
 def count_parameters(
@@ -191,25 +190,34 @@ def parameter_counts(supernet: Supernet) -> dict[int, int]:
     )
 
 
-def derive(supernet: Supernet, paths: int, implementation: str = "grouped") -> keras.Model:
-    """Build the standalone multipath network with ``paths`` paths.
+def derive(supernet: Supernet, paths: int | None = None, implementation: str = "grouped",
+           *, lam: float | None = None) -> keras.Model:
+    """Build the standalone multipath network with ``paths`` paths (or at ``lam``).
 
     The first hidden layer and the classifier are copied; every membrane layer
     becomes a ``PathDense`` holding only its diagonal blocks. The result gives
-    the same outputs as ``supernet(x, permeability=P_b)`` with P_b the {0, 1}
-    matrix of the pruned membranes (up to float rounding, <= 1e-5 in float32).
+    the same outputs as ``supernet(x, permeability=P)`` with P the {0, 1}
+    matrix of the derived layout (up to float rounding, <= 1e-5 in float32).
+
+    The layout: for ``paths``, the paper's ranking (the ``paths - 1`` least
+    permeable membranes cut); for a ``GatedSupernet`` without ``paths``, its
+    gates (membranes with logit <= 0 cut); for a ``HyperSupernet``, the gates
+    its hypernetwork gives at ``lam`` (``mpath_tf.gates``).
 
     Args:
         supernet: A built (usually trained) ``Supernet``.
         paths: Path count b in [1, W]; 1 gives the equivalent MLP.
         implementation: How ``PathDense`` computes (``"grouped"`` to train,
             ``"per_path"`` as exported; same weights, same function).
+        lam: Trade-off of a ``HyperSupernet`` (>= 0).
 
     Returns:
         A functional ``keras.Model`` named ``mpath-<depth>-<width>-b<paths>``.
 
     Raises:
-        ValueError: If ``paths`` is outside [1, W].
+        ValueError: If ``paths`` is outside [1, W], or the supernet cannot
+            derive the layout asked for (``lam`` for a paper supernet, no
+            ``paths`` for one without gates, a negative ``lam``).
 
     Example:
         >>> from mpath_tf import build_supernet
@@ -218,7 +226,10 @@ def derive(supernet: Supernet, paths: int, implementation: str = "grouped") -> k
         >>> model.count_params() == parameter_counts(net)[3]
         True
     """
-    widths = path_widths(supernet, paths)
+    if paths is not None:
+        paths = _check_paths(paths, supernet.width)
+    widths = supernet.derived_widths(paths, lam)
+    paths = len(widths)
     offsets = np.concatenate([[0], np.cumsum(widths)])
     inputs = keras.Input(supernet.example_shape)
     h = keras.layers.Flatten(name="flatten")(inputs)

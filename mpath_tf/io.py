@@ -87,6 +87,7 @@ def load_model(path: str | os.PathLike):
 
     import converters.lowering  # noqa: F401  (registers PathChain)
     import mpath_tf.layers  # noqa: F401  (registers PathDense, MembraneDense)
+    import mpath_tf.gates  # noqa: F401  (registers GatedSupernet, HyperSupernet)
     import mpath_tf.models  # noqa: F401  (registers Supernet)
 
     return keras.saving.load_model(path)

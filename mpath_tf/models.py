@@ -137,6 +137,26 @@ class Supernet(keras.Model):
             h = layer(h, permeability)
         return self.classifier(h)
 
+    def derived_widths(self, paths: int | None = None, lam: float | None = None) -> list[int]:
+        """Path widths of the network derived with ``paths`` paths (the paper's
+        ranking: the ``paths - 1`` least permeable membranes are cut).
+
+        Raises:
+            ValueError: If ``paths`` is missing or outside [1, W], or ``lam`` is
+                given (a trade-off applies to ``GatedSupernet`` models).
+        """
+        from mpath_tf.derivation import widths_from_permeability
+
+        if lam is not None:
+            raise ValueError(
+                "This supernet was trained without a cost term, so it has no "
+                "architecture per lam; derive it by path count (paths=...), or train "
+                "a HyperSupernet (`mpath-tf search --method hypernet`). "
+                f"Received: lam={lam!r}")
+        if paths is None:
+            raise ValueError("Pass `paths`, the path count to derive (1 .. W). Received: paths=None")
+        return widths_from_permeability(ops.convert_to_numpy(self.membrane_permeability()), paths)
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 

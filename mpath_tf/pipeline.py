@@ -1,5 +1,8 @@
 """The search pipeline behind ``mpath-tf search`` (paper, section 3).
 
+With ``method`` ``lambda`` or ``hypernet`` the cost-regularized searches of
+``mpath_tf.tradeoff_search`` run instead. The paper's (``rank``):
+
 1. One-shot training of the supernet (best validation epoch kept).
 2. Sample fine-tuning: derive and fine-tune path counts in [2, W] (evenly
    spaced or adaptive), as KerasTuner trials (``mpath_tf.tuning``), in this
@@ -408,6 +411,10 @@ def search(
     data = load_data(config)
     run = RunDir.create_or_resume(run_dir or default_run_dir(config), config)
     log(f"run directory: {run.path}")
+    if config.method != "rank":
+        from mpath_tf.tradeoff_search import search_tradeoff
+
+        return search_tradeoff(run, data, log, progress)
 
     supernet = _train_supernet(run, data, log, progress)
     log(f"sample fine-tuning: {config.finetune_epochs} epochs each")

@@ -1,0 +1,294 @@
+"""Supernets whose membranes decide: cost-regularized one-shot training.
+
+The paper ranks membranes by permeability and cuts the least permeable; the
+cost of the result is only known afterwards. Here each membrane k carries a
+logit, is open with probability q_k = sigmoid(logit_k), and training
+minimizes ``cross-entropy + lam * E[cost] / cost(MLP)`` with the expected
+cost of ``mpath_tf.costs`` (parameters, or latency measured on a device), as
+in FBNet / DARTS-CC and ``../shared/papers/002_0f618713dd3e460c.txt``.
+
+- Training samples a binary-concrete (Gumbel-sigmoid) gate per membrane,
+  ``z = sigmoid((logit + log u - log(1 - u)) / tau)``, with the temperature
+  tau annealed towards 0 (``TemperatureSchedule``), so the network learns to
+  work with hard gates; the connection permeabilities are Eq. 2 on z.
+- Inference uses the hard gates ``logit > 0``: the validation accuracy of an
+  epoch is the accuracy of the derived network, which is read off the gates
+  (``derived_widths``); ``derive`` copies the blocks as for the paper's
+  derivation, with the same promise (same function as the discretized supernet).
+
+``GatedSupernet`` learns one architecture for one ``lam``.
+``HyperSupernet`` learns a map from ``lam`` to the membrane logits (Algorithm 1
+of paper 002): each training step draws lam ~ U[0, lam_max], so after one run
+``derive(model, lam=x)`` gives the architecture for any trade-off.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from mpath_tf.costs import CostTable, expected_cost
+from mpath_tf.models import Supernet
+
+# Adam moves a variable by about the learning rate per step, but a gate's logit
+# must travel several units within a few hundred steps to close a membrane;
+# the logits are stored divided by this factor (a 10x learning rate for them).
+LOGIT_SCALE = 10.0
+
+
+def _check_lam(lam, name: str = "lam") -> float:
+    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.floating, np.integer)) or (
+            not math.isfinite(lam) or lam < 0):
+        raise ValueError(f"`{name}` is the weight of the cost term and must be a finite number "
+                         f">= 0 (0: accuracy only). Received: {name}={lam!r}")
+    return float(lam)
+
+
+def _cost_table(cost, width: int, depth: int) -> CostTable:
+    if cost is None:
+        return CostTable.params(width, depth)
+    table = cost if isinstance(cost, CostTable) else CostTable.from_dict(cost)
+    table.check(width, depth)
+    return table
+
+
+def gate_widths(logits) -> list[int]:
+    """Path widths of the layout whose cuts are the membranes with logit <= 0.
+
+    Args:
+        logits: The W - 1 membrane logits.
+
+    Returns:
+        Path widths in neuron order, summing to W.
+
+    Example:
+        >>> gate_widths([2.0, -1.0, 0.5, -3.0])
+        [2, 2, 1]
+    """
+    logits = np.asarray(logits, dtype="float64")
+    width = logits.shape[0] + 1
+    cuts = np.flatnonzero(logits <= 0) + 1  # membrane k separates neurons k and k + 1
+    return np.diff(np.concatenate([[0], cuts, [width]])).astype(int).tolist()
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class GatedSupernet(Supernet):
+    """Supernet trained with a cost term at a fixed ``lam``; membranes are gates.
+
+    ``omega`` holds the membrane logits. The temperature is a non-trainable
+    variable that ``TemperatureSchedule`` lowers during training.
+
+    Args:
+        input_shape: Shape of one example, without the batch axis.
+        num_classes: Number of output classes (>= 2).
+        depth: Number of hidden layers (>= 2).
+        width: Neurons per hidden layer W (>= 2).
+        activation: Activation of the hidden layers.
+        lam: Weight of the normalized cost (>= 0; 0: accuracy only).
+        cost: A ``CostTable`` (or its ``to_dict``) for this network; default
+            parameters.
+        initial_logit: Membrane logits start at U(-1, 1) plus this (1: every
+            membranes open, so training starts near the MLP and cuts).
+        seed: Seed of the gate noise.
+        **kwargs: Base ``keras.Model`` arguments such as ``name``.
+
+    Raises:
+        ValueError: If ``lam`` is negative or not finite, or an argument is out of range.
+        ConfigError: If the cost table is for another network.
+
+    Example:
+        >>> net = GatedSupernet((4,), 2, depth=3, width=6, lam=0.5)
+        >>> net.build((None, 4))
+        >>> sum(net.derived_widths())
+        6
+    """
+
+    def __init__(self, input_shape, num_classes, depth, width, activation="relu", lam=0.0,
+                 cost=None, initial_logit: float = 1.0, seed: int | None = None, **kwargs):
+        kwargs.setdefault("name", f"gated-mpath-{int(depth)}-{int(width)}")
+        super().__init__(input_shape, num_classes, depth, width, activation, **kwargs)
+        self.lam = _check_lam(lam)
+        self.cost = _cost_table(cost, self.width, self.depth)
+        self.initial_logit = float(initial_logit)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._block = np.asarray(self.cost.block, "float32") / np.float32(self.cost.dense)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.omega.assign((self.omega + self.initial_logit) / LOGIT_SCALE)
+        self.temperature = self.add_weight(
+            name="temperature", shape=(), initializer=keras.initializers.Constant(1.0),
+            trainable=False)
+
+    def membrane_logits(self, lam=None):
+        """The W - 1 membrane logits (``lam`` is for ``HyperSupernet``)."""
+        return self.omega * LOGIT_SCALE
+
+    def relative_cost(self, lam=None):
+        """Expected cost of the layout over the MLP's (1: every membrane open)."""
+        return expected_cost(ops.sigmoid(self.membrane_logits(lam)), self._block)
+
+    def _gates(self, logits, training):
+        if not training:
+            return ops.cast(logits > 0, "float32")
+        u = keras.random.uniform(ops.shape(logits), 1e-6, 1 - 1e-6, seed=self.seed_generator)
+        return ops.sigmoid((logits + ops.log(u) - ops.log(1 - u)) / self.temperature)
+
+    def _training_lam(self):
+        return self.lam
+
+    def call(self, inputs, permeability=None, training=False):
+        """Forward pass with sampled gates (training) or hard gates (inference);
+        ``permeability`` overrides both, as for ``Supernet``."""
+        if permeability is None:
+            lam = self._training_lam() if training else None
+            logits = self.membrane_logits(lam)
+            permeability = self._range_min(self._gates(logits, training))
+            if training:
+                self.add_loss(lam * self.relative_cost(lam))
+        return super().call(inputs, permeability)
+
+    def derived_widths(self, paths: int | None = None, lam: float | None = None) -> list[int]:
+        """Path widths of the derived network: read off the gates, or ranked for ``paths``."""
+        if paths is not None:
+            return super().derived_widths(paths)
+        return gate_widths(ops.convert_to_numpy(self.membrane_logits(lam)))
+
+    def get_config(self):
+        return {**super().get_config(), "lam": self.lam, "cost": self.cost.to_dict(),
+                "initial_logit": self.initial_logit, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class HyperSupernet(GatedSupernet):
+    """Supernet whose membrane logits are a function of ``lam`` (paper 002, Algorithm 1).
+
+    The hypernetwork maps lam to ``logit_k = s * (omega_k - v_k * lam / lam_max)``
+    with ``v_k = |slope_k| >= 0`` (s = ``LOGIT_SCALE``). A hard gate only
+    depends on the sign of its logit, so membrane k is cut exactly when
+    ``lam > lam_max * omega_k / v_k``: one threshold per membrane, which is
+    every nested family of layouts. Nested is the property wanted: a larger
+    ``lam`` never opens a membrane, so the cost never grows with ``lam``
+    (a larger hypernetwork, tried first, learned the same thresholds more slowly).
+
+    Args:
+        input_shape, num_classes, depth, width, activation, cost, initial_logit, seed:
+            As ``GatedSupernet``.
+        lam_max: Lambda, the top of the training range U[0, lam_max] (> 0).
+        **kwargs: Base ``keras.Model`` arguments.
+
+    Raises:
+        ValueError: If ``lam_max`` is not a finite number > 0.
+
+    Example:
+        >>> net = HyperSupernet((4,), 2, depth=3, width=6, lam_max=1.0)
+        >>> net.build((None, 4))
+        >>> len(net.derived_widths(lam=0.0)) <= len(net.derived_widths(lam=1.0))
+        True
+    """
+
+    def __init__(self, input_shape, num_classes, depth, width, activation="relu",
+                 lam_max: float = 1.0, cost=None, initial_logit: float = 1.0,
+                 seed: int | None = None, **kwargs):
+        kwargs.setdefault("name", f"hyper-mpath-{int(depth)}-{int(width)}")
+        kwargs.pop("lam", None)
+        super().__init__(input_shape, num_classes, depth, width, activation, 0.0, cost,
+                         initial_logit, seed, **kwargs)
+        self.lam_max = _check_lam(lam_max, "lam_max")
+        if self.lam_max == 0:
+            raise ValueError("`lam_max` must be > 0 (the training range is U[0, lam_max]). "
+                             "Received: lam_max=0.0")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        # Stored divided by LOGIT_SCALE, as omega (see LOGIT_SCALE). Nearly 0:
+        # hardly any dependence on lam before training, but not exactly 0,
+        # where |slope| has no gradient.
+        self.slope = self.add_weight(name="slope", shape=(self.width - 1,),
+                                     initializer=keras.initializers.Constant(1e-3))
+
+    @property
+    def hyper_variables(self) -> list:
+        """The hypernetwork's variables: ``omega`` (the logits at lam = 0) and ``slope``."""
+        return [self.omega, self.slope]
+
+    def membrane_logits(self, lam=None):
+        """The W - 1 membrane logits at ``lam`` (default 0); non-increasing in ``lam``."""
+        lam = 0.0 if lam is None else lam
+        x = ops.convert_to_tensor(lam, "float32") / self.lam_max
+        return (self.omega - ops.abs(self.slope) * x) * LOGIT_SCALE
+
+    def thresholds(self) -> np.ndarray:
+        """The lam above which each membrane is cut (inf: never; 0: always)."""
+        omega = ops.convert_to_numpy(self.omega).astype("float64")
+        slope = np.abs(ops.convert_to_numpy(self.slope)).astype("float64")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.where(omega <= 0, 0.0, self.lam_max * omega / slope)
+        return np.where(np.isnan(value), np.inf, value)
+
+    def membrane_permeability(self):
+        """Open probabilities sigmoid(logits) at lam = 0 (the ranking for ``paths``)."""
+        return ops.sigmoid(self.membrane_logits(0.0))
+
+    def _training_lam(self):
+        return keras.random.uniform((), 0.0, self.lam_max, seed=self.seed_generator)
+
+    def call(self, inputs, permeability=None, training=False, lam=None):
+        """As ``GatedSupernet``; at inference the gates are those of ``lam`` (default 0)."""
+        if permeability is None and not training:
+            permeability = self._range_min(self._gates(self.membrane_logits(lam), False))
+        return super().call(inputs, permeability, training=training)
+
+    def derived_widths(self, paths: int | None = None, lam: float | None = None) -> list[int]:
+        """Widths at ``lam`` (read off the gates), or ranked at lam = 0 for ``paths``.
+
+        Warns when ``lam`` is above ``lam_max``: the hypernetwork never saw it.
+        """
+        if lam is not None:
+            lam = _check_lam(lam)
+            if lam > self.lam_max:
+                warnings.warn(
+                    f"lam={lam} is above Lambda={self.lam_max:g}, the top of the range the "
+                    "hypernetwork was trained on, so its architecture is extrapolated "
+                    "(a multipath layer always keeps every neuron as a path, so no layer "
+                    "is left without one); train with a larger lam_max to rely on it.",
+                    stacklevel=2)
+        if paths is not None:
+            return super().derived_widths(paths)
+        return gate_widths(ops.convert_to_numpy(self.membrane_logits(lam)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("lam")
+        return {**config, "lam_max": self.lam_max}
+
+
+class TemperatureSchedule(keras.callbacks.Callback):
+    """Anneal the gate temperature geometrically from ``start`` to ``end``.
+
+    Epoch e of E (0-based) uses ``start * (end / start) ** (e / (E - 1))``.
+
+    Args:
+        epochs: Training epochs E.
+        start: First temperature (> 0).
+        end: Last temperature (> 0).
+    """
+
+    def __init__(self, epochs: int, start: float = 1.0, end: float = 0.1):
+        super().__init__()
+        if not (start > 0 and end > 0):
+            raise ValueError(f"Temperatures must be > 0. Received: start={start}, end={end}")
+        self.epochs, self.start, self.end = int(epochs), float(start), float(end)
+
+    def value(self, epoch: int) -> float:
+        """The temperature of ``epoch``."""
+        fraction = epoch / (self.epochs - 1) if self.epochs > 1 else 1.0
+        return self.start * (self.end / self.start) ** min(1.0, fraction)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.temperature.assign(self.value(epoch))

@@ -1,0 +1,222 @@
+"""``mpath-tf search --method lambda|hypernet``: the cost-regularized searches.
+
+- ``lambda``: one-shot training of a ``GatedSupernet`` at ``--lam``
+  (``gated.keras``), derive from its gates, fine-tune, export.
+- ``hypernet``: the paper's one-shot training (``supernet.keras``, shared with
+  ``--method rank``), the lam-hypernetwork (``hypernet.keras``), the
+  accuracy-vs-lam curve of its networks before fine-tuning, then the network
+  at ``--lam``, or at the smallest lam within ``--max-params``, or at the
+  largest lam whose accuracy is within ``--max-accuracy-drop`` of lam = 0's;
+  fine-tune, export.
+
+Trainings checkpoint every epoch and each finished step is recorded in
+``state.json``, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+
+from mpath_tf.costs import CostTable
+from mpath_tf.data import Dataset
+from mpath_tf.derivation import count_parameters, derive
+from mpath_tf.errors import ConfigError
+from mpath_tf.io import atomic_save_model, atomic_write_json, load_model
+from mpath_tf.training import accuracy, train
+
+CURVE_POINTS = 21
+
+
+def cost_table(config, width: int, depth: int) -> CostTable:
+    """The run's ``CostTable``: parameters, or latency from a calibration.
+
+    Raises:
+        ConfigError: The table is for another network or target, or unreadable.
+    """
+    import json
+    from pathlib import Path
+
+    if config.cost == "params":
+        return CostTable.params(width, depth)
+    calibration = None
+    if config.cost_table:
+        try:
+            content = json.loads(Path(config.cost_table).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"Cannot read the cost table {config.cost_table}: {err}.") from None
+        if content.get("format") == "mpath-tf-cost-table":
+            table = CostTable.from_dict(content)
+            if table.kind != "latency":
+                raise ConfigError(f"{config.cost_table} is a {table.kind} table; --cost latency "
+                                  "needs a latency table.")
+            table.check(width, depth, config.target)
+            return table
+        from converters.calibration import load_calibration
+
+        calibration = load_calibration(config.cost_table)
+    from converters.calibration import load_calibration
+
+    calibration = calibration or load_calibration()
+    if calibration.get("target") != config.target:
+        raise ConfigError(
+            f"The calibration {config.cost_table or '(bundled)'} was measured on target "
+            f"'{calibration.get('target')}', not '{config.target}'; calibrate it "
+            f"(`mpath-tf calibrate --target {config.target} --output FILE`) and pass "
+            "--cost-table FILE.")
+    return CostTable.latency(width, depth, calibration, quantization="int8")
+
+
+def _train_gated(run, data: Dataset, cost: CostTable, log, progress):
+    from mpath_tf.tradeoff import train_fixed_lambda
+
+    config, path = run.config, run.path / "gated.keras"
+    if run.state.get("gated") and path.is_file():
+        log("gated one-shot training: done earlier, loading gated.keras")
+        return load_model(path)
+    log(f"gated one-shot training at lam={config.lam} ({config.cost}) for {config.epochs} epochs")
+    progress.phase("gated one-shot training", 1, config.epochs)
+    start = time.perf_counter()
+    model = train_fixed_lambda(data, config.lam, config.depth, config.width, cost, config.epochs,
+                               config.batch_size, config.learning_rate, config.seed,
+                               checkpoint_dir=run.path / "checkpoints" / "gated",
+                               callbacks=[progress.callback()])
+    progress.done()
+    atomic_save_model(model, path)
+    run.state["gated"] = {"seconds": time.perf_counter() - start,
+                          "path_widths": model.derived_widths()}
+    run.save_state()
+    return model
+
+
+def _train_hypernet(run, supernet, data: Dataset, cost: CostTable, log, progress):
+    from mpath_tf.tradeoff import estimate_lambda, lambda_curve, train_hypernet
+
+    config, path = run.config, run.path / "hypernet.keras"
+    if run.state.get("hypernet") and path.is_file():
+        log("hypernetwork training: done earlier, loading hypernet.keras")
+        return load_model(path)
+    epochs = config.hyper_epochs or config.epochs
+    log(f"hypernetwork training, lam ~ U[0, {config.lam_max}] ({config.cost}), {epochs} epochs")
+    progress.phase("hypernetwork training", 1, epochs)
+    start = time.perf_counter()
+    model = train_hypernet(supernet, data, config.lam_max, cost, epochs, config.batch_size,
+                           config.learning_rate, config.seed,
+                           checkpoint_dir=run.path / "checkpoints" / "hypernet",
+                           callbacks=[progress.callback()], log=log)
+    progress.done()
+    atomic_save_model(model, path)
+    lams = [config.lam_max * i / (CURVE_POINTS - 1) for i in range(CURVE_POINTS)]
+    curve = lambda_curve(model, data, lams)
+    run.state["hypernet"] = {"seconds": time.perf_counter() - start,
+                             "warmup_steps": model.warmup_steps, "curve": curve,
+                             "estimated_lambda": estimate_lambda(curve, data.num_classes)}
+    run.save_state()
+    return model
+
+
+def _choose_lam(run, model, log) -> float:
+    from mpath_tf.tradeoff import lam_for_budget
+
+    config = run.config
+    if config.lam is not None:
+        return config.lam
+    if config.max_params is not None:
+        lam = lam_for_budget(model, max_parameters=config.max_params)
+        if lam is None:
+            curve = run.state["hypernet"]["curve"]
+            raise ConfigError(
+                f"No network of the hypernetwork meets --max-params {config.max_params}: the "
+                f"cheapest, at lam={config.lam_max}, has {curve[-1]['parameters']} parameters. "
+                "Raise --max-params or train with a larger --lam-max.")
+        log(f"smallest lam within {config.max_params} parameters: {lam:.4g}")
+        return lam
+    curve = run.state["hypernet"]["curve"]
+    ok = [r["lam"] for r in curve
+          if r["val_accuracy"] >= curve[0]["val_accuracy"] - config.max_accuracy_drop]
+    log(f"largest lam within {config.max_accuracy_drop} accuracy of lam=0 (before fine-tuning): "
+        f"{max(ok):.4g}")
+    return max(ok)
+
+
+def search_tradeoff(run, data: Dataset, log, progress) -> dict:
+    """Run (or resume) a ``lambda`` or ``hypernet`` search in ``run``.
+
+    Args:
+        run: The ``RunDir`` (its config has ``method`` lambda or hypernet).
+        data: The dataset.
+        log: Progress lines.
+        progress: Phase display.
+
+    Returns:
+        The content of ``results.json``.
+
+    Raises:
+        ConfigError: A cost table for another network or target, or an unmet budget.
+    """
+    from mpath_tf.pipeline import _export, _train_supernet
+
+    config = run.config
+    cost = cost_table(config, config.width, config.depth)
+    curve = None
+    if config.method == "lambda":
+        gated = _train_gated(run, data, cost, log, progress)
+        lam, search_seconds = config.lam, run.state["gated"]["seconds"]
+        widths = gated.derived_widths()
+        source = gated
+    else:
+        supernet = _train_supernet(run, data, log, progress)
+        hyper = _train_hypernet(run, supernet, data, cost, log, progress)
+        curve = run.state["hypernet"]["curve"]
+        lam = _choose_lam(run, hyper, log)
+        widths = hyper.derived_widths(lam=lam)
+        search_seconds = run.state["supernet"]["seconds"] + run.state["hypernet"]["seconds"]
+        source = hyper
+    epochs = config.final_epochs or config.finetune_epochs
+    key = f"lam={lam:.6g}-e{epochs}"
+    path = run.path / "models" / f"{key}.keras"
+    if path.is_file() and key in run.state["final"]:
+        model = load_model(path)
+    else:
+        log(f"fine-tuning the network at lam={lam:.4g} ({len(widths)} paths) for {epochs} epochs")
+        progress.phase("final fine-tuning", 1, epochs)
+        keras.utils.set_random_seed(config.seed)
+        model = derive(source, lam=lam) if config.method == "hypernet" else derive(source)
+        before = accuracy(model, data.x_val, data.y_val)
+        train(model, data, epochs, batch_size=config.batch_size,
+              learning_rate=config.learning_rate, keep_best=False,
+              checkpoint_dir=run.path / "checkpoints" / key, callbacks=[progress.callback()])
+        progress.done()
+        atomic_save_model(model, path)
+        run.state["final"][key] = {"val_accuracy_before": before, "epochs": epochs}
+        run.save_state()
+    atomic_save_model(model, run.path / "model.keras")
+    mlp = count_parameters(int(np.prod(data.input_shape)), data.num_classes, config.depth,
+                           [config.width])
+    parameters = model.count_params()
+    chosen = {
+        "paths": len(widths), "path_widths": widths, "lam": lam, "parameters": parameters,
+        "percent_of_mlp": 100.0 * parameters / mlp,
+        "relative_cost": cost.cost(widths) / cost.dense,
+        "predicted_val_accuracy": None,
+        "val_accuracy_before_finetuning": run.state["final"][key]["val_accuracy_before"],
+        "val_accuracy": accuracy(model, data.x_val, data.y_val),
+        "test_accuracy": accuracy(model, data.x_test, data.y_test),
+        "exports": _export(run, model, data, log),
+    }
+    result = {
+        "run_dir": str(run.path), "data_source": data.source, "settings": config.to_dict(),
+        "method": config.method, "cost": cost.to_dict() | {"block": None},
+        "search_seconds": search_seconds, "one_shot": run.state.get("supernet"),
+        "hypernet": None if curve is None else {
+            k: run.state["hypernet"][k] for k in ("curve", "estimated_lambda", "warmup_steps")},
+        "chosen": chosen, "rows": [], "pareto_params": sorted({r["paths"] for r in curve or []}),
+        "budget": None if config.max_params is None else {"limits": f"max_params={config.max_params}"},
+        "budget_gain": 0.0,
+    }
+    atomic_write_json(run.path / "results.json", result)
+    log(f"chosen: lam={lam:.4g}, {len(widths)} paths, {parameters} parameters "
+        f"({chosen['percent_of_mlp']:.1f}% of the MLP), test accuracy {chosen['test_accuracy']:.4f}")
+    return result
