@@ -128,7 +128,7 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
     from mpath_tf.pipeline import finetune, load_data
 
     run = RunDir.open(run_dir)
-    results = run.results()
+    results = run.path_table("export --bundle")
     rows = {r["paths"]: r for r in results["rows"]}
     scheme = get_quantization(quantization)
     chosen = (results.get("chosen") or {}).get("paths")

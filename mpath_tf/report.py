@@ -112,7 +112,7 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
         write_report("runs/digits-mpath-4-64-seed0")  # -> .../report.html
     """
     run = RunDir.open(run_dir)
-    results = run.results()
+    results = run.path_table("report")
     meta = json.loads((run.path / "run.json").read_text())
     rows = results["rows"]
     chosen = (results.get("chosen") or {}).get("paths")

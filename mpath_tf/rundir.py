@@ -149,6 +149,22 @@ class RunDir:
                               "run `mpath-tf search` on it again to finish it.")
         return json.loads(path.read_text())
 
+    def path_table(self, command: str) -> dict:
+        """``results()`` of a ``--method rank`` run, whose rows are path counts.
+
+        Raises:
+            RunDirError: The search has not finished.
+            ConfigError: The run used another method (its results hold one model).
+        """
+        results = self.results()
+        method = results.get("method", "rank")
+        if method != "rank":
+            raise ConfigError(
+                f"`mpath-tf {command}` reads the table of path counts of a --method rank run; "
+                f"{self.path} is a --method {method} run: its chosen model is model.keras "
+                "(model_float32.tflite, model_int8.tflite) and results.json holds its numbers.")
+        return results
+
     def load_supernet(self):
         """Load the trained supernet.
 

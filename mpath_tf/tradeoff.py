@@ -38,7 +38,7 @@ from mpath_tf.derivation import count_parameters
 from mpath_tf.gates import GatedSupernet, HyperSupernet, TemperatureSchedule, _check_lam
 from mpath_tf.models import Supernet
 from mpath_tf.permeability import discrete_permeability
-from mpath_tf.training import compile_model, train
+from mpath_tf.training import train
 
 __all__ = ["METHODS", "train_fixed_lambda", "train_hypernet", "theorem_lambda", "lambda_curve",
            "estimate_lambda", "lam_for_budget", "label_entropy", "warmup"]

@@ -221,6 +221,9 @@ def test_search_methods_from_the_cli(method, extra, tmp_path):
     assert (run / "model_int8.tflite").is_file()
     if method == "hypernet":
         assert len(results["hypernet"]["curve"]) == 21
+    # the path-count report is for rank runs, and says where this run's results are
+    report = invoke("report", run)
+    assert report.exit_code == 2 and "model.keras" in report.output
     # a rerun resumes: nothing is trained again
     again = invoke("search", *TINY, "--method", method, *extra, "--run-dir", run)
     assert again.exit_code == 0 and "done earlier" in again.output
