@@ -198,10 +198,9 @@ class SearchConfig:
         if self.hyper_epochs is not None and self.hyper_epochs < 1:
             raise ConfigError(f"hyper_epochs must be >= 1. Received: hyper_epochs={self.hyper_epochs}")
         if self.method == "rank":
-            extra = [f"--{n.replace('_', '-')}" for n, default in
-                     (("lam", None), ("cost_table", None)) if getattr(self, n) != default]
-            if self.cost != "params":
-                extra.append("--cost latency")
+            extra = [option for option, given in (("--lam", self.lam is not None),
+                                                  ("--cost-table", self.cost_table is not None),
+                                                  ("--cost latency", self.cost != "params")) if given]
             if extra:
                 raise ConfigError(f"{', '.join(extra)} apply to --method lambda or hypernet; the "
                                   "paper's rank-and-prune ranks by permeability. Add --method.")

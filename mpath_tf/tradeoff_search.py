@@ -39,6 +39,8 @@ def cost_table(config, width: int, depth: int) -> CostTable:
     import json
     from pathlib import Path
 
+    from converters.calibration import load_calibration
+
     if config.cost == "params":
         return CostTable.params(width, depth)
     calibration = None
@@ -54,11 +56,7 @@ def cost_table(config, width: int, depth: int) -> CostTable:
                                   "needs a latency table.")
             table.check(width, depth, config.target)
             return table
-        from converters.calibration import load_calibration
-
         calibration = load_calibration(config.cost_table)
-    from converters.calibration import load_calibration
-
     calibration = calibration or load_calibration()
     if calibration.get("target") != config.target:
         raise ConfigError(
