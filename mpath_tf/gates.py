@@ -227,9 +227,8 @@ class HyperSupernet(GatedSupernet):
         """The lam above which each membrane is cut (inf: never; 0: always)."""
         omega = ops.convert_to_numpy(self.omega).astype("float64")
         slope = np.abs(ops.convert_to_numpy(self.slope)).astype("float64")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = np.where(omega <= 0, 0.0, self.lam_max * omega / slope)
-        return np.where(np.isnan(value), np.inf, value)
+        with np.errstate(divide="ignore", invalid="ignore"):  # slope 0: inf, never cut
+            return np.where(omega <= 0, 0.0, self.lam_max * omega / slope)
 
     def membrane_permeability(self):
         """Open probabilities sigmoid(logits) at lam = 0 (the ranking for ``paths``)."""
@@ -258,9 +257,7 @@ class HyperSupernet(GatedSupernet):
                     "(a multipath layer always keeps every neuron as a path, so no layer "
                     "is left without one); train with a larger lam_max to rely on it.",
                     stacklevel=2)
-        if paths is not None:
-            return super().derived_widths(paths)
-        return gate_widths(ops.convert_to_numpy(self.membrane_logits(lam)))
+        return super().derived_widths(paths, lam)
 
     def get_config(self):
         config = super().get_config()
