@@ -32,6 +32,8 @@ _EXPORTS = {
     "PaperPredictor": "mpath_tf.predictors",
     "SearchConfig": "mpath_tf.config",
     "search": "mpath_tf.pipeline",
+    "make_strategy": "mpath_tf.distributed",
+    "train_distributed": "mpath_tf.distributed",
     "load_dataset": "mpath_tf.data",
     "load_model": "mpath_tf.io",
     "Dataset": "mpath_tf.data",
@@ -39,6 +41,7 @@ _EXPORTS = {
     "DataError": "mpath_tf.errors",
     "MpathError": "mpath_tf.errors",
     "RunDirError": "mpath_tf.errors",
+    "ClusterError": "mpath_tf.errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -133,6 +133,13 @@ def cli():
               help="hypernet: its training range of lam is [0, lam-max].")
 @click.option("--hyper-epochs", type=int, default=None,
               help="hypernet: hypernetwork training epochs (default: --epochs).")
+@click.option("--strategy", type=click.Choice(["mirrored", "multiworker"]), default=None,
+              help="Distribute the one-shot training: 'mirrored' (all local GPUs) or "
+              "'multiworker' (the machines of TF_CONFIG; run the same command on each, "
+              "worker 0 is the chief and finishes the search).")
+@click.option("--cluster-timeout", "cluster_timeout_s", type=float,
+              default=_DEFAULTS.cluster_timeout_s, show_default=True,
+              help="Seconds a multiworker task waits for the chief.")
 @click.option("--quiet", is_flag=True, default=False,
               help="Print nothing but errors (and the --json summary).")
 @click.option("--json", "as_json", is_flag=True, default=False,
@@ -165,6 +172,10 @@ def search(run_dir, quiet, as_json, **settings):
 
     # Progress and messages go to stderr, so stdout holds only the results.
     result = run_search(config, run_dir, progress=Progress(quiet=quiet))
+    if result.get("role") == "worker":  # a multiworker task other than the chief
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        return
     if as_json:
         from mpath_tf.pipeline import summary
 

@@ -11,9 +11,11 @@ from mpath_tf.errors import ConfigError
 # lives is not part of what the run computes, and the choice of the final model
 # is redone on every resumption (it reuses any model already fine-tuned).
 NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accuracy", "max_params",
-                          "max_size_kb", "max_latency_ms", "target", "final_epochs", "workers")
+                          "max_size_kb", "max_latency_ms", "target", "final_epochs", "workers",
+                          "cluster_timeout_s", "strategy")
 METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff
 COSTS = ("params", "latency")  # see mpath_tf.costs
+STRATEGIES = ("mirrored", "multiworker")  # see mpath_tf.distributed
 
 # lam picks a hypernetwork's trade-off after training, but is what a
 # fixed-lambda run trains with; RunDir compares it for that method only.
@@ -78,6 +80,11 @@ class SearchConfig:
             the trade-off to derive).
         lam_max: Lambda of ``hypernet``: its training range is U[0, lam_max].
         hyper_epochs: Hypernetwork training epochs (None: ``epochs``).
+        strategy: Train the supernet with a ``tf.distribute`` strategy
+            (``mpath_tf.distributed``): ``mirrored`` (all local GPUs) or
+            ``multiworker`` (the machines of ``TF_CONFIG``; run the same
+            search on each). None: Keras ``fit`` in this process.
+        cluster_timeout_s: How long ``multiworker`` waits for the chief.
 
     Raises:
         ConfigError: From ``validate`` when a setting is out of range.
@@ -116,6 +123,8 @@ class SearchConfig:
     lam: float | None = None
     lam_max: float = 3.0
     hyper_epochs: int | None = None
+    strategy: str | None = None
+    cluster_timeout_s: float = 300.0
 
     def validate(self) -> "SearchConfig":
         """Check every setting; return self.
@@ -175,6 +184,15 @@ class SearchConfig:
             raise ConfigError(f"Unknown sampling '{self.sampling}'. Choose one of: even, adaptive.")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0. Received: workers={self.workers}")
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise ConfigError(f"Unknown strategy '{self.strategy}'. Choose one of: "
+                              f"{', '.join(STRATEGIES)}.")
+        if self.strategy is not None and self.method != "rank":
+            raise ConfigError(f"--strategy distributes the one-shot training of --method rank; "
+                              f"--method {self.method} trains in one process. Drop --strategy.")
+        if not self.cluster_timeout_s > 0:
+            raise ConfigError(f"cluster_timeout_s must be > 0. "
+                              f"Received: cluster_timeout_s={self.cluster_timeout_s}")
         if self.final_epochs is not None and self.final_epochs < 1:
             raise ConfigError(f"final_epochs must be >= 1. Received: final_epochs={self.final_epochs}")
         self._validate_method(budget)

@@ -8,6 +8,8 @@ Each class says how far a failure reaches, so callers can decide what to keep:
   format version (CLI exit 2).
 - ``TargetError``: a benchmark target (board, phone) that cannot be reached or
   used; that target stops, results measured before are kept (CLI exit 2).
+- ``ClusterError``: a distributed training cluster that cannot be formed or
+  lost a worker; the chief's checkpoints are kept (CLI exit 2).
 - ``ModelError``: one model that a target cannot load or run (corrupt file,
   wrong input shape, runtime crash); it is recorded as a failed row and the
   benchmark goes on with the next model.
@@ -41,3 +43,8 @@ class TargetError(MpathError):
 
 class ModelError(MpathError):
     """One model cannot be loaded or run on a target; only that model fails."""
+
+
+class ClusterError(MpathError):
+    """A ``tf.distribute`` cluster cannot be formed or lost a worker; the
+    chief's checkpoints are kept, so restarting every worker resumes."""

@@ -35,6 +35,7 @@ from mpath_tf.budget import choose_by_budget, pareto_paths
 from mpath_tf.config import SearchConfig
 from mpath_tf.data import Dataset, load_dataset, load_file
 from mpath_tf.derivation import derive, parameter_counts, path_widths
+from mpath_tf.distributed import cluster_from_env, is_chief, make_strategy, train_distributed
 from mpath_tf.errors import ConfigError
 from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text, load_model
 from mpath_tf.models import build_supernet
@@ -123,10 +124,20 @@ def finetune(
     return model
 
 
-def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress) -> keras.Model:
+def _build(config: SearchConfig, data: Dataset) -> keras.Model:
+    return build_supernet(
+        data.input_shape, data.num_classes, config.depth, config.width, seed=config.seed
+    )
+
+
+def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress,
+                    strategy=None) -> keras.Model:
     config = run.config
     if run.state["supernet"] is not None and run.supernet_path.is_file():
         log("one-shot training: done earlier, loading supernet.keras")
+        if strategy is not None:  # the other workers wait to hear that
+            train_distributed(lambda: _build(config, data), data, config.epochs, strategy,
+                              finished=True)
         return run.load_supernet()
     checkpoints = run.path / "checkpoints" / "supernet"
     done = _epochs_done(checkpoints)
@@ -134,18 +145,24 @@ def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress) -> kera
         + (f" (resuming after epoch {done})" if done else ""))
     start = time.perf_counter()
     progress.phase("one-shot training", 1, config.epochs)
-    supernet = build_supernet(
-        data.input_shape, data.num_classes, config.depth, config.width, seed=config.seed
-    )
-    val = train(
-        supernet,
-        data,
-        config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        checkpoint_dir=checkpoints,
-        callbacks=[progress.callback()],
-    )
+    if strategy is None:
+        supernet = _build(config, data)
+        val = train(
+            supernet,
+            data,
+            config.epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            checkpoint_dir=checkpoints,
+            callbacks=[progress.callback()],
+        )
+    else:
+        log(f"  with --strategy {config.strategy}: {strategy.num_replicas_in_sync} replica(s), "
+            f"global batch {config.batch_size}")
+        supernet, val = train_distributed(
+            lambda: _build(config, data), data, config.epochs, strategy,
+            batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+            checkpoint_dir=checkpoints, on_epoch=lambda epoch, _: progress.epoch(epoch))
     progress.done()
     atomic_save_model(supernet, run.supernet_path)
     run.state["supernet"] = {
@@ -157,6 +174,25 @@ def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress) -> kera
     shutil.rmtree(checkpoints, ignore_errors=True)  # supernet.keras holds the result now
     log(f"  one-shot validation accuracy {val:.4f}")
     return supernet
+
+
+def _worker_one_shot(config: SearchConfig, data: Dataset, strategy, log,
+                     progress: Progress) -> dict:
+    """A non-chief task of ``--strategy multiworker``: take part in the
+    one-shot training, then leave the rest of the search to the chief."""
+    cluster = cluster_from_env()
+    log(f"{cluster.describe()}: one-shot training with the chief at {cluster.chief_address}; "
+        "the chief writes the run directory")
+    progress.phase("one-shot training", 1, config.epochs)
+    model, _ = train_distributed(
+        lambda: _build(config, data), data, config.epochs, strategy,
+        batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+        on_epoch=lambda epoch, _: progress.epoch(epoch))
+    progress.done()
+    log("one-shot training " + ("finished" if model is not None else "was finished earlier")
+        + "; the chief goes on with the search")
+    return {"role": "worker", "task": f"{cluster.task_type}:{cluster.index}",
+            "chief": cluster.chief_address, "trained": model is not None}
 
 
 def _epochs_done(checkpoints: Path) -> int:
@@ -408,7 +444,11 @@ def search(
     config = (config or SearchConfig()).validate()
     progress = progress or Progress(quiet=True)
     log = log or progress.log
+    # multiworker needs its strategy before TensorFlow runs anything
+    strategy = make_strategy(config.strategy, config.cluster_timeout_s) if config.strategy else None
     data = load_data(config)
+    if strategy is not None and not is_chief(strategy):
+        return _worker_one_shot(config, data, strategy, log, progress)
     run = RunDir.create_or_resume(run_dir or default_run_dir(config), config)
     log(f"run directory: {run.path}")
     if config.method != "rank":
@@ -416,7 +456,7 @@ def search(
 
         return search_tradeoff(run, data, log, progress)
 
-    supernet = _train_supernet(run, data, log, progress)
+    supernet = _train_supernet(run, data, log, progress, strategy)
     log(f"sample fine-tuning: {config.finetune_epochs} epochs each")
     measured = _sample_finetune(run, supernet, data, log, progress)
 
