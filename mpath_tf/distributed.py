@@ -14,8 +14,10 @@ every epoch visits the training set in the order of
 ``batch_size`` examples is split evenly over the replicas, and the summed
 gradients (Keras's optimizer all-reduces them) equal those of the whole
 batch. The result therefore matches training the same loop in one process,
-up to the order of floating-point sums; ``tests/test_distributed.py`` checks
-that with two worker processes on 127.0.0.1.
+up to the order of floating-point sums; ``tests/test_strategy.py`` checks
+that with two worker processes on 127.0.0.1. (Over long trainings a
+rounding-level difference can flip a ReLU and the runs drift apart, as with
+any change of summation order; docs/results.md has the measurements.)
 
 Resume: the chief checkpoints every epoch (``training.EpochCheckpoint``). On
 a restart the chief's epoch count, weights and optimizer state are sent to
