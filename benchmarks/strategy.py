@@ -23,13 +23,14 @@ import argparse
 import datetime
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from mpath_tf.distributed import local_tf_configs
 
 def child(args) -> None:
     """One training process; prints one JSON line with its epoch times."""
@@ -66,16 +67,6 @@ def child(args) -> None:
     print(json.dumps({"val": val, "epoch_s": times}), flush=True)
 
 
-def _ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run(args, role: str, workers: int = 1, weights: str | None = None) -> dict:
     """Start the processes of one way of training; return the chief's numbers."""
     cmd = [sys.executable, __file__, "--role", role, "--dataset", args.dataset,
@@ -86,16 +77,14 @@ def run(args, role: str, workers: int = 1, weights: str | None = None) -> dict:
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    ports = _ports(workers)
+    configs = local_tf_configs(workers)
     cores = os.cpu_count() or 1
     procs = []
     for k in range(workers):
         if k and weights:  # only the chief saves
             cmd = cmd[:-2]
         if role == "multiworker":
-            env = {**env, "TF_CONFIG": json.dumps({
-                "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                "task": {"type": "worker", "index": k}})}
+            env = {**env, "TF_CONFIG": configs[k]}
             prefix = ["taskset", "-c", str(k % cores)]
         else:
             prefix = []

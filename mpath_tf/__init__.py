@@ -34,6 +34,7 @@ _EXPORTS = {
     "search": "mpath_tf.pipeline",
     "make_strategy": "mpath_tf.distributed",
     "train_distributed": "mpath_tf.distributed",
+    "local_tf_configs": "mpath_tf.distributed",
     "load_dataset": "mpath_tf.data",
     "load_model": "mpath_tf.io",
     "Dataset": "mpath_tf.data",

@@ -163,6 +163,33 @@ def make_strategy(name: str, cluster_timeout_s: float = 300.0):
         ) from None
 
 
+def local_tf_configs(workers: int) -> list[str]:
+    """``TF_CONFIG`` values for a cluster of ``workers`` processes on this
+    machine (127.0.0.1, free ports), one per worker index: a way to try
+    ``--strategy multiworker`` without machines.
+
+    Args:
+        workers: Number of worker processes (>= 1).
+
+    Returns:
+        One JSON string per worker; index 0 is the chief.
+
+    Example:
+        >>> json.loads(local_tf_configs(2)[1])["task"]
+        {'type': 'worker', 'index': 1}
+    """
+    import socket
+
+    sockets = [socket.socket() for _ in range(workers)]
+    for s in sockets:  # hold every port until all are chosen, so they differ
+        s.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": k}})
+            for k in range(workers)]
+
+
 def _configure_coordination(timeout_s: float) -> None:
     """Set TensorFlow's coordination service like MultiWorkerMirroredStrategy
     would, but with a registration deadline and a heartbeat, so a missing

@@ -6,7 +6,6 @@ and a missing chief or a bad TF_CONFIG is reported plainly."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from mpath_tf import build_supernet, load_dataset
-from mpath_tf.distributed import cluster_from_env, train_distributed
+from mpath_tf.distributed import cluster_from_env, local_tf_configs, train_distributed
 from mpath_tf.errors import ConfigError
 from mpath_tf.io import load_model
 
@@ -26,31 +25,16 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 MAIN = [sys.executable, "-c", "from mpath_tf.cli import main; main()"]
 
 
-def _ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _tf_config(ports: list[int], index: int) -> str:
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
-
-
-def _start(args: list[str], ports: list[int], index: int, log) -> subprocess.Popen:
-    return subprocess.Popen(args, env={**ENV, "TF_CONFIG": _tf_config(ports, index)},
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+def _start(args: list[str], tf_config: str, log) -> subprocess.Popen:
+    return subprocess.Popen(args, env={**ENV, "TF_CONFIG": tf_config}, stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def _cluster(args: list[str], tmp_path, name: str, workers: int = 2, timeout: float = 240):
     """Run ``args`` as every worker of a local cluster; return (exit codes, outputs)."""
-    ports = _ports(workers)
+    configs = local_tf_configs(workers)
     logs = [open(tmp_path / f"{name}-{i}.log", "w") for i in range(workers)]
-    procs = [_start(args, ports, i, logs[i]) for i in range(workers)]
+    procs = [_start(args, configs[i], logs[i]) for i in range(workers)]
     try:
         codes = [p.wait(timeout=timeout) for p in procs]
     finally:
@@ -99,10 +83,10 @@ def test_two_workers_train_what_one_process_trains(tmp_path):
 def test_killed_worker_stops_the_chief_and_a_restart_resumes(tmp_path):
     run, epochs = tmp_path / "run", 60
     args = [*MAIN, "search", *SEARCH, "--epochs", str(epochs), "--run-dir", str(run)]
-    ports = _ports(2)
+    configs = local_tf_configs(2)
     state = run / "checkpoints" / "supernet" / "state.json"
     with open(tmp_path / "chief.log", "w") as chief_log, open(tmp_path / "w.log", "w") as w_log:
-        chief, worker = _start(args, ports, 0, chief_log), _start(args, ports, 1, w_log)
+        chief, worker = _start(args, configs[0], chief_log), _start(args, configs[1], w_log)
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not (
@@ -153,12 +137,12 @@ def test_worker_without_files_gets_the_chiefs_checkpoint(tmp_path):
     _reference(1, checkpoint_dir=checkpoint)
     script = tmp_path / "resume.py"
     script.write_text(RESUME_SCRIPT)
-    ports = _ports(2)
+    configs = local_tf_configs(2)
     outs = [tmp_path / f"w{i}.npz" for i in range(2)]
     with open(tmp_path / "c.log", "w") as c_log, open(tmp_path / "w.log", "w") as w_log:
-        procs = [_start([sys.executable, str(script), str(outs[0]), str(checkpoint)], ports, 0,
+        procs = [_start([sys.executable, str(script), str(outs[0]), str(checkpoint)], configs[0],
                         c_log),
-                 _start([sys.executable, str(script), str(outs[1])], ports, 1, w_log)]
+                 _start([sys.executable, str(script), str(outs[1])], configs[1], w_log)]
         codes = [p.wait(timeout=240) for p in procs]
     logs = (tmp_path / "c.log").read_text() + (tmp_path / "w.log").read_text()
     assert codes == [0, 0], logs
@@ -199,13 +183,13 @@ def test_mirrored_two_replicas_train_what_one_replica_trains(tmp_path):
 
 
 def test_worker_without_a_chief_fails_with_a_message(tmp_path):
-    ports = _ports(2)
+    config = local_tf_configs(2)[1]
+    chief = json.loads(config)["cluster"]["worker"][0]
     proc = subprocess.run([*MAIN, "search", *SEARCH, "--epochs", "1", "--cluster-timeout", "3",
-                           "--run-dir", str(tmp_path / "run")],
-                          env={**ENV, "TF_CONFIG": _tf_config(ports, 1)}, capture_output=True,
-                          text=True, timeout=120)
+                           "--run-dir", str(tmp_path / "run")], env={**ENV, "TF_CONFIG": config},
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert f"could not reach the chief at 127.0.0.1:{ports[0]} within 3 s" in proc.stderr
+    assert f"could not reach the chief at {chief} within 3 s" in proc.stderr
     assert not (tmp_path / "run").exists()  # only the chief writes the run directory
 
 
