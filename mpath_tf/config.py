@@ -12,7 +12,7 @@ from mpath_tf.errors import ConfigError
 # is redone on every resumption (it reuses any model already fine-tuned).
 NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accuracy", "max_params",
                           "max_size_kb", "max_latency_ms", "target", "final_epochs", "workers",
-                          "cluster_timeout_s", "strategy")
+                          "cluster_timeout_s")
 METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff
 COSTS = ("params", "latency")  # see mpath_tf.costs
 STRATEGIES = ("mirrored", "multiworker")  # see mpath_tf.distributed

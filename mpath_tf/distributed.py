@@ -174,12 +174,17 @@ def local_tf_configs(workers: int) -> list[str]:
     Returns:
         One JSON string per worker; index 0 is the chief.
 
+    Raises:
+        ConfigError: If ``workers`` < 1.
+
     Example:
         >>> json.loads(local_tf_configs(2)[1])["task"]
         {'type': 'worker', 'index': 1}
     """
     import socket
 
+    if workers < 1:
+        raise ConfigError(f"A cluster needs workers >= 1. Received: workers={workers}")
     sockets = [socket.socket() for _ in range(workers)]
     for s in sockets:  # hold every port until all are chosen, so they differ
         s.bind(("127.0.0.1", 0))

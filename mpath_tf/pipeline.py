@@ -427,7 +427,9 @@ def search(
             nowhere; the CLI shows them on stderr).
 
     Returns:
-        The content of ``results.json``.
+        The content of ``results.json``; on a ``multiworker`` task other than
+        the chief, which only takes part in the one-shot training, a short
+        dict with ``role: "worker"``.
 
     Raises:
         ConfigError: Bad settings, or settings that differ from the run's.

@@ -232,3 +232,14 @@ def test_cli_refuses_a_strategy_it_cannot_use(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 2 and "TF_CONFIG environment variable" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_resumes_with_the_strategy_it_started_with():
+    """The strategy decides the order of the training examples (Keras fit or
+    the distributed loop), so a resumed run must keep it; the cluster's
+    timeout may change."""
+    from mpath_tf.config import SearchConfig
+
+    started = SearchConfig(strategy="multiworker")
+    assert SearchConfig().differences(started) == ["strategy"]
+    assert SearchConfig(strategy="multiworker", cluster_timeout_s=5).differences(started) == []
