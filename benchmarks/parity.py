@@ -3,7 +3,9 @@
 Trains an mpath-4-200 supernet on MNIST (one-shot), derives and fine-tunes a
 few path counts, exports each in float32, float16, dynamic and int8 with the
 per_path and conv lowerings, and prints the parity numbers on the 10,000 test
-images beside the bounds of ``converters.verify``.
+images beside the bounds of ``converters.verify``. int8 is exported twice,
+with the default activation-range equalization (``converters.equalize``) and
+without it, so the two are compared on the same models.
 
 Run from a clean checkout (after the README's install command):
 
@@ -31,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from converters import QUANTIZATIONS, export_tflite, get_quantization, verify
+    from converters import QUANTIZATIONS, Int8, export_tflite, get_quantization, verify
     from mpath_tf import build_supernet, derive, load_dataset
     from mpath_tf.training import train
 
@@ -41,22 +43,27 @@ def main() -> None:
     print(f"\n{datetime.date.today()}  {args.dataset} mpath-4-{args.width}, one-shot "
           f"{args.epochs} epochs, fine-tune {args.finetune_epochs}, seed {args.seed}; "
           f"{len(data.x_test)} test images")
-    print("| b | mode | lowering | max abs diff | p99 abs diff | p99 output steps | top-1 agreement "
-          "| Keras acc | LiteRT acc | passed |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| b | mode | lowering | max abs diff | p99 abs diff | p99 output steps | mean output "
+          "steps | top-1 agreement | Keras acc | LiteRT acc | passed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     folder = Path(tempfile.mkdtemp())
     for b in (int(p) for p in args.paths.split(",")):
         model = derive(net, b)
         train(model, data, epochs=args.finetune_epochs, batch_size=128, keep_best=False)
-        for mode in QUANTIZATIONS:
+        # int8 twice: with the default range equalization and without it.
+        schemes = [get_quantization(mode) for mode in QUANTIZATIONS] + [Int8(equalize=0.0)]
+        for scheme in schemes:
+            plain = scheme == Int8(equalize=0.0)
+            mode = scheme.name + (" (no equalization)" if plain else "")
             for lowering in ("per_path", "conv"):
-                scheme = get_quantization(mode)
-                path = export_tflite(model, folder / f"b{b}_{mode}_{lowering}.tflite", scheme,
+                name = f"b{b}_{scheme.name}{'_plain' if plain else ''}_{lowering}.tflite"
+                path = export_tflite(model, folder / name, scheme,
                                      data.x_train, lowering)
                 c = verify(path, model, data.x_test, scheme, data.y_test)
                 steps = f"{c.p99_abs_diff / c.output_step:.2f}" if c.output_step else "-"
+                mean = f"{c.mean_abs_diff / c.output_step:.3f}" if c.output_step else "-"
                 print(f"| {b} | {mode} | {lowering} | {c.max_abs_diff:.2e} | {c.p99_abs_diff:.2e} | "
-                      f"{steps} | {c.agreement:.4f} | {c.keras_accuracy:.4f} | "
+                      f"{steps} | {mean} | {c.agreement:.4f} | {c.keras_accuracy:.4f} | "
                       f"{c.tflite_accuracy:.4f} | {'yes' if c.passed else 'NO: ' + '; '.join(c.failures)} |",
                       flush=True)
 

@@ -9,6 +9,7 @@ from converters.quantization import (
     get_quantization,
 )
 from converters.calibration import calibrate, choose_lowering, load_calibration
+from converters.equalize import equalize_ranges
 from converters.tflite import (
     LOWERINGS,
     choose_lowerings,
@@ -33,6 +34,7 @@ __all__ = [
     "Verification",
     "compare_outputs",
     "convert",
+    "equalize_ranges",
     "export_tflite",
     "get_quantization",
     "op_summary",

@@ -117,11 +117,16 @@ class Int8:
             DEQUANTIZE in the file; the caller quantizes inputs with the input
             tensor's scale and zero point, as ``run_tflite`` does). Default:
             float32 input and output.
+        equalize: Strength in [0, 1] of the activation-range equalization
+            applied to the Keras model before conversion
+            (``converters.equalize``: the float function is unchanged, int8
+            rounding error falls); 0 turns it off.
     """
 
     num_samples: int = 200
     seed: int = 0
     int8_io: bool = False
+    equalize: float = 0.5
     name = "int8"
 
     def __post_init__(self):
@@ -129,19 +134,39 @@ class Int8:
             raise ConfigError(
                 f"Int8 calibration needs num_samples >= 1. Received: num_samples={self.num_samples}"
             )
+        if not 0.0 <= self.equalize <= 1.0:
+            raise ConfigError(
+                f"Int8 range equalization strength must be in [0, 1] (0 turns it off). "
+                f"Received: equalize={self.equalize}"
+            )
 
-    def configure(self, converter, representative_data) -> None:
-        import tensorflow as tf
+    def calibration_samples(self, representative_data, count: int | None = None) -> np.ndarray:
+        """The examples that calibrate activation ranges.
 
+        Args:
+            representative_data: The training examples.
+            count: How many to take (default ``num_samples``; at most all).
+
+        Returns:
+            ``count`` examples picked with ``seed``, in their original order.
+
+        Raises:
+            ConfigError: If there is no representative data.
+        """
         if representative_data is None or len(representative_data) == 0:
             raise ConfigError(
                 "int8 quantization needs representative data to calibrate "
                 "activation ranges: pass representative_data (CLI: --dataset)."
             )
         rng = np.random.default_rng(self.seed)
-        count = min(self.num_samples, len(representative_data))
+        count = min(count or self.num_samples, len(representative_data))
         picks = rng.choice(len(representative_data), size=count, replace=False)
-        samples = np.asarray(representative_data, dtype="float32")[np.sort(picks)]
+        return np.asarray(representative_data, dtype="float32")[np.sort(picks)]
+
+    def configure(self, converter, representative_data) -> None:
+        import tensorflow as tf
+
+        samples = self.calibration_samples(representative_data)
 
         def dataset():
             for example in samples:
@@ -178,7 +203,7 @@ def get_quantization(name: str):
 
     Example:
         >>> get_quantization("int8")
-        Int8(num_samples=200, seed=0, int8_io=False)
+        Int8(num_samples=200, seed=0, int8_io=False, equalize=0.5)
     """
     if name not in QUANTIZATIONS:
         raise ConfigError(

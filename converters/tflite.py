@@ -93,7 +93,9 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
         model: A built Keras model with one input.
         quantization: A scheme from ``converters.quantization``; default
             ``Float32()``.
-        representative_data: Training examples, required by ``Int8``.
+        representative_data: Training examples, required by ``Int8`` (which
+            also equalizes activation ranges on them first; see
+            ``converters.equalize``).
         lowering: How block-diagonal layers become ops: ``per_path``,
             ``batch_matmul``, ``conv`` (see ``LOWERINGS``) or ``auto`` (see
             ``choose_lowerings``).
@@ -120,6 +122,12 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
             f"{tuple(model.input_shape[1:])}; pass the training data of this model."
         )
     lowerings = choose_lowerings(model, quantization.name, lowering, calibration)
+    if getattr(quantization, "equalize", 0.0):
+        from converters.equalize import RANGE_SAMPLES, equalize_ranges
+
+        samples = quantization.calibration_samples(
+            representative_data, max(RANGE_SAMPLES, quantization.num_samples))
+        model = equalize_ranges(model, samples, quantization.equalize)
 
     def run(lowered):
         spec = tf.TensorSpec((None, *lowered.input_shape[1:]), tf.float32, name="input")

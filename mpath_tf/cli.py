@@ -221,6 +221,10 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               "one with `mpath-tf calibrate`).")
 @click.option("--int8-io", is_flag=True, default=False,
               help="With --quantize int8: int8 input and output tensors (default float32).")
+@click.option("--equalize", type=float, default=None,
+              help="With --quantize int8: strength in [0, 1] of the activation-range "
+              "equalization that lowers int8 rounding error without changing the float "
+              "model (default 0.5; 0 turns it off).")
 @click.option("--qat-epochs", type=int, default=0, show_default=True,
               help="With --quantize int8: quantization-aware training epochs (tfmot) before "
               "conversion; needs `pip install 'mpath-tf[qat]'`.")
@@ -238,8 +242,8 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: MODEL with suffix _<quantization>.tflite).")
 @_input_errors
-def export(model, fmt, quantization, lowering, calibration, int8_io, qat_epochs, bundle,
-           bundle_paths, verify, dataset, data_dir, output):
+def export(model, fmt, quantization, lowering, calibration, int8_io, equalize, qat_epochs,
+           bundle, bundle_paths, verify, dataset, data_dir, output):
     """Export a .keras MODEL to TFLite and check it against Keras.
 
     \b
@@ -258,7 +262,7 @@ def export(model, fmt, quantization, lowering, calibration, int8_io, qat_epochs,
     report = export_model(
         model, quantization, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
         lowering=lowering, calibration=calibration, qat_epochs=qat_epochs, int8_io=int8_io,
-        verify=verify,
+        equalize=equalize, verify=verify,
     )
     click.echo(json.dumps(report, indent=2))
     # A QAT model is fine-tuned, so it is not expected to match the Keras model

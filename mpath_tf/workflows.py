@@ -87,6 +87,7 @@ def export_model(
     calibration: str | os.PathLike | None = None,
     qat_epochs: int = 0,
     int8_io: bool = False,
+    equalize: float | None = None,
     verify: bool = True,
 ) -> dict:
     """Export a ``.keras`` model to ``.tflite`` and verify it in LiteRT.
@@ -109,6 +110,9 @@ def export_model(
             conversion; 0: post-training quantization. QAT keeps one
             FULLY_CONNECTED per path (``lowering`` does not apply).
         int8_io: With ``int8``: int8 input and output tensors instead of float32.
+        equalize: With ``int8``: strength in [0, 1] of the activation-range
+            equalization before conversion (``converters.equalize``); 0 turns
+            it off; default the scheme's (0.5).
         verify: Run the parity check (``converters.verify``) on held-out data
             (the test split, or random inputs without a dataset).
 
@@ -137,6 +141,10 @@ def export_model(
         if scheme.name != "int8":
             raise ConfigError("--int8-io needs --quantize int8.")
         scheme = replace(scheme, int8_io=True)
+    if equalize is not None:
+        if scheme.name != "int8":
+            raise ConfigError("--equalize needs --quantize int8.")
+        scheme = replace(scheme, equalize=float(equalize))
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ConfigError(f"Model file {model_path} does not exist; pass a .keras file.")
@@ -164,6 +172,13 @@ def export_model(
             "--qat-epochs needs --quantize int8 and labelled training data (--dataset, or a "
             "model inside a run directory)."
         )
+    if qat_epochs:
+        if equalize:
+            raise ConfigError(
+                "--equalize applies to post-training int8; --qat-epochs learns the ranges "
+                "in training. Drop one of the two."
+            )
+        scheme = replace(scheme, equalize=0.0)  # the record says what was done
     lowerings = choose_lowerings(model, scheme.name, "per_path" if qat_epochs else lowering,
                                  calibration)
     try:
