@@ -63,15 +63,12 @@ def _relu_chain(model) -> list[tuple]:
 
 def _scale_outputs(layer, s: np.ndarray) -> None:
     """Multiply the incoming weights and bias of every output neuron by ``s``."""
-    import keras
-
     from mpath_tf.layers import PathDense
 
     if isinstance(layer, PathDense):
-        blocks = layer.get_blocks()  # (w_k, w_k) each, (in, out)
-        bias = keras.ops.convert_to_numpy(layer.bias)
-        lo = np.cumsum([0] + layer.path_widths[:-1])
-        layer.set_blocks([b * s[o:o + b.shape[1]][None, :] for b, o in zip(blocks, lo)], bias * s)
+        bias = layer.get_weights()[1]
+        layer.set_blocks([b * s[o:o + b.shape[1]][None, :]  # (w_k, w_k), (in, out)
+                          for b, o in zip(layer.get_blocks(), layer.offsets)], bias * s)
     else:
         kernel, bias = layer.get_weights()  # (in, out), (out,)
         layer.set_weights([kernel * s[None, :], bias * s])
@@ -82,9 +79,8 @@ def _scale_inputs(layer, s: np.ndarray) -> None:
     from mpath_tf.layers import PathDense
 
     if isinstance(layer, PathDense):
-        lo = np.cumsum([0] + layer.path_widths[:-1])
         layer.set_blocks([b / s[o:o + b.shape[0]][:, None]
-                          for b, o in zip(layer.get_blocks(), lo)])
+                          for b, o in zip(layer.get_blocks(), layer.offsets)])
     else:
         kernel, bias = layer.get_weights()
         layer.set_weights([kernel / s[:, None], bias])
@@ -132,9 +128,12 @@ def equalize_ranges(model, x: np.ndarray, strength: float = 0.5):
         return model
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    # Layer by layer, measuring each on the model already rescaled before it.
-    for layer, after in _relu_chain(copy):
-        activations = keras.Model(copy.inputs, layer.output).predict(x, batch_size=1024, verbose=0)
+    pairs = _relu_chain(copy)
+    # One forward pass gives every layer's ranges: rescaling a layer leaves the
+    # outputs of every other layer unchanged (the next one divides it back).
+    outputs = keras.Model(copy.inputs, [layer.output for layer, _ in pairs]).predict(
+        x, batch_size=1024, verbose=0)
+    for (layer, after), activations in zip(pairs, outputs):
         r = activations.reshape(-1, activations.shape[-1]).max(axis=0)  # (neurons,)
         live = r > 0
         if not live.any():
