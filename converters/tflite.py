@@ -127,7 +127,8 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
 
         samples = quantization.calibration_samples(
             representative_data, max(RANGE_SAMPLES, quantization.num_samples))
-        model = equalize_ranges(model, samples, quantization.equalize)
+        per_tensor = {name for name, choice in lowerings.items() if choice == "batch_matmul"}
+        model = equalize_ranges(model, samples, quantization.equalize, keep=per_tensor)
 
     def run(lowered):
         spec = tf.TensorSpec((None, *lowered.input_shape[1:]), tf.float32, name="input")

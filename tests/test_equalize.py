@@ -147,3 +147,27 @@ def test_int8_error_falls_when_neuron_ranges_differ(digits, tmp_path):
     assert equalized.p99_abs_diff < 0.2 * plain.p99_abs_diff
     assert equalized.agreement >= 0.99 and plain.agreement < 0.95
     assert equalized.tflite_accuracy >= equalized.keras_accuracy - 0.005
+
+
+def test_per_tensor_quantized_layers_are_kept(digits, tmp_path):
+    # BATCH_MATMUL's constant operand gets one int8 scale for the whole
+    # block; equalizing its rows or columns spreads the weights over that one
+    # range (measured on MNIST, 2 paths: p99 4.4 -> 27 output steps), so
+    # convert keeps those layers, and their neighbours' shared side, as they are.
+    from converters import convert
+
+    model = derive(build_supernet(digits.input_shape, 10, depth=4, width=16, seed=0), 3)
+    x = digits.x_train[:200]
+    kept = equalize_ranges(model, x, keep={"path_dense_2"})
+    names = ["dense_in", "path_dense_1", "path_dense_2", "path_dense_3"]
+    changed = {n: not all(np.array_equal(a, b) for a, b in zip(
+        model.get_layer(n).get_weights(), kept.get_layer(n).get_weights())) for n in names}
+    # dense_in -> path_dense_1 is rescaled; the pairs touching path_dense_2 are not,
+    # and path_dense_3 (whose next layer is the output) is rescaled on its own side only.
+    assert changed == {"dense_in": True, "path_dense_1": True, "path_dense_2": False,
+                       "path_dense_3": True}
+    files = {s: convert(model, Int8(equalize=s), digits.x_train, lowering="batch_matmul")
+             for s in (0.0, 0.5)}
+    assert files[0.0] == files[0.5]
+    conv = {s: convert(model, Int8(equalize=s), digits.x_train, lowering="conv") for s in (0.0, 0.5)}
+    assert conv[0.0] != conv[0.5]  # per-channel weights: equalized
