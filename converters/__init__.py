@@ -6,6 +6,7 @@ from converters.quantization import (
     Float16,
     Float32,
     Int8,
+    Int16x8,
     get_quantization,
 )
 from converters.calibration import calibrate, choose_lowering, load_calibration
@@ -31,6 +32,7 @@ __all__ = [
     "Float16",
     "Float32",
     "Int8",
+    "Int16x8",
     "Verification",
     "compare_outputs",
     "convert",

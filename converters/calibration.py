@@ -82,7 +82,7 @@ def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
     return keras.Model(inputs, h, name=f"stack-{depth}x{width}-b{len(widths)}")
 
 
-def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
+def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "int16x8"),
               paths=None, workdir: str | os.PathLike = "calibration", settings=None,
               repeats: int = 1, log=print) -> dict:
     """Time a stack of block-diagonal layers of ``width`` in every lowering on ``target``.
@@ -106,7 +106,7 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
         The table (see the module docstring).
     """
     from converters.quantization import get_quantization
-    from converters.tflite import LOWERINGS, export_tflite
+    from converters.tflite import AUTO_EXCLUDED, LOWERINGS, export_tflite
     from edge_bench import Journal, get_target, measure_models
 
     target = get_target(target) if isinstance(target, str) else target
@@ -125,11 +125,17 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8"),
                 if lowering == "per_path" and b > MAX_PER_PATH_CALIBRATION:
                     continue
                 for quantization in quantizations:
+                    if b > 1 and lowering in AUTO_EXCLUDED.get(quantization, ()):
+                        continue
                     path = workdir / (f"stack-{STACK_DEPTH}x{width}-b{b}-{variant}_{lowering}_"
                                       f"{quantization}.tflite")
                     if not path.is_file():
-                        export_tflite(model, path, get_quantization(quantization), representative,
-                                      lowering)
+                        try:
+                            export_tflite(model, path, get_quantization(quantization),
+                                          representative, lowering)
+                        except ConfigError as err:  # one stack the mode cannot run
+                            log(f"skipped {path.name}: {err}")
+                            continue
                     jobs.append(({"path_widths": widths, "depth": STACK_DEPTH,
                                   "quantization": quantization, "lowering": lowering}, path))
     log(f"calibrating {len(jobs)} stacks on {target.name}")
@@ -231,8 +237,9 @@ def predicted_costs(table: dict, path_widths: list[int], quantization: str,
 
 
 def choose_lowering(table: dict, path_widths: list[int], quantization: str,
-                    depth: int = 1) -> str:
-    """The lowering with the lowest predicted cost for a stack of ``depth`` layers.
+                    depth: int = 1, excluded=()) -> str:
+    """The lowering with the lowest predicted cost for a stack of ``depth``
+    layers, other than those in ``excluded``.
 
     Example:
         >>> table = {"layers": [
@@ -244,5 +251,7 @@ def choose_lowering(table: dict, path_widths: list[int], quantization: str,
     """
     if len(path_widths) == 1:
         return "per_path"
-    costs = predicted_costs(table, path_widths, quantization, depth)
+    costs = {lowering: cost for lowering, cost in
+             predicted_costs(table, path_widths, quantization, depth).items()
+             if lowering not in excluded}
     return min(costs, key=costs.get)

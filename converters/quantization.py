@@ -2,11 +2,12 @@
 
 Each scheme configures a ``tf.lite.TFLiteConverter`` and carries the bounds
 that ``converters.verify`` holds the exported file to (``parity_bounds``). Inputs and outputs of every
-exported model stay float32, so a caller feeds the same arrays to every file;
-only weights (dynamic range) or weights and activations (int8) are quantized.
+exported model stay float32 (except ``Int8(int8_io=True)``), so a caller feeds
+the same arrays to every file; only weights (dynamic range) or weights and
+activations (int8, int16x8) are quantized. Schemes whose activation ranges
+are calibrated on representative data say so with ``calibrated = True``.
 
-Not supported yet: int16 activations. Quantization-aware training is in
-``converters.qat``.
+Quantization-aware training is in ``converters.qat``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Float32:
     """
 
     name = "float32"
+    calibrated = False
 
     def parity_bounds(self) -> dict:
         return {"max_abs_diff": 1e-5}
@@ -53,6 +55,7 @@ class Float16:
     """
 
     name = "float16"
+    calibrated = False
 
     def parity_bounds(self) -> dict:
         return {"max_abs_diff": 1e-3, "rtol": 1e-3}
@@ -78,6 +81,7 @@ class DynamicRange:
     """
 
     name = "dynamic"
+    calibrated = False
 
     def parity_bounds(self) -> dict:
         return {"max_abs_diff": 1e-1}
@@ -92,7 +96,64 @@ class DynamicRange:
 
 
 @dataclass(frozen=True)
-class Int8:
+class _Calibrated:
+    """Shared by the schemes whose activation ranges are calibrated on
+    ``num_samples`` examples of the training data, picked with ``seed``."""
+
+    num_samples: int = 200
+    seed: int = 0
+    calibrated = True
+
+    def __post_init__(self):
+        if self.num_samples < 1:
+            raise ConfigError(
+                f"{self.name} calibration needs num_samples >= 1. "
+                f"Received: num_samples={self.num_samples}"
+            )
+
+    def calibration_samples(self, representative_data, count: int | None = None) -> np.ndarray:
+        """The examples that calibrate activation ranges.
+
+        Args:
+            representative_data: The training examples.
+            count: How many to take (default ``num_samples``; at most all).
+
+        Returns:
+            ``count`` examples picked with ``seed``, in their original order.
+
+        Raises:
+            ConfigError: If there is no representative data.
+        """
+        if representative_data is None or len(representative_data) == 0:
+            raise ConfigError(
+                f"{self.name} quantization needs representative data to calibrate "
+                "activation ranges: pass representative_data (CLI: --dataset)."
+            )
+        rng = np.random.default_rng(self.seed)
+        count = min(count or self.num_samples, len(representative_data))
+        picks = rng.choice(len(representative_data), size=count, replace=False)
+        return np.asarray(representative_data, dtype="float32")[np.sort(picks)]
+
+    def _calibrate(self, converter, representative_data, ops) -> None:
+        """Set the converter's representative dataset and integer op set."""
+        import tensorflow as tf
+
+        samples = self.calibration_samples(representative_data)
+
+        def dataset():
+            for example in samples:
+                yield [example[None, ...]]  # (1, *input_shape)
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = dataset
+        converter.target_spec.supported_ops = [ops]
+
+    def get_config(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Int8(_Calibrated):
     """Full-integer post-training quantization: int8 weights and activations.
 
     Activation ranges are calibrated on ``num_samples`` examples of the
@@ -123,58 +184,22 @@ class Int8:
             rounding error falls); 0 turns it off.
     """
 
-    num_samples: int = 200
-    seed: int = 0
     int8_io: bool = False
     equalize: float = 0.5
     name = "int8"
 
     def __post_init__(self):
-        if self.num_samples < 1:
-            raise ConfigError(
-                f"Int8 calibration needs num_samples >= 1. Received: num_samples={self.num_samples}"
-            )
+        super().__post_init__()
         if not 0.0 <= self.equalize <= 1.0:
             raise ConfigError(
                 f"Int8 range equalization strength must be in [0, 1] (0 turns it off). "
                 f"Received: equalize={self.equalize}"
             )
 
-    def calibration_samples(self, representative_data, count: int | None = None) -> np.ndarray:
-        """The examples that calibrate activation ranges.
-
-        Args:
-            representative_data: The training examples.
-            count: How many to take (default ``num_samples``; at most all).
-
-        Returns:
-            ``count`` examples picked with ``seed``, in their original order.
-
-        Raises:
-            ConfigError: If there is no representative data.
-        """
-        if representative_data is None or len(representative_data) == 0:
-            raise ConfigError(
-                "int8 quantization needs representative data to calibrate "
-                "activation ranges: pass representative_data (CLI: --dataset)."
-            )
-        rng = np.random.default_rng(self.seed)
-        count = min(count or self.num_samples, len(representative_data))
-        picks = rng.choice(len(representative_data), size=count, replace=False)
-        return np.asarray(representative_data, dtype="float32")[np.sort(picks)]
-
     def configure(self, converter, representative_data) -> None:
         import tensorflow as tf
 
-        samples = self.calibration_samples(representative_data)
-
-        def dataset():
-            for example in samples:
-                yield [example[None, ...]]  # (1, *input_shape)
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        self._calibrate(converter, representative_data, tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
         if self.int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
@@ -182,18 +207,52 @@ class Int8:
     def parity_bounds(self) -> dict:
         return {"p99_output_steps": 4, "min_agreement": 0.99, "max_accuracy_drop_pt": 0.5}
 
-    def get_config(self) -> dict:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class Int16x8(_Calibrated):
+    """Full-integer quantization with int16 activations and int8 weights
+    (TFLite's "16x8" mode).
+
+    Activation ranges are calibrated as for ``Int8``, but each activation
+    tensor gets 65,536 levels instead of 256, so activation rounding all but
+    vanishes and what remains is the int8 rounding of the weights (per output
+    channel), as in dynamic-range quantization. For targets whose integer
+    accelerators run 16x8 kernels, and for users who need int8 weights with
+    closer parity than full int8 gives. Most CPU runtimes have no fast 16x8
+    kernels (XNNPACK has none), so on a phone or Pi CPU it runs the reference
+    kernels: slower than int8 and float32 (see ``benchmarks/lowering.py``).
+    No range equalization: with per-channel int8 weights and fine activation
+    steps it only adds weight rounding error.
+
+    Bounds: every output within 1e-1 of Keras (TensorFlow's tolerance for
+    int8 weights, as ``DynamicRange``); top-1 agreement >= 99%; accuracy drop
+    <= 0.5 percentage points when labels are given.
+
+    Args:
+        num_samples: Number of calibration examples (>= 1).
+        seed: Seed that picks the calibration examples.
+    """
+
+    name = "int16x8"
+
+    def configure(self, converter, representative_data) -> None:
+        import tensorflow as tf
+
+        self._calibrate(converter, representative_data,
+                        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
+
+    def parity_bounds(self) -> dict:
+        return {"max_abs_diff": 1e-1, "min_agreement": 0.99, "max_accuracy_drop_pt": 0.5}
 
 
-QUANTIZATIONS = {cls.name: cls for cls in (Float32, Float16, DynamicRange, Int8)}
+QUANTIZATIONS = {cls.name: cls for cls in (Float32, Float16, DynamicRange, Int8, Int16x8)}
 
 
 def get_quantization(name: str):
     """Return the default scheme object for ``name``.
 
     Args:
-        name: ``float32``, ``float16``, ``dynamic`` or ``int8``.
+        name: ``float32``, ``float16``, ``dynamic``, ``int8`` or ``int16x8``.
 
     Returns:
         A quantization object.

@@ -29,6 +29,14 @@ LOWERINGS = {
 }
 # (``group_paths`` first renumbers the neurons, so the batched lowerings need no GATHER.)
 
+# Lowerings that ``auto`` never picks (and ``calibrate`` does not time) for a
+# quantization. In int16x8, CONCATENATION requantizes its inputs, so each
+# per-path op keeps its own output range: a path that never activates on the
+# calibration data gets an empty range the 16x8 kernels refuse to run (the
+# batched lowerings hold all paths of one width in one tensor, so only a
+# width whose paths all never activate stops them).
+AUTO_EXCLUDED = {"int16x8": {"per_path"}}
+
 
 def choose_lowerings(model, quantization_name: str = "float32", lowering: str = "per_path",
                      calibration=None) -> dict[str, str]:
@@ -36,11 +44,12 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
 
     Args:
         model: A Keras model.
-        quantization_name: ``float32``, ``float16``, ``dynamic`` or ``int8``.
+        quantization_name: ``float32``, ``float16``, ``dynamic``, ``int8`` or ``int16x8``.
         lowering: One of ``LOWERINGS``, or ``auto``: the lowering whose cost,
             fitted to the calibration table, is lowest for the stack of
             block-diagonal layers (one choice for a stack that shares its
-            paths, so it is chained; else one per layer).
+            paths, so it is chained; else one per layer), among those not
+            in ``AUTO_EXCLUDED`` for the quantization.
         calibration: A table or its path for ``auto`` (default: the bundled
             table, measured on this project's x86 machine).
 
@@ -64,10 +73,12 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     table = calibration if isinstance(calibration, dict) else load_calibration(calibration)
     mode = "float32" if quantization_name == "float16" else quantization_name
     stack = path_stack(model)
+    excluded = AUTO_EXCLUDED.get(mode, set())
     if stack:
-        choice = choose_lowering(table, stack[0].path_widths, mode, depth=len(stack))
+        choice = choose_lowering(table, stack[0].path_widths, mode, len(stack), excluded)
         return {l.name: choice for l in layers}
-    return {l.name: choose_lowering(table, l.path_widths, mode) for l in layers}
+    return {l.name: choose_lowering(table, l.path_widths, mode, excluded=excluded)
+            for l in layers}
 
 
 def _lowered(model, lowerings: dict[str, str], chain: bool = True):
@@ -95,7 +106,7 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
             ``Float32()``.
         representative_data: Training examples, required by ``Int8`` (which
             also equalizes activation ranges on them first; see
-            ``converters.equalize``).
+            ``converters.equalize``) and ``Int16x8``.
         lowering: How block-diagonal layers become ops: ``per_path``,
             ``batch_matmul``, ``conv`` (see ``LOWERINGS``) or ``auto`` (see
             ``choose_lowerings``).
@@ -106,7 +117,8 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
 
     Raises:
         ConfigError: If the scheme needs representative data and none is
-            given, or the lowering is unknown.
+            given, the lowering is unknown, or a path never activates on the
+            representative data and the file cannot run.
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
@@ -144,12 +156,36 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
             raise _conversion_error(err, lowered, quantization) from err
 
     content = run(_lowered(model, lowerings))
-    if quantization.name == "int8" and _has_empty_range(content):
+    if getattr(quantization, "calibrated", False) and _has_empty_range(content):
         # A path that never activates on the representative data gets the
-        # range [0, 0] (scale 0), which the int8 kernels cannot run. Joining
-        # the paths after every layer gives it the range of the whole layer.
+        # range [0, 0] (scale 0), which the integer kernels cannot run. Joining
+        # the paths after every layer gives it the range of the whole layer
+        # in int8 (CONCATENATION's inputs share its output's scale); in 16x8
+        # CONCATENATION requantizes its inputs, so an op's own output keeps it.
         content = run(_lowered(model, lowerings, chain=False))
+        _check_runnable(content, model, quantization)
     return content
+
+
+def _check_runnable(content: bytes, model, quantization) -> None:
+    """Raise a ConfigError if LiteRT cannot prepare and run the file's ops."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    detail = interpreter.get_input_details()[0]
+    try:  # ops are prepared on the first run (the batch axis is dynamic)
+        interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], np.zeros([1, *detail["shape"][1:]], detail["dtype"]))
+        interpreter.invoke()
+    except (RuntimeError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [repr(err)])[0].rstrip(".")
+        raise ConfigError(
+            f"Some paths of {model.name} never activate on the representative data, and the "
+            f"{quantization.name} file cannot run ({reason}). Export with --lowering "
+            "batch_matmul (all paths of one width share one tensor there), or calibrate on "
+            "more examples."
+        ) from None
 
 
 def _layers_with_ops(model, op_types: set[str]) -> list[str]:
@@ -188,16 +224,18 @@ def _conversion_error(err: Exception, model, quantization) -> ConfigError:
     )
 
 
-# Quantization range (scale * 255) below which a tensor never varied during
+# Quantization range (scale * levels) below which a tensor never varied during
 # calibration; real activation ranges of trained or random MLPs are >= 1e-3.
 EMPTY_RANGE = 1e-5
+_LEVELS = {np.dtype(np.int8): 255, np.dtype(np.int16): 65535}
 
 
 def _has_empty_range(content: bytes) -> bool:
-    """True if an int8 activation tensor of the flatbuffer has an empty range.
+    """True if an int8 or int16 activation tensor of the flatbuffer has an empty range.
 
     The converter gives a tensor that was always 0 during calibration a
-    range of about 2e-6 (scale 7.8e-9), which XNNPACK refuses to prepare.
+    range of about 2e-6 (int8 scale 7.8e-9; int16 scale 2e-38), which
+    XNNPACK (int8) and the 16x8 kernels refuse to prepare.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -207,7 +245,8 @@ def _has_empty_range(content: bytes) -> bool:
     for tensor in interpreter.get_tensor_details():
         scales = tensor["quantization_parameters"]["scales"]
         # Activations have one scale per tensor (weights one per channel).
-        if np.dtype(tensor["dtype"]) == np.int8 and scales.size == 1 and scales[0] * 255 < EMPTY_RANGE:
+        levels = _LEVELS.get(np.dtype(tensor["dtype"]))
+        if levels and scales.size == 1 and scales[0] * levels < EMPTY_RANGE:
             return True
     return False
 
@@ -226,7 +265,7 @@ def export_tflite(
         model: A built Keras model with one input.
         path: Destination ``.tflite`` file.
         quantization: A scheme from ``converters.quantization``; default float32.
-        representative_data: Training examples, required by ``Int8``.
+        representative_data: Training examples, required by ``Int8`` and ``Int16x8``.
         lowering: How block-diagonal layers become ops (see ``convert``).
         calibration: The calibration table for ``lowering="auto"``.
 

@@ -13,6 +13,8 @@ dynamic    largest absolute difference <= 1e-1
 int8       99th percentile of the absolute differences <= 4 steps of the
            output tensor's quantization; top-1 agreement >= 99%; accuracy
            drop <= 0.5 percentage points when labels are given
+int16x8    largest absolute difference <= 1e-1; top-1 agreement >= 99%;
+           accuracy drop <= 0.5 percentage points when labels are given
 =========  ==============================================================
 
 Every number is reported whether or not it is bounded, so a user sees the

@@ -148,7 +148,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                 else:
                     model = derive(supernet, count)
             if not path.is_file():
-                if quantization == "int8" and data is None:
+                if get_quantization(quantization).calibrated and data is None:
                     from mpath_tf.pipeline import load_data
 
                     data = load_data(config)

@@ -212,7 +212,8 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               show_default=True, help="Export format.")
 @click.option("--quantize", "--quantization", "quantization", default="float32",
               show_default=True,
-              help="float32, float16, dynamic (int8 weights) or int8 (weights and activations).")
+              help="float32, float16, dynamic (int8 weights), int8 (weights and activations) "
+              "or int16x8 (int8 weights, int16 activations).")
 @click.option("--lowering", default="auto", show_default=True,
               help="How block-diagonal layers become TFLite ops: per_path, batch_matmul, conv, "
               "or auto (the fastest by the calibration table).")
@@ -236,7 +237,7 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Check the file against Keras on held-out data (converters.verify).")
 @click.option("--dataset", default=None,
-              help="Dataset for int8 calibration and verification (default: the "
+              help="Dataset for int8 / int16x8 calibration and verification (default: the "
               "dataset of the run MODEL belongs to, if any).")
 @_data_options
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
@@ -363,7 +364,7 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
               help="local, ssh://[user@]host[:port] or adb[:SERIAL].")
 @click.option("--width", "widths", callback=_int_list, default="500", show_default=True,
               help="Layer widths to calibrate, comma-separated.")
-@click.option("--quantization", default="float32,dynamic,int8", show_default=True)
+@click.option("--quantization", default="float32,dynamic,int8,int16x8", show_default=True)
 @click.option("--cpus", callback=_int_list, default=None, help="Pin to these CPU cores.")
 @click.option("--repeats", type=int, default=1, show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False), default="calibration",

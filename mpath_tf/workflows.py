@@ -122,7 +122,7 @@ def export_model(
         the file as ``<output>.json``.
 
     Raises:
-        ConfigError: Unknown format or quantization, int8 without data, unwritable output,
+        ConfigError: Unknown format or quantization, int8 / int16x8 without data, unwritable output,
             or a model file that cannot be loaded.
     """
     import numpy as np
@@ -153,9 +153,9 @@ def export_model(
     except Exception as err:  # Keras raises many types for a bad file
         raise ConfigError(f"Cannot load {model_path} as a Keras model: {err}") from err
     data = load_dataset(dataset, data_dir) if dataset else _run_data(model_path, data_dir)
-    if data is None and scheme.name == "int8":
+    if data is None and scheme.calibrated:
         raise ConfigError(
-            "int8 export needs representative data to calibrate activations: pass "
+            f"{scheme.name} export needs representative data to calibrate activations: pass "
             "--dataset (or export a model that sits in a run directory)."
         )
     if data is not None and tuple(data.input_shape) != tuple(model.input_shape[1:]):
