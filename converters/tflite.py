@@ -32,9 +32,9 @@ LOWERINGS = {
 # Lowerings that ``auto`` never picks (and ``calibrate`` does not time) for a
 # quantization. In int16x8, CONCATENATION requantizes its inputs, so each
 # per-path op keeps its own output range: a path that never activates on the
-# calibration data gets an empty range the 16x8 kernels refuse to run (the
-# batched lowerings hold all paths of one width in one tensor, so only a
-# width whose paths all never activate stops them).
+# calibration data gets an empty range that the next layer's 16x8 op refuses
+# (the batched lowerings requantize each width group's output before the
+# next layer; tests/test_int16x8.py).
 AUTO_EXCLUDED = {"int16x8": {"per_path"}}
 
 
