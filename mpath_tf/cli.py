@@ -417,9 +417,53 @@ def report(run, output):
     click.echo(str(write_report(run, output)))
 
 
+_VERBOSE_HELP = "Show TensorFlow's, the converter's and the interpreter's own log lines too."
+
+# Every command takes --verbose (after its name, where users put it); main()
+# acts on it before TensorFlow loads, which no click callback can.
+for _command in cli.commands.values():
+    _command.params.append(click.Option(["--verbose"], is_flag=True, expose_value=False,
+                                        help=_VERBOSE_HELP))
+
+
+def quiet_native_logs() -> None:
+    """Keep TensorFlow's, the converter's and LiteRT's own log lines off stderr.
+
+    TensorFlow and LiteRT write from C++ straight to file descriptor 2
+    (CUDA probes, oneDNN notes, ``fully_quantize: ...``, the XNNPACK INFO
+    line), which no Python setting reaches. So file descriptor 2 goes to
+    ``/dev/null`` and Python's ``sys.stderr`` (mpath-tf's progress, click's
+    errors, tracebacks) writes to a copy of the original descriptor. Python
+    loggers of TensorFlow and absl (``tf.function retracing`` warnings) are
+    raised to ERROR, and warnings raised inside TensorFlow, Keras and
+    KerasTuner are ignored. Called by the entry point, never on import.
+    """
+    import logging
+    import sys
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    try:
+        sys.stderr.flush()
+        kept = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = open(kept, "w", buffering=1, encoding="utf-8",  # noqa: SIM115
+                          errors="backslashreplace")
+    except OSError:  # no stderr to begin with (a daemon): nothing to quieten
+        pass
+    for name in ("tensorflow", "absl", "h5py", "keras_tuner"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in ("tensorflow", "keras", "keras_tuner", "absl", "ai_edge_litert", "google"):
+        warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
+
+
 def main():
     """Console entry point."""
-    # Keep TensorFlow's C++ start-up chatter out of the CLI output unless the
-    # user asked for it; set here, in the entry point, never at import time.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import sys
+
+    if "--verbose" not in sys.argv[1:]:
+        quiet_native_logs()
     cli(prog_name="mpath-tf")

@@ -452,6 +452,7 @@ def search(
     if strategy is not None and not is_chief(strategy):
         return _worker_one_shot(config, data, strategy, log, progress)
     run = RunDir.create_or_resume(run_dir or default_run_dir(config), config)
+    log = run.logger(log)
     log(f"run directory: {run.path}")
     if config.method != "rank":
         from mpath_tf.tradeoff_search import search_tradeoff

@@ -6,6 +6,7 @@ Layout::
     state.json        finished steps and their numbers (rewritten after each step)
     supernet.keras    the one-shot trained supernet
     models/paths-<b>.keras   fine-tuned derived models
+    log.txt           every message the search printed, with its time (appended)
     results.json, results.csv, results.png   written last: the run is complete
     model.keras, model_float32.tflite, model_int8.tflite   the chosen model
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from mpath_tf.config import SearchConfig
@@ -125,6 +127,24 @@ class RunDir:
                 "with this version."
             )
         return cls(path, SearchConfig.from_dict(meta["settings"]), state)
+
+    def logger(self, log: Callable[[str], None]) -> Callable[[str], None]:
+        """``log``, which also appends each message with its UTC time to ``log.txt``.
+
+        The log is the run's own record of what each invocation did (a
+        resumed run says which steps were done earlier), kept apart from
+        TensorFlow's output.
+        """
+        def log_and_keep(message: str) -> None:
+            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            try:
+                with open(self.path / "log.txt", "a", encoding="utf-8") as f:
+                    f.write(f"{stamp} {message}\n")
+            except OSError:
+                pass  # the log is a convenience; a full disk shows in the real writes
+            log(message)
+
+        return log_and_keep
 
     def save_state(self) -> None:
         """Write ``state.json`` atomically."""

@@ -1,0 +1,57 @@
+"""The installed CLI prints only its own lines on stderr unless --verbose.
+
+TensorFlow, the TFLite converter and the LiteRT interpreter write from C++
+straight to file descriptor 2, so this is checked on a real subprocess of
+the console script, never through CliRunner.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Progress lines: "[one-shot training] 1 step x 2 epochs", "[sample fine-tuning] 1/2 (2 paths)".
+PROGRESS = re.compile(r"^\[[a-z0-9 -]+\] ")
+
+
+def _cli() -> list[str]:
+    beside = Path(sys.executable).with_name("mpath-tf")
+    exe = str(beside) if beside.is_file() else shutil.which("mpath-tf")
+    return [exe] if exe else [sys.executable, "-m", "mpath_tf"]
+
+
+@pytest.fixture(scope="module")
+def quiet_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("quiet")
+    run = folder / "run"
+    proc = subprocess.run(
+        _cli() + ["search", "--depth", "2", "--width", "4", "--epochs", "2",
+                  "--finetune-epochs", "1", "--samples", "2", "--run-dir", str(run)],
+        capture_output=True, text=True, cwd=folder, timeout=300)
+    return proc, run
+
+
+def test_search_stderr_holds_only_mpath_tf_lines(quiet_run):
+    proc, run = quiet_run
+    assert proc.returncode in (0, 1), proc.stderr  # 1: a near-random tiny model may fail int8
+    ours = {line.split(" ", 1)[1] for line in (run / "log.txt").read_text().splitlines()}
+    # the run converts to int8 and runs LiteRT: the two chattiest steps
+    assert any("model_int8.tflite" in line for line in ours)
+    foreign = [line for line in proc.stderr.splitlines()
+               if line and line not in ours and not PROGRESS.match(line)]
+    assert foreign == [], "\n".join(foreign)
+
+
+def test_verbose_brings_the_libraries_lines_back(quiet_run, tmp_path):
+    _, run = quiet_run
+    proc = subprocess.run(
+        _cli() + ["export", str(run / "model.keras"), "--quantize", "int8", "--verbose",
+                  "--output", str(tmp_path / "m.tflite")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert (tmp_path / "m.tflite").is_file(), proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any("tensorflow" in line.lower() or "fully_quantize" in line or "XNNPACK" in line
+               for line in lines), proc.stderr
