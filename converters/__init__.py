@@ -11,6 +11,7 @@ from converters.quantization import (
 )
 from converters.calibration import calibrate, choose_lowering, load_calibration
 from converters.equalize import equalize_ranges
+from converters.metadata import read_labels, with_labels
 from converters.tflite import (
     LOWERINGS,
     choose_lowerings,
@@ -40,7 +41,9 @@ __all__ = [
     "export_tflite",
     "get_quantization",
     "op_summary",
+    "read_labels",
     "run_tflite",
     "output_step",
     "verify",
+    "with_labels",
 ]

@@ -10,6 +10,8 @@ the deprecated ``tf.lite.Interpreter``.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 from converters.quantization import Float32
 from mpath_tf.errors import ConfigError
 from mpath_tf.io import atomic_write_bytes
+from mpath_tf.models import NORMALIZATION, normalization_layer
 
 
 # How block-diagonal (``PathDense``) layers become TFLite ops: lowering name ->
@@ -151,7 +154,10 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
         converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], tf.Module())
         quantization.configure(converter, representative_data)
         try:
-            return converter.convert()
+            content = converter.convert()
+            if quantization.name == "int8" and normalization_layer(lowered) is not None:
+                content = _float_normalization(content, converter)
+            return content
         except Exception as err:  # the converter raises ConverterError and others
             raise _conversion_error(err, lowered, quantization) from err
 
@@ -165,6 +171,39 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
         content = run(_lowered(model, lowerings, chain=False))
         _check_runnable(content, model, quantization)
     return content
+
+
+def _float_normalization(content: bytes, converter) -> bytes:
+    """Convert again with the input normalization's ops kept in float32.
+
+    Full int8 gives the input one scale; raw sensor features of mixed scales
+    (0.1 next to 50, offsets of 100) would lose the small ones to it. Kept in
+    float (TFLite's selective quantization, ``QuantizationDebugger`` with the
+    normalization's SUB and MUL denied), the file takes raw float readings,
+    standardizes them in float, and quantizes the standardized features, which
+    share one scale well. Every other op stays int8.
+    """
+    import tensorflow as tf
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    # tensor names are "<model>/<layer>[_k]/<op>" (Keras adds _k to traced names)
+    ours = re.compile(rf"/{NORMALIZATION}(_\d+)?/")
+    deny = [names[i] for op in interpreter._get_ops_details()
+            for i in op["outputs"] if ours.search(names.get(i, ""))]
+    if not deny:
+        return content
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                           tf.lite.OpsSet.TFLITE_BUILTINS]
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)
+    with warnings.catch_warnings():  # it runs TF's deprecated interpreter inside
+        warnings.simplefilter("ignore")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=converter.representative_dataset,
+            debug_options=options)
+        return debugger.get_nondebug_quantized_model()
 
 
 def _check_runnable(content: bytes, model, quantization) -> None:
@@ -258,8 +297,13 @@ def export_tflite(
     representative_data=None,
     lowering: str = "per_path",
     calibration=None,
+    labels: list | None = None,
 ) -> Path:
     """Convert ``model`` and write it to ``path`` atomically.
+
+    With ``labels``, the class names are embedded in the file as TFLite
+    model metadata (``converters.metadata``) and also written beside it as
+    ``labels.txt``, one name a line in class-index order.
 
     Args:
         model: A built Keras model with one input.
@@ -268,6 +312,7 @@ def export_tflite(
         representative_data: Training examples, required by ``Int8`` and ``Int16x8``.
         lowering: How block-diagonal layers become ops (see ``convert``).
         calibration: The calibration table for ``lowering="auto"``.
+        labels: Class names by output index (any values; written as text).
 
     Returns:
         The path written.
@@ -284,7 +329,14 @@ def export_tflite(
         True
     """
     path = Path(path)
-    atomic_write_bytes(path, convert(model, quantization, representative_data, lowering, calibration))
+    content = convert(model, quantization, representative_data, lowering, calibration)
+    if labels is not None:
+        from converters.metadata import LABEL_FILE, with_labels
+
+        names = [str(label) for label in labels]
+        content = with_labels(content, names)
+        atomic_write_bytes(path.with_name(LABEL_FILE), "".join(f"{n}\n" for n in names).encode())
+    atomic_write_bytes(path, content)
     return path
 
 

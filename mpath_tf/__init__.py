@@ -23,6 +23,7 @@ _EXPORTS = {
     "Supernet": "mpath_tf.models",
     "build_supernet": "mpath_tf.models",
     "build_mlp": "mpath_tf.models",
+    "adapt_normalization": "mpath_tf.models",
     "connection_permeability": "mpath_tf.permeability",
     "discrete_permeability": "mpath_tf.permeability",
     "derive": "mpath_tf.derivation",

@@ -123,7 +123,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     """Export the dense MLP and each derived model; reuse exports already on disk."""
     from converters import export_tflite, get_quantization
     from mpath_tf.derivation import derive
-    from mpath_tf.models import build_mlp
+    from mpath_tf.models import NORMALIZATION, build_mlp
 
     config = run.config
     models_dir = run.path / "bench" / "models"
@@ -142,7 +142,11 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                     supernet = run.load_supernet()
                 if kind == "dense":
                     model = build_mlp(supernet.example_shape, supernet.num_classes,
-                                      config.depth, config.width, seed=config.seed)
+                                      config.depth, config.width, seed=config.seed,
+                                      normalize=supernet.normalize)
+                    if supernet.normalizer is not None:  # same input ops as the others
+                        model.get_layer(NORMALIZATION).set_weights(
+                            supernet.normalizer.get_weights())
                 elif run.model_path(count).is_file():
                     model = load_model(run.model_path(count))
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from mpath_tf.data import DATASETS
@@ -12,7 +13,7 @@ from mpath_tf.errors import ConfigError
 # is redone on every resumption (it reuses any model already fine-tuned).
 NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accuracy", "max_params",
                           "max_size_kb", "max_latency_ms", "target", "final_epochs", "workers",
-                          "cluster_timeout_s")
+                          "cluster_timeout_s", "many_classes", "reference", "bench")
 METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff
 COSTS = ("params", "latency")  # see mpath_tf.costs
 STRATEGIES = ("mirrored", "multiworker")  # see mpath_tf.distributed
@@ -85,6 +86,22 @@ class SearchConfig:
             ``multiworker`` (the machines of ``TF_CONFIG``; run the same
             search on each). None: Keras ``fit`` in this process.
         cluster_timeout_s: How long ``multiworker`` waits for the chief.
+        normalize: For float feature data (``data``: CSV, non-uint8 NPZ), the
+            first layer of every model standardizes the inputs with the
+            training split's mean and variance (a Keras ``Normalization``
+            layer), so the ``.tflite`` takes raw readings. Images are
+            never standardized (they are scaled to [0, 1]).
+        many_classes: Accept a label column with more than 1,000 distinct
+            values (refused by default: usually not a label).
+        finetune_learning_rate: Adam learning rate of every fine-tuning
+            (samples and the chosen model), which starts from trained
+            weights; None: ``learning_rate`` / 10. Each fine-tuning is scored
+            before its first epoch and keeps its best validation epoch, so it
+            never ends below the derived model it started from.
+        reference: Train the equivalent dense MLP on the same data and
+            budget as a reference for the chosen model.
+        bench: Time the chosen model and the dense reference on this
+            machine (LiteRT, float32 and int8) after export.
 
     Raises:
         ConfigError: From ``validate`` when a setting is out of range.
@@ -125,6 +142,11 @@ class SearchConfig:
     hyper_epochs: int | None = None
     strategy: str | None = None
     cluster_timeout_s: float = 300.0
+    normalize: bool = True
+    many_classes: bool = False
+    finetune_learning_rate: float | None = None
+    reference: bool = True
+    bench: bool = True
 
     def validate(self) -> "SearchConfig":
         """Check every setting; return self.
@@ -157,10 +179,11 @@ class SearchConfig:
             raise ConfigError(
                 f"samples must be >= 2 to fit a predictor. Received: samples={self.samples}"
             )
-        if not self.learning_rate > 0:
-            raise ConfigError(
-                f"learning_rate must be > 0. Received: learning_rate={self.learning_rate}"
-            )
+        for option, value in (("--learning-rate", self.learning_rate),
+                              ("--finetune-learning-rate", self.finetune_learning_rate)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{option} must be a finite number > 0 (Adam's step size, "
+                                  f"such as 0.001). Received: {value}")
         if self.predictor not in PREDICTORS:
             raise ConfigError(
                 f"Unknown predictor '{self.predictor}'. Choose one of: {', '.join(PREDICTORS)}."
@@ -243,6 +266,11 @@ class SearchConfig:
             if self.lam is not None and self.max_params is not None:
                 raise ConfigError("--lam chooses the trade-off itself, so it cannot be combined "
                                   "with --max-params; drop one of them.")
+
+    @property
+    def tune_learning_rate(self) -> float:
+        """The learning rate of fine-tunings (``finetune_learning_rate`` or lr / 10)."""
+        return self.finetune_learning_rate or self.learning_rate / 10
 
     def budget(self):
         """The budget limits of these settings (``mpath_tf.budget.Budget``)."""

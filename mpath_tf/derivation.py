@@ -18,7 +18,7 @@ import bisect
 import keras
 import numpy as np
 
-from mpath_tf.layers import PathDense
+from mpath_tf.layers import InputNormalization, PathDense
 from mpath_tf.models import Supernet
 
 
@@ -233,6 +233,10 @@ def derive(supernet: Supernet, paths: int | None = None, implementation: str = "
     offsets = np.concatenate([[0], np.cumsum(widths)])
     inputs = keras.Input(supernet.example_shape)
     h = keras.layers.Flatten(name="flatten")(inputs)
+    if getattr(supernet, "normalizer", None) is not None:
+        normalizer = InputNormalization(name=supernet.normalizer.name)
+        h = normalizer(h)
+        normalizer.set_weights(supernet.normalizer.get_weights())
     first = keras.layers.Dense(
         supernet.width, activation=supernet.activation, name="dense_in"
     )

@@ -386,3 +386,36 @@ class PathDense(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class InputNormalization(keras.layers.Normalization):
+    """Keras ``Normalization`` that reads its mean and variance variables on every call.
+
+    Keras's layer computes its mean and variance tensors once, when it is
+    adapted or loaded (``finalize_state``), so weights copied into it with
+    ``set_weights`` (as every clone in derivation and lowering does) would
+    be ignored. This one standardizes with the variables themselves:
+    ``(x - mean) / max(sqrt(variance), epsilon)``. Set them with
+    ``mpath_tf.adapt_normalization``. Otherwise the same layer and arguments.
+
+    Input shape:
+        (batch, features); the statistics are per feature (``axis=-1``).
+
+    Output shape:
+        Same as the input.
+
+    Example:
+        >>> layer = InputNormalization()
+        >>> layer.build((None, 2))
+        >>> layer.set_weights([np.array([1.0, 2.0]), np.array([4.0, 1.0]), np.array(0)])
+        >>> layer(np.array([[3.0, 2.0]], "float32")).numpy().tolist()
+        [[1.0, 0.0]]
+    """
+
+    def call(self, inputs):
+        inputs = ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        mean = ops.cast(ops.reshape(self.adapt_mean, self._broadcast_shape), self.compute_dtype)
+        variance = ops.cast(ops.reshape(self.adapt_variance, self._broadcast_shape),
+                            self.compute_dtype)
+        return (inputs - mean) / ops.maximum(ops.sqrt(variance), keras.backend.epsilon())

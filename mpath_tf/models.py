@@ -1,7 +1,11 @@
 """The one-shot supernet and the equivalent MLP (paper, section 3 and Fig. 2).
 
-Both have ``depth`` hidden layers of ``width`` neurons: flatten -> Dense(W) ->
-(depth - 1) hidden-to-hidden layers -> Dense(num_classes, softmax). The first
+Both have ``depth`` hidden layers of ``width`` neurons: flatten ->
+[normalization] -> Dense(W) -> (depth - 1) hidden-to-hidden layers ->
+Dense(num_classes, softmax). With ``normalize`` a Keras ``Normalization``
+layer (``input_normalization``) standardizes each input feature with the
+training split's mean and variance (``adapt_normalization``), so a model,
+and the ``.tflite`` made from it, takes raw sensor readings of any scale. The first
 hidden layer is always fully connected; in the supernet the upper ones are
 ``MembraneDense`` layers gated by one shared set of W - 1 membranes.
 The paper names them ``mlp-4-500`` and ``mpath-4-500`` (4 hidden layers of 500).
@@ -15,8 +19,58 @@ import keras
 import numpy as np
 from keras import ops
 
-from mpath_tf.layers import MembraneDense
+from mpath_tf.layers import InputNormalization, MembraneDense
 from mpath_tf.permeability import RangeMinIndex
+
+
+NORMALIZATION = "input_normalization"  # the name of the standardizing layer, in every model
+# A feature whose training variance is at most this (relative to its mean's
+# square, or absolute below 1) is constant: it is centred but not scaled, so
+# no division by ~0 turns a slightly different test value into a huge input.
+CONSTANT_VARIANCE = 1e-12
+
+
+def normalization_layer(model: keras.Model):
+    """The model's input ``Normalization`` layer, or None."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization) and layer.name == NORMALIZATION:
+            return layer
+    return None
+
+
+def adapt_normalization(model: keras.Model, x: np.ndarray) -> keras.Model:
+    """Set the model's input normalization to the mean and variance of ``x``.
+
+    Computed in float64 over the flattened examples. A constant feature
+    (variance 0, or at most ``CONSTANT_VARIANCE`` of its scale) gets variance
+    1: it is centred to 0, never divided by ~0, so it gives no inf or NaN.
+
+    Args:
+        model: A model built with ``normalize=True`` (others are returned unchanged).
+        x: The training examples, (batch, *input_shape).
+
+    Returns:
+        The same model.
+
+    Example:
+        >>> net = build_mlp((3,), 2, 2, 4, normalize=True)
+        >>> x = np.array([[1.0, 5.0, 100.0], [3.0, 5.0, 300.0]], "float32")
+        >>> net = adapt_normalization(net, x)
+        >>> np.round(net.get_layer("input_normalization")(x).numpy(), 3).tolist()
+        [[-1.0, 0.0, -1.0], [1.0, 0.0, 1.0]]
+    """
+    layer = normalization_layer(model)
+    if layer is None:
+        return model
+    flat = np.asarray(x, "float64").reshape(len(x), -1)
+    mean, variance = flat.mean(axis=0), flat.var(axis=0)
+    constant = variance <= CONSTANT_VARIANCE * np.maximum(mean**2, 1.0)
+    variance[constant] = 1.0
+    weights = layer.get_weights()  # mean, variance, count
+    layer.set_weights([mean.reshape(weights[0].shape).astype("float32"),
+                       variance.reshape(weights[1].shape).astype("float32"),
+                       *weights[2:]])
+    return model
 
 
 def _seed(seed: int | None) -> None:
@@ -65,6 +119,8 @@ class Supernet(keras.Model):
         depth: Number of hidden layers (>= 2).
         width: Neurons per hidden layer W (>= 2).
         activation: Activation of the hidden layers.
+        normalize: Standardize the flattened inputs in a first
+            ``Normalization`` layer (set it with ``adapt_normalization``).
         **kwargs: Base ``keras.Model`` arguments such as ``name``.
 
     Raises:
@@ -83,6 +139,7 @@ class Supernet(keras.Model):
         depth: int,
         width: int,
         activation: str = "relu",
+        normalize: bool = False,
         **kwargs,
     ):
         kwargs.setdefault("name", f"mpath-{int(depth)}-{int(width)}")
@@ -92,7 +149,9 @@ class Supernet(keras.Model):
         self.depth = int(depth)
         self.width = int(width)
         self.activation = activation
+        self.normalize = bool(normalize)
         self.flatten = keras.layers.Flatten(name="flatten")
+        self.normalizer = InputNormalization(name=NORMALIZATION) if normalize else None
         self.first = keras.layers.Dense(width, activation=activation, name="dense_in")
         self.membrane_layers = [
             MembraneDense(width, activation=activation, name=f"membrane_dense_{i + 1}")
@@ -111,6 +170,8 @@ class Supernet(keras.Model):
         self._range_min = RangeMinIndex(self.width)
         flat = (input_shape[0], int(np.prod(input_shape[1:])))
         self.flatten.build(input_shape)
+        if self.normalizer is not None:
+            self.normalizer.build(flat)
         self.first.build(flat)
         for layer in self.membrane_layers:
             layer.build((input_shape[0], self.width))
@@ -132,7 +193,10 @@ class Supernet(keras.Model):
         """
         if permeability is None:
             permeability = self.connection_permeability()
-        h = self.first(self.flatten(inputs))
+        h = self.flatten(inputs)
+        if self.normalizer is not None:
+            h = self.normalizer(h)
+        h = self.first(h)
         for layer in self.membrane_layers:
             h = layer(h, permeability)
         return self.classifier(h)
@@ -169,6 +233,7 @@ class Supernet(keras.Model):
             "depth": self.depth,
             "width": self.width,
             "activation": self.activation,
+            "normalize": self.normalize,
         }
 
     @classmethod
@@ -183,6 +248,7 @@ def build_supernet(
     width: int,
     activation: str = "relu",
     seed: int | None = None,
+    normalize: bool = False,
 ) -> Supernet:
     """Build the one-shot supernet ``mpath-<depth>-<width>``, ready to train.
 
@@ -194,6 +260,8 @@ def build_supernet(
         activation: Activation of the hidden layers.
         seed: If given, seeds Keras (and NumPy/Python) before the weights are
             drawn, so the same seed gives the same initial network.
+        normalize: Standardize the inputs in a first ``Normalization`` layer
+            (identity until ``adapt_normalization`` sets it).
 
     Returns:
         A built ``Supernet``.
@@ -208,7 +276,7 @@ def build_supernet(
     """
     shape = _check_architecture(input_shape, num_classes, depth, width)
     _seed(seed)
-    model = Supernet(shape, num_classes, depth, width, activation=activation)
+    model = Supernet(shape, num_classes, depth, width, activation=activation, normalize=normalize)
     model.build((None, *shape))
     return model
 
@@ -220,6 +288,7 @@ def build_mlp(
     width: int,
     activation: str = "relu",
     seed: int | None = None,
+    normalize: bool = False,
 ) -> keras.Model:
     """Build the equivalent MLP ``mlp-<depth>-<width>`` (no membranes).
 
@@ -230,6 +299,8 @@ def build_mlp(
         width: Neurons per hidden layer (>= 2).
         activation: Activation of the hidden layers.
         seed: If given, seeds Keras before the weights are drawn.
+        normalize: Standardize the inputs in a first ``Normalization`` layer
+            (identity until ``adapt_normalization`` sets it).
 
     Returns:
         A functional ``keras.Model``.
@@ -245,6 +316,8 @@ def build_mlp(
     _seed(seed)
     inputs = keras.Input(shape)
     h = keras.layers.Flatten(name="flatten")(inputs)
+    if normalize:
+        h = InputNormalization(name=NORMALIZATION)(h)
     h = keras.layers.Dense(width, activation=activation, name="dense_in")(h)
     for i in range(int(depth) - 1):
         h = keras.layers.Dense(width, activation=activation, name=f"dense_{i + 1}")(h)

@@ -38,7 +38,7 @@ from mpath_tf.derivation import derive, parameter_counts, path_widths
 from mpath_tf.distributed import cluster_from_env, is_chief, make_strategy, train_distributed
 from mpath_tf.errors import ConfigError
 from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text, load_model
-from mpath_tf.models import build_supernet
+from mpath_tf.models import adapt_normalization, build_supernet
 from mpath_tf.plotting import plot_search
 from mpath_tf.predictors import make_predictor
 from mpath_tf.progress import Progress
@@ -76,7 +76,8 @@ def sample_path_counts(width: int, samples: int) -> list[int]:
 def load_data(config: SearchConfig) -> Dataset:
     """The dataset a search runs on: ``config.data`` if set, else ``config.dataset``."""
     if config.data:
-        return load_file(config.data, config.label)
+        return load_file(config.data, config.label, many_classes=config.many_classes,
+                         normalize=config.normalize)
     return load_dataset(config.dataset, config.data_dir)
 
 
@@ -125,9 +126,9 @@ def finetune(
 
 
 def _build(config: SearchConfig, data: Dataset) -> keras.Model:
-    return build_supernet(
-        data.input_shape, data.num_classes, config.depth, config.width, seed=config.seed
-    )
+    supernet = build_supernet(data.input_shape, data.num_classes, config.depth, config.width,
+                              seed=config.seed, normalize=data.normalize)
+    return adapt_normalization(supernet, data.x_train)
 
 
 def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress,
@@ -337,7 +338,8 @@ def _budget_files(run: RunDir, supernet, data: Dataset, log):
         path = folder / f"paths-{b}_int8.tflite"
         if not path.is_file():
             log(f"  budget: exporting {b} paths (int8)")
-            export_tflite(derive(supernet, b), path, Int8(), data.x_train, lowering="auto")
+            export_tflite(derive(supernet, b), path, Int8(), data.x_train, lowering="auto",
+                          labels=data.class_names)
         return path
 
     def size_kb(b: int) -> float:
@@ -364,7 +366,8 @@ def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
     exports = {}
     for scheme in (Float32(), Int8()):
         path = run.path / f"model_{scheme.name}.tflite"
-        export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto")
+        export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
+                      labels=data.class_names)
         check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
         exports[scheme.name] = {
             "file": path.name,
@@ -451,7 +454,7 @@ def search(
     data = load_data(config)
     if strategy is not None and not is_chief(strategy):
         return _worker_one_shot(config, data, strategy, log, progress)
-    run = RunDir.create_or_resume(run_dir or default_run_dir(config), config)
+    run = RunDir.create_or_resume(run_dir or default_run_dir(config), config, data.class_labels)
     log = run.logger(log)
     log(f"run directory: {run.path}")
     if config.method != "rank":
@@ -486,6 +489,7 @@ def search(
     result = {
         "run_dir": str(run.path),
         "data_source": data.source,
+        "classes": data.class_labels,
         "settings": config.to_dict(),
         "one_shot": run.state["supernet"],
         "chosen": {

@@ -2,7 +2,7 @@
 
 Layout::
 
-    run.json          format version, settings, library versions (written once)
+    run.json          format version, settings, class names, library versions (written once)
     state.json        finished steps and their numbers (rewritten after each step)
     supernet.keras    the one-shot trained supernet
     models/paths-<b>.keras   fine-tuned derived models
@@ -43,17 +43,26 @@ class RunDir:
         state: The run's state (see ``_empty_state``).
     """
 
-    def __init__(self, path: Path, config: SearchConfig, state: dict):
+    def __init__(self, path: Path, config: SearchConfig, state: dict, meta: dict | None = None):
         self.path = Path(path)
         self.config = config
         self.state = state
+        self.meta = meta or {}
 
     @classmethod
-    def create_or_resume(cls, path: str | os.PathLike, config: SearchConfig) -> "RunDir":
+    def create_or_resume(cls, path: str | os.PathLike, config: SearchConfig,
+                         classes: list | None = None) -> "RunDir":
         """Open ``path`` to resume it, or start a new run there.
 
+        Args:
+            path: The run directory.
+            config: The run's settings.
+            classes: The dataset's class names by index, recorded in
+                ``run.json`` (``classes``); a resumed run must see the same.
+
         Raises:
-            ConfigError: If the directory holds a run with different settings.
+            ConfigError: If the directory holds a run with different settings
+                or data of other classes.
             RunDirError: If it holds something that is not a run of this version,
                 or cannot be written.
         """
@@ -70,6 +79,12 @@ class RunDir:
                     f"{path} holds a run with other settings: {details}. Resume it with "
                     "its own settings, or choose a new --run-dir."
                 )
+            recorded = run.meta.get("classes")
+            if classes is not None and recorded is not None and recorded != list(classes):
+                raise ConfigError(
+                    f"{path} was trained on data with the classes {recorded[:10]}, but the data "
+                    f"now has {list(classes)[:10]}: the data file changed. Resume with the "
+                    "original data, or choose a new --run-dir.")
             run.config = config  # take the new selection settings and data_dir
             return run
         if path.exists() and any(path.iterdir()):
@@ -87,6 +102,7 @@ class RunDir:
                     "format_version": FORMAT_VERSION,
                     "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                     "settings": config.to_dict(),
+                    "classes": None if classes is None else list(classes),
                     "versions": library_versions(),
                 },
             )
@@ -126,7 +142,7 @@ class RunDir:
                 f"version reads {FORMAT!r} version {FORMAT_VERSION}); rerun the search "
                 "with this version."
             )
-        return cls(path, SearchConfig.from_dict(meta["settings"]), state)
+        return cls(path, SearchConfig.from_dict(meta["settings"]), state, meta)
 
     def logger(self, log: Callable[[str], None]) -> Callable[[str], None]:
         """``log``, which also appends each message with its UTC time to ``log.txt``.

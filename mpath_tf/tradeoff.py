@@ -36,6 +36,7 @@ from mpath_tf.costs import CostTable
 from mpath_tf.data import Dataset
 from mpath_tf.derivation import count_parameters
 from mpath_tf.gates import GatedSupernet, HyperSupernet, TemperatureSchedule, _check_lam
+from mpath_tf.models import adapt_normalization
 from mpath_tf.models import Supernet
 from mpath_tf.permeability import discrete_permeability
 from mpath_tf.training import train
@@ -89,8 +90,9 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
     lam = _check_lam(lam)
     _seed(seed)
     model = GatedSupernet(data.input_shape, data.num_classes, depth, width, lam=lam, cost=cost,
-                          seed=seed)
+                          seed=seed, normalize=data.normalize)
     model.build((None, *data.input_shape))
+    adapt_normalization(model, data.x_train)
     train(model, data, epochs, batch_size=batch_size, learning_rate=learning_rate,
           keep_best=False, checkpoint_dir=checkpoint_dir,
           callbacks=[TemperatureSchedule(epochs, *temperature), *(callbacks or [])])
@@ -197,8 +199,11 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
         log(f"Lambda (Theorem 1): {lam_max:.4f}")
     _seed(seed)
     model = HyperSupernet(data.input_shape, data.num_classes, supernet.depth, supernet.width,
-                          supernet.activation, lam_max=lam_max, cost=cost, seed=seed)
+                          supernet.activation, lam_max=lam_max, cost=cost, seed=seed,
+                          normalize=supernet.normalize)
     model.build((None, *data.input_shape))
+    if model.normalizer is not None:
+        model.normalizer.set_weights(supernet.normalizer.get_weights())
     model.first.set_weights(supernet.first.get_weights())
     for mine, theirs in zip(model.membrane_layers, supernet.membrane_layers):
         mine.set_weights(theirs.get_weights())

@@ -205,7 +205,8 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         "exports": _export(run, model, data, log),
     }
     result = {
-        "run_dir": str(run.path), "data_source": data.source, "settings": config.to_dict(),
+        "run_dir": str(run.path), "data_source": data.source, "classes": data.class_labels,
+        "settings": config.to_dict(),
         "method": config.method, "cost": cost.to_dict() | {"block": None},
         "search_seconds": search_seconds, "one_shot": run.state.get("supernet"),
         "hypernet": None if curve is None else {

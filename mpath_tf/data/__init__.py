@@ -34,6 +34,7 @@ from mpath_tf.data import files, official, tfds_source
 from mpath_tf.data.official import DATA_DIR_ENV
 from mpath_tf.errors import DataError
 
+MAX_CLASSES = 1000  # more distinct labels than this: probably not a label column
 VALIDATION_FRACTION = 0.1
 TEST_FRACTION = 0.2  # only for data without an official test split
 SPLIT_SEED = 0
@@ -53,7 +54,10 @@ class Dataset:
         x_test, y_test: The test set.
         num_classes: Number of classes C.
         source: Where the arrays came from (``tfds:...``, ``files:...``, ...).
-        class_labels: The original label of each class index.
+        class_labels: The original label of each class index (class names:
+            str, int, float or bool, JSON-ready).
+        normalize: Whether models for this data standardize their inputs
+            (float feature tables: yes; images, already in [0, 1]: no).
     """
 
     name: str
@@ -66,6 +70,12 @@ class Dataset:
     num_classes: int
     source: str = ""
     class_labels: list = field(default_factory=list)
+    normalize: bool = False
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names as text, by class index (the lines of ``labels.txt``)."""
+        return [str(label) for label in self.class_labels]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -73,15 +83,17 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
 
-def _stratified_split(x, y, fraction, seed, where: str):
+def _stratified_split(x, y, fraction, seed, where: str, names: list | None = None):
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(y)
     if counts[counts > 0].min() < 2:
         rare = int(np.flatnonzero(counts == counts[counts > 0].min())[0])
+        name = names[rare] if names is not None else rare
         raise DataError(
-            f"{where}: class {rare} has a single example; a stratified split needs "
-            "at least 2 per class. Add examples or drop the class."
+            f"{where}: class {name!r} has a single example (after the held-out split); a "
+            "stratified split needs at least 2 per class (3 without a test set). Add "
+            "examples of it or remove its rows."
         )
     try:
         return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
@@ -89,18 +101,31 @@ def _stratified_split(x, y, fraction, seed, where: str):
         raise DataError(f"{where}: cannot split stratified ({err}).") from err
 
 
-def _make(name, x, y, x_test, y_test, split_seed, source) -> Dataset:
+def _make(name, x, y, x_test, y_test, split_seed, source, many_classes: bool = True,
+          normalize: bool = False) -> Dataset:
     """Encode labels, hold out test (if none) and validation sets."""
+    if y_test is not None and y.dtype.kind != y_test.dtype.kind and "U" in (
+            y.dtype.kind, y_test.dtype.kind):
+        raise DataError(f"{source}: y_train and y_test hold different kinds of labels "
+                        f"({y.dtype} and {y_test.dtype}); give both as text or both as numbers.")
     classes, y_all = np.unique(
         np.concatenate([y, y_test]) if y_test is not None else y, return_inverse=True
     )
     y, y_test = y_all[: len(y)], (y_all[len(y) :] if y_test is not None else None)
     if len(classes) < 2:
         raise DataError(f"{source}: only one class ({classes.tolist()}); need at least 2.")
+    if len(classes) > MAX_CLASSES and not many_classes:
+        raise DataError(
+            f"{source}: the labels hold {len(classes)} distinct values (such as "
+            f"{classes[:3].tolist()}), more than {MAX_CLASSES}: probably not a label column "
+            "(a measurement or an ID?). Check --label, or pass --many-classes if there "
+            "really are that many classes."
+        )
+    names = classes.tolist()
     if x_test is None:
-        x, x_test, y, y_test = _stratified_split(x, y, TEST_FRACTION, split_seed, source)
+        x, x_test, y, y_test = _stratified_split(x, y, TEST_FRACTION, split_seed, source, names)
     x_train, x_val, y_train, y_val = _stratified_split(
-        x, y, VALIDATION_FRACTION, split_seed, source
+        x, y, VALIDATION_FRACTION, split_seed, source, names
     )
     return Dataset(
         name=name,
@@ -112,7 +137,8 @@ def _make(name, x, y, x_test, y_test, split_seed, source) -> Dataset:
         y_test=y_test,
         num_classes=len(classes),
         source=source,
-        class_labels=classes.tolist(),
+        class_labels=names,
+        normalize=normalize,
     )
 
 
@@ -183,7 +209,8 @@ def load_dataset(
 
 
 def load_file(
-    path: str | os.PathLike, label: str | None = None, split_seed: int = SPLIT_SEED
+    path: str | os.PathLike, label: str | None = None, split_seed: int = SPLIT_SEED,
+    many_classes: bool = False, normalize: bool = True,
 ) -> Dataset:
     """Load the user's own ``.npz`` or ``.csv`` data (see ``mpath_tf.data.files``).
 
@@ -191,13 +218,18 @@ def load_file(
         path: The file.
         label: Name of the label column (CSV only).
         split_seed: Seed of the stratified splits.
+        many_classes: Accept more than ``MAX_CLASSES`` distinct labels
+            (refused by default: such a column is usually not a label).
+        normalize: Models for float features standardize them in their
+            first layer (``Dataset.normalize``); uint8 images never do.
 
     Returns:
         A ``Dataset`` named after the file.
 
     Raises:
         DataError: Missing file, unknown extension, missing arrays or label
-            column, non-integer labels, non-numeric or NaN features.
+            column, a class with one example, too many distinct labels,
+            non-numeric or NaN features.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -211,10 +243,11 @@ def load_file(
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass an existing .npz or .csv file.")
     suffix = path.suffix.lower()
+    images = False
     if suffix == ".npz":
         if label:
             raise DataError(f"{path}: --label is for CSV files; an .npz holds y_train.")
-        x, y, x_test, y_test = files.read_npz(path)
+        x, y, x_test, y_test, images = files.read_npz(path)
     elif suffix == ".csv":
         x, y = files.read_csv(path, label)
         x_test = y_test = None
@@ -224,4 +257,5 @@ def load_file(
         raise DataError(
             f"{path}: x_test examples have shape {x_test.shape[1:]}, x_train {x.shape[1:]}."
         )
-    return _make(path.stem, x, y, x_test, y_test, split_seed, f"file:{path}")
+    return _make(path.stem, x, y, x_test, y_test, split_seed, f"file:{path}",
+                 many_classes=many_classes, normalize=normalize and not images)

@@ -6,15 +6,21 @@
   other column a numeric feature. This is the common shape of sensor and IoT
   data.
 
-Labels must be integers; they are mapped to 0 .. C-1 in sorted order (the
-original values are kept as ``class_labels``). Features are used as given
-(uint8 arrays are scaled to [0, 1] as images); scale tabular features
-yourself if their ranges differ widely.
+Labels may be of any kind: class names (``walking``), integers that are
+not 0 .. C-1 (``3, 7, 12``), booleans or integral floats. They are mapped to
+class indices 0 .. C-1 in sorted order, and the original values are kept as
+``class_labels`` (the class names of ``labels.txt`` and of the exported
+files). In a CSV a label column is read as numbers when every value is one
+(so ``10`` sorts after ``9``) and as text otherwise. Features are used as
+given (uint8 arrays are scaled to [0, 1] as images); float features are
+standardized inside the model (``mpath_tf.models``), so raw sensor readings
+of any scale can be given.
 """
 
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +29,25 @@ from mpath_tf.errors import DataError
 
 
 def _labels(values, path: Path, what: str) -> np.ndarray:
+    """Labels as a 1-D array of ints, floats, bools or strings (sortable, one kind)."""
     array = np.asarray(values)
+    if array.ndim != 1:
+        raise DataError(f"{path}: {what} must be one label per example (a 1-D array); "
+                        f"found shape {array.shape}.")
     if array.dtype.kind in "iu":
         return array.astype(np.int64)
-    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
-        return array.astype(np.int64)
-    sample = [v for v in array.ravel()[:200] if not _is_integer(v)][:3]
-    raise DataError(
-        f"{path}: {what} must be integer class labels; found values such as {sample}. "
-        "Encode classes as integers."
-    )
+    if array.dtype.kind == "b":
+        return array
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise DataError(f"{path}: {what} holds {int(bad.sum())} NaN or infinite labels "
+                            f"(first at index {int(np.flatnonzero(bad)[0])}); remove those rows.")
+        return array.astype(np.int64) if np.all(array == np.round(array)) else array
+    if array.dtype.kind in "US":
+        return array.astype(str)
+    raise DataError(f"{path}: {what} has dtype {array.dtype}; labels must be numbers, "
+                    "booleans or strings.")
 
 
 def _is_integer(value) -> bool:
@@ -60,12 +75,17 @@ def _features(values, path: Path, what: str) -> np.ndarray:
 
 
 def read_npz(path: Path):
-    """(x_train, y_train, x_test, y_test) from an ``.npz`` file; test may be None."""
+    """(x_train, y_train, x_test, y_test, images) from an ``.npz`` file.
+
+    The test arrays may be None; ``images`` is True when ``x_train`` is uint8
+    (pixels, scaled to [0, 1] here and not standardized in the model).
+    """
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err}).") from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable .npz file, damaged or truncated ({err}); "
+                        "write it again with numpy.savez.") from err
     missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if missing:
         raise DataError(
@@ -74,6 +94,7 @@ def read_npz(path: Path):
         )
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path}: give both x_test and y_test, or neither.")
+    images = arrays["x_train"].dtype == np.uint8
     out = [_features(arrays["x_train"], path, "x_train"), _labels(arrays["y_train"], path, "y_train")]
     if "x_test" in arrays:
         out += [_features(arrays["x_test"], path, "x_test"), _labels(arrays["y_test"], path, "y_test")]
@@ -82,7 +103,7 @@ def read_npz(path: Path):
     for x, y, name in ((out[0], out[1], "train"), (out[2], out[3], "test")):
         if x is not None and len(x) != len(y):
             raise DataError(f"{path}: x_{name} has {len(x)} rows but y_{name} has {len(y)}.")
-    return tuple(out)
+    return (*out, images)
 
 
 def read_csv(path: Path, label: str | None):
@@ -101,7 +122,8 @@ def read_csv(path: Path, label: str | None):
                 f"{path}: no column named '{label}'. Columns: {', '.join(header)}."
             )
         column = header.index(label)
-        features, labels = [], []
+        names = [h for i, h in enumerate(header) if i != column]
+        features, labels, lines = [], [], []
         for line, row in enumerate(reader, start=2):
             if not row:
                 continue
@@ -110,6 +132,7 @@ def read_csv(path: Path, label: str | None):
                     f"{path}, line {line}: {len(row)} fields, the header has {len(header)}."
                 )
             labels.append(row[column].strip())
+            lines.append(line)
             try:
                 features.append(
                     [float(v) if v.strip() else np.nan for i, v in enumerate(row) if i != column]
@@ -123,9 +146,25 @@ def read_csv(path: Path, label: str | None):
                     "number; every column but the label must be numeric."
                 ) from None
     if not labels:
-        raise DataError(f"{path}: no data rows after the header.")
-    labels = [int(float(v)) if _is_integer(v) else v for v in labels]
-    return _features(np.array(features), path, "features"), _labels(labels, path, f"column '{label}'")
+        raise DataError(f"{path}: no data rows after the header; add rows of data.")
+    empty = [i for i, v in enumerate(labels) if v == ""]
+    if empty:
+        raise DataError(f"{path}, line {empty[0] + 2}: the label column '{label}' is empty "
+                        f"({len(empty)} rows); fill in or remove those rows.")
+    if all(_is_integer(v) for v in labels):
+        labels = [int(float(v)) for v in labels]
+    elif all(_is_float(v) for v in labels):
+        labels = [float(v) for v in labels]
+    values = np.array(features, dtype="float64")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(
+            f"{path}, line {lines[row]}: column '{names[col]}' is "
+            f"{'empty or NaN' if np.isnan(values[row, col]) else 'infinite'} ({int(bad.sum())} such "
+            "values in the file); fill in or remove those rows (or drop the column)."
+        )
+    return _features(values, path, "features"), _labels(labels, path, f"column '{label}'")
 
 
 def _is_float(value: str) -> bool:
