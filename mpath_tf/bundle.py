@@ -31,8 +31,10 @@ Standard library only (runs on any device with Python 3.7+):
     python3 select_model.py --max-latency-ms 0.05 --target local
     python3 select_model.py --min-accuracy 0.95 --json
 
-Prints the chosen .tflite path (or, with --json, its model card entry); exit
-code 2 when no model meets the budget, with the nearest one named.
+Prints the chosen .tflite path (or, with --json, its model card entry with
+the class names) on stdout and its class names (labels.txt, embedded in every
+file too) on stderr; exit code 2 when no model meets the budget, with the
+nearest one named.
 """
 
 import argparse
@@ -88,7 +90,13 @@ def main(argv=None):
         for name, reason in sorted(why.items()):
             sys.stderr.write("  %s: %s\\n" % (name, reason))
         return 2
-    print(json.dumps(model, indent=2) if args.json else os.path.join(HERE, model["file"]))
+    classes = [str(c) for c in card.get("classes") or []]
+    if args.json:
+        print(json.dumps(dict(model, classes=classes), indent=2))
+    else:
+        print(os.path.join(HERE, model["file"]))
+        if classes:
+            sys.stderr.write("classes: %s\n" % ", ".join(classes))
     return 0
 
 
@@ -157,7 +165,7 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
             model = finetune(supernet, b, data, run.config)
             atomic_save_model(model, model_path)
         file = out / f"paths-{b}_{scheme.name}.tflite"
-        export_tflite(model, file, scheme, data.x_train, lowering)
+        export_tflite(model, file, scheme, data.x_train, lowering, labels=data.class_names)
         got = run_tflite(file, data.x_test)
         row = rows[b]
         models.append({
@@ -177,6 +185,7 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
         "dataset": run.config.data or run.config.dataset, "input_shape": list(data.input_shape),
         "quantization": scheme.get_config() | {"name": scheme.name}, "lowering": lowering,
         "architecture": f"mpath-{run.config.depth}-{run.config.width}", "models": models,
+        "classes": data.class_labels,
     })
     atomic_write_text(out / "select_model.py", SELECTOR)
     return out

@@ -140,6 +140,19 @@ def cli():
 @click.option("--cluster-timeout", "cluster_timeout_s", type=float,
               default=_DEFAULTS.cluster_timeout_s, show_default=True,
               help="Seconds a multiworker task waits for the chief.")
+@click.option("--normalize/--no-normalize", default=_DEFAULTS.normalize, show_default=True,
+              help="Standardize float features (CSV, NPZ) in the model's first layer, so "
+              "the .tflite takes raw readings; images are never standardized.")
+@click.option("--many-classes", is_flag=True, default=False,
+              help="Accept a label column with more than 1,000 distinct values.")
+@click.option("--finetune-learning-rate", type=float, default=None,
+              help="Adam learning rate of the fine-tunings (default: --learning-rate).")
+@click.option("--reference/--no-reference", default=_DEFAULTS.reference, show_default=True,
+              help="Train the dense MLP of the same depth and width on the same data and "
+              "budget, and compare the chosen model with it.")
+@click.option("--bench/--no-bench", default=_DEFAULTS.bench, show_default=True,
+              help="Time the chosen model and the dense reference on this machine (LiteRT, "
+              "float32 and int8, about 15 s) after export.")
 @click.option("--quiet", is_flag=True, default=False,
               help="Print nothing but errors (and the --json summary).")
 @click.option("--json", "as_json", is_flag=True, default=False,
@@ -182,6 +195,12 @@ def search(run_dir, quiet, as_json, **settings):
         click.echo(json.dumps(summary(result), indent=2))
     elif not quiet:
         click.echo(f"results: {result['run_dir']}")
+    failed = [q for q, e in result["chosen"]["exports"].items()
+              if not e.get("verification", {}).get("passed", True)]
+    if failed:  # as `mpath-tf export`: a file beyond its checks is a failure (exit 1)
+        raise click.ClickException(
+            f"the chosen model's {' and '.join(failed)} file(s) missed their checks (see "
+            f"{result['run_dir']}/results.json); the files are kept.")
 
 
 @cli.command()

@@ -94,10 +94,14 @@ class SearchConfig:
         many_classes: Accept a label column with more than 1,000 distinct
             values (refused by default: usually not a label).
         finetune_learning_rate: Adam learning rate of every fine-tuning
-            (samples and the chosen model), which starts from trained
-            weights; None: ``learning_rate`` / 10. Each fine-tuning is scored
-            before its first epoch and keeps its best validation epoch, so it
-            never ends below the derived model it started from.
+            (samples and the chosen model); None: ``learning_rate``. A
+            derived model keeps the supernet's weights but loses its soft
+            permeabilities, so it starts far below the supernet (digits,
+            mpath-4-64: 0.48 validation accuracy at 2 paths, 0.10 at 64) and
+            needs the full rate to recover: 3e-4 or 1e-4 ended 2-35 points
+            lower than 1e-3 there (docs/results.md). Each fine-tuning is
+            scored before its first epoch and keeps its best validation
+            epoch, so it never ends below the derived model it started from.
         reference: Train the equivalent dense MLP on the same data and
             budget as a reference for the chosen model.
         bench: Time the chosen model and the dense reference on this
@@ -269,8 +273,8 @@ class SearchConfig:
 
     @property
     def tune_learning_rate(self) -> float:
-        """The learning rate of fine-tunings (``finetune_learning_rate`` or lr / 10)."""
-        return self.finetune_learning_rate or self.learning_rate / 10
+        """The learning rate of fine-tunings (``finetune_learning_rate`` or ``learning_rate``)."""
+        return self.finetune_learning_rate or self.learning_rate
 
     def budget(self):
         """The budget limits of these settings (``mpath_tf.budget.Budget``)."""

@@ -90,18 +90,25 @@ def default_run_dir(config: SearchConfig) -> Path:
 def finetune(
     supernet, paths: int, data: Dataset, config: SearchConfig, epochs: int | None = None,
     history: list | None = None, checkpoint_dir=None, callbacks: list | None = None,
+    summary: dict | None = None,
 ) -> keras.Model:
     """Derive ``paths`` paths and fine-tune them, seeded by the run's seed and b.
+
+    It is fine-tuned at ``config.tune_learning_rate``, scored before the
+    first epoch, and the best validation epoch is kept: the result is never
+    below the derived model on validation accuracy.
 
     Args:
         supernet: The trained supernet.
         paths: Path count b.
         data: The run's dataset.
-        config: The run's settings (seed, batch size, learning rate).
+        config: The run's settings (seed, batch size, learning rates).
         epochs: Fine-tuning epochs (default ``config.finetune_epochs``; 0: none).
         history: If given, receives the validation accuracy after each epoch.
         checkpoint_dir: Per-epoch checkpoints (a killed fine-tuning resumes).
         callbacks: More Keras callbacks.
+        summary: If given, receives ``start_accuracy`` (the derived model's
+            validation accuracy) and ``best_epoch`` (0: no epoch improved it).
 
     Returns:
         The derived, fine-tuned model.
@@ -116,11 +123,13 @@ def finetune(
         data,
         epochs,
         batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        keep_best=False,
+        learning_rate=config.tune_learning_rate,
+        keep_best=True,
+        score_start=True,
         history=history,
         checkpoint_dir=checkpoint_dir,
         callbacks=callbacks,
+        summary=summary,
     )
     return model
 
@@ -266,12 +275,19 @@ def _result_rows(supernet, measured: dict[int, float], predictor) -> list[dict]:
     ]
 
 
-def choose_paths(rows: list[dict], max_accuracy_drop: float) -> int:
+def choose_paths(rows: list[dict], max_accuracy_drop: float,
+                 reference_accuracy: float | None = None) -> int:
     """The most paths whose predicted accuracy is within the allowed drop.
+
+    The drop is measured from the best fine-tuned sample, or from the dense
+    reference's validation accuracy when that is higher: the user compares
+    the chosen model with the MLP they would otherwise ship. When no path
+    count is predicted within the drop, the most accurate one is chosen.
 
     Args:
         rows: Result rows (see ``RESULT_COLUMNS``).
         max_accuracy_drop: Allowed drop below the best measured sample.
+        reference_accuracy: Validation accuracy of the dense reference, if trained.
 
     Returns:
         The chosen path count.
@@ -282,10 +298,17 @@ def choose_paths(rows: list[dict], max_accuracy_drop: float) -> int:
         ...         {"paths": 3, "predicted_val_accuracy": 0.8, "measured_val_accuracy": 0.8}]
         >>> choose_paths(rows, 0.05)
         2
+        >>> choose_paths(rows, 0.05, reference_accuracy=0.99)  # none within: the most accurate
+        1
     """
     best = max(r["measured_val_accuracy"] for r in rows if r["measured_val_accuracy"] is not None)
+    if reference_accuracy is not None:
+        best = max(best, reference_accuracy)
     ok = [r["paths"] for r in rows if r["predicted_val_accuracy"] >= best - max_accuracy_drop]
-    return max(ok)
+    if ok:
+        return max(ok)
+    top = max(r["predicted_val_accuracy"] for r in rows)
+    return min(r["paths"] for r in rows if r["predicted_val_accuracy"] == top)
 
 
 def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
@@ -359,23 +382,31 @@ def _budget_files(run: RunDir, supernet, data: Dataset, log):
     return size_kb, latency_ms
 
 
-def _export(run: RunDir, model: keras.Model, data: Dataset, log) -> dict:
+def _export(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "model",
+            verify_files: bool = True) -> dict:
+    """Export ``model`` to float32 and int8 ``RUN/<name>_<q>.tflite`` (with
+    ``labels.txt``) and verify them; done once per model (``state["exports"]``)."""
     from converters import Float32, Int8, export_tflite, verify
 
-    expected = model.predict(data.x_test, batch_size=1024, verbose=0)
+    key = f"{name}:{model.name}"
+    done = run.state.setdefault("exports", {}).get(key)
+    if done and all((run.path / e["file"]).is_file() for e in done.values()):
+        log(f"  {name} exports: done earlier")
+        return done
+    expected = model.predict(data.x_test, batch_size=1024, verbose=0) if verify_files else None
     exports = {}
     for scheme in (Float32(), Int8()):
-        path = run.path / f"model_{scheme.name}.tflite"
+        path = run.path / f"{name}_{scheme.name}.tflite"
         export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
                       labels=data.class_names)
-        check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
-        exports[scheme.name] = {
-            "file": path.name,
-            "bytes": path.stat().st_size,
-            "test_accuracy": check.tflite_accuracy,
-            "verification": check.to_dict(),
-        }
-        log(f"  {path.name}: {path.stat().st_size} bytes, {check.summary()}")
+        exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size}
+        if verify_files:
+            check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
+            exports[scheme.name].update(test_accuracy=check.tflite_accuracy,
+                                        verification=check.to_dict())
+            log(f"  {path.name}: {path.stat().st_size} bytes, {check.summary()}")
+    run.state["exports"][key] = exports
+    run.save_state()
     return exports
 
 
@@ -401,6 +432,11 @@ def summary(result: dict) -> dict:
         "pareto_params": result["pareto_params"],
         "budget": result["budget"],
         "predictor": result["settings"]["predictor"],
+        "classes": result.get("classes"),
+        "reference": None if not result.get("reference") else {
+            k: result["reference"][k] for k in ("test_accuracy", "parameters",
+                                                "accuracy_difference_pt")},
+        "speed": result.get("speed"),
     }
 
 
@@ -463,6 +499,11 @@ def search(
         return search_tradeoff(run, data, log, progress)
 
     supernet = _train_supernet(run, data, log, progress, strategy)
+    reference_model, reference_record = None, None
+    if config.reference:
+        from mpath_tf.reference import train_reference
+
+        reference_model, reference_record = train_reference(run, data, log, progress)
     log(f"sample fine-tuning: {config.finetune_epochs} epochs each")
     measured = _sample_finetune(run, supernet, data, log, progress)
 
@@ -482,10 +523,32 @@ def search(
         selection = choose_by_budget(rows, budget, *_budget_files(run, supernet, data, log))
         chosen = selection["paths"]
     else:
-        chosen = config.paths or choose_paths(rows, config.max_accuracy_drop)
+        chosen = config.paths or choose_paths(
+            rows, config.max_accuracy_drop,
+            reference_record["val_accuracy"] if reference_record else None)
     model = _final_model(run, supernet, chosen, data, log, progress)
     atomic_save_model(model, run.path / "model.keras")
     chosen_row = next(r for r in rows if r["paths"] == chosen)
+    test_accuracy = accuracy(model, data.x_test, data.y_test)
+    exports = _export(run, model, data, log)
+    reference = None
+    if reference_model is not None:
+        reference = {**reference_record,
+                     "exports": _export(run, reference_model, data, log, "reference",
+                                        verify_files=False),
+                     "accuracy_difference_pt": 100 * (test_accuracy
+                                                      - reference_record["test_accuracy"])}
+    speed = None
+    if config.bench:
+        from mpath_tf.reference import compare_speed
+
+        log("timing the chosen model" + (" and the dense reference" if reference else "")
+            + " on this machine (LiteRT)")
+        files = {"chosen": {q: run.path / e["file"] for q, e in exports.items()}}
+        if reference:
+            files["reference"] = {q: run.path / e["file"]
+                                  for q, e in reference["exports"].items()}
+        speed = compare_speed(run.path, files, log)
     result = {
         "run_dir": str(run.path),
         "data_source": data.source,
@@ -496,9 +559,11 @@ def search(
             **chosen_row,
             "path_widths": path_widths(supernet, chosen),
             "val_accuracy": accuracy(model, data.x_val, data.y_val),
-            "test_accuracy": accuracy(model, data.x_test, data.y_test),
-            "exports": _export(run, model, data, log),
+            "test_accuracy": test_accuracy,
+            "exports": exports,
         },
+        "reference": reference,
+        "speed": speed,
         "rows": rows,
         "pareto_params": pareto_paths(rows, {r["paths"]: r["parameters"] for r in rows}),
         "budget": None if selection is None else {
@@ -513,9 +578,43 @@ def search(
         f"{config.dataset}: mpath-{config.depth}-{config.width}, predictor '{config.predictor}'",
     )
     atomic_write_json(run.path / "results.json", result)
-    log(
-        f"chosen: {chosen} paths, {chosen_row['parameters']} parameters "
-        f"({chosen_row['percent_of_mlp']:.1f}% of the MLP), test accuracy "
-        f"{result['chosen']['test_accuracy']:.4f}"
-    )
+    for line in outcome_lines(result):
+        log(line)
     return result
+
+
+def outcome_lines(result: dict) -> list[str]:
+    """The closing lines of a search: the chosen model, against the dense
+    reference in accuracy, size and speed, and whether its exports passed.
+
+    Args:
+        result: The content of ``results.json``.
+
+    Returns:
+        Lines to print.
+    """
+    chosen = result["chosen"]
+    lines = [f"chosen: {chosen['paths']} paths, {chosen['parameters']} parameters "
+             f"({chosen['percent_of_mlp']:.1f}% of the MLP), test accuracy "
+             f"{chosen['test_accuracy']:.4f}"]
+    reference = result.get("reference")
+    if reference:
+        sizes = ", ".join(f"{q} {chosen['exports'][q]['bytes']:,} vs "
+                          f"{reference['exports'][q]['bytes']:,} bytes"
+                          for q in ("float32", "int8") if q in reference["exports"])
+        lines.append(f"dense reference mlp: test accuracy {reference['test_accuracy']:.4f} "
+                     f"({reference['accuracy_difference_pt']:+.2f} points for the chosen "
+                     f"model), {reference['parameters']:,} parameters; files: {sizes}")
+    if result.get("speed"):
+        from mpath_tf.reference import speed_line
+
+        line = speed_line(result["speed"])
+        if line:
+            lines.append(f"speed on this machine: {line}")
+    failed = [f"{q}: {'; '.join(e['verification']['failures'])}"
+              for q, e in chosen["exports"].items()
+              if not e.get("verification", {}).get("passed", True)]
+    if failed:
+        lines.append("FAILED: the chosen model's exported files miss their checks ("
+                     + "; ".join(failed) + "); they are kept, see results.json")
+    return lines

@@ -146,6 +146,24 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
                        f"({c['percent_of_mlp']:.1f}% of the equivalent MLP), validation "
                        f"accuracy {_percent(c.get('val_accuracy'))}%, test accuracy "
                        f"{_percent(c.get('test_accuracy'))}%.</p>{exports}")
+        reference = results.get("reference")
+        if reference:
+            chosen_html += (
+                f"<p>Dense reference (the MLP of the same depth and width, same data and "
+                f"budget): {reference['parameters']:,} parameters, test accuracy "
+                f"{_percent(reference['test_accuracy'])}% "
+                f"({reference['accuracy_difference_pt']:+.2f} points for the chosen model); "
+                + ", ".join(f"{q} file {e['bytes']:,} bytes"
+                            for q, e in reference.get("exports", {}).items()) + ".</p>")
+        if results.get("speed"):
+            from mpath_tf.reference import speed_line
+
+            chosen_html += (f"<p>Speed on the search machine (LiteRT, one thread): "
+                            f"{html.escape(speed_line(results['speed']))}.</p>")
+    class_names = results.get("classes") or meta.get("classes")
+    if class_names:
+        chosen_html += ("<p>Classes (by output index, as in <code>labels.txt</code>): "
+                        + html.escape(", ".join(str(c) for c in class_names)) + ".</p>")
     images = [("Pareto front", _pareto_figure(rows, latency, chosen))]
     if (run.path / "results.png").is_file():
         images.append(("Validation error against path count and parameters",

@@ -1,8 +1,9 @@
 """Training and evaluation helpers shared by one-shot training and fine-tuning.
 
-Adam with sparse categorical cross-entropy, as in the paper. One-shot training
-keeps the weights of the epoch with the best validation accuracy (the paper
-selects the best model on the validation set); fine-tuning keeps the last epoch.
+Adam with sparse categorical cross-entropy, as in the paper. Training keeps
+the weights of the epoch with the best validation accuracy (the paper selects
+the best model on the validation set). A fine-tuning also scores the model it
+starts from (``score_start``), so it never ends below the derived model.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def train(
     history: list | None = None,
     checkpoint_dir=None,
     callbacks: list | None = None,
+    score_start: bool = False,
+    summary: dict | None = None,
 ) -> float:
     """Train ``model`` on ``data.x_train`` and return its validation accuracy.
 
@@ -63,6 +66,11 @@ def train(
             there atomically after every epoch (``EpochCheckpoint``), and a
             training killed earlier resumes from its last finished epoch.
         callbacks: More Keras callbacks (for example ``Progress.callback()``).
+        score_start: Score the weights before the first epoch too (as
+            "epoch 0"), so with ``keep_best`` the model never ends below
+            where it started (fine-tuning a derived model).
+        summary: If given, receives ``start_accuracy`` (with ``score_start``)
+            and ``best_epoch`` (0: the start, k: after epoch k).
 
     Returns:
         Validation accuracy of the weights the model ends with.
@@ -75,6 +83,8 @@ def train(
     compile_model(model, learning_rate)
     checkpoint = EpochCheckpoint(checkpoint_dir)
     start = checkpoint.restore(model)
+    if score_start and start == 0 and checkpoint.best_value is None:
+        checkpoint.set_start(model, accuracy(model, data.x_val, data.y_val))
     if start < epochs:
         model.fit(
             data.x_train,
@@ -90,6 +100,10 @@ def train(
         model.set_weights(checkpoint.best_weights)
     if history is not None:
         history.extend(checkpoint.curve)
+    if summary is not None:
+        best = checkpoint.best_epoch
+        summary.update(start_accuracy=checkpoint.start_value,
+                       best_epoch=None if best is None else best + 1)
     return accuracy(model, data.x_val, data.y_val)
 
 
@@ -97,16 +111,19 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """Remembers the best epoch's weights and, with a folder, makes training resumable.
 
     After every epoch it records the validation accuracy and keeps the
-    weights of the best epoch. Given ``folder``, it also writes there,
-    atomically and in this order: ``best.weights.h5`` (when the epoch is the
-    best so far), ``latest.weights.h5`` (weights and optimizer state) and
-    ``state.json`` (epochs finished, accuracy curve, best epoch). ``restore``
+    weights of the best epoch (or of the start, see ``set_start``). Given
+    ``folder``, it also writes there, atomically and in this order:
+    ``best.weights.h5`` (when the epoch is the best so far),
+    ``latest.weights.h5`` (weights and optimizer state) and ``state.json``
+    (epochs finished, accuracy curve, best epoch, best value). ``restore``
     reads them back before training, so a process killed at any moment
     resumes from its last finished epoch and loses at most the one running.
 
     Args:
         folder: Checkpoint folder, or None to keep everything in memory.
     """
+
+    START = -1  # best_epoch of the weights training started from
 
     def __init__(self, folder=None):
         super().__init__()
@@ -115,6 +132,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.folder = Path(folder) if folder is not None else None
         self.curve: list[float] = []
         self.best_epoch: int | None = None
+        self.best_value: float | None = None
+        self.start_value: float | None = None
         self.best_weights = None
 
     def restore(self, model) -> int:
@@ -125,30 +144,49 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return 0
         state = json.loads((self.folder / "state.json").read_text())
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.folder / "latest.weights.h5")
         self.curve = list(state["curve"])
         self.best_epoch = state["best_epoch"]
+        self.start_value = state.get("start_value")
+        self.best_value = state.get("best_value", None if self.best_epoch is None
+                                    else self.curve[self.best_epoch])
         if self.best_epoch is not None:
             model.load_weights(self.folder / "best.weights.h5")
             self.best_weights = model.get_weights()
+        if state["epochs_done"]:
             model.load_weights(self.folder / "latest.weights.h5")  # back to the last epoch
         return int(state["epochs_done"])
 
-    def _save_weights(self, name: str) -> None:
+    def set_start(self, model, value: float) -> None:
+        """The weights training starts from score ``value``: the best so far."""
+        self.start_value = self.best_value = float(value)
+        self.best_epoch = self.START
+        self.best_weights = model.get_weights()
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._save_weights("best", model)
+            self._write_state(0)
+
+    def _save_weights(self, name: str, model=None) -> None:
         import os
 
         tmp = self.folder / f".{name}.tmp.weights.h5"
-        self.model.save_weights(tmp, overwrite=True)
+        (model or self.model).save_weights(tmp, overwrite=True)
         os.replace(tmp, self.folder / f"{name}.weights.h5")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def _write_state(self, epochs_done: int) -> None:
         from mpath_tf.io import atomic_write_json
 
+        atomic_write_json(self.folder / "state.json", {
+            "epochs_done": epochs_done, "curve": self.curve, "best_epoch": self.best_epoch,
+            "best_value": self.best_value, "start_value": self.start_value})
+
+    def on_epoch_end(self, epoch, logs=None):
         value = float((logs or {}).get("val_accuracy", float("nan")))
         self.curve.append(value)
-        improved = self.best_epoch is None or value > self.curve[self.best_epoch]
+        improved = self.best_value is None or value > self.best_value
         if improved:
             self.best_epoch = len(self.curve) - 1
+            self.best_value = value
             self.best_weights = self.model.get_weights()
         if self.folder is None:
             return
@@ -156,8 +194,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if improved:
             self._save_weights("best")
         self._save_weights("latest")
-        atomic_write_json(self.folder / "state.json", {
-            "epochs_done": epoch + 1, "curve": self.curve, "best_epoch": self.best_epoch})
+        self._write_state(epoch + 1)
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:

@@ -140,11 +140,12 @@ def _tuner_class():
                 self.log(f"  {b} paths: resuming after epoch {_epochs_done(checkpoints)}")
             start = time.perf_counter()
             curve: list[float] = []
+            scores: dict = {}
             if self.progress is not None:
                 self.trials_begun += 1
                 self.progress.step(self.trials_begun, f"{b} paths")
             model = finetune(supernet, b, data, run.config, history=curve,
-                             checkpoint_dir=checkpoints,
+                             checkpoint_dir=checkpoints, summary=scores,
                              callbacks=[self.progress.callback()] if self.progress else None)
             if self.progress is not None:
                 self.progress.done()
@@ -153,11 +154,16 @@ def _tuner_class():
             record.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(record, {
                 "val_accuracy": val, "val_curve": curve, "parameters": model.count_params(),
+                "derived_val_accuracy": scores.get("start_accuracy"),
+                "best_epoch": scores.get("best_epoch"),
                 "path_widths": path_widths(supernet, b), "seconds": time.perf_counter() - start,
                 "tuner_id": self.tuner_id,
             })
             shutil.rmtree(checkpoints, ignore_errors=True)
-            self.log(f"  fine-tuned {b} paths: validation accuracy {val:.4f}")
+            start_note = ("" if scores.get("start_accuracy") is None else
+                          f" (derived {scores['start_accuracy']:.4f}, best epoch "
+                          f"{scores['best_epoch']})")
+            self.log(f"  fine-tuned {b} paths: validation accuracy {val:.4f}{start_note}")
             return {"val_accuracy": val}
 
         def save_model(self, trial_id, model, step=0):

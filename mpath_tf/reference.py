@@ -1,0 +1,135 @@
+"""The dense reference of a search, and the speed of the chosen model against it.
+
+A user deciding whether to ship the multipath model needs two numbers the
+paper leaves implicit: how accurate the plain MLP of the same depth and
+width would have been on the same data and budget, and how much faster the
+chosen model runs. ``train_reference`` trains that MLP as a step of the run
+(checkpointed each epoch, recorded in ``state.json``, never redone);
+``compare_speed`` times both exported models on this machine with
+``edge_bench``'s local target, side by side, and keeps the result in a
+journal so a rerun does not time again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import keras
+
+from mpath_tf.data import Dataset
+from mpath_tf.io import atomic_save_model
+from mpath_tf.models import adapt_normalization, build_mlp
+from mpath_tf.progress import Progress
+from mpath_tf.rundir import RunDir
+from mpath_tf.training import accuracy, train
+
+REFERENCE_FILE = "reference.keras"
+# Timing budget of the summary comparison: about 15 s for four files on a
+# desktop CPU (each timed in a fresh process: start, 0.3 s warm-up, 2 s timed).
+SPEED_SETTINGS = dict(warmup_min_secs=0.3, min_secs=2.0, runs=50, timeout_s=120.0)
+
+
+def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tuple[keras.Model, dict]:
+    """Train (or load) the dense MLP of the run's depth and width.
+
+    It has the supernet's input normalization, epochs, batch size, learning
+    rate and seed, and keeps its best validation epoch, as one-shot training.
+
+    Args:
+        run: The run directory (``RUN/reference.keras``, ``state["reference"]``).
+        data: The run's dataset.
+        log: Message printer.
+        progress: Progress display.
+
+    Returns:
+        The trained model and its record (accuracies, parameters, seconds).
+    """
+    config = run.config
+    path = run.path / REFERENCE_FILE
+    record = run.state.get("reference")
+    if record is not None and path.is_file():
+        log("dense reference: done earlier, loading reference.keras")
+        return keras.saving.load_model(path), record
+    checkpoints = run.path / "checkpoints" / "reference"
+    log(f"dense reference mlp-{config.depth}-{config.width}: training for {config.epochs} epochs")
+    start = time.perf_counter()
+    model = build_mlp(data.input_shape, data.num_classes, config.depth, config.width,
+                      seed=config.seed, normalize=data.normalize)
+    adapt_normalization(model, data.x_train)
+    progress.phase("dense reference", 1, config.epochs)
+    val = train(model, data, config.epochs, batch_size=config.batch_size,
+                learning_rate=config.learning_rate, checkpoint_dir=checkpoints,
+                callbacks=[progress.callback()])
+    progress.done()
+    atomic_save_model(model, path)
+    record = {"val_accuracy": val, "test_accuracy": accuracy(model, data.x_test, data.y_test),
+              "parameters": int(model.count_params()),
+              "seconds": time.perf_counter() - start}
+    run.state["reference"] = record
+    run.save_state()
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    log(f"  dense reference: validation accuracy {val:.4f}, test accuracy "
+        f"{record['test_accuracy']:.4f}")
+    return model, record
+
+
+def compare_speed(run_path: Path, files: dict[str, dict[str, Path]], log) -> dict:
+    """Median latency of each file on this machine and the speed-up over the reference.
+
+    Args:
+        run_path: The run directory (journal in ``RUN/speed/``).
+        files: ``{"chosen": {"float32": path, "int8": path}, "reference": {...}}``.
+        log: Message printer.
+
+    Returns:
+        ``{quantization: {"chosen_us", "reference_us", "speedup"}}`` plus
+        ``target`` and ``settings``; a file that failed to run is left out
+        with its error under ``errors``.
+    """
+    from edge_bench import BenchSettings, Journal, get_target, measure_models
+
+    target = get_target("local")
+    settings = BenchSettings(**SPEED_SETTINGS)
+    folder = run_path / "speed"
+    folder.mkdir(exist_ok=True)
+    models = [({"role": who, "quantization": q}, path)
+              for q in ("float32", "int8") for who, paths in files.items()
+              if (path := paths.get(q)) is not None]
+    rows = measure_models(target, models, Journal(folder / "latency-local.jsonl"), settings,
+                          log=lambda *_: None)
+    medians, errors = {}, {}
+    for (labels, _), row in zip(models, rows):  # rows come in the order of models
+        key = (labels["role"], labels["quantization"])
+        if row["status"] == "ok":
+            medians[key] = row["stats"]["median_us"]
+        else:
+            errors[f"{key[0]} {key[1]}"] = row.get("error")
+    out = {"target": target.name, "settings": settings.to_dict(), "errors": errors}
+    for q in ("float32", "int8"):
+        if ("chosen", q) in medians and ("reference", q) in medians:
+            chosen, reference = medians[("chosen", q)], medians[("reference", q)]
+            out[q] = {"chosen_us": chosen, "reference_us": reference,
+                      "speedup": reference / chosen}
+    for what, error in errors.items():
+        log(f"  timing {what} failed: {error}")
+    return out
+
+
+def speed_line(speed: dict) -> str:
+    """``int8: 3.1 us vs dense 11.6 us, 3.7x faster; float32: ...`` (empty if none).
+
+    Example:
+        >>> speed_line({"int8": {"chosen_us": 3.1, "reference_us": 11.6, "speedup": 3.74}})
+        'int8: 3.1 us vs dense 11.6 us, 3.74x faster'
+    """
+    parts = []
+    for q in ("int8", "float32"):
+        if q in speed:
+            s = speed[q]
+            word = "faster" if s["speedup"] >= 1 else "slower"
+            ratio = s["speedup"] if s["speedup"] >= 1 else 1 / s["speedup"]
+            parts.append(f"{q}: {s['chosen_us']:.1f} us vs dense {s['reference_us']:.1f} us, "
+                         f"{ratio:.2f}x {word}")
+    return "; ".join(parts)
