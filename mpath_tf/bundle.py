@@ -96,7 +96,7 @@ def main(argv=None):
     else:
         print(os.path.join(HERE, model["file"]))
         if classes:
-            sys.stderr.write("classes: %s\n" % ", ".join(classes))
+            sys.stderr.write("classes: %s\\n" % ", ".join(classes))
     return 0
 
 

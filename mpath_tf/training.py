@@ -183,7 +183,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = float((logs or {}).get("val_accuracy", float("nan")))
         self.curve.append(value)
-        improved = self.best_value is None or value > self.best_value
+        # Keras averages the metric in float32: a tie with the start's score
+        # (computed in float64) must not count as an improvement
+        improved = self.best_value is None or value > self.best_value + 1e-6
         if improved:
             self.best_epoch = len(self.curve) - 1
             self.best_value = value

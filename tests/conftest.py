@@ -14,6 +14,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
+def search_finished(code: int, output: str) -> bool:
+    """A test search ran to the end: exit 0, or exit 1 only because the chosen
+    model's files missed their checks (the tiny, near-random models of the
+    orchestration tests cannot keep int8's 99% top-1 agreement, and the tool
+    must say so); every other failure is a failure."""
+    return code == 0 or (code == 1 and "missed their checks" in output
+                         and "Traceback" not in output)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -54,7 +63,8 @@ def tiny_run(tmp_path_factory) -> Path:
     from mpath_tf.pipeline import search
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    config = SearchConfig(depth=3, width=6, epochs=2, finetune_epochs=1, samples=3, batch_size=64)
+    config = SearchConfig(depth=3, width=6, epochs=2, finetune_epochs=1, samples=3, batch_size=64,
+                          bench=False)
     search(config.validate(), run, log=lambda *_: None)
     return run
 

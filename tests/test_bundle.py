@@ -41,6 +41,10 @@ def test_selector_picks_the_most_accurate_model_within_the_budget(bundle):
     picked = json.loads(result.stdout)
     fitting = [m for m in card if m["bytes"] / 1000 <= limit]
     assert picked["file"] == max(fitting, key=lambda m: (m["tflite_test_accuracy"], -m["bytes"]))["file"]
+    assert picked["classes"] == [str(c) for c in range(10)]  # digits: classes 0..9
+    plain = _select(bundle, "--max-size-kb", str(limit))
+    assert plain.stdout.strip().endswith(picked["file"])
+    assert plain.stderr == "classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9\n"
     none = _select(bundle, "--max-size-kb", "0.001")
     assert none.returncode == 2 and "No model of this bundle meets the budget" in none.stderr
     no_latency = _select(bundle, "--max-latency-ms", "1", "--target", "pi")
@@ -62,4 +66,5 @@ def test_cli_bundle(tiny_run, tmp_path):
                                       "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "models.json", "paths-2_float32.tflite", "paths-6_float32.tflite", "select_model.py"]
+        "labels.txt", "models.json", "paths-2_float32.tflite", "paths-6_float32.tflite",
+        "select_model.py"]

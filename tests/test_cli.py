@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from mpath_tf.cli import cli
 from mpath_tf.derivation import parameter_counts
+from tests.conftest import search_finished
 
-TINY = ["--depth", "3", "--width", "6", "--epochs", "2", "--finetune-epochs", "1",
+TINY = ["--no-bench", "--depth", "3", "--width", "6", "--epochs", "2", "--finetune-epochs", "1",
         "--samples", "3", "--batch-size", "64"]
 
 
@@ -24,7 +25,7 @@ def invoke(*args):
 def finished_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "tiny"
     result = invoke("search", *TINY, "--run-dir", run)
-    assert result.exit_code == 0, result.output
+    assert search_finished(result.exit_code, result.output), result.output
     return run
 
 
@@ -55,7 +56,7 @@ def test_resume_redoes_no_finished_work(finished_run):
     stamps = {p: p.stat().st_mtime_ns for p in finished_run.glob("**/*.keras")
               if p.name != "model.keras"}
     result = invoke("search", *TINY, "--run-dir", finished_run)
-    assert result.exit_code == 0, result.output
+    assert search_finished(result.exit_code, result.output), result.output
     assert "done earlier" in result.output and "fine-tuned" not in result.output
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
 
@@ -69,7 +70,7 @@ def test_interrupted_run_resumes_the_missing_sample(finished_run, tmp_path):
     (run / "models" / "paths-4.keras").unlink()
     (run / "samples" / "paths-4.json").unlink()
     result = invoke("search", *TINY, "--run-dir", run)
-    assert result.exit_code == 0, result.output
+    assert search_finished(result.exit_code, result.output), result.output
     assert "fine-tuned 4 paths" in result.output
     assert "fine-tuned 2 paths" not in result.output and "fine-tuned 6 paths" not in result.output
 
@@ -189,18 +190,28 @@ def test_help_is_complete():
 def test_search_on_a_csv_file(tmp_path):
     import numpy as np
 
+    from converters import read_labels
+
     rng = np.random.default_rng(0)
     y = np.arange(240) % 3
     x = rng.normal(size=(240, 5)) + y[:, None]
-    rows = ["f1,f2,f3,f4,f5,activity"] + [",".join(map(str, r)) + f",{c}" for r, c in zip(x, y)]
+    names = np.array(["walking", "idle", "running"])[y]  # class names, as users have them
+    rows = ["f1,f2,f3,f4,f5,activity"] + [",".join(map(str, r)) + f",{c}"
+                                          for r, c in zip(x, names)]
     (tmp_path / "sensors.csv").write_text("\n".join(rows) + "\n")
     run = tmp_path / "run"
     result = invoke("search", *TINY, "--data", tmp_path / "sensors.csv", "--label", "activity",
                     "--run-dir", run)
-    assert result.exit_code == 0, result.output
+    assert search_finished(result.exit_code, result.output), result.output
     report = json.loads((run / "results.json").read_text())
     assert report["data_source"] == f"file:{tmp_path / 'sensors.csv'}"
     assert report["chosen"]["exports"]["float32"]["verification"]["passed"]
+    classes = ["idle", "running", "walking"]  # sorted
+    assert report["classes"] == classes
+    assert json.loads((run / "run.json").read_text())["classes"] == classes
+    assert (run / "labels.txt").read_text().splitlines() == classes
+    for quantization in ("float32", "int8"):
+        assert read_labels(run / f"model_{quantization}.tflite") == classes
 
 
 def test_search_on_a_bad_csv_file(tmp_path):

@@ -1,0 +1,184 @@
+"""`mpath-tf search` on the user's kind of data, against outside anchors.
+
+Data sets:
+
+- three sensor-style CSVs made by ``sensor_csv`` (below): raw readings whose
+  column scales run from 0.1 to 50 with offsets up to +-100, class names as
+  words, unequal class sizes, a few useless (noise) and constant columns,
+  classes that overlap and are partly separated by non-linear features;
+- scikit-learn's bundled breast-cancer and wine tables, written as CSVs with
+  their class names as labels;
+- digits (the default data set).
+
+For each, one ``mpath-tf search`` with its defaults (mpath-4-64, 60 one-shot
+epochs, 10 samples of 10 fine-tuning epochs, dense reference, speed check),
+and two anchors on the same train/test split: scikit-learn's
+``MLPClassifier`` with the same hidden sizes on standardized features, and
+``HistGradientBoostingClassifier``. Prints one markdown table: the chosen
+model (paths, parameters), test accuracy of the chosen model, the dense
+reference and the anchors, float32 and int8 file accuracy, the int8 gates,
+latency against the dense reference, and wall time.
+
+Run from a clean checkout (after the README's install command):
+
+    python benchmarks/user_data.py
+
+Each search keeps its run directory under ``--out`` (a rerun resumes and
+redoes nothing finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ACTIVITIES = ("idle", "walking", "running", "cycling", "stairs", "driving", "falling", "lying")
+SENSOR_SETS = {  # name: (rows, informative columns, classes, noise, seed)
+    "sensors-12k": (12000, 40, 6, 1.6, 0),
+    "sensors-5k": (5000, 16, 4, 1.2, 1),
+    "sensors-8k-imbalanced": (8000, 24, 8, 1.4, 2),
+}
+
+
+def sensor_csv(path: Path, rows: int, informative: int, classes: int, noise: float,
+               seed: int) -> Path:
+    """Write a sensor-style CSV: raw scales and offsets, word labels, unequal classes.
+
+    Each class has a random centre in ``informative`` latent features plus
+    Gaussian noise; half the features are bent by a sine of the others; 4
+    pure-noise and 2 constant columns are added; every column is then scaled
+    by a factor in [0.1, 50] (log-uniform) and offset by up to +-100. Class
+    sizes fall linearly to a third of the largest.
+    """
+    rng = np.random.default_rng(seed)
+    share = np.linspace(3, 1, classes)
+    y = rng.choice(classes, size=rows, p=share / share.sum())
+    centres = rng.normal(0, 1, (classes, informative))
+    z = centres[y] + rng.normal(0, noise, (rows, informative))
+    half = informative // 2
+    z[:, :half] += 0.8 * np.sin(2.5 * z[:, half:2 * half])
+    z = np.concatenate([z, rng.normal(0, 1, (rows, 4)), np.zeros((rows, 2))], axis=1)
+    scale = np.exp(rng.uniform(np.log(0.1), np.log(50), z.shape[1]))
+    offset = rng.uniform(-100, 100, z.shape[1])
+    x = z * scale + offset
+    names = [f"sensor_{i}" for i in range(x.shape[1])]
+    lines = [",".join(names + ["activity"])]
+    lines += [",".join(f"{v:.6g}" for v in row) + f",{ACTIVITIES[c]}" for row, c in zip(x, y)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def sklearn_csv(path: Path, name: str) -> Path:
+    """One of scikit-learn's bundled tables as a CSV with class names as labels."""
+    from sklearn import datasets
+
+    bunch = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine}[name]()
+    names = [n.replace(" ", "_") for n in bunch.feature_names]
+    lines = [",".join(names + ["label"])]
+    lines += [",".join(f"{v:.6g}" for v in row) + f",{bunch.target_names[c]}"
+              for row, c in zip(bunch.data, bunch.target)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def anchors(data, depth: int, width: int, seed: int) -> dict:
+    """Test accuracy of scikit-learn's MLP (standardized) and gradient boosting,
+    trained on the search's training and validation splits."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.concatenate([data.x_train, data.x_val]).reshape(len(data.x_train) + len(data.x_val), -1)
+    y = np.concatenate([data.y_train, data.y_val])
+    x_test = data.x_test.reshape(len(data.x_test), -1)
+    mlp = make_pipeline(StandardScaler(), MLPClassifier((width,) * depth, max_iter=300,
+                                                        random_state=seed))
+    hgb = HistGradientBoostingClassifier(random_state=seed)
+    return {"sklearn_mlp": float(mlp.fit(x, y).score(x_test, data.y_test)),
+            "hist_gradient_boosting": float(hgb.fit(x, y).score(x_test, data.y_test))}
+
+
+def main(argv=None) -> None:
+    import warnings
+
+    from mpath_tf import SearchConfig, search
+    from mpath_tf.pipeline import load_data
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark-user-data"))
+    parser.add_argument("--only", default=None, help="comma-separated data set names")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    files = args.out / "data"
+    files.mkdir(exist_ok=True)
+    sets: dict[str, dict] = {}
+    for name, spec in SENSOR_SETS.items():
+        path = files / f"{name}.csv"
+        if not path.is_file():
+            sensor_csv(path, *spec)
+        sets[name] = {"data": str(path), "label": "activity"}
+    for name in ("breast_cancer", "wine"):
+        path = files / f"{name}.csv"
+        if not path.is_file():
+            sklearn_csv(path, name)
+        sets[name] = {"data": str(path), "label": "label"}
+    sets["digits"] = {}
+    if args.only:
+        sets = {k: v for k, v in sets.items() if k in args.only.split(",")}
+
+    table = []
+    for name, source in sets.items():
+        config = SearchConfig(**source)
+        start = time.perf_counter()
+        result = search(config, args.out / name, log=lambda line: print(f"[{name}] {line}",
+                                                                         flush=True))
+        wall = time.perf_counter() - start
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn's convergence warnings
+            outside = anchors(load_data(config), config.depth, config.width, config.seed)
+        chosen, reference, speed = result["chosen"], result["reference"], result["speed"]
+        int8 = chosen["exports"]["int8"]["verification"]
+        row = {
+            "dataset": name, "classes": len(result["classes"]), "paths": chosen["paths"],
+            "parameters": chosen["parameters"], "percent_of_mlp": chosen["percent_of_mlp"],
+            "test_accuracy": chosen["test_accuracy"],
+            "reference_test_accuracy": reference["test_accuracy"],
+            **outside,
+            "float32_accuracy": chosen["exports"]["float32"]["test_accuracy"],
+            "int8_accuracy": chosen["exports"]["int8"]["test_accuracy"],
+            "int8_agreement": int8["agreement"], "int8_passed": int8["passed"],
+            "int8_speedup": speed.get("int8", {}).get("speedup"),
+            "float32_speedup": speed.get("float32", {}).get("speedup"),
+            "int8_us": speed.get("int8", {}).get("chosen_us"),
+            "int8_dense_us": speed.get("int8", {}).get("reference_us"),
+            "wall_s": wall, "test_examples": int(len(load_data(config).y_test)),
+        }
+        table.append(row)
+        (args.out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
+
+    print(f"\n## user data ({datetime.date.today()}; mpath-4-64, search defaults)\n")
+    print("| data | classes | test n | paths | params (% MLP) | chosen | dense ref | "
+          "vs ref (pt) | sklearn MLP | vs MLP (pt) | HGB | f32 file | int8 file | int8 agree "
+          "| int8 gates | int8 us (dense) | f32 speed-up | wall s |")
+    print("|" + "---|" * 18)
+    for r in table:
+        print(f"| {r['dataset']} | {r['classes']} | {r['test_examples']} | {r['paths']} | "
+              f"{r['parameters']:,} ({r['percent_of_mlp']:.1f}%) | {r['test_accuracy']:.4f} | "
+              f"{r['reference_test_accuracy']:.4f} | "
+              f"{100 * (r['test_accuracy'] - r['reference_test_accuracy']):+.2f} | "
+              f"{r['sklearn_mlp']:.4f} | {100 * (r['test_accuracy'] - r['sklearn_mlp']):+.2f} | "
+              f"{r['hist_gradient_boosting']:.4f} | {r['float32_accuracy']:.4f} | "
+              f"{r['int8_accuracy']:.4f} | {r['int8_agreement']:.4f} | "
+              f"{'passed' if r['int8_passed'] else 'FAILED'} | "
+              f"{r['int8_us']:.1f} ({r['int8_dense_us']:.1f}) | {r['float32_speedup']:.2f}x | "
+              f"{r['wall_s']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
