@@ -147,8 +147,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.curve = list(state["curve"])
         self.best_epoch = state["best_epoch"]
         self.start_value = state.get("start_value")
-        self.best_value = state.get("best_value", None if self.best_epoch is None
-                                    else self.curve[self.best_epoch])
+        self.best_value = state.get("best_value")
+        if self.best_value is None and self.best_epoch is not None:  # written before best_value
+            self.best_value = self.curve[self.best_epoch]
         if self.best_epoch is not None:
             model.load_weights(self.folder / "best.weights.h5")
             self.best_weights = model.get_weights()

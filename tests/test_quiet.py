@@ -28,8 +28,8 @@ def quiet_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quiet")
     run = folder / "run"
     proc = subprocess.run(
-        _cli() + ["search", "--depth", "2", "--width", "16", "--epochs", "15",
-                  "--finetune-epochs", "3", "--learning-rate", "0.005", "--samples", "2", "--run-dir", str(run)],
+        _cli() + ["search", "--depth", "2", "--width", "12", "--epochs", "8",
+                  "--finetune-epochs", "2", "--learning-rate", "0.005", "--samples", "2", "--run-dir", str(run)],
         capture_output=True, text=True, cwd=folder, timeout=300)
     return proc, run
 

@@ -224,3 +224,21 @@ def test_labels_are_embedded_as_tflite_metadata_and_written_beside(sensor_model,
 def test_labels_with_line_breaks_are_refused():
     with pytest.raises(ValueError, match="line breaks"):
         with_labels(convert(build_mlp((2,), 2, 2, 3)), ["a\nb", "c"])
+
+
+def test_a_fine_tuning_killed_before_its_first_epoch_resumes_from_its_start(sensor_model,
+                                                                          tmp_path):
+    from mpath_tf.training import EpochCheckpoint
+
+    net, _, data = sensor_model
+    model = derive(net, 4)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    start = accuracy(model, data.x_val, data.y_val)
+    EpochCheckpoint(tmp_path).set_start(model, start)  # then the process dies
+    resumed = derive(net, 4)
+    resumed.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    checkpoint = EpochCheckpoint(tmp_path)
+    assert checkpoint.restore(resumed) == 0
+    assert checkpoint.best_value == pytest.approx(start) and checkpoint.best_epoch == -1
+    for mine, theirs in zip(checkpoint.best_weights, model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
