@@ -146,6 +146,7 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
         raise ConfigError(f"--paths must be in [1, {run.config.width}] for this run. "
                           f"Received: {bad}")
     data = load_data(run.config)
+    run.config = run.config.for_data(len(data.x_train))
     supernet = None
     out = Path(output) if output else run.path / "bundle"
     out.mkdir(parents=True, exist_ok=True)

@@ -74,10 +74,12 @@ def cli():
               help="Hidden layers (>= 2).")
 @click.option("--width", type=int, default=_DEFAULTS.width, show_default=True,
               help="Neurons per hidden layer (>= 2).")
-@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True,
-              help="One-shot training epochs.")
-@click.option("--finetune-epochs", type=int, default=_DEFAULTS.finetune_epochs,
-              show_default=True, help="Fine-tuning epochs per sampled path count.")
+@click.option("--epochs", type=int, default=None,
+              help="One-shot (and dense reference) training epochs [default: 60, or on small "
+              "data as many as 2,400 optimizer steps take].")
+@click.option("--finetune-epochs", type=int, default=None,
+              help="Fine-tuning epochs per sampled path count [default: 10, or on small data "
+              "as many as 400 steps take].")
 @click.option("--samples", type=int, default=_DEFAULTS.samples, show_default=True,
               help="Evenly spaced path counts in [2, W] to fine-tune.")
 @click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)

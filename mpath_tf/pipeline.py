@@ -489,9 +489,12 @@ def search(
     # multiworker needs its strategy before TensorFlow runs anything
     strategy = make_strategy(config.strategy, config.cluster_timeout_s) if config.strategy else None
     data = load_data(config)
+    settings, config = config, config.for_data(len(data.x_train))  # as asked; as run
     if strategy is not None and not is_chief(strategy):
         return _worker_one_shot(config, data, strategy, log, progress)
-    run = RunDir.create_or_resume(run_dir or default_run_dir(config), config, data.class_labels)
+    run = RunDir.create_or_resume(run_dir or default_run_dir(settings), settings,
+                                  data.class_labels)
+    run.config = config
     log = run.logger(log)
     log(f"run directory: {run.path}")
     if config.method != "rank":

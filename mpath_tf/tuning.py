@@ -107,7 +107,9 @@ def _tuner_class():
                 from mpath_tf.pipeline import load_data
 
                 run = RunDir.open(self.run_path)
-                self._context = (run, run.load_supernet(), load_data(run.config))
+                data = load_data(run.config)
+                run.config = run.config.for_data(len(data.x_train))
+                self._context = (run, run.load_supernet(), data)
             return self._context
 
         def run_trial(self, trial, *args, **kwargs):
