@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 
 from mpath_tf.data import Dataset
+from mpath_tf.errors import TargetError
 from mpath_tf.io import atomic_save_model
 from mpath_tf.models import adapt_normalization, build_mlp
 from mpath_tf.progress import Progress
@@ -97,8 +98,13 @@ def compare_speed(run_path: Path, files: dict[str, dict[str, Path]], log) -> dic
     models = [({"role": who, "quantization": q}, path)
               for q in ("float32", "int8") for who, paths in files.items()
               if (path := paths.get(q)) is not None]
-    rows = measure_models(target, models, Journal(folder / "latency-local.jsonl"), settings,
-                          log=lambda *_: None)
+    try:
+        rows = measure_models(target, models, Journal(folder / "latency-local.jsonl"), settings,
+                              log=lambda *_: None)
+    except TargetError as err:  # the timing is a report, not a step the result depends on
+        log(f"  timing on this machine failed: {err}; rerun the search to try again "
+            "(nothing else is redone)")
+        return {"target": target.name, "settings": settings.to_dict(), "errors": {"all": str(err)}}
     medians, errors = {}, {}
     for (labels, _), row in zip(models, rows):  # rows come in the order of models
         key = (labels["role"], labels["quantization"])

@@ -242,3 +242,17 @@ def test_a_fine_tuning_killed_before_its_first_epoch_resumes_from_its_start(sens
     assert checkpoint.best_value == pytest.approx(start) and checkpoint.best_epoch == -1
     for mine, theirs in zip(checkpoint.best_weights, model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_input_normalization_config_round_trip_and_copied_weights():
+    from mpath_tf.layers import InputNormalization
+
+    layer = InputNormalization(name="input_normalization")
+    config = layer.get_config()
+    assert InputNormalization.from_config(config).get_config() == config
+    # weights copied in with set_weights are used (Keras's Normalization would keep
+    # the statistics it computed when it was adapted or loaded)
+    copy = InputNormalization.from_config(config)
+    copy.build((None, 2))
+    copy.set_weights([np.array([10.0, -4.0]), np.array([4.0, 0.25]), np.array(0)])
+    np.testing.assert_allclose(copy(np.array([[12.0, -4.5]], "float32")).numpy(), [[1.0, -1.0]])
