@@ -39,6 +39,9 @@ def test_report_renders_with_its_table_and_images(report, tiny_run):
     assert "Pareto front" in images and len(images) >= 2
     assert 'class="chosen"' in dom and "Chosen model" in dom
     assert "tensorflow" in dom  # library versions
+    # the chosen model against the dense MLP it replaces, and the class names
+    assert "Dense reference (the MLP of the same depth and width" in dom
+    assert "Classes (by output index" in dom and "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in dom
 
 
 def test_report_screenshot_is_a_real_page(report, tmp_path):
