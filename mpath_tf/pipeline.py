@@ -388,7 +388,11 @@ def _export(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "mo
     ``labels.txt``) and verify them; done once per model (``state["exports"]``)."""
     from converters import Float32, Int8, export_tflite, verify
 
-    key = f"{name}:{model.name}"
+    import hashlib
+
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
+                                     for w in model.get_weights())).hexdigest()[:16]
+    key = f"{name}:{model.name}:{digest}"  # the same weights: the same files
     done = run.state.setdefault("exports", {}).get(key)
     if done and all((run.path / e["file"]).is_file() for e in done.values()):
         log(f"  {name} exports: done earlier")

@@ -55,10 +55,16 @@ def test_search_writes_a_complete_run_directory(finished_run):
 def test_resume_redoes_no_finished_work(finished_run):
     stamps = {p: p.stat().st_mtime_ns for p in finished_run.glob("**/*.keras")
               if p.name != "model.keras"}
+    files = {p: p.read_bytes() for p in finished_run.glob("*.tflite")}
+    tflite_stamps = {p: p.stat().st_mtime_ns for p in files}
     result = invoke("search", *TINY, "--run-dir", finished_run)
     assert search_finished(result.exit_code, result.output), result.output
     assert "done earlier" in result.output and "fine-tuned" not in result.output
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    # the chosen model and the dense reference are not exported (or verified) again
+    assert "model exports: done earlier" in result.output
+    assert "reference exports: done earlier" in result.output
+    assert tflite_stamps == {p: p.stat().st_mtime_ns for p in files}
 
 
 def test_interrupted_run_resumes_the_missing_sample(finished_run, tmp_path):
@@ -200,7 +206,8 @@ def test_search_on_a_csv_file(tmp_path):
                                           for r, c in zip(x, names)]
     (tmp_path / "sensors.csv").write_text("\n".join(rows) + "\n")
     run = tmp_path / "run"
-    result = invoke("search", *TINY, "--data", tmp_path / "sensors.csv", "--label", "activity",
+    result = invoke("search", *TINY, "--no-reference", "--data", tmp_path / "sensors.csv",
+                    "--label", "activity",
                     "--run-dir", run)
     assert search_finished(result.exit_code, result.output), result.output
     report = json.loads((run / "results.json").read_text())

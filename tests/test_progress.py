@@ -69,7 +69,7 @@ def test_cli_json_summary_and_quiet(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     args = ["search", "--depth", "3", "--width", "6", "--epochs", "2", "--finetune-epochs", "1",
-            "--samples", "3", "--batch-size", "64", "--no-bench"]
+            "--samples", "3", "--batch-size", "64", "--no-bench", "--no-reference"]
     result = CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False)
     assert search_finished(result.exit_code, result.output), result.output
     summary = json.loads(result.stdout)  # stdout is the JSON and nothing else

@@ -28,7 +28,7 @@ def quiet_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quiet")
     run = folder / "run"
     proc = subprocess.run(
-        _cli() + ["search", "--depth", "2", "--width", "12", "--epochs", "8",
+        _cli() + ["search", "--depth", "2", "--width", "12", "--epochs", "5",
                   "--finetune-epochs", "2", "--learning-rate", "0.005", "--samples", "2", "--run-dir", str(run)],
         capture_output=True, text=True, cwd=folder, timeout=300)
     return proc, run

@@ -30,7 +30,8 @@ def test_search_with_adaptive_sampling(tmp_path):
     from mpath_tf.pipeline import search
 
     config = SearchConfig(depth=3, width=8, epochs=2, finetune_epochs=1, samples=5,
-                          batch_size=64, sampling="adaptive", bench=False)
+                          batch_size=64, sampling="adaptive", bench=False,
+                          reference=False)
     result = search(config, tmp_path / "run")
     sampled = sorted(r["paths"] for r in result["rows"] if r["measured_val_accuracy"] is not None)
     assert len(sampled) == 5 and {2, 4, 8} <= set(sampled)
