@@ -157,8 +157,10 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
 
                     data = load_data(config)
                 log(f"  exporting {path.name}")
+                classes = run.meta.get("classes")
                 export_tflite(model, path, get_quantization(quantization),
-                              data.x_train if data is not None else None, lowering=lowering)
+                              data.x_train if data is not None else None, lowering=lowering,
+                              labels=None if classes is None else [str(c) for c in classes])
             jobs.append(({"model": name, "kind": kind, "paths": count if count else 1,
                           "quantization": quantization, "lowering": lowering,
                           "parameters": int(model.count_params()),

@@ -189,7 +189,8 @@ def export_model(
             export_qat_int8(model, output, data.x_train, data.y_train, qat_epochs)
         else:
             export_tflite(model, output, scheme, data.x_train if data is not None else None,
-                          lowering=lowering, calibration=calibration)
+                          lowering=lowering, calibration=calibration,
+                          labels=data.class_names if data is not None else None)
     except OSError as err:
         raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another --output.")
     report = {
