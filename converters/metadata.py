@@ -89,6 +89,11 @@ def model_metadata(name: str, description: str, input_name: str = "features") ->
     return bytes(b.Output())
 
 
+def label_file_text(labels: list[str]) -> str:
+    """The content of ``labels.txt``: one class name a line, in class-index order."""
+    return "".join(f"{label}\n" for label in labels)
+
+
 def with_labels(content: bytes, labels: list[str], name: str = "mpath-tf classifier",
                 description: str = "A multipath classifier found by mpath-tf.") -> bytes:
     """``content`` (a ``.tflite`` flatbuffer) with its class names embedded.
@@ -140,7 +145,7 @@ def with_labels(content: bytes, labels: list[str], name: str = "mpath-tf classif
     out = io.BytesIO(bytes(builder.Output()))
     out.seek(0, os.SEEK_END)
     with zipfile.ZipFile(out, "a") as archive:  # appended: the flatbuffer stays at offset 0
-        archive.writestr(LABEL_FILE, "".join(f"{label}\n" for label in labels))
+        archive.writestr(LABEL_FILE, label_file_text(labels))
     return out.getvalue()
 
 

@@ -331,11 +331,11 @@ def export_tflite(
     path = Path(path)
     content = convert(model, quantization, representative_data, lowering, calibration)
     if labels is not None:
-        from converters.metadata import LABEL_FILE, with_labels
+        from converters.metadata import LABEL_FILE, label_file_text, with_labels
 
         names = [str(label) for label in labels]
         content = with_labels(content, names)
-        atomic_write_bytes(path.with_name(LABEL_FILE), "".join(f"{n}\n" for n in names).encode())
+        atomic_write_bytes(path.with_name(LABEL_FILE), label_file_text(names).encode())
     atomic_write_bytes(path, content)
     return path
 

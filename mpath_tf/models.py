@@ -31,11 +31,8 @@ CONSTANT_VARIANCE = 1e-12
 
 
 def normalization_layer(model: keras.Model):
-    """The model's input ``Normalization`` layer, or None."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Normalization) and layer.name == NORMALIZATION:
-            return layer
-    return None
+    """The model's ``InputNormalization`` layer, or None."""
+    return next((layer for layer in model.layers if isinstance(layer, InputNormalization)), None)
 
 
 def adapt_normalization(model: keras.Model, x: np.ndarray) -> keras.Model:

@@ -21,6 +21,7 @@ redoes finished work.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import shutil
@@ -383,12 +384,11 @@ def _budget_files(run: RunDir, supernet, data: Dataset, log):
 
 
 def _export(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "model",
-            verify_files: bool = True) -> dict:
+            expected: np.ndarray | None = None) -> dict:
     """Export ``model`` to float32 and int8 ``RUN/<name>_<q>.tflite`` (with
-    ``labels.txt``) and verify them; done once per model (``state["exports"]``)."""
+    ``labels.txt``), verified against ``expected`` (its Keras outputs on the
+    test split; None: not verified); done once per model (``state["exports"]``)."""
     from converters import Float32, Int8, export_tflite, verify
-
-    import hashlib
 
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
                                      for w in model.get_weights())).hexdigest()[:16]
@@ -397,14 +397,13 @@ def _export(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "mo
     if done and all((run.path / e["file"]).is_file() for e in done.values()):
         log(f"  {name} exports: done earlier")
         return done
-    expected = model.predict(data.x_test, batch_size=1024, verbose=0) if verify_files else None
     exports = {}
     for scheme in (Float32(), Int8()):
         path = run.path / f"{name}_{scheme.name}.tflite"
         export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
                       labels=data.class_names)
         exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size}
-        if verify_files:
+        if expected is not None:
             check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
             exports[scheme.name].update(test_accuracy=check.tflite_accuracy,
                                         verification=check.to_dict())
@@ -537,13 +536,13 @@ def search(
     model = _final_model(run, supernet, chosen, data, log, progress)
     atomic_save_model(model, run.path / "model.keras")
     chosen_row = next(r for r in rows if r["paths"] == chosen)
-    test_accuracy = accuracy(model, data.x_test, data.y_test)
-    exports = _export(run, model, data, log)
+    expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
+    test_accuracy = float(np.mean(np.argmax(expected, axis=-1) == data.y_test))
+    exports = _export(run, model, data, log, expected=expected)
     reference = None
     if reference_model is not None:
         reference = {**reference_record,
-                     "exports": _export(run, reference_model, data, log, "reference",
-                                        verify_files=False),
+                     "exports": _export(run, reference_model, data, log, "reference"),
                      "accuracy_difference_pt": 100 * (test_accuracy
                                                       - reference_record["test_accuracy"])}
     speed = None

@@ -20,7 +20,7 @@ import keras
 
 from mpath_tf.data import Dataset
 from mpath_tf.errors import TargetError
-from mpath_tf.io import atomic_save_model
+from mpath_tf.io import atomic_save_model, load_model
 from mpath_tf.models import adapt_normalization, build_mlp
 from mpath_tf.progress import Progress
 from mpath_tf.rundir import RunDir
@@ -52,7 +52,7 @@ def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tupl
     record = run.state.get("reference")
     if record is not None and path.is_file():
         log("dense reference: done earlier, loading reference.keras")
-        return keras.saving.load_model(path), record
+        return load_model(path), record
     checkpoints = run.path / "checkpoints" / "reference"
     log(f"dense reference mlp-{config.depth}-{config.width}: training for {config.epochs} epochs")
     start = time.perf_counter()

@@ -194,6 +194,7 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
     mlp = count_parameters(int(np.prod(data.input_shape)), data.num_classes, config.depth,
                            [config.width])
     parameters = model.count_params()
+    expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
     chosen = {
         "paths": len(widths), "path_widths": widths, "lam": lam, "parameters": parameters,
         "percent_of_mlp": 100.0 * parameters / mlp,
@@ -201,8 +202,8 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         "predicted_val_accuracy": None,
         "val_accuracy_before_finetuning": run.state["final"][key]["val_accuracy_before"],
         "val_accuracy": accuracy(model, data.x_val, data.y_val),
-        "test_accuracy": accuracy(model, data.x_test, data.y_test),
-        "exports": _export(run, model, data, log),
+        "test_accuracy": float(np.mean(np.argmax(expected, axis=-1) == data.y_test)),
+        "exports": _export(run, model, data, log, expected=expected),
     }
     result = {
         "run_dir": str(run.path), "data_source": data.source, "classes": data.class_labels,
