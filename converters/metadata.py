@@ -144,8 +144,10 @@ def with_labels(content: bytes, labels: list[str], name: str = "mpath-tf classif
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     out = io.BytesIO(bytes(builder.Output()))
     out.seek(0, os.SEEK_END)
+    # a fixed time stamp: the same model and labels give the same bytes
+    entry = zipfile.ZipInfo(LABEL_FILE, date_time=(1980, 1, 1, 0, 0, 0))
     with zipfile.ZipFile(out, "a") as archive:  # appended: the flatbuffer stays at offset 0
-        archive.writestr(LABEL_FILE, label_file_text(labels))
+        archive.writestr(entry, label_file_text(labels))
     return out.getvalue()
 
 

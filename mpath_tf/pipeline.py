@@ -43,7 +43,7 @@ from mpath_tf.models import adapt_normalization, build_supernet
 from mpath_tf.plotting import plot_search
 from mpath_tf.predictors import make_predictor
 from mpath_tf.progress import Progress
-from mpath_tf.rundir import RunDir
+from mpath_tf.rundir import RunDir, lock_run_dir
 from mpath_tf.training import accuracy, train
 
 RESULT_COLUMNS = (
@@ -238,7 +238,12 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
         todo = ([b for b in wanted if b not in finished()] if wanted
                 else range(max(0, min(config.samples, config.width - 1) - len(finished()))))
         if not todo:
+            if not attempt:
+                log(f"sample fine-tuning: done earlier ({len(finished())} samples)")
             break
+        if not attempt:
+            log(f"sample fine-tuning: {len(todo)} of {len(todo) + len(finished())} samples "
+                f"to go, {config.finetune_epochs} epochs each")
         if attempt:  # the oracle says done but results are missing (deleted by hand):
             shutil.rmtree(run.path / "tuner", ignore_errors=True)  # start a fresh oracle
         progress.phase("sample fine-tuning", len(todo), config.finetune_epochs)
@@ -323,11 +328,16 @@ def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
     path = run.path / "models" / f"paths-{paths}-final-e{epochs}.keras"
     if final and final.get("epochs", config.finetune_epochs) == epochs and path.is_file():
         return load_model(path)
-    log(f"fine-tuning the chosen model ({paths} paths) for {epochs} epochs")
+    checkpoints = run.path / "checkpoints" / path.stem
+    resumed = _epochs_done(checkpoints)
+    log(f"fine-tuning the chosen model ({paths} paths) for {epochs} epochs"
+        + (f", resuming after epoch {resumed}" if resumed else ""))
     progress.phase("final fine-tuning", 1, epochs)
-    model = finetune(supernet, paths, data, config, epochs=epochs, callbacks=[progress.callback()])
+    model = finetune(supernet, paths, data, config, epochs=epochs, checkpoint_dir=checkpoints,
+                     callbacks=[progress.callback()])
     progress.done()
     atomic_save_model(model, path)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     run.state["final"][str(paths)] = {"val_accuracy": accuracy(model, data.x_val, data.y_val),
                                       "epochs": epochs}
     run.save_state()
@@ -495,8 +505,15 @@ def search(
     settings, config = config, config.for_data(len(data.x_train))  # as asked; as run
     if strategy is not None and not is_chief(strategy):
         return _worker_one_shot(config, data, strategy, log, progress)
-    run = RunDir.create_or_resume(run_dir or default_run_dir(settings), settings,
-                                  data.class_labels)
+    path = Path(run_dir or default_run_dir(settings))
+    with lock_run_dir(path):  # one writer per run directory
+        return _search(path, settings, config, data, log, progress, strategy)
+
+
+def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Dataset, log,
+            progress: Progress, strategy) -> dict:
+    """``search`` after the data is loaded and the run directory locked."""
+    run = RunDir.create_or_resume(path, settings, data.class_labels)
     run.config = config
     log = run.logger(log)
     log(f"run directory: {run.path}")
@@ -511,7 +528,6 @@ def search(
         from mpath_tf.reference import train_reference
 
         reference_model, reference_record = train_reference(run, data, log, progress)
-    log(f"sample fine-tuning: {config.finetune_epochs} epochs each")
     measured = _sample_finetune(run, supernet, data, log, progress)
 
     predictor = make_predictor(config.predictor, parameter_counts(supernet)).fit(

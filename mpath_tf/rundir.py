@@ -16,10 +16,13 @@ files and ``state.json`` never claims a step whose file is missing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mpath_tf.config import SearchConfig
@@ -28,6 +31,68 @@ from mpath_tf.io import atomic_write_json, library_versions, load_model
 
 FORMAT = "mpath-tf-run"
 FORMAT_VERSION = 1
+LOCK_FILE = ".lock"
+_held: dict[Path, int] = {}  # run directories this process has locked -> descriptor
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Refuse a directory that holds files but no run: it is not ours to write."""
+    if (path.is_dir() and not (path / "run.json").exists()
+            and any(p.name != LOCK_FILE for p in path.iterdir())):
+        raise RunDirError(f"{path} exists, is not empty and holds no run.json; choose an "
+                          "empty or new --run-dir.")
+
+
+@contextlib.contextmanager
+def lock_run_dir(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the run directory's lock (``RUN/.lock``) for the ``with`` block.
+
+    An OS file lock (``flock``): the kernel releases it when the process
+    ends, however it ends, so a killed run never leaves a stale lock. The
+    file records the holder's PID, host and start time for the message a
+    second process gets. Re-entrant within one process.
+
+    Args:
+        path: The run directory (created if missing).
+
+    Raises:
+        RunDirError: Another process holds the lock, or the directory
+            cannot be written.
+
+    Example:
+        >>> import tempfile
+        >>> with lock_run_dir(tempfile.mkdtemp()):
+        ...     pass
+    """
+    path = Path(path).resolve()
+    if path in _held:
+        yield
+        return
+    _refuse_foreign(path)  # leave no lock file in a directory that is not a run's
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise RunDirError(f"Cannot write the run directory {path}: {err.strerror or err}. "
+                          "Choose a writable --run-dir.") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
+        os.close(fd)
+        raise RunDirError(
+            f"{path} is in use by another mpath-tf process ({holder}); wait for it to "
+            "finish (or stop it: a stopped run resumes where it was), or choose another "
+            "--run-dir.") from None
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}, since {started}\n".encode(), 0)
+    _held[path] = fd
+    try:
+        yield
+    finally:
+        del _held[path]
+        os.close(fd)  # releases the lock
 
 
 def _empty_state() -> dict:
@@ -87,11 +152,7 @@ class RunDir:
                     "original data, or choose a new --run-dir.")
             run.config = config  # take the new selection settings and data_dir
             return run
-        if path.exists() and any(path.iterdir()):
-            raise RunDirError(
-                f"{path} exists, is not empty and holds no run.json; choose an empty "
-                "or new --run-dir."
-            )
+        _refuse_foreign(path)
         try:
             (path / "models").mkdir(parents=True, exist_ok=True)
             run = cls(path, config, _empty_state())

@@ -39,51 +39,80 @@ def sample_record_path(run_path, paths: int) -> Path:
 
 
 def _oracle(config):
-    """The oracle of a run's settings: a grid over the evenly spaced path
-    counts, or ``AdaptiveOracle`` (``config.sampling``)."""
+    """The oracle of a run's settings: the evenly spaced path counts in order
+    (``ListOracle``), or ``AdaptiveOracle`` (``config.sampling``)."""
     import keras_tuner as kt
 
     from mpath_tf.pipeline import sample_path_counts
 
     objective = kt.Objective("val_accuracy", "max")
     if config.sampling == "adaptive":
-        return _adaptive_oracle_class()(config.width, config.samples, objective)
-    paths = sample_path_counts(config.width, config.samples)
-    hp = kt.HyperParameters()
-    hp.Choice("paths", [int(b) for b in paths], ordered=True)
-    return kt.oracles.GridSearchOracle(
-        objective=objective, max_trials=len(paths),
-        hyperparameters=hp, allow_new_entries=False, tune_new_entries=False)
+        return _oracle_classes()[1](config.width, config.samples, objective)
+    return _oracle_classes()[0](sample_path_counts(config.width, config.samples), objective)
 
 
-def _adaptive_oracle_class():
+def _oracle_classes():
+    """``ListOracle`` and ``AdaptiveOracle``.
+
+    Both decide the next path count from the saved trials alone (each
+    ``trial_*/trial.json``), holding no state of their own: a search killed
+    between KerasTuner's write of a trial and of ``oracle.json`` resumes
+    with the same answer. (KerasTuner's ``GridSearchOracle`` keeps its
+    order in memory only and crashed with ``KeyError`` on such a resume.)
+    A path count counts as taken when its trial completed or is running on
+    a live tuner; one left RUNNING by a killed process is handed out again.
+    """
     import keras_tuner as kt
+    from keras_tuner.engine.trial import TrialStatus
 
-    class AdaptiveOracle(kt.Oracle):
-        """Next path count: the start set (``initial_path_counts``), then where
-        the fitted accuracy curve is least certain (``next_path_count``);
-        path counts being fine-tuned by other workers are skipped."""
-
+    class _PathOracle(kt.Oracle):
         def __init__(self, width, max_trials, objective):
             hp = kt.HyperParameters()
-            hp.Int("paths", 2, max(width, 2))
-            super().__init__(objective=objective, max_trials=max_trials, hyperparameters=hp,
+            hp.Int("paths", 1, max(width, 2))
+            # max_trials=None: an orphaned RUNNING trial is one more trial
+            # entry, so the trial count cannot be the stopping rule.
+            super().__init__(objective=objective, max_trials=None, hyperparameters=hp,
                              allow_new_entries=False, tune_new_entries=False)
-            self.width = width
+            self.width, self.wanted_trials = width, max_trials
+
+        def _done(self) -> dict[int, float]:
+            return {int(t.hyperparameters.get("paths")): t.score for t in self.trials.values()
+                    if t.status == TrialStatus.COMPLETED and t.score is not None}
+
+        def _running(self) -> set[int]:
+            return {int(t.hyperparameters.get("paths")) for t in self.ongoing_trials.values()}
 
         def populate_space(self, trial_id):
+            b = self.next_paths(self._done(), self._running())
+            if b is None:
+                return {"status": TrialStatus.STOPPED, "values": None}
+            return {"status": TrialStatus.RUNNING, "values": {"paths": b}}
+
+    class ListOracle(_PathOracle):
+        """The given path counts, in order."""
+
+        def __init__(self, path_counts, objective):
+            self.path_counts = [int(b) for b in path_counts]
+            super().__init__(max(self.path_counts), len(self.path_counts), objective)
+
+        def next_paths(self, done, running):
+            return next((b for b in self.path_counts if b not in done and b not in running),
+                        None)
+
+    class AdaptiveOracle(_PathOracle):
+        """The start set (``initial_path_counts``), then where the fitted
+        accuracy curve is least certain (``next_path_count``); path counts
+        being fine-tuned by other workers are skipped."""
+
+        def next_paths(self, done, running):
             from mpath_tf.sampling import initial_path_counts, next_path_count
 
-            done = {int(t.hyperparameters.get("paths")): t.score for t in self.trials.values()
-                    if t.status == "COMPLETED" and t.score is not None}
-            running = {int(t.hyperparameters.get("paths")) for t in self.ongoing_trials.values()}
+            if len(done) + len(running) >= self.wanted_trials:
+                return None
             start = [b for b in initial_path_counts(self.width) if b not in set(done) | running]
-            b = start[0] if start else next_path_count(done, self.width, exclude=running)
-            if b is None:
-                return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
-            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": {"paths": b}}
+            return start[0] if start else next_path_count(done, self.width, exclude=running)
 
-    return AdaptiveOracle
+    return ListOracle, AdaptiveOracle
 
 
 def _tuner_class():

@@ -85,3 +85,18 @@ def assert_int8_close(check) -> None:
 
 # Quick timing settings for tests: the measured numbers are not asserted on.
 FAST = dict(warmup_runs=1, warmup_min_secs=0.0, runs=20, min_secs=0.05, timeout_s=60)
+
+
+@pytest.fixture(scope="session")
+def cli_search(tmp_path_factory):
+    """An uninterrupted search by the installed CLI in a subprocess
+    (``tests/faults.py``'s small run through every phase): the finished
+    process and its run directory."""
+    import subprocess
+
+    from tests import faults
+
+    run = tmp_path_factory.mktemp("cli-search") / "run"
+    proc = subprocess.run(faults.command(run), capture_output=True, text=True, cwd=run.parent,
+                          timeout=600)
+    return proc, run

@@ -6,32 +6,22 @@ the console script, never through CliRunner.
 """
 
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests import faults
 
 # Progress lines: "[one-shot training] 1 step x 2 epochs", "[sample fine-tuning] 1/2 (2 paths)".
 PROGRESS = re.compile(r"^\[[a-z0-9 -]+\] ")
 
 
-def _cli() -> list[str]:
-    beside = Path(sys.executable).with_name("mpath-tf")
-    exe = str(beside) if beside.is_file() else shutil.which("mpath-tf")
-    return [exe] if exe else [sys.executable, "-m", "mpath_tf"]
+_cli = faults.cli
 
 
 @pytest.fixture(scope="module")
-def quiet_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("quiet")
-    run = folder / "run"
-    proc = subprocess.run(
-        _cli() + ["search", "--depth", "2", "--width", "12", "--epochs", "5",
-                  "--finetune-epochs", "2", "--learning-rate", "0.005", "--samples", "2", "--run-dir", str(run)],
-        capture_output=True, text=True, cwd=folder, timeout=300)
-    return proc, run
+def quiet_run(cli_search):
+    return cli_search  # a small search through every phase (tests/faults.py)
 
 
 def test_search_stderr_holds_only_mpath_tf_lines(quiet_run):

@@ -221,6 +221,17 @@ def test_labels_are_embedded_as_tflite_metadata_and_written_beside(sensor_model,
     np.testing.assert_array_equal(run_tflite(labelled, data.x_test), run_tflite(plain, data.x_test))
 
 
+def test_embedded_labels_keep_the_file_reproducible(monkeypatch):
+    # the same model and labels give the same bytes at any time (a resumed
+    # run's files equal an uninterrupted run's)
+    import time
+
+    content = convert(build_mlp((2,), 2, 2, 3, seed=0))
+    first = with_labels(content, ["a", "b"])
+    monkeypatch.setattr(time, "time", lambda: 2e9)  # 2033: another zip time stamp
+    assert with_labels(content, ["a", "b"]) == first
+
+
 def test_labels_with_line_breaks_are_refused():
     with pytest.raises(ValueError, match="line breaks"):
         with_labels(convert(build_mlp((2,), 2, 2, 3)), ["a\nb", "c"])
