@@ -226,9 +226,8 @@ def bench_run(
     settings = settings or BenchSettings()
     bench_target = get_target(target, **(target_options or {}))
     out = run.path / "bench" / target_slug(bench_target.name)
-    out.mkdir(parents=True, exist_ok=True)
-
     device = bench_target.describe()  # an unreachable target fails before any export
+    out.mkdir(parents=True, exist_ok=True)  # (and leaves no empty folder)
     log(f"exporting {len(paths) + 1} models x {len(quantizations)} quantizations")
     jobs = _export_all(run, paths, quantizations, lowering, log)
     atomic_write_json(out / "settings.json", {

@@ -8,6 +8,8 @@ the candidates that need them (``mpath_tf.pipeline`` supplies the callables).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -53,12 +55,13 @@ class Budget:
             ConfigError: A limit out of range.
         """
         if self.min_accuracy is not None and not 0 < self.min_accuracy <= 1:
-            raise ConfigError("min_accuracy is a fraction in (0, 1] (0.97 = 97%). "
-                              f"Received: min_accuracy={self.min_accuracy}")
-        for name in ("max_params", "max_size_kb", "max_latency_ms"):
+            raise ConfigError("--min-accuracy is a fraction in (0, 1] (0.97 = 97%). "
+                              f"Received: --min-accuracy {self.min_accuracy}")
+        for name, flag in (("max_params", "--max-params"), ("max_size_kb", "--max-size"),
+                           ("max_latency_ms", "--max-latency-ms")):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be > 0. Received: {name}={value}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{flag} must be a finite number > 0. Received: {flag} {value}")
         return self
 
     def describe(self) -> str:

@@ -13,7 +13,7 @@ import os
 import click
 
 from mpath_tf.config import SearchConfig
-from mpath_tf.errors import MpathError
+from mpath_tf.errors import MpathError, TrainingError
 
 _DEFAULTS = SearchConfig()
 
@@ -25,12 +25,15 @@ class InputError(click.ClickException):
 
 
 def _input_errors(command):
-    """Turn library input errors into ``InputError`` (exit 2)."""
+    """Turn library input errors into ``InputError`` (exit 2); a diverged
+    training is a failure (exit 1)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except TrainingError as err:  # not an input problem: exit 1
+            raise click.ClickException(str(err)) from err
         except MpathError as err:
             raise InputError(str(err)) from err
 

@@ -28,6 +28,17 @@ STRATEGIES = ("mirrored", "multiworker")  # see mpath_tf.distributed
 # fixed-lambda run trains with; RunDir compares it for that method only.
 
 
+
+def option(name: str) -> str:
+    """The CLI option of a ``SearchConfig`` field, as messages name it.
+
+    Example:
+        >>> option("batch_size")
+        '--batch-size'
+    """
+    return {"cluster_timeout_s": "--cluster-timeout"}.get(name, "--" + name.replace("_", "-"))
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything ``search`` needs to know, with the defaults of the CLI.
@@ -177,25 +188,26 @@ class SearchConfig:
             )
         if self.depth < 2:
             raise ConfigError(
-                f"depth must be >= 2 (the first hidden layer is fully connected, "
-                f"paths start above it). Received: depth={self.depth}"
+                f"--depth must be >= 2 (the first hidden layer is fully connected, "
+                f"paths start above it). Received: --depth {self.depth}"
             )
         if self.width < 2:
             raise ConfigError(
-                f"width must be >= 2 (a membrane sits between two neurons). "
-                f"Received: width={self.width}"
+                f"--width must be >= 2 (a membrane sits between two neurons). "
+                f"Received: --width {self.width}"
             )
         for name in ("epochs", "finetune_epochs", "batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+                raise ConfigError(f"{option(name)} must be >= 1. Received: {option(name)} "
+                                  f"{getattr(self, name)}")
         if self.samples < 2:
             raise ConfigError(
-                f"samples must be >= 2 to fit a predictor. Received: samples={self.samples}"
+                f"--samples must be >= 2 to fit a predictor. Received: --samples {self.samples}"
             )
-        for option, value in (("--learning-rate", self.learning_rate),
-                              ("--finetune-learning-rate", self.finetune_learning_rate)):
+        for flag, value in (("--learning-rate", self.learning_rate),
+                            ("--finetune-learning-rate", self.finetune_learning_rate)):
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{option} must be a finite number > 0 (Adam's step size, "
+                raise ConfigError(f"{flag} must be a finite number > 0 (Adam's step size, "
                                   f"such as 0.001). Received: {value}")
         if self.predictor not in PREDICTORS:
             raise ConfigError(
@@ -203,12 +215,12 @@ class SearchConfig:
             )
         if not 0 <= self.max_accuracy_drop <= 1:
             raise ConfigError(
-                "max_accuracy_drop is an absolute accuracy in [0, 1] (0.01 = 1 point). "
-                f"Received: max_accuracy_drop={self.max_accuracy_drop}"
+                "--max-accuracy-drop is an absolute accuracy in [0, 1] (0.01 = 1 point). "
+                f"Received: --max-accuracy-drop {self.max_accuracy_drop}"
             )
         if self.paths is not None and not 1 <= self.paths <= self.width:
             raise ConfigError(
-                f"paths must be in [1, width={self.width}]. Received: paths={self.paths}"
+                f"--paths must be in [1, --width {self.width}]. Received: --paths {self.paths}"
             )
         budget = self.budget().validate()
         if self.paths is not None and budget.active:
@@ -219,7 +231,7 @@ class SearchConfig:
         if self.sampling not in ("even", "adaptive"):
             raise ConfigError(f"Unknown sampling '{self.sampling}'. Choose one of: even, adaptive.")
         if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0. Received: workers={self.workers}")
+            raise ConfigError(f"--workers must be >= 0. Received: --workers {self.workers}")
         if self.strategy is not None and self.strategy not in STRATEGIES:
             raise ConfigError(f"Unknown strategy '{self.strategy}'. Choose one of: "
                               f"{', '.join(STRATEGIES)}.")
@@ -227,10 +239,10 @@ class SearchConfig:
             raise ConfigError(f"--strategy distributes the one-shot training of --method rank; "
                               f"--method {self.method} trains in one process. Drop --strategy.")
         if not self.cluster_timeout_s > 0:
-            raise ConfigError(f"cluster_timeout_s must be > 0. "
-                              f"Received: cluster_timeout_s={self.cluster_timeout_s}")
+            raise ConfigError(f"--cluster-timeout must be > 0. "
+                              f"Received: --cluster-timeout {self.cluster_timeout_s}")
         if self.final_epochs is not None and self.final_epochs < 1:
-            raise ConfigError(f"final_epochs must be >= 1. Received: final_epochs={self.final_epochs}")
+            raise ConfigError(f"--final-epochs must be >= 1. Received: --final-epochs {self.final_epochs}")
         self._validate_method(budget)
         return self
 
@@ -244,15 +256,15 @@ class SearchConfig:
         for name in ("lam", "lam_max"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{name} weighs the cost term and must be a finite number >= 0. "
-                                  f"Received: {name}={value}")
+                raise ConfigError(f"{option(name)} weighs the cost term and must be a finite number >= 0. "
+                                  f"Received: {option(name)} {value}")
         if not self.lam_max > 0:
-            raise ConfigError(f"lam_max must be > 0 (the hypernetwork trains on U[0, lam_max]). "
-                              f"Received: lam_max={self.lam_max}")
+            raise ConfigError(f"--lam-max must be > 0 (the hypernetwork trains on U[0, lam-max]). "
+                              f"Received: --lam-max {self.lam_max}")
         if self.hyper_epochs is not None and self.hyper_epochs < 1:
-            raise ConfigError(f"hyper_epochs must be >= 1. Received: hyper_epochs={self.hyper_epochs}")
+            raise ConfigError(f"--hyper-epochs must be >= 1. Received: --hyper-epochs {self.hyper_epochs}")
         if self.method == "rank":
-            extra = [option for option, given in (("--lam", self.lam is not None),
+            extra = [flag for flag, given in (("--lam", self.lam is not None),
                                                   ("--cost-table", self.cost_table is not None),
                                                   ("--cost latency", self.cost != "params")) if given]
             if extra:

@@ -5,11 +5,14 @@ Each class says how far a failure reaches, so callers can decide what to keep:
 - ``ConfigError``: a bad setting or argument; the whole run stops (CLI exit 2).
 - ``DataError``: a dataset that is missing, corrupt or malformed (CLI exit 2).
 - ``RunDirError``: a run directory that is missing, incomplete or from another
-  format version (CLI exit 2).
+  format version (CLI exit 2). ``DamagedFileError``, one of them, names a
+  file that cannot be read back (garbage, truncated, checksum mismatch).
 - ``TargetError``: a benchmark target (board, phone) that cannot be reached or
   used; that target stops, results measured before are kept (CLI exit 2).
 - ``ClusterError``: a distributed training cluster that cannot be formed or
   lost a worker; the chief's checkpoints are kept (CLI exit 2).
+- ``TrainingError``: a training that diverged (non-finite loss); the run
+  stops, finished steps are kept (CLI exit 1: not an input problem).
 - ``ModelError``: one model that a target cannot load or run (corrupt file,
   wrong input shape, runtime crash); it is recorded as a failed row and the
   benchmark goes on with the next model.
@@ -37,8 +40,26 @@ class RunDirError(MpathError):
     """A run directory is missing, incomplete, or from another version."""
 
 
+class DamagedFileError(RunDirError):
+    """A file mpath-tf wrote (or reads) cannot be read back: truncated,
+    garbage, or its checksum does not match.
+
+    Args:
+        path: The file.
+        reason: What is wrong with it.
+    """
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} is damaged ({reason})")
+
+
 class TargetError(MpathError):
     """A benchmark target cannot be reached or used; that target stops."""
+
+
+class TrainingError(MpathError):
+    """A training diverged (its loss is no longer finite); the run stops."""
 
 
 class ModelError(MpathError):

@@ -37,8 +37,9 @@ from mpath_tf.config import SearchConfig
 from mpath_tf.data import Dataset, load_dataset, load_file
 from mpath_tf.derivation import derive, parameter_counts, path_widths
 from mpath_tf.distributed import cluster_from_env, is_chief, make_strategy, train_distributed
-from mpath_tf.errors import ConfigError
-from mpath_tf.io import atomic_save_model, atomic_write_json, atomic_write_text, load_model
+from mpath_tf.errors import ConfigError, DamagedFileError, MpathError
+from mpath_tf.io import (atomic_save_model, atomic_write_json, atomic_write_record,
+                         atomic_write_text, read_json, set_aside)
 from mpath_tf.models import adapt_normalization, build_supernet
 from mpath_tf.plotting import plot_search
 from mpath_tf.predictors import make_predictor
@@ -91,7 +92,7 @@ def default_run_dir(config: SearchConfig) -> Path:
 def finetune(
     supernet, paths: int, data: Dataset, config: SearchConfig, epochs: int | None = None,
     history: list | None = None, checkpoint_dir=None, callbacks: list | None = None,
-    summary: dict | None = None,
+    summary: dict | None = None, log=None,
 ) -> keras.Model:
     """Derive ``paths`` paths and fine-tune them, seeded by the run's seed and b.
 
@@ -110,6 +111,7 @@ def finetune(
         callbacks: More Keras callbacks.
         summary: If given, receives ``start_accuracy`` (the derived model's
             validation accuracy) and ``best_epoch`` (0: no epoch improved it).
+        log: Where notices go (a damaged checkpoint set aside); default stderr.
 
     Returns:
         The derived, fine-tuned model.
@@ -131,6 +133,7 @@ def finetune(
         checkpoint_dir=checkpoint_dir,
         callbacks=callbacks,
         summary=summary,
+        log=log,
     )
     return model
 
@@ -146,10 +149,12 @@ def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress,
     config = run.config
     if run.state["supernet"] is not None and run.supernet_path.is_file():
         log("one-shot training: done earlier, loading supernet.keras")
-        if strategy is not None:  # the other workers wait to hear that
-            train_distributed(lambda: _build(config, data), data, config.epochs, strategy,
-                              finished=True)
-        return run.load_supernet()
+        supernet = run.load_or_set_aside(run.supernet_path, log)
+        if supernet is not None:
+            if strategy is not None:  # the other workers wait to hear that
+                train_distributed(lambda: _build(config, data), data, config.epochs, strategy,
+                                  finished=True)
+            return supernet
     checkpoints = run.path / "checkpoints" / "supernet"
     done = _epochs_done(checkpoints)
     log(f"one-shot training mpath-{config.depth}-{config.width} for {config.epochs} epochs"
@@ -166,6 +171,7 @@ def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress,
             learning_rate=config.learning_rate,
             checkpoint_dir=checkpoints,
             callbacks=[progress.callback()],
+            log=log,
         )
     else:
         log(f"  with --strategy {config.strategy}: {strategy.num_replicas_in_sync} replica(s), "
@@ -207,11 +213,12 @@ def _worker_one_shot(config: SearchConfig, data: Dataset, strategy, log,
 
 
 def _epochs_done(checkpoints: Path) -> int:
-    """Epochs a killed training finished before (0: none)."""
-    import json
-
-    state = checkpoints / "state.json"
-    return json.loads(state.read_text())["epochs_done"] if state.is_file() else 0
+    """Epochs a killed training finished before (0: none, or a damaged
+    checkpoint, which ``EpochCheckpoint.restore`` sets aside)."""
+    try:
+        return int(read_json(checkpoints / "state.json")["epochs_done"])
+    except (FileNotFoundError, DamagedFileError, KeyError, TypeError, ValueError):
+        return 0
 
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
@@ -219,21 +226,31 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
     """Fine-tune the sampled path counts as KerasTuner trials (``mpath_tf.tuning``):
     in this process, or on ``config.workers`` local worker processes."""
     import contextlib
-    import json
-    import sys
 
-    from mpath_tf.tuning import make_tuner, run_distributed, sample_record_path
+    from mpath_tf.tuning import run_distributed, sample_record_path
 
     config = run.config
     (run.path / "samples").mkdir(exist_ok=True)
     for b, sample in run.state["samples"].items():  # runs from before the tuner
         if not sample_record_path(run.path, int(b)).is_file():
-            atomic_write_json(sample_record_path(run.path, int(b)), sample)
+            atomic_write_record(sample_record_path(run.path, int(b)), sample)
+    for record in (run.path / "samples").glob("paths-*.json"):
+        try:
+            read_json(record)
+        except DamagedFileError as err:
+            set_aside(record)
+            shutil.rmtree(run.path / "tuner", ignore_errors=True)  # it counts that trial done
+            log(f"  {err}: set aside as {record.name}.damaged; fine-tuning that sample again")
+
     def finished() -> list[int]:
-        return sorted(int(p.stem.removeprefix("paths-")) for p in (run.path / "samples").glob("*.json"))
+        return sorted(int(p.stem.removeprefix("paths-"))
+                      for p in (run.path / "samples").glob("paths-*.json"))
 
     wanted = (sample_path_counts(config.width, config.samples) if config.sampling == "even"
               else None)
+    if config.samples > config.width - 1:
+        log(f"  --samples {config.samples} is more than the {config.width - 1} path counts "
+            f"2..{config.width} of --width {config.width}: fine-tuning each of them once")
     for attempt in range(2):
         todo = ([b for b in wanted if b not in finished()] if wanted
                 else range(max(0, min(config.samples, config.width - 1) - len(finished()))))
@@ -247,19 +264,43 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
         if attempt:  # the oracle says done but results are missing (deleted by hand):
             shutil.rmtree(run.path / "tuner", ignore_errors=True)  # start a fresh oracle
         progress.phase("sample fine-tuning", len(todo), config.finetune_epochs)
-        if config.workers:
-            run_distributed(run.path, config.workers, log=log)
-        else:
-            # KerasTuner prints to stdout; keep stdout for the results.
-            with contextlib.redirect_stdout(sys.stderr):
-                make_tuner(run.path, log=log, progress=progress).search(verbose=0)
+        with contextlib.redirect_stdout(io.StringIO()):  # KerasTuner's own chatter
+            tuner = _sample_tuner(run, log, progress)
+            if config.workers:
+                run_distributed(run.path, config.workers, log=log)
+            else:
+                try:
+                    tuner.search(verbose=0)
+                except Exception as err:  # run_trial wraps errors in KerasTuner's FatalError
+                    if isinstance(err.__cause__, MpathError):
+                        raise err.__cause__ from None
+                    raise
     for b in wanted or finished():
         record = sample_record_path(run.path, b)
         if not record.is_file():
             raise ConfigError(f"Sample {b} paths did not finish; see {run.path / 'tuner'}.")
-        run.state["samples"][str(b)] = json.loads(record.read_text())
+        run.state["samples"][str(b)] = read_json(record)
     run.save_state()
     return {int(b): s["val_accuracy"] for b, s in run.state["samples"].items()}
+
+
+def _sample_tuner(run: RunDir, log, progress: Progress):
+    """The run's sample tuner, its saved state reloaded; a state KerasTuner
+    cannot read back is set aside for a fresh one (the finished samples'
+    records are the truth: their trials end at once)."""
+    from mpath_tf.tuning import make_tuner
+
+    try:
+        return make_tuner(run.path, log=log, progress=progress)
+    except Exception as err:  # KerasTuner raises what its JSON parsing raised
+        folder = run.path / "tuner"
+        if not folder.exists():
+            raise
+        set_aside(folder)
+        log(f"  the sample tuner's state in {folder} cannot be read back "
+            f"({type(err).__name__}: {str(err)[:120]}); set aside as tuner.damaged, "
+            "starting a fresh one (finished samples are kept)")
+        return make_tuner(run.path, log=log, progress=progress)
 
 
 def _result_rows(supernet, measured: dict[int, float], predictor) -> list[dict]:
@@ -324,17 +365,24 @@ def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
     final = run.state["final"].get(str(paths))
     if epochs == config.finetune_epochs and str(paths) in run.state["samples"] and (
             run.model_path(paths).is_file()):
-        return load_model(run.model_path(paths))
+        model = run.load_or_set_aside(run.model_path(paths), log)
+        if model is not None:
+            return model
+        model = finetune(supernet, paths, data, config)  # seeded: the sample's model again
+        atomic_save_model(model, run.model_path(paths))
+        return model
     path = run.path / "models" / f"paths-{paths}-final-e{epochs}.keras"
     if final and final.get("epochs", config.finetune_epochs) == epochs and path.is_file():
-        return load_model(path)
+        model = run.load_or_set_aside(path, log)
+        if model is not None:
+            return model
     checkpoints = run.path / "checkpoints" / path.stem
     resumed = _epochs_done(checkpoints)
     log(f"fine-tuning the chosen model ({paths} paths) for {epochs} epochs"
         + (f", resuming after epoch {resumed}" if resumed else ""))
     progress.phase("final fine-tuning", 1, epochs)
     model = finetune(supernet, paths, data, config, epochs=epochs, checkpoint_dir=checkpoints,
-                     callbacks=[progress.callback()])
+                     callbacks=[progress.callback()], log=log)
     progress.done()
     atomic_save_model(model, path)
     shutil.rmtree(checkpoints, ignore_errors=True)
@@ -517,6 +565,8 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     run.config = config
     log = run.logger(log)
     log(f"run directory: {run.path}")
+    for notice in run.notices:
+        log(notice)
     if config.method != "rank":
         from mpath_tf.tradeoff_search import search_tradeoff
 

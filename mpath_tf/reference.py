@@ -52,9 +52,15 @@ def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tupl
     record = run.state.get("reference")
     if record is not None and path.is_file():
         log("dense reference: done earlier, loading reference.keras")
-        return load_model(path), record
+        model = run.load_or_set_aside(path, log)
+        if model is not None:
+            return model, record
     checkpoints = run.path / "checkpoints" / "reference"
-    log(f"dense reference mlp-{config.depth}-{config.width}: training for {config.epochs} epochs")
+    from mpath_tf.pipeline import _epochs_done
+
+    resumed = _epochs_done(checkpoints)
+    log(f"dense reference mlp-{config.depth}-{config.width}: training for {config.epochs} epochs"
+        + (f", resuming after epoch {resumed}" if resumed else ""))
     start = time.perf_counter()
     model = build_mlp(data.input_shape, data.num_classes, config.depth, config.width,
                       seed=config.seed, normalize=data.normalize)
@@ -62,7 +68,7 @@ def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tupl
     progress.phase("dense reference", 1, config.epochs)
     val = train(model, data, config.epochs, batch_size=config.batch_size,
                 learning_rate=config.learning_rate, checkpoint_dir=checkpoints,
-                callbacks=[progress.callback()])
+                callbacks=[progress.callback()], log=log)
     progress.done()
     atomic_save_model(model, path)
     record = {"val_accuracy": val, "test_accuracy": accuracy(model, data.x_test, data.y_test),

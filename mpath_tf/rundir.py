@@ -19,15 +19,15 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import json
 import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mpath_tf.config import SearchConfig
-from mpath_tf.errors import ConfigError, RunDirError
-from mpath_tf.io import atomic_write_json, library_versions, load_model
+from mpath_tf.errors import ConfigError, DamagedFileError, RunDirError
+from mpath_tf.io import (atomic_write_json, atomic_write_record, library_versions, load_model,
+                         read_json, set_aside)
 
 FORMAT = "mpath-tf-run"
 FORMAT_VERSION = 1
@@ -113,6 +113,7 @@ class RunDir:
         self.config = config
         self.state = state
         self.meta = meta or {}
+        self.notices: list[str] = []  # repairs made on opening, for the run's log
 
     @classmethod
     def create_or_resume(cls, path: str | os.PathLike, config: SearchConfig,
@@ -133,7 +134,7 @@ class RunDir:
         """
         path = Path(path)
         if (path / "run.json").exists():
-            run = cls.open(path)
+            run = cls.open(path, repair=True)
             differing = config.differences(run.config)
             if differing:
                 details = ", ".join(
@@ -176,11 +177,19 @@ class RunDir:
         return run
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "RunDir":
+    def open(cls, path: str | os.PathLike, repair: bool = False) -> "RunDir":
         """Open an existing run directory.
 
+        Args:
+            path: The run directory.
+            repair: The caller is the run's writer (it holds the lock): a
+                damaged ``state.json`` is set aside and the run starts from
+                its files again (``notices`` says so). Readers get an error.
+
         Raises:
-            RunDirError: If it is missing, not a run, or from another format version.
+            RunDirError: If it is missing, not a run, from another format
+                version, or its ``run.json`` (or, for a reader, its
+                ``state.json``) is damaged.
         """
         path = Path(path)
         meta_path = path / "run.json"
@@ -189,13 +198,14 @@ class RunDir:
                 f"{path} is not an mpath-tf run directory (no run.json); pass the "
                 "directory that `mpath-tf search` wrote."
             )
-        state_path = path / "state.json"
         try:
-            meta = json.loads(meta_path.read_text())
-            # A run killed right after run.json was written has no state yet.
-            state = json.loads(state_path.read_text()) if state_path.exists() else _empty_state()
-        except (OSError, json.JSONDecodeError) as err:
-            raise RunDirError(f"{path}: cannot read run.json/state.json ({err}).") from err
+            meta = read_json(meta_path)
+            if not isinstance(meta, dict):
+                raise DamagedFileError(meta_path, "not a JSON object")
+        except DamagedFileError as err:
+            raise RunDirError(
+                f"{err}: it holds the run's settings, so the run cannot be resumed or read; "
+                "restore it from a copy, or start again with a new --run-dir.") from err
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise RunDirError(
                 f"{path} was written by another mpath-tf version (format "
@@ -203,7 +213,40 @@ class RunDir:
                 f"version reads {FORMAT!r} version {FORMAT_VERSION}); rerun the search "
                 "with this version."
             )
-        return cls(path, SearchConfig.from_dict(meta["settings"]), state, meta)
+        try:
+            config = SearchConfig.from_dict(meta["settings"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise RunDirError(
+                f"{meta_path} is damaged (its settings cannot be read: {err}); restore it from "
+                "a copy, or start again with a new --run-dir.") from err
+        notices = []
+        state_path = path / "state.json"
+        try:
+            # A run killed right after run.json was written has no state yet.
+            state = read_json(state_path) if state_path.exists() else _empty_state()
+            if not isinstance(state, dict) or not {"supernet", "samples", "final"} <= set(state):
+                raise DamagedFileError(state_path, "not a run state")
+        except DamagedFileError as err:
+            if not repair:
+                raise RunDirError(f"{err}; run `mpath-tf search --run-dir {path}` with the "
+                                  "run's settings to repair it.") from err
+            set_aside(state_path)
+            state = _empty_state()
+            notices.append(f"{err}: set aside as state.json.damaged; the run starts again "
+                           "from its files (finished samples are kept)")
+        run = cls(path, config, state, meta)
+        run.notices = notices
+        return run
+
+    def load_or_set_aside(self, path: Path, log) -> object | None:
+        """Load a model this run wrote, or, if it is damaged, set it aside
+        (``<name>.damaged``), say so and return None: the caller computes it again."""
+        try:
+            return load_model(path)
+        except DamagedFileError as err:
+            set_aside(path)
+            log(f"  {err}: set aside as {path.name}.damaged; computing it again")
+            return None
 
     def logger(self, log: Callable[[str], None]) -> Callable[[str], None]:
         """``log``, which also appends each message with its UTC time to ``log.txt``.
@@ -224,8 +267,8 @@ class RunDir:
         return log_and_keep
 
     def save_state(self) -> None:
-        """Write ``state.json`` atomically."""
-        atomic_write_json(self.path / "state.json", self.state)
+        """Write ``state.json`` atomically, with its checksum."""
+        atomic_write_record(self.path / "state.json", self.state)
 
     @property
     def supernet_path(self) -> Path:
@@ -244,7 +287,11 @@ class RunDir:
         if not path.is_file():
             raise RunDirError(f"{self.path} has no results.json: the search has not finished; "
                               "run `mpath-tf search` on it again to finish it.")
-        return json.loads(path.read_text())
+        try:
+            return read_json(path)
+        except DamagedFileError as err:
+            raise RunDirError(f"{err}; rerun `mpath-tf search --run-dir {self.path}` with the "
+                              "run's settings to write it again.") from err
 
     def path_table(self, command: str) -> dict:
         """``results()`` of a ``--method rank`` run, whose rows are path counts.

@@ -8,10 +8,13 @@ starts from (``score_start``), so it never ends below the derived model.
 
 from __future__ import annotations
 
+import sys
+
 import keras
 import numpy as np
 
 from mpath_tf.data import Dataset
+from mpath_tf.errors import DamagedFileError
 
 
 def compile_model(
@@ -49,6 +52,7 @@ def train(
     callbacks: list | None = None,
     score_start: bool = False,
     summary: dict | None = None,
+    log=None,
 ) -> float:
     """Train ``model`` on ``data.x_train`` and return its validation accuracy.
 
@@ -71,18 +75,29 @@ def train(
             where it started (fine-tuning a derived model).
         summary: If given, receives ``start_accuracy`` (with ``score_start``)
             and ``best_epoch`` (0: the start, k: after epoch k).
+        log: Where notices go (a damaged checkpoint set aside); default stderr.
 
     Returns:
         Validation accuracy of the weights the model ends with.
 
     Raises:
         ValueError: If ``epochs`` < 1.
+        TrainingError: The loss stopped being finite (the epoch is not
+            checkpointed; earlier epochs are).
     """
     if epochs < 1:
         raise ValueError(f"`epochs` must be >= 1. Received: epochs={epochs}")
     compile_model(model, learning_rate)
     checkpoint = EpochCheckpoint(checkpoint_dir)
-    start = checkpoint.restore(model)
+    start_weights = model.get_weights() if checkpoint_dir is not None else None
+    try:
+        start = checkpoint.restore(model)
+    except DamagedFileError as err:  # set aside: train from the start, as if never begun
+        (log or _stderr)(f"  checkpoint {err}: set aside as {checkpoint.folder.name}.damaged; "
+                         "training again from the start")
+        model.set_weights(start_weights)
+        compile_model(model, learning_rate)  # a fresh optimizer
+        checkpoint, start = EpochCheckpoint(checkpoint_dir), 0
     if score_start and start == 0 and checkpoint.best_value is None:
         checkpoint.set_start(model, accuracy(model, data.x_val, data.y_val))
     if start < epochs:
@@ -93,7 +108,7 @@ def train(
             initial_epoch=start,
             epochs=epochs,
             batch_size=batch_size,
-            callbacks=[checkpoint, *(callbacks or [])],
+            callbacks=[StopOnNonFinite(learning_rate), checkpoint, *(callbacks or [])],
             verbose=verbose,
         )
     if keep_best and checkpoint.best_weights is not None:
@@ -105,6 +120,33 @@ def train(
         summary.update(start_accuracy=checkpoint.start_value,
                        best_epoch=None if best is None else best + 1)
     return accuracy(model, data.x_val, data.y_val)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop at the first epoch whose loss is NaN or infinite, before it is
+    checkpointed, with what was tried and the usual causes.
+
+    Args:
+        learning_rate: The rate being used (named in the message).
+    """
+
+    def __init__(self, learning_rate: float):
+        super().__init__()
+        self.learning_rate = learning_rate
+
+    def on_epoch_end(self, epoch, logs=None):
+        import math
+
+        from mpath_tf.errors import TrainingError
+
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"Training diverged: the loss became {loss} in epoch {epoch + 1} at learning "
+                f"rate {self.learning_rate:g}. Usual causes: a learning rate too high (try "
+                f"{self.learning_rate / 10:g}), or input features of huge scale with "
+                "--no-normalize. Earlier finished steps are kept; start again with other "
+                "settings in a new --run-dir.")
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -137,12 +179,31 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.best_weights = None
 
     def restore(self, model) -> int:
-        """Load the last finished epoch into ``model``; return the epoch to start at."""
-        import json
+        """Load the last finished epoch into ``model``; return the epoch to start at.
+
+        Raises:
+            DamagedFileError: The checkpoint (state or weights) cannot be read
+                back; it has been set aside (``<folder>.damaged``), and the
+                model and its optimizer may hold part of it (``train``
+                starts them over).
+        """
+        from mpath_tf.errors import DamagedFileError
+        from mpath_tf.io import set_aside
 
         if self.folder is None or not (self.folder / "state.json").is_file():
             return 0
-        state = json.loads((self.folder / "state.json").read_text())
+        try:
+            return self._restore(model)
+        except Exception as err:  # JSON, checksum, h5py and shape errors alike
+            if not isinstance(err, DamagedFileError):
+                err = DamagedFileError(self.folder, f"{type(err).__name__}: {str(err)[:120]}")
+            set_aside(self.folder)
+            raise err
+
+    def _restore(self, model) -> int:
+        from mpath_tf.io import read_json
+
+        state = read_json(self.folder / "state.json")
         model.optimizer.build(model.trainable_variables)
         self.curve = list(state["curve"])
         self.best_epoch = state["best_epoch"]
@@ -175,9 +236,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         os.replace(tmp, self.folder / f"{name}.weights.h5")
 
     def _write_state(self, epochs_done: int) -> None:
-        from mpath_tf.io import atomic_write_json
+        from mpath_tf.io import atomic_write_record
 
-        atomic_write_json(self.folder / "state.json", {
+        atomic_write_record(self.folder / "state.json", {
             "epochs_done": epochs_done, "curve": self.curve, "best_epoch": self.best_epoch,
             "best_value": self.best_value, "start_value": self.start_value})
 
@@ -198,6 +259,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self._save_weights("best")
         self._save_weights("latest")
         self._write_state(epoch + 1)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:

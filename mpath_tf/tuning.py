@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from mpath_tf.errors import ConfigError
-from mpath_tf.io import atomic_save_model, atomic_write_json
+from mpath_tf.io import atomic_save_model, atomic_write_record, read_json
 from mpath_tf.rundir import RunDir
 
 PROJECT = "samples"
@@ -163,9 +163,7 @@ def _tuner_class():
             b = int(trial.hyperparameters.get("paths"))
             record = sample_record_path(run.path, b)
             if record.is_file():  # finished before the oracle heard of it
-                import json
-
-                return {"val_accuracy": json.loads(record.read_text())["val_accuracy"]}
+                return {"val_accuracy": read_json(record)["val_accuracy"]}
             checkpoints = run.path / "checkpoints" / f"paths-{b}"
             if _epochs_done(checkpoints):
                 self.log(f"  {b} paths: resuming after epoch {_epochs_done(checkpoints)}")
@@ -176,14 +174,14 @@ def _tuner_class():
                 self.trials_begun += 1
                 self.progress.step(self.trials_begun, f"{b} paths")
             model = finetune(supernet, b, data, run.config, history=curve,
-                             checkpoint_dir=checkpoints, summary=scores,
+                             checkpoint_dir=checkpoints, summary=scores, log=self.log,
                              callbacks=[self.progress.callback()] if self.progress else None)
             if self.progress is not None:
                 self.progress.done()
             atomic_save_model(model, run.model_path(b))
             val = accuracy(model, data.x_val, data.y_val)
             record.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(record, {
+            atomic_write_record(record, {
                 "val_accuracy": val, "val_curve": curve, "parameters": model.count_params(),
                 "derived_val_accuracy": scores.get("start_accuracy"),
                 "best_epoch": scores.get("best_epoch"),

@@ -9,8 +9,9 @@ process resumes the run. After the last kill one more process finishes it.
 
 What a resume must show: exit as an uninterrupted run (0, or 1 when the
 tiny model's int8 file misses its gates), no step that had finished before
-the kill done again (checked on the resumed process's log lines against
-the run's state at the kill), and at the end ``results.json`` and every
+the kill done again and every killed training resumed after its last
+finished epoch (checked on the resumed process's log lines against the
+run's state and checkpoints at the kill), and at the end ``results.json`` and every
 ``.tflite`` byte-identical to an uninterrupted run's, apart from timings.
 """
 
@@ -30,14 +31,32 @@ import numpy as np
 # A small search that passes through every phase: one-shot, dense reference,
 # three samples, final fine-tuning (--final-epochs above --finetune-epochs),
 # export and timing. About 35 s uninterrupted on 2 cores.
-ARGS = ["--depth", "2", "--width", "6", "--epochs", "3", "--finetune-epochs", "2",
-        "--final-epochs", "3", "--samples", "3", "--batch-size", "64"]
+ARGS = ["--depth", "2", "--width", "6", "--epochs", "4", "--finetune-epochs", "3",
+        "--final-epochs", "4", "--samples", "3", "--batch-size", "64"]
 
-# Phase -> the log line that says it has begun (prefix after the time stamp).
+def _epoch_checkpointed(pattern: str):
+    """A trigger: a training whose checkpoint folder matches ``pattern`` has
+    finished an epoch (and is on to the next)."""
+    def seen(run: Path, lines: list[str]) -> bool:
+        for path in (run / "checkpoints").glob(f"{pattern}/state.json"):
+            try:
+                if json.loads(path.read_text())["epochs_done"] >= 1:
+                    return True
+            except (OSError, ValueError, KeyError):
+                pass
+        return False
+
+    return seen
+
+
+# Phase -> when it has begun: the log line that says so (prefix after the
+# time stamp), or a trigger on the run directory.
 PHASES = {
     "one-shot": "one-shot training mpath-",
+    "one-shot epoch": _epoch_checkpointed("supernet"),
     "reference": "dense reference mlp-",
     "samples": "sample fine-tuning:",
+    "sample epoch": _epoch_checkpointed("paths-[0-9]"),
     "second sample": "  fine-tuned ",
     "final fine-tuning": "fine-tuning the chosen model",
     "export": "  model_float32.tflite:",
@@ -92,10 +111,24 @@ def _done_steps(run: Path) -> dict:
     except (OSError, ValueError):
         return {}
     samples = {p.stem.removeprefix("paths-") for p in (run / "samples").glob("paths-*.json")}
+    epochs = {}  # checkpoint folder -> epochs it had finished
+    for path in (run / "checkpoints").glob("*/state.json"):
+        try:
+            epochs[path.parent.name] = json.loads(path.read_text())["epochs_done"]
+        except (OSError, ValueError, KeyError):
+            pass
     return {"one-shot": state.get("supernet") is not None,
             "reference": state.get("reference") is not None,
             "final": bool(state.get("final")),
-            "samples": samples}
+            "samples": samples,
+            "epochs": {k: v for k, v in epochs.items() if v}}
+
+
+def not_resumed(done: dict, lines: list[str]) -> list[str]:
+    """Checkpoints with finished epochs whose training the resumed process
+    did not say it resumed after exactly that epoch."""
+    return [f"{folder}: {epochs}" for folder, epochs in done.get("epochs", {}).items()
+            if not any(f"resuming after epoch {epochs}" in line for line in lines)]
 
 
 def redone(done: dict, lines: list[str]) -> list[str]:
@@ -124,6 +157,9 @@ def kill_at(run: Path, phase: str, delay: float, timeout: float = 600) -> dict:
     done_before = _done_steps(run)
     start = _log_size(run)
     marker = PHASES[phase]
+    if isinstance(marker, str):
+        prefix = marker
+        marker = lambda run, lines: any(line.startswith(prefix) for line in lines)  # noqa: E731
     with open(run.parent / f"{run.name}.out", "ab") as out:
         proc = subprocess.Popen(command(run), stdout=out, stderr=subprocess.STDOUT,
                                 cwd=run.parent)
@@ -131,8 +167,7 @@ def kill_at(run: Path, phase: str, delay: float, timeout: float = 600) -> dict:
         deadline = time.monotonic() + timeout
         killed = False
         while proc.poll() is None and time.monotonic() < deadline:
-            if seen_at is None and any(line.startswith(marker)
-                                       for line in _log_lines(run, start)):
+            if seen_at is None and marker(run, _log_lines(run, start)):
                 seen_at = time.monotonic()
             if seen_at is not None and time.monotonic() - seen_at >= delay:
                 os.kill(proc.pid, signal.SIGKILL)
@@ -140,10 +175,11 @@ def kill_at(run: Path, phase: str, delay: float, timeout: float = 600) -> dict:
                 break
             time.sleep(0.02)
         code = proc.wait(timeout=60)
+    lines = _log_lines(run, start)
     return {"phase": phase, "delay": delay, "killed": killed, "code": code,
             "done_before": {k: sorted(v) if isinstance(v, set) else v
                             for k, v in done_before.items()},
-            "redone": redone(done_before, _log_lines(run, start))}
+            "redone": redone(done_before, lines), "not_resumed": not_resumed(done_before, lines)}
 
 
 def comparable(results: dict) -> dict:
@@ -188,8 +224,10 @@ def interrupted_run(run: Path, plan: list[tuple[str, float]]) -> tuple[list[dict
     done_before = _done_steps(run)
     start = _log_size(run)
     code, output = run_to_end(run)
+    lines = _log_lines(run, start)
     kills.append({"phase": "finish", "delay": 0.0, "killed": False, "code": code,
                   "done_before": {k: sorted(v) if isinstance(v, set) else v
                                   for k, v in done_before.items()},
-                  "redone": redone(done_before, _log_lines(run, start))})
+                  "redone": redone(done_before, lines),
+                  "not_resumed": not_resumed(done_before, lines)})
     return kills, code, output

@@ -33,9 +33,9 @@ def test_no_model_meets_the_budget_names_the_nearest():
 
 @pytest.mark.parametrize("settings, message", [
     pytest.param(dict(paths=3, max_params=100), "--paths chooses the model itself", id="paths"),
-    pytest.param(dict(min_accuracy=97), r"Received: min_accuracy=97", id="percent"),
-    pytest.param(dict(max_latency_ms=0), r"max_latency_ms must be > 0", id="latency"),
-    pytest.param(dict(final_epochs=0), r"final_epochs must be >= 1", id="final"),
+    pytest.param(dict(min_accuracy=97), r"Received: --min-accuracy 97", id="percent"),
+    pytest.param(dict(max_latency_ms=0), r"--max-latency-ms must be a finite number > 0", id="latency"),
+    pytest.param(dict(final_epochs=0), r"--final-epochs must be >= 1", id="final"),
 ])
 def test_bad_budgets_are_refused(settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -130,12 +130,12 @@ def test_export_finds_the_dataset_of_its_run(finished_run):
 @pytest.mark.parametrize(
     "args, message",
     [
-        pytest.param(["search", "--width", "1"], "Received: width=1", id="width"),
-        pytest.param(["search", "--depth", "1"], "Received: depth=1", id="depth"),
+        pytest.param(["search", "--width", "1"], "Received: --width 1", id="width"),
+        pytest.param(["search", "--depth", "1"], "Received: --depth 1", id="depth"),
         pytest.param(["search", "--dataset", "imagenet"], "Unknown dataset 'imagenet'", id="dataset"),
-        pytest.param(["search", "--width", "6", "--paths", "7"], "paths must be in [1, width=6]",
+        pytest.param(["search", "--width", "6", "--paths", "7"], "--paths must be in [1, --width 6]",
                      id="paths"),
-        pytest.param(["search", "--samples", "1"], "samples must be >= 2", id="samples"),
+        pytest.param(["search", "--samples", "1"], "--samples must be >= 2", id="samples"),
         pytest.param(["export", "missing.keras"], "missing.keras does not exist", id="model"),
         pytest.param(["export", "missing.keras", "--quantization", "int4"],
                      "Unknown quantization 'int4'", id="quantization"),

@@ -161,8 +161,8 @@ def test_tries_that_disagree_are_suspect():
 @pytest.mark.parametrize("kwargs, message", [
     pytest.param({"runs": 0}, "runs must be >= 1", id="runs"),
     pytest.param({"threads": 0}, "threads must be >= 1", id="threads"),
-    pytest.param({"min_secs": -1}, "min_secs must be >= 0", id="min_secs"),
-    pytest.param({"timeout_s": 0}, "timeout_s and max_secs must be > 0", id="timeout"),
+    pytest.param({"min_secs": -1}, "--min-secs must be >= 0", id="min_secs"),
+    pytest.param({"timeout_s": 0}, "--timeout and max_secs must be > 0", id="timeout"),
     pytest.param({"cpus": (-1,)}, "cpus must be core numbers", id="cpus"),
 ])
 def test_bad_settings_are_refused(kwargs, message):

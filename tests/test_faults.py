@@ -23,14 +23,17 @@ def uninterrupted(cli_search):
 
 def test_kills_in_every_phase_resume_to_the_same_result(uninterrupted, tmp_path):
     whole, whole_code = uninterrupted
-    # one kill in each phase, at fixed delays after it began
-    plan = [("one-shot", 0.8), ("reference", 0.3), ("second sample", 0.5),
-            ("final fine-tuning", 0.4), ("export", 0.0), ("bench", 1.0)]
+    # one kill in each phase, at fixed delays after it began (or right after an
+    # epoch's checkpoint: a training killed with finished epochs)
+    plan = [("one-shot epoch", 0.0), ("reference", 0.3), ("sample epoch", 0.0),
+            ("second sample", 0.5), ("final fine-tuning", 0.4), ("export", 0.0), ("bench", 1.0)]
     kills, code, output = faults.interrupted_run(tmp_path / "run", plan)
     assert [k["phase"] for k in kills if k["killed"]] == [p for p, _ in plan], kills
     assert all(k["code"] == -9 for k in kills if k["killed"])
     assert code == whole_code and faults.finished(code, output), output
     assert [k["redone"] for k in kills] == [[]] * len(kills), kills  # nothing finished redone
+    assert [k["not_resumed"] for k in kills] == [[]] * len(kills), kills  # from the last epoch
+    assert any(k["done_before"].get("epochs") for k in kills), kills  # (some were mid-training)
     got, want = faults.outputs(tmp_path / "run"), faults.outputs(whole)
     assert got["results"] == want["results"]
     assert got["files"].keys() == want["files"].keys() and len(got["files"]) == 4
@@ -60,3 +63,40 @@ def test_second_search_on_the_same_directory_is_refused(tmp_path):
 
     with lock_run_dir(run):
         assert f"PID {os.getpid()} " in (run / ".lock").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    pytest.param(["--learning-rate", "inf"], "--learning-rate must be a finite number > 0",
+                 id="lr-inf"),
+    pytest.param(["--finetune-learning-rate", "nan"],
+                 "--finetune-learning-rate must be a finite number > 0", id="ft-lr-nan"),
+    pytest.param(["--max-latency-ms", "inf"], "--max-latency-ms must be a finite number > 0",
+                 id="latency-inf"),
+    pytest.param(["--samples", "0"], "--samples must be >= 2", id="samples"),
+    pytest.param(["--batch-size", "0"], "--batch-size must be >= 1", id="batch-size"),
+])
+def test_non_finite_and_out_of_range_options_exit_2_naming_the_option(args, message, tmp_path):
+    from click.testing import CliRunner
+
+    from mpath_tf.cli import cli
+
+    result = CliRunner().invoke(cli, ["search", *args, "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverging_training_stops_with_exit_1_and_the_usual_causes(tmp_path):
+    from click.testing import CliRunner
+
+    from mpath_tf.cli import cli
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["search", "--no-bench", "--no-reference", "--depth", "2",
+                                      "--width", "4", "--epochs", "3", "--samples", "2",
+                                      "--learning-rate", "1e30", "--run-dir", str(run)])
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert "Training diverged: the loss became nan in epoch 1 at learning rate 1e+30" in last
+    assert "try 1e+29" in last and "Traceback" not in result.output
+    assert not (run / "supernet.keras").exists()  # no NaN model kept as a result
+    assert not list((run / "checkpoints").glob("*/latest.weights.h5"))  # nor checkpointed

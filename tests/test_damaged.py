@@ -1,0 +1,128 @@
+"""Damaged files: what the tool wrote is set aside and computed again; what
+it cannot recompute (the settings) stops with exit 2 naming the file."""
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mpath_tf import SearchConfig, search
+from mpath_tf.cli import cli
+from tests import faults
+
+CONFIG = SearchConfig(depth=2, width=6, epochs=2, finetune_epochs=1, samples=3, batch_size=64,
+                      bench=False)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run = tmp_path_factory.mktemp("damaged") / "run"
+    result = search(CONFIG, run, log=lambda *_: None)
+    return run, faults.comparable(result)
+
+
+def _garbage(path):
+    path.write_bytes(b"\x00\xff garbage \x93" * 7)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_a_digit(path):  # still valid JSON: only the checksum can tell
+    text = path.read_text()
+    i = text.index('"val_accuracy": 0.') + len('"val_accuracy": 0.')
+    path.write_text(text[:i] + str((int(text[i]) + 1) % 10) + text[i + 1:])
+
+
+def _sample(run):
+    return sorted((run / "samples").glob("paths-*.json"))[1]
+
+
+def _oracle(run):  # read back only while samples remain: take one away
+    from mpath_tf.io import atomic_write_record, read_json
+
+    state = read_json(run / "state.json")
+    state["samples"].pop(_sample(run).stem.removeprefix("paths-"))
+    atomic_write_record(run / "state.json", state)
+    _sample(run).unlink()
+    return run / "tuner" / "samples" / "oracle.json"
+
+
+def _chosen_model(run):  # the chosen sample's model, loaded as the final model
+    paths = json.loads((run / "results.json").read_text())["chosen"]["paths"]
+    return run / "models" / f"paths-{paths}.keras"
+
+
+@pytest.mark.parametrize("damage, target, notice", [
+    pytest.param(_garbage, lambda run: run / "supernet.keras", "supernet.keras is damaged",
+                 id="supernet-garbage"),
+    pytest.param(_truncate, lambda run: run / "reference.keras", "reference.keras is damaged",
+                 id="reference-truncated"),
+    pytest.param(_garbage, _sample, "is damaged (not UTF-8 text)", id="sample-record-garbage"),
+    pytest.param(_flip_a_digit, _sample, "checksum does not match", id="sample-record-flipped"),
+    pytest.param(_garbage, lambda run: run / "state.json", "state.json is damaged",
+                 id="state-garbage"),
+    pytest.param(_garbage, _oracle, "sample tuner's state", id="tuner-garbage"),
+    pytest.param(_truncate, _chosen_model, ".keras is damaged", id="sample-model-truncated"),
+])
+def test_damaged_derived_file_is_set_aside_and_recomputed(finished, tmp_path, damage, target,
+                                                          notice):
+    original, want = finished
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    path = target(run)
+    damage(path)
+    lines = []
+    result = search(CONFIG, run, log=lines.append)
+    assert any(notice in line and "set aside" in line for line in lines), lines
+    # set aside: the file, or for the tuner its whole state folder
+    assert path.with_name(path.name + ".damaged").exists() or (run / "tuner.damaged").is_dir()
+    assert faults.comparable(result) == want  # the same result as before the damage
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(digits, tmp_path):
+    from mpath_tf.models import build_mlp
+    from mpath_tf.training import train
+
+    def fresh(checkpoints, epochs, log=None):
+        keras.utils.set_random_seed(0)
+        model = build_mlp(digits.input_shape, 10, 2, 8, seed=0)
+        return train(model, digits, epochs, batch_size=256, checkpoint_dir=checkpoints,
+                     log=log), model
+
+    _, _ = fresh(tmp_path / "ckpt", 1)  # one finished epoch on disk
+    _truncate(tmp_path / "ckpt" / "latest.weights.h5")
+    lines = []
+    _, resumed = fresh(tmp_path / "ckpt", 2, log=lines.append)
+    assert len(lines) == 1 and "set aside as ckpt.damaged" in lines[0], lines
+    assert (tmp_path / "ckpt.damaged" / "latest.weights.h5").is_file()
+    _, clean = fresh(None, 2)
+    for a, b in zip(resumed.get_weights(), clean.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_damaged_settings_stop_with_exit_2_naming_the_file(finished, tmp_path):
+    original, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    _garbage(run / "run.json")
+    result = CliRunner().invoke(cli, ["search", "--run-dir", str(run)])
+    assert result.exit_code == 2
+    assert "run.json is damaged (not UTF-8 text)" in result.output
+    assert "new --run-dir" in result.output and "Traceback" not in result.output
+
+
+def test_a_reader_names_a_damaged_state_and_the_repair(finished, tmp_path):
+    original, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    (run / "state.json").write_text('{"supernet": ')
+    result = CliRunner().invoke(cli, ["bench", str(run), "--paths", "1"])
+    assert result.exit_code == 2
+    assert "state.json is damaged (not valid JSON" in result.output
+    assert f"mpath-tf search --run-dir {run}" in result.output
+    assert (run / "state.json").read_text() == '{"supernet": '  # a reader repairs nothing
