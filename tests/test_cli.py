@@ -183,7 +183,7 @@ def test_console_script_exit_code(tmp_path):
     proc = subprocess.run(cmd + ["search", "--depth", "1"], capture_output=True, text=True,
                           cwd=tmp_path)
     assert proc.returncode == 2
-    assert "Error: depth must be >= 2" in proc.stderr
+    assert "Error: --depth must be >= 2" in proc.stderr
 
 
 def test_help_is_complete():
