@@ -167,9 +167,11 @@ def load_calibration(path: str | os.PathLike | None = None) -> dict:
     path = Path(path) if path else BUNDLED
     try:
         table = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"Cannot read the calibration table {path}: {err}; run "
                           "`mpath-tf calibrate` to make one.") from None
+    if not isinstance(table, dict):
+        table = {}
     if table.get("format") != FORMAT or table.get("version") != VERSION:
         raise ConfigError(f"{path} is not a lowering calibration table of version {VERSION} (format "
                           f"{table.get('format')!r}, version {table.get('version')!r}); "

@@ -48,7 +48,8 @@ class Journal:
         self.path = Path(path)
         self._rows: dict[str, dict] = {}
         if self.path.exists():
-            for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            text = self.path.read_bytes().decode("utf-8", errors="replace")
+            for number, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
                     continue
                 try:

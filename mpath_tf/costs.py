@@ -193,7 +193,7 @@ class CostTable:
         """
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ConfigError(f"Cannot read the cost table {path}: {err}.") from None
 
 

@@ -47,7 +47,7 @@ def cost_table(config, width: int, depth: int) -> CostTable:
     if config.cost_table:
         try:
             content = json.loads(Path(config.cost_table).read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ConfigError(f"Cannot read the cost table {config.cost_table}: {err}.") from None
         if content.get("format") == "mpath-tf-cost-table":
             table = CostTable.from_dict(content)

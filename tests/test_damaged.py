@@ -126,3 +126,34 @@ def test_a_reader_names_a_damaged_state_and_the_repair(finished, tmp_path):
     assert "state.json is damaged (not valid JSON" in result.output
     assert f"mpath-tf search --run-dir {run}" in result.output
     assert (run / "state.json").read_text() == '{"supernet": '  # a reader repairs nothing
+
+
+@pytest.mark.parametrize("option, what", [
+    pytest.param(["--cost", "latency", "--cost-table"], "Cannot read the cost table", id="cost"),
+])
+def test_a_binary_table_file_is_named_not_a_traceback(tmp_path, option, what):
+    table = tmp_path / "table.json"
+    _garbage(table)
+    result = CliRunner().invoke(cli, ["search", "--method", "lambda", "--lam", "0.3", *option,
+                                      str(table), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and what in result.output and str(table) in result.output
+
+
+def test_a_binary_latency_journal_is_named(tmp_path):
+    from edge_bench import Journal
+    from mpath_tf.errors import RunDirError
+
+    journal = tmp_path / "latency.jsonl"
+    _garbage(journal)
+    with pytest.raises(RunDirError, match="line 1 is not JSON; fix or delete that line"):
+        Journal(journal)
+
+
+def test_a_binary_calibration_table_is_named(tmp_path):
+    from converters.calibration import load_calibration
+    from mpath_tf.errors import ConfigError
+
+    table = tmp_path / "calibration.json"
+    _garbage(table)
+    with pytest.raises(ConfigError, match="Cannot read the calibration table .*mpath-tf calibrate"):
+        load_calibration(table)
