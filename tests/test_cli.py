@@ -227,3 +227,13 @@ def test_search_on_a_bad_csv_file(tmp_path):
                     "--run-dir", tmp_path / "run")
     assert result.exit_code == 2 and "no column named 'y'" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_more_samples_than_path_counts_is_said(tmp_path):
+    result = invoke("search", "--no-bench", "--no-reference", "--depth", "2", "--width", "4",
+                    "--epochs", "1", "--finetune-epochs", "1", "--samples", "10",
+                    "--run-dir", tmp_path / "run")
+    assert search_finished(result.exit_code, result.output), result.output
+    assert ("--samples 10 is more than the 3 path counts 2..4 of --width 4: fine-tuning each "
+            "of them once") in result.output
+    assert len(list((tmp_path / "run" / "samples").glob("paths-*.json"))) == 3

@@ -84,7 +84,12 @@ def test_damaged_derived_file_is_set_aside_and_recomputed(finished, tmp_path, da
     assert faults.comparable(result) == want  # the same result as before the damage
 
 
-def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(digits, tmp_path):
+@pytest.mark.parametrize("damage, name", [
+    pytest.param(_truncate, "latest.weights.h5", id="weights-truncated"),
+    pytest.param(_garbage, "state.json", id="state-garbage"),
+])
+def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(digits, tmp_path, damage,
+                                                                   name):
     from mpath_tf.models import build_mlp
     from mpath_tf.training import train
 
@@ -95,7 +100,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(digits, tmp_
                      log=log), model
 
     _, _ = fresh(tmp_path / "ckpt", 1)  # one finished epoch on disk
-    _truncate(tmp_path / "ckpt" / "latest.weights.h5")
+    damage(tmp_path / "ckpt" / name)
     lines = []
     _, resumed = fresh(tmp_path / "ckpt", 2, log=lines.append)
     assert len(lines) == 1 and "set aside as ckpt.damaged" in lines[0], lines
