@@ -2,11 +2,14 @@
 
 For b in {1, 2, 4, 8, 16, 32, 64, 125, 250, 500} and float32, dynamic-range
 and int8, each derived model is exported with every lowering (per_path,
-batch_matmul, conv) and with ``auto`` (the choice of the calibration table,
-``converters/calibration/local-x86_64.json`` unless --calibration is given),
-and timed with edge_bench's local target beside the dense mlp-4-500. Prints,
-per model, the median latency of each lowering, auto's choice, auto over the
-fastest lowering and auto over the dense MLP (targets: <= 1.10 and <= 1.00).
+batch_matmul, conv, bucketed) and with ``auto`` (the choice of the calibration
+table, ``converters/calibration/local-x86_64.json`` unless --calibration is
+given), and timed with edge_bench's local target beside the dense mlp-4-500.
+Prints, per model, the median latency of each lowering, auto's choice, auto
+over the fastest lowering, auto's speed-up over the dense MLP and the derived
+model's own multiply-add ratio (dense kernel weights over the derived
+model's, padding not counted: the speed-up a lowering with no per-op cost
+would reach), and the speed-up as a share of that ratio.
 
 Run from a clean checkout (after the README's install command):
 
@@ -83,8 +86,14 @@ def main() -> None:
             print(f"FAILED {labels}: {row.get('error')}")
     print(f"\n{datetime.date.today()}  {target.describe()['cpu_model']}, settings "
           f"{settings.to_dict()}, {args.repeats} tries (median try)")
-    print("| b | mode | dense | per_path | batch_matmul | conv | auto picks | auto / fastest | auto / dense |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    def kernel_weights(model):
+        return sum(int(np.prod(w.shape)) for w in model.trainable_weights if len(w.shape) != 1) \
+            + sum(int(np.prod(l.kernel.shape)) for l in model.layers if hasattr(l, "path_widths"))
+
+    names = " | ".join(LOWERINGS)
+    print(f"| b | mode | dense | {names} | auto picks | auto / fastest | speed-up over dense "
+          "| MAC ratio | speed-up / MAC ratio |")
+    print("|---|---|---|" + "---|" * len(LOWERINGS) + "---|---|---|---|---|")
     for b in (int(p) for p in args.paths.split(",")):
         for mode in MODES:
             cells = {l: median.get(("mpath", b, mode, l)) for l in LOWERINGS}
@@ -94,9 +103,11 @@ def main() -> None:
             picked = choices[(b, mode)]
             auto = cells[picked[0]] if b > 1 else cells["per_path"]
             dense_us = median[("dense", 1, mode, "dense")]
+            macs = kernel_weights(dense) / kernel_weights(models[b])
             print(f"| {b} | {mode} | {dense_us:.1f} | "
-                  + " | ".join(f"{cells[l]:.1f}" for l in LOWERINGS)
-                  + f" | {'/'.join(picked)} | {auto / fastest:.3f} | {auto / dense_us:.3f} |")
+                  + " | ".join("-" if cells[l] is None else f"{cells[l]:.1f}" for l in LOWERINGS)
+                  + f" | {'/'.join(picked)} | {auto / fastest:.3f} | {dense_us / auto:.2f}x | "
+                  f"{macs:.2f} | {dense_us / auto / macs:.2f} |")
 
 
 if __name__ == "__main__":

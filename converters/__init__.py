@@ -17,6 +17,7 @@ from converters.tflite import (
     choose_lowerings,
     convert,
     export_tflite,
+    lowering_plan,
     op_summary,
     run_tflite,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "equalize_ranges",
     "export_tflite",
     "get_quantization",
+    "lowering_plan",
     "op_summary",
     "read_labels",
     "run_tflite",

@@ -256,4 +256,32 @@ def choose_lowering(table: dict, path_widths: list[int], quantization: str,
     costs = {lowering: cost for lowering, cost in
              predicted_costs(table, path_widths, quantization, depth).items()
              if lowering not in excluded}
+    if "conv" in costs and "bucketed" not in excluded and len(set(path_widths)) > 1:
+        from converters.lowering import padded_widths
+
+        edges = bucket_plan(table, path_widths, quantization, depth)
+        if edges != sorted(set(path_widths)):  # padding pays off
+            costs["bucketed"] = predicted_costs(
+                table, padded_widths(path_widths, edges), quantization, depth)["conv"]
     return min(costs, key=costs.get)
+
+
+def bucket_plan(table: dict, path_widths: list[int], quantization: str,
+                depth: int = 1) -> list[int]:
+    """Bucket edges for the ``bucketed`` lowering: the padding of the paths
+    that the calibrated cost of the ``conv`` lowering (one grouped op per
+    distinct width and layer) predicts fastest (``lowering.bucket_edges``).
+
+    Example:
+        >>> table = {"layers": [
+        ...     {"quantization": "float32", "lowering": "conv", "path_widths": ws, "depth": 1,
+        ...      "us": 5.0 * len(set(ws)) + 0.01 * sum(w * w for w in ws)}
+        ...     for ws in ([8] * 4, [4] * 8, [2] * 16, [1, 3] * 8, [2, 6] * 4, [1, 2, 5] * 4)]}
+        >>> bucket_plan(table, [5, 6, 7, 8, 9, 10, 30], "float32")
+        [10, 30]
+    """
+    from converters.lowering import bucket_edges
+
+    coef = fit_costs(table, quantization)["conv"]
+    return bucket_edges(path_widths,
+                        lambda widths: float(np.array(layer_features(widths, depth)) @ coef))

@@ -5,6 +5,11 @@ side by side, in the same order in every block-diagonal layer. The function
 does not change (ReLU is elementwise, so a permutation commutes with it; the
 layers around absorb it in their weights), but the batched lowerings then need
 no GATHER, an op XNNPACK does not take and that would split the graph.
+
+``pad_paths`` widens each path to its bucket's width with neurons whose
+weights and bias are zero (``bucket_edges`` chooses the buckets): the paths
+of a bucket then have equal widths and run as one grouped op per layer.
+Those zeros are the only ones a lowering adds to a file (``padding_weights``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,174 @@ def _chain(model):
     if not (isinstance(first, keras.layers.Dense) and isinstance(last, keras.layers.Dense)):
         return None
     return first, blocks, last
+
+
+def paddable(model) -> bool:
+    """Whether ``pad_paths`` applies: Dense -> PathDense stack -> Dense."""
+    return _chain(model) is not None
+
+
+def padded_widths(path_widths, edges) -> list[int]:
+    """Each path's width raised to the smallest bucket edge that holds it.
+
+    Example:
+        >>> padded_widths([3, 5, 4, 9], [5, 9])
+        [5, 5, 5, 9]
+    """
+    edges = sorted(edges)
+    return [next(e for e in edges if e >= w) for w in path_widths]
+
+
+def padding_weights(path_widths, edges, depth: int) -> int:
+    """Zero kernel weights that padding to ``edges`` adds to a stack of
+    ``depth`` block-diagonal layers (the neighbouring Dense layers' zero
+    rows and columns are counted by ``pad_paths``'s caller, see
+    ``stack_padding``).
+
+    Example:
+        >>> padding_weights([3, 5], [5], depth=2)
+        32
+    """
+    return depth * sum(p * p - w * w for w, p in zip(path_widths, padded_widths(path_widths, edges)))
+
+
+def bucket_edges(path_widths, cost, max_buckets: int = 4) -> list[int]:
+    """The bucket edges (ascending widths) whose padded widths ``cost`` least.
+
+    Every contiguous partition of the sorted distinct widths into at most
+    ``max_buckets`` buckets is tried (a bucket's edge is its widest path);
+    with many distinct widths, the candidate edges are thinned to quantiles
+    first so the search stays small.
+
+    Args:
+        path_widths: The paths' widths.
+        cost: ``cost(padded_widths) -> float``, for example the calibrated
+            cost of the ``conv`` lowering.
+        max_buckets: Most buckets (ops per layer).
+
+    Returns:
+        The edges; the distinct widths themselves when padding does not pay.
+
+    Example:
+        >>> bucket_edges([1, 2, 2, 3, 8], lambda ws: len(set(ws)) * 20 + sum(w * w for w in ws))
+        [3, 8]
+    """
+    from itertools import combinations
+
+    distinct = sorted(set(int(w) for w in path_widths))
+    inner = distinct[:-1]
+    if len(inner) > 24:  # thin to quantiles: C(24, 3) = 2024 candidates at most
+        inner = sorted(set(int(np.quantile(inner, q)) for q in np.linspace(0, 1, 24)))
+    best = (cost(list(path_widths)), distinct)  # no padding
+    for k in range(min(max_buckets, len(distinct))):  # k inner edges: k + 1 buckets
+        for cut in combinations(inner, k):
+            edges = [*cut, distinct[-1]]
+            value = cost(padded_widths(path_widths, edges))
+            if value < best[0] - 1e-12:
+                best = (value, edges)
+    return list(best[1])
+
+
+def pad_paths(model: keras.Model, edges) -> keras.Model:
+    """The same function with every path widened to its bucket's edge.
+
+    Applies to models shaped like ``derive``'s output (Dense -> PathDense x k
+    with shared path widths -> Dense) whose block-diagonal activation maps 0
+    to 0 (ReLU, tanh, linear): a padded neuron gets zero weights in and out
+    and a zero bias, so it stays 0 and changes nothing. Other models are
+    returned as they are.
+
+    Args:
+        model: A functional Keras model.
+        edges: Bucket widths (``bucket_edges``); every path width must fit.
+
+    Returns:
+        A new model with path widths ``padded_widths(widths, edges)`` (or
+        ``model`` when nothing is padded).
+
+    Example:
+        >>> from mpath_tf import build_supernet, derive
+        >>> model = derive(build_supernet((4,), 2, depth=3, width=6, seed=0), 3)
+        >>> widths = model.get_layer("path_dense_1").path_widths
+        >>> padded = pad_paths(model, [max(widths)])
+        >>> padded.get_layer("path_dense_1").path_widths == [max(widths)] * 3
+        True
+    """
+    chain = _chain(model)
+    if chain is None:
+        return model
+    first, blocks, last = chain
+    widths = blocks[0].path_widths
+    if max(widths) > max(edges):
+        raise ValueError(f"bucket edges {sorted(edges)} do not hold a path of width {max(widths)}")
+    target = padded_widths(widths, edges)
+    zero = keras.ops.convert_to_numpy(blocks[0].activation(keras.ops.zeros((1,))))
+    if target == list(widths) or np.any(zero != 0):
+        return model
+    old = np.concatenate([[0], np.cumsum(widths)])
+    new = np.concatenate([[0], np.cumsum(target)])
+    keep = np.concatenate([np.arange(new[k], new[k] + w) for k, w in enumerate(widths)])
+    size = int(new[-1])  # the padded width; keep[i]: new position of old neuron i
+
+    inputs = keras.Input(model.input_shape[1:])
+    h = inputs
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if layer is first:
+            built = keras.layers.Dense.from_config(layer.get_config() | {"units": size})
+            h = built(h)
+            kernel, bias = layer.get_weights()
+            k2, b2 = np.zeros((kernel.shape[0], size), kernel.dtype), np.zeros(size, bias.dtype)
+            k2[:, keep], b2[keep] = kernel, bias
+            built.set_weights([k2, b2])
+        elif isinstance(layer, PathDense):
+            built = PathDense.from_config(layer.get_config() | {"path_widths": target})
+            h = built(h)
+            padded = []
+            for block, w, p in zip(layer.get_blocks(), widths, target):
+                b = np.zeros((p, p), block.dtype)
+                b[:w, :w] = block
+                padded.append(b)
+            bias = np.zeros(size, np.float32)
+            bias[keep] = keras.ops.convert_to_numpy(layer.bias)
+            built.set_blocks(padded, bias)
+        elif layer is last:
+            built = keras.layers.Dense.from_config(layer.get_config())
+            h = built(h)
+            kernel, bias = layer.get_weights()
+            k2 = np.zeros((size, kernel.shape[1]), kernel.dtype)
+            k2[keep] = kernel
+            built.set_weights([k2, bias])
+        else:
+            built = layer.__class__.from_config(layer.get_config())
+            h = built(h)
+            built.set_weights(layer.get_weights())
+    return keras.Model(inputs, h, name=model.name)
+
+
+def stack_padding(model: keras.Model, edges) -> int:
+    """All zero parameters ``pad_paths(model, edges)`` adds: the blocks'
+    padding and bias entries, the zero columns and bias entries of the Dense
+    layer before the stack and the zero rows of the one after it (0 for a
+    model it does not apply to).
+
+    Example:
+        >>> from mpath_tf import build_supernet, derive
+        >>> model = derive(build_supernet((4,), 2, depth=3, width=6, seed=0), 3)
+        >>> edges = [max(model.get_layer("path_dense_1").path_widths)]
+        >>> stack_padding(model, edges) == (pad_paths(model, edges).count_params()
+        ...                                 - model.count_params())
+        True
+    """
+    chain = _chain(model)
+    if chain is None:
+        return 0
+    first, blocks, last = chain
+    widths = blocks[0].path_widths
+    extra = sum(padded_widths(widths, edges)) - sum(widths)
+    return (padding_weights(widths, edges, len(blocks)) + len(blocks) * extra
+            + extra * (first.get_weights()[0].shape[0] + 1) + extra * last.get_weights()[0].shape[1])
 
 
 def group_paths(model: keras.Model) -> keras.Model:

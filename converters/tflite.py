@@ -29,6 +29,9 @@ LOWERINGS = {
     "per_path": "per_path",  # FULLY_CONNECTED per path + tree of <= 5-input CONCATENATIONs
     "batch_matmul": "grouped",  # one BATCH_MATMUL (+ 2 TRANSPOSEs) per distinct path width
     "conv": "conv",  # one grouped 1x1 CONV_2D per distinct path width
+    # paths padded with zero neurons to a few bucket widths, then conv: one grouped
+    # CONV_2D per bucket (``converters.lowering.pad_paths``; stacks only)
+    "bucketed": "conv",
 }
 # (``group_paths`` first renumbers the neurons, so the batched lowerings need no GATHER.)
 
@@ -63,7 +66,7 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
         ConfigError: Unknown lowering, or an unreadable calibration table.
     """
     from converters.calibration import choose_lowering, load_calibration
-    from converters.lowering import path_stack
+    from converters.lowering import paddable, path_stack
     from mpath_tf.layers import PathDense
 
     if lowering != "auto" and lowering not in LOWERINGS:
@@ -71,12 +74,17 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
             f"Unknown lowering '{lowering}'. Choose one of: {', '.join(LOWERINGS)}, auto."
         )
     layers = [l for l in model.layers if isinstance(l, PathDense)]
+    stack = path_stack(model)
     if lowering != "auto":
+        if lowering == "bucketed" and layers and not paddable(model):
+            raise ConfigError("--lowering bucketed pads a stack of block-diagonal layers with "
+                              "the same paths (a derived model); this model has none. Use conv.")
         return {l.name: lowering for l in layers}
     table = calibration if isinstance(calibration, dict) else load_calibration(calibration)
     mode = "float32" if quantization_name == "float16" else quantization_name
-    stack = path_stack(model)
     excluded = AUTO_EXCLUDED.get(mode, set())
+    if not paddable(model):
+        excluded = excluded | {"bucketed"}
     if stack:
         choice = choose_lowering(table, stack[0].path_widths, mode, len(stack), excluded)
         return {l.name: choice for l in layers}
@@ -84,12 +92,54 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
             for l in layers}
 
 
-def _lowered(model, lowerings: dict[str, str], chain: bool = True):
-    """The model to trace: neurons regrouped and, when every block-diagonal
-    layer has the same lowering (and ``chain``), the stack chained path by path."""
-    from converters.lowering import chain_paths, group_paths
-    from mpath_tf.derivation import with_implementation
+def lowering_plan(model, quantization_name: str = "float32", lowering: str = "per_path",
+                  calibration=None) -> dict:
+    """How ``convert`` lowers ``model``'s block-diagonal layers, for the record.
 
+    Returns:
+        ``{"lowerings": {layer: lowering}, "bucket_edges": [...] or None,
+        "padding_weights": n}``: with ``bucketed``, the bucket widths the
+        paths are padded to and the zero weights that adds to the file (the
+        only zeros a lowering puts there); else None and 0.
+
+    Raises:
+        ConfigError: As ``choose_lowerings``.
+    """
+    from converters.lowering import stack_padding
+
+    lowerings = choose_lowerings(model, quantization_name, lowering, calibration)
+    edges = _bucket_edges(model, lowerings, quantization_name, calibration)
+    return {"lowerings": lowerings, "bucket_edges": edges,
+            "padding_weights": stack_padding(model, edges) if edges else 0}
+
+
+def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, calibration):
+    """The bucket edges of a ``bucketed`` stack (None for other lowerings)."""
+    from converters.calibration import bucket_plan, load_calibration
+    from converters.lowering import path_stack
+
+    if not lowerings or set(lowerings.values()) != {"bucketed"}:
+        return None
+    stack = path_stack(model)
+    table = calibration if isinstance(calibration, dict) else load_calibration(calibration)
+    mode = "float32" if quantization_name == "float16" else quantization_name
+    return bucket_plan(table, stack[0].path_widths, mode, len(stack))
+
+
+def _lowered(model, lowerings: dict[str, str], chain: bool = True, edges=None):
+    """The model to trace: paths padded to ``edges`` (bucketed), neurons
+    regrouped and, when every block-diagonal layer has the same lowering (and
+    ``chain``), the stack chained path by path."""
+    from converters.lowering import chain_paths, group_paths, pad_paths
+    from mpath_tf.derivation import with_implementation
+    from mpath_tf.layers import PathDense
+
+    if edges:
+        padded = pad_paths(model, edges)
+        renamed = {l.name: lowerings[old.name] for l, old in zip(
+            [l for l in padded.layers if isinstance(l, PathDense)],
+            [l for l in model.layers if isinstance(l, PathDense)])}
+        model, lowerings = padded, renamed
     if any(lowering != "per_path" for lowering in lowerings.values()):
         model = group_paths(model)  # equal widths side by side: no GATHER
     if chain and len(set(lowerings.values())) == 1:
@@ -161,14 +211,15 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
         except Exception as err:  # the converter raises ConverterError and others
             raise _conversion_error(err, lowered, quantization) from err
 
-    content = run(_lowered(model, lowerings))
+    edges = _bucket_edges(model, lowerings, quantization.name, calibration)
+    content = run(_lowered(model, lowerings, edges=edges))
     if getattr(quantization, "calibrated", False) and _has_empty_range(content):
         # A path that never activates on the representative data gets the
         # range [0, 0] (scale 0), which the integer kernels cannot run. Joining
         # the paths after every layer gives it the range of the whole layer
         # in int8 (CONCATENATION's inputs share its output's scale); in 16x8
         # CONCATENATION requantizes its inputs, so an op's own output keeps it.
-        content = run(_lowered(model, lowerings, chain=False))
+        content = run(_lowered(model, lowerings, chain=False, edges=edges))
         _check_runnable(content, model, quantization)
     return content
 

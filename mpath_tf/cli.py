@@ -240,7 +240,8 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               "or int16x8 (int8 weights, int16 activations).")
 @click.option("--lowering", default="auto", show_default=True,
               help="How block-diagonal layers become TFLite ops: per_path, batch_matmul, conv, "
-              "or auto (the fastest by the calibration table).")
+              "bucketed (paths padded to a few widths, one op each), or auto (the fastest by "
+              "the calibration table).")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None,
               help="Calibration table for --lowering auto (default: the bundled one; make "
               "one with `mpath-tf calibrate`).")
@@ -327,7 +328,8 @@ def _fmt(value: float | None) -> str:
               help="Tries per model, in separate passes; the median try is reported and "
               "tries more than 5% apart are flagged.")
 @click.option("--lowering", default="per_path", show_default=True,
-              help="How block-diagonal layers are exported: per_path, batch_matmul, conv or auto.")
+              help="How block-diagonal layers are exported: per_path, batch_matmul, conv, "
+              "bucketed or auto.")
 @click.option("--fit-paths", callback=_int_list, default=None,
               help="Path counts to fit the latency model on (default: up to 5 spread over --paths).")
 @click.option("--python", default=None,

@@ -128,9 +128,9 @@ def export_model(
     import numpy as np
 
     from converters import (
-        choose_lowerings,
         export_tflite,
         get_quantization,
+        lowering_plan,
     )
     from converters import verify as verify_file
 
@@ -179,8 +179,7 @@ def export_model(
                 "in training. Drop one of the two."
             )
         scheme = replace(scheme, equalize=0.0)  # the record says what was done
-    lowerings = choose_lowerings(model, scheme.name, "per_path" if qat_epochs else lowering,
-                                 calibration)
+    plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         if qat_epochs:
@@ -199,7 +198,7 @@ def export_model(
         "source_model": str(model_path),
         "quantization": scheme.get_config() | {"name": scheme.name},
         "lowering": lowering,
-        "lowerings": lowerings,
+        **plan,  # lowerings, bucket_edges, padding_weights
         "calibration": str(calibration) if calibration else None,
         "qat_epochs": qat_epochs,
         "versions": library_versions(),

@@ -14,7 +14,8 @@ from converters.calibration import (
     load_calibration,
     predicted_costs,
 )
-from converters.lowering import group_paths
+from converters.lowering import group_paths, pad_paths, padded_widths
+from converters.tflite import lowering_plan
 from converters.tflite import load_interpreter
 from mpath_tf import build_supernet, derive
 from mpath_tf.errors import ConfigError
@@ -112,8 +113,12 @@ def test_cost_model_fitted_to_the_table_predicts_irregular_layers():
     assert choose_lowering(table, [4] * 6, "float32") == "conv"
     # A stack of 3 such layers: the per-layer costs three times, the fixed part once.
     assert predicted_costs(table, [4] * 6, "float32", depth=3)["per_path"] == pytest.approx(10.0, rel=1e-3)
-    # 6 paths of 6 different widths: six groups make conv the slower one.
-    assert choose_lowering(table, [1, 2, 3, 4, 6, 8], "float32") == "per_path"
+    # 6 paths of 6 different widths: six groups make conv the slower one; on
+    # this device weights cost nothing, so padding them all to width 8 (one
+    # group) is fastest of all
+    assert choose_lowering(table, [1, 2, 3, 4, 6, 8], "float32",
+                           excluded={"bucketed"}) == "per_path"
+    assert choose_lowering(table, [1, 2, 3, 4, 6, 8], "float32") == "bucketed"
     assert choose_lowering(table, [24], "float32") == "per_path"
     with pytest.raises(ConfigError, match="no int8 entries"):
         choose_lowering(table, [12, 12], "int8")
@@ -219,3 +224,72 @@ def test_int8_with_a_path_that_never_activates_still_runs(model, digits, tmp_pat
     path = tmp_path / "dead.tflite"
     path.write_bytes(content)
     assert_int8_close(verify(path, dead, digits.x_test, Int8()))
+
+
+# A calibration table under which one grouped op costs as much as 400 weights:
+# padding a few paths to share an op pays (the bundled table's conv costs
+# are of that kind at moderate path counts).
+OP_HEAVY = {"layers": [
+    {"quantization": q, "lowering": lowering, "path_widths": ws, "depth": 1,
+     "us": (4.0 if lowering == "per_path" else 5.0) * len(set(ws) if lowering == "conv" else ws)
+     + 0.0125 * sum(w * w for w in ws)}
+    for q in ("float32", "int8") for lowering in ("per_path", "conv")
+    for ws in ([8] * 4, [4] * 8, [2] * 16, [1, 3] * 8, [2, 6] * 4, [1, 2, 5] * 4, [3, 5, 7, 9])]}
+
+
+def test_bucketed_pads_to_few_widths_keeps_the_function_and_counts_the_padding(
+        model, digits, tmp_path):
+    widths = model.get_layer("path_dense_1").path_widths
+    plan = lowering_plan(model, "float32", "bucketed", OP_HEAVY)
+    edges = plan["bucket_edges"]
+    assert edges and len(edges) < len(set(widths))  # fewer ops per layer than widths
+    padded = pad_paths(model, edges)
+    assert padded.get_layer("path_dense_1").path_widths == padded_widths(widths, edges)
+    np.testing.assert_allclose(padded.predict(digits.x_test, verbose=0),
+                               model.predict(digits.x_test, verbose=0), atol=1e-6)
+    assert plan["padding_weights"] == padded.count_params() - model.count_params() > 0
+
+    path = export_tflite(model, tmp_path / "b.tflite", Float32(), lowering="bucketed",
+                         calibration=OP_HEAVY)
+    check = verify(path, model, digits.x_test, Float32())
+    assert check.passed and check.max_abs_diff <= 1e-5, check
+    ops, tensors = _ops(path)
+    names = [op["op_name"] for op in ops]
+    stack = [l for l in model.layers if isinstance(l, PathDense)]
+    assert names.count("CONV_2D") == len(edges) * len(stack)  # one op per bucket and layer
+    assert "GATHER" not in names and names.count("DELEGATE") == 1
+    # the flatbuffer audit: the constant matrices hold the model's kernel
+    # weights plus exactly the padding's (the only zeros allowed in a file)
+    produced = {i for op in ops for i in op["outputs"]}
+    kernels = {i for op in ops if op["op_name"] in ("FULLY_CONNECTED", "CONV_2D")
+               for i in op["inputs"][:2] if i >= 0 and i not in produced
+               and tensors[i]["dtype"] == np.float32 and len(tensors[i]["shape"]) >= 2}
+    def kernel_count(m):
+        return (sum(int(np.prod(w.shape)) for w in m.weights if len(w.shape) != 1)
+                + sum(int(np.prod(l.kernel.shape)) for l in m.layers if isinstance(l, PathDense)))
+    assert sum(int(np.prod(tensors[i]["shape"])) for i in kernels) == kernel_count(padded)
+
+
+def test_bucketed_int8_stays_within_tolerance(model, digits, tmp_path):
+    path = export_tflite(model, tmp_path / "q.tflite", Int8(), digits.x_train,
+                         lowering="bucketed", calibration=OP_HEAVY)
+    assert_int8_close(verify(path, model, digits.x_test, Int8()))
+
+
+def test_auto_picks_bucketed_when_ops_cost_more_than_padding(model):
+    widths = model.get_layer("path_dense_1").path_widths
+    assert choose_lowering(OP_HEAVY, widths, "float32", depth=2) == "bucketed"
+    assert set(choose_lowerings(model, "float32", "auto", OP_HEAVY).values()) == {"bucketed"}
+    # when an op costs nothing, padding never pays: auto keeps the unpadded widths
+    cheap_ops = {"layers": [dict(l, us=0.0125 * sum(w * w for w in l["path_widths"]) + 0.1)
+                            for l in OP_HEAVY["layers"]]}
+    assert choose_lowering(cheap_ops, widths, "float32", depth=2) != "bucketed"
+
+
+def test_bucketed_needs_a_stack(tmp_path):
+    from mpath_tf.layers import PathDense as PD
+
+    inputs = keras.Input((6,))
+    outputs = keras.layers.Dense(2)(PD([2, 4], "relu")(inputs))
+    with pytest.raises(ConfigError, match="bucketed pads a stack"):
+        lowering_plan(keras.Model(inputs, outputs), "float32", "bucketed", OP_HEAVY)
