@@ -239,9 +239,13 @@ def predicted_costs(table: dict, path_widths: list[int], quantization: str,
 
 
 def choose_lowering(table: dict, path_widths: list[int], quantization: str,
-                    depth: int = 1, excluded=()) -> str:
+                    depth: int = 1, excluded=(), neighbours: int = 0) -> str:
     """The lowering with the lowest predicted cost for a stack of ``depth``
     layers, other than those in ``excluded``.
+
+    ``bucketed`` is weighed when ``conv`` is calibrated: its cost is conv's
+    on the padded widths plus the weights each padded neuron adds to the
+    layers around the stack (``neighbours`` per neuron, see ``bucket_plan``).
 
     Example:
         >>> table = {"layers": [
@@ -257,20 +261,47 @@ def choose_lowering(table: dict, path_widths: list[int], quantization: str,
              predicted_costs(table, path_widths, quantization, depth).items()
              if lowering not in excluded}
     if "conv" in costs and "bucketed" not in excluded and len(set(path_widths)) > 1:
-        from converters.lowering import padded_widths
-
-        edges = bucket_plan(table, path_widths, quantization, depth)
+        edges = bucket_plan(table, path_widths, quantization, depth, neighbours)
         if edges != sorted(set(path_widths)):  # padding pays off
-            costs["bucketed"] = predicted_costs(
-                table, padded_widths(path_widths, edges), quantization, depth)["conv"]
+            costs["bucketed"] = _bucketed_cost(table, quantization, depth, neighbours,
+                                               path_widths)(edges)
     return min(costs, key=costs.get)
 
 
+# The most zero weights padding may add, as a share of the stack's own weights
+# (blocks and the layers around it): a file a quarter larger at most, however
+# much faster the cost model says a wider padding would run.
+MAX_PADDING = 0.25
+
+
+def _bucketed_cost(table: dict, quantization: str, depth: int, neighbours: int, path_widths):
+    """``cost(edges)``: conv's calibrated cost of the padded stack plus the
+    neighbouring layers' extra weights at conv's cost per weight; infinite
+    beyond ``MAX_PADDING``."""
+    from converters.lowering import padded_widths
+
+    coef = fit_costs(table, quantization)["conv"]
+    own = depth * sum(w * w for w in path_widths) + neighbours * sum(path_widths)
+
+    def cost(edges) -> float:
+        padded = padded_widths(path_widths, edges)
+        extra = sum(padded) - sum(path_widths)
+        added = depth * sum(p * p - w * w for w, p in zip(path_widths, padded)) + neighbours * extra
+        if added > MAX_PADDING * own:
+            return float("inf")
+        return float(np.array(layer_features(padded, depth)) @ coef) + coef[3] * neighbours * extra
+
+    return cost
+
+
 def bucket_plan(table: dict, path_widths: list[int], quantization: str,
-                depth: int = 1) -> list[int]:
+                depth: int = 1, neighbours: int = 0) -> list[int]:
     """Bucket edges for the ``bucketed`` lowering: the padding of the paths
     that the calibrated cost of the ``conv`` lowering (one grouped op per
-    distinct width and layer) predicts fastest (``lowering.bucket_edges``).
+    distinct width and layer) predicts fastest (``lowering.bucket_edges``),
+    counting that each padded neuron also adds ``neighbours`` weights to the
+    layers before and after the stack (their fan-in + 1 + fan-out), and
+    adding at most ``MAX_PADDING`` of the stack's own weights.
 
     Example:
         >>> table = {"layers": [
@@ -279,9 +310,10 @@ def bucket_plan(table: dict, path_widths: list[int], quantization: str,
         ...     for ws in ([8] * 4, [4] * 8, [2] * 16, [1, 3] * 8, [2, 6] * 4, [1, 2, 5] * 4)]}
         >>> bucket_plan(table, [5, 6, 7, 8, 9, 10, 30], "float32")
         [10, 30]
+        >>> bucket_plan(table, [5, 6, 7, 8, 9, 10, 30], "float32", neighbours=200)
+        [6, 8, 10, 30]
     """
-    from converters.lowering import bucket_edges
+    from converters.lowering import bucket_edges, padded_widths
 
-    coef = fit_costs(table, quantization)["conv"]
-    return bucket_edges(path_widths,
-                        lambda widths: float(np.array(layer_features(widths, depth)) @ coef))
+    cost = _bucketed_cost(table, quantization, depth, neighbours, path_widths)
+    return bucket_edges(path_widths, lambda padded: cost(sorted(set(padded))))

@@ -54,6 +54,16 @@ def paddable(model) -> bool:
     return _chain(model) is not None
 
 
+def neighbour_weights(model) -> int:
+    """Weights one padded neuron adds outside the stack (``pad_paths``): its
+    column and bias in the Dense layer before, its row in the one after."""
+    chain = _chain(model)
+    if chain is None:
+        return 0
+    first, _, last = chain
+    return first.get_weights()[0].shape[0] + 1 + last.get_weights()[0].shape[1]
+
+
 def padded_widths(path_widths, edges) -> list[int]:
     """Each path's width raised to the smallest bucket edge that holds it.
 

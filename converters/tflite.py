@@ -66,7 +66,7 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
         ConfigError: Unknown lowering, or an unreadable calibration table.
     """
     from converters.calibration import choose_lowering, load_calibration
-    from converters.lowering import paddable, path_stack
+    from converters.lowering import neighbour_weights, paddable, path_stack
     from mpath_tf.layers import PathDense
 
     if lowering != "auto" and lowering not in LOWERINGS:
@@ -86,7 +86,8 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     if not paddable(model):
         excluded = excluded | {"bucketed"}
     if stack:
-        choice = choose_lowering(table, stack[0].path_widths, mode, len(stack), excluded)
+        choice = choose_lowering(table, stack[0].path_widths, mode, len(stack), excluded,
+                                 neighbour_weights(model))
         return {l.name: choice for l in layers}
     return {l.name: choose_lowering(table, l.path_widths, mode, excluded=excluded)
             for l in layers}
@@ -116,14 +117,14 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
 def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, calibration):
     """The bucket edges of a ``bucketed`` stack (None for other lowerings)."""
     from converters.calibration import bucket_plan, load_calibration
-    from converters.lowering import path_stack
+    from converters.lowering import neighbour_weights, path_stack
 
     if not lowerings or set(lowerings.values()) != {"bucketed"}:
         return None
     stack = path_stack(model)
     table = calibration if isinstance(calibration, dict) else load_calibration(calibration)
     mode = "float32" if quantization_name == "float16" else quantization_name
-    return bucket_plan(table, stack[0].path_widths, mode, len(stack))
+    return bucket_plan(table, stack[0].path_widths, mode, len(stack), neighbour_weights(model))
 
 
 def _lowered(model, lowerings: dict[str, str], chain: bool = True, edges=None):
