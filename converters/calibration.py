@@ -10,6 +10,14 @@ predicts any stack, including the irregular path widths of derived models. The t
 this project's development machine is bundled (``calibration/``); calibrate
 your own device with ``mpath-tf calibrate --target ...``.
 
+Lowering costs depend on the CPU (its SIMD features above all), so a table
+records the CPU it was measured on (``device``: model, ``cpu_isa`` flags,
+core count; ``settings``: threads) and ``cpu_key`` names it. With no table
+given, ``load_calibration`` takes this CPU's own: the bundled one if it was
+measured on such a CPU, else one cached by ``calibrate_this_cpu`` (``mpath-tf
+export --calibrate``, a short local calibration) in the user's cache
+directory, else the bundled table, and ``calibration_source`` says which.
+
 Table format (JSON)::
 
     {"format": "mpath-tf-lowering-calibration", "version": 3, "target": ...,
@@ -37,6 +45,8 @@ BUNDLED = Path(__file__).parent / "calibration" / "local-x86_64.json"
 VERSION = 3
 # Block-diagonal layers per calibrated stack (the upper layers of mpath-4-W).
 STACK_DEPTH = 3
+# Lowerings timed; bucketed is conv on padded widths, predicted from conv's costs.
+CALIBRATED = ("per_path", "batch_matmul", "conv")
 
 
 def equal_widths(width: int, paths: int) -> list[int]:
@@ -106,7 +116,7 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
         The table (see the module docstring).
     """
     from converters.quantization import get_quantization
-    from converters.tflite import AUTO_EXCLUDED, LOWERINGS, export_tflite
+    from converters.tflite import AUTO_EXCLUDED, export_tflite
     from edge_bench import Journal, get_target, measure_models
 
     target = get_target(target) if isinstance(target, str) else target
@@ -121,7 +131,7 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
             variants["irregular"] = sorted(irregular_widths(width, b))
         for variant, widths in variants.items():
             model = stack_model(widths)
-            for lowering in LOWERINGS if b > 1 else ["per_path"]:
+            for lowering in CALIBRATED if b > 1 else ["per_path"]:
                 if lowering == "per_path" and b > MAX_PER_PATH_CALIBRATION:
                     continue
                 for quantization in quantizations:
@@ -151,6 +161,100 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
             "settings": (settings.to_dict() if settings else None), "layers": layers}
 
 
+def cpu_key(device: dict) -> str:
+    """A file-name-safe name of a CPU kind: machine, model and SIMD features.
+
+    Example:
+        >>> cpu_key({"machine": "x86_64", "cpu_model": "AMD EPYC 7B13",
+        ...          "cpu_isa": ["avx2", "fma"]})
+        'x86_64-amd-epyc-7b13-avx2-fma'
+    """
+    import re
+
+    parts = [device.get("machine") or "", device.get("cpu_model") or "",
+             *(device.get("cpu_isa") or [])]
+    return re.sub(r"[^a-z0-9_]+", "-", " ".join(parts).lower()).strip("-")
+
+
+def cache_dir() -> Path:
+    """Where per-CPU calibration tables are cached: ``$MPATH_TF_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/mpath-tf``, else ``~/.cache/mpath-tf``; then
+    ``calibration/``."""
+    root = os.environ.get("MPATH_TF_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mpath-tf")
+    return Path(root) / "calibration"
+
+
+def this_cpu() -> dict:
+    """This machine's CPU as a calibration table records it (``edge_bench``'s
+    device description, without the changing state)."""
+    from edge_bench.agent import describe
+
+    return {k: v for k, v in describe().items() if k != "state"}
+
+
+def own_table_path(device: dict | None = None) -> Path | None:
+    """The table measured on this CPU kind: the bundled one if it matches,
+    else the cached one, else None."""
+    key = cpu_key(device or this_cpu())
+    try:
+        if cpu_key(json.loads(BUNDLED.read_text()).get("device") or {}) == key:
+            return BUNDLED
+    except (OSError, ValueError):
+        pass
+    cached = cache_dir() / f"{key}.json"
+    return cached if cached.is_file() else None
+
+
+def calibration_source(calibration=None) -> dict:
+    """Which table ``auto`` uses, for the record and for a notice.
+
+    Returns:
+        ``{"table": path or "given", "cpu": this CPU's key, "own": whether
+        the table was measured on this CPU kind, "table_cpu": its key}``.
+    """
+    here = cpu_key(this_cpu())
+    if isinstance(calibration, dict):
+        table, path = calibration, "given"
+    else:
+        path = Path(calibration) if calibration else (own_table_path() or BUNDLED)
+        table = load_calibration(path)
+    theirs = cpu_key(table.get("device") or {})
+    return {"table": str(path), "cpu": here, "table_cpu": theirs, "own": theirs == here}
+
+
+def calibrate_this_cpu(width: int = 96, paths=(1, 2, 4, 8, 16, 32, 96),
+                       quantizations=("float32", "int8"), log=print) -> Path:
+    """A short calibration of this CPU (about a minute on 2 cores), cached
+    for ``load_calibration`` (``cache_dir() / <cpu_key>.json``).
+
+    Args:
+        width: Layer width of the calibrated stacks.
+        paths: Path counts (equal and irregular widths each).
+        quantizations: Modes.
+        log: Progress printer.
+
+    Returns:
+        The cached table's path.
+    """
+    import tempfile
+
+    from edge_bench import BenchSettings, LocalTarget
+    from mpath_tf.io import atomic_write_json
+
+    key = cpu_key(this_cpu())
+    out = cache_dir() / f"{key}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = BenchSettings(min_secs=0.1, warmup_min_secs=0.05, runs=20)
+    with tempfile.TemporaryDirectory() as workdir:
+        table = calibrate(LocalTarget(), width, quantizations, paths, workdir, settings,
+                          log=lambda *_: None)
+    table["device"] = {k: v for k, v in table["device"].items() if k != "state"}
+    atomic_write_json(out, table)
+    log(f"calibrated the lowerings on this CPU ({key}): {out}")
+    return out
+
+
 def merge(tables: list[dict]) -> dict:
     """One table holding the layers of several calibrations of one device."""
     merged = dict(tables[0])
@@ -159,12 +263,13 @@ def merge(tables: list[dict]) -> dict:
 
 
 def load_calibration(path: str | os.PathLike | None = None) -> dict:
-    """Read a calibration table (default: the bundled one).
+    """Read a calibration table (default: this CPU's own, see the module
+    docstring, else the bundled one).
 
     Raises:
         ConfigError: Missing file or not a calibration table.
     """
-    path = Path(path) if path else BUNDLED
+    path = Path(path) if path else (own_table_path() or BUNDLED)
     try:
         table = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

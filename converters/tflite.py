@@ -99,19 +99,24 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
 
     Returns:
         ``{"lowerings": {layer: lowering}, "bucket_edges": [...] or None,
-        "padding_weights": n}``: with ``bucketed``, the bucket widths the
-        paths are padded to and the zero weights that adds to the file (the
-        only zeros a lowering puts there); else None and 0.
+        "padding_weights": n, "calibration_source": {...} or None}``: with
+        ``bucketed``, the bucket widths the paths are padded to and the zero
+        weights that adds to the file (the only zeros a lowering puts there);
+        else None and 0; the calibration table consulted (``auto``,
+        ``bucketed``) and whether it was measured on this CPU kind.
 
     Raises:
         ConfigError: As ``choose_lowerings``.
     """
+    from converters.calibration import calibration_source
     from converters.lowering import stack_padding
 
     lowerings = choose_lowerings(model, quantization_name, lowering, calibration)
     edges = _bucket_edges(model, lowerings, quantization_name, calibration)
+    uses_table = lowering == "auto" or edges is not None
     return {"lowerings": lowerings, "bucket_edges": edges,
-            "padding_weights": stack_padding(model, edges) if edges else 0}
+            "padding_weights": stack_padding(model, edges) if edges else 0,
+            "calibration_source": calibration_source(calibration) if uses_table else None}
 
 
 def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, calibration):

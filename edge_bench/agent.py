@@ -69,6 +69,22 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+# Instruction-set features that decide which kernels LiteRT (XNNPACK) runs.
+_ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
+        "avx512_bf16", "amx_int8", "asimd", "neon", "asimddp", "i8mm", "sve", "sve2")
+
+
+def _cpu_isa():
+    """The features of ``_ISA`` this CPU has (x86 ``flags``, ARM ``Features``)."""
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        key = line.split(":")[0].strip().lower()
+        if key in ("flags", "features"):
+            have = set(line.split(":", 1)[1].split())
+            return [flag for flag in _ISA if flag in have]
+    return []
+
+
 def system_state(cpus):
     """CPU governor and frequencies of the pinned CPUs, and every thermal zone."""
     state = {"cpus": {}, "temperatures_c": {}}
@@ -118,6 +134,7 @@ def describe():
         "release": platform.release(),
         "machine": platform.machine(),
         "cpu_model": _cpu_model(),
+        "cpu_isa": _cpu_isa(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "runtime": runtime,

@@ -243,8 +243,11 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               "bucketed (paths padded to a few widths, one op each), or auto (the fastest by "
               "the calibration table).")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None,
-              help="Calibration table for --lowering auto (default: the bundled one; make "
-              "one with `mpath-tf calibrate`).")
+              help="Calibration table for --lowering auto (default: this CPU's own, if "
+              "measured, else the bundled one; make one with `mpath-tf calibrate`).")
+@click.option("--calibrate", is_flag=True,
+              help="With --lowering auto: if this CPU kind has no calibration table, measure "
+              "one first (about a minute) and cache it for later exports.")
 @click.option("--int8-io", is_flag=True, default=False,
               help="With --quantize int8: int8 input and output tensors (default float32).")
 @click.option("--equalize", type=float, default=None,
@@ -268,8 +271,8 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: MODEL with suffix _<quantization>.tflite).")
 @_input_errors
-def export(model, fmt, quantization, lowering, calibration, int8_io, equalize, qat_epochs,
-           bundle, bundle_paths, verify, dataset, data_dir, output):
+def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, equalize,
+           qat_epochs, bundle, bundle_paths, verify, dataset, data_dir, output):
     """Export a .keras MODEL to TFLite and check it against Keras.
 
     \b
@@ -288,7 +291,8 @@ def export(model, fmt, quantization, lowering, calibration, int8_io, equalize, q
     report = export_model(
         model, quantization, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
         lowering=lowering, calibration=calibration, qat_epochs=qat_epochs, int8_io=int8_io,
-        equalize=equalize, verify=verify,
+        equalize=equalize, verify=verify, calibrate=calibrate,
+        log=lambda m: click.echo(m, err=True),
     )
     click.echo(json.dumps(report, indent=2))
     # A QAT model is fine-tuned, so it is not expected to match the Keras model

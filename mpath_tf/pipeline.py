@@ -471,6 +471,16 @@ def _export(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "mo
     return exports
 
 
+def _calibration_notice(log) -> None:
+    """Say so when ``auto`` lowered with a calibration table of another CPU."""
+    from converters.calibration import calibration_source
+
+    source = calibration_source()
+    if not source["own"]:
+        log(f"  lowering auto: no calibration table of this CPU ({source['cpu']}); used the "
+            f"table of {source['table_cpu']} (`mpath-tf export --calibrate` measures this CPU)")
+
+
 def summary(result: dict) -> dict:
     """The machine-readable summary of a search (``mpath-tf search --json``).
 
@@ -605,6 +615,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
     test_accuracy = float(np.mean(np.argmax(expected, axis=-1) == data.y_test))
     exports = _export(run, model, data, log, expected=expected)
+    _calibration_notice(log)
     reference = None
     if reference_model is not None:
         reference = {**reference_record,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def export_model(
     int8_io: bool = False,
     equalize: float | None = None,
     verify: bool = True,
+    calibrate: bool = False,
+    log=None,
 ) -> dict:
     """Export a ``.keras`` model to ``.tflite`` and verify it in LiteRT.
 
@@ -115,6 +118,12 @@ def export_model(
             it off; default the scheme's (0.5).
         verify: Run the parity check (``converters.verify``) on held-out data
             (the test split, or random inputs without a dataset).
+        calibrate: With ``auto`` or ``bucketed`` and no ``calibration``: if
+            this CPU kind has no table of its own, measure one first (about
+            a minute) and cache it for every later export
+            (``converters.calibration.calibrate_this_cpu``).
+        log: Where notices go (which calibration table ``auto`` used when it
+            is not this CPU's); default stderr.
 
     Returns:
         A report with the output file, its size, the settings, the lowering of
@@ -179,7 +188,19 @@ def export_model(
                 "in training. Drop one of the two."
             )
         scheme = replace(scheme, equalize=0.0)  # the record says what was done
+    log = log or (lambda message: print(message, file=sys.stderr))
+    if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
+        from converters.calibration import calibrate_this_cpu, own_table_path
+
+        if own_table_path() is None:
+            log("calibrating the lowerings on this CPU (about a minute, once)")
+            calibrate_this_cpu(log=log)
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)
+    source = plan["calibration_source"]
+    if source and not source["own"]:
+        log(f"lowering {lowering}: no calibration table of this CPU ({source['cpu']}); used the "
+            f"table of {source['table_cpu']}. `mpath-tf export --calibrate` measures this CPU "
+            "(about a minute, cached).")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         if qat_epochs:
