@@ -93,7 +93,7 @@ def test_derive_and_export_commands(finished_run, tmp_path):
     out = tmp_path / "d.keras"
     result = invoke("derive", finished_run, "--paths", 3, "--finetune-epochs", 1, "--output", out)
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     model = keras.saving.load_model(out)
     assert report["parameters"] == model.count_params() and len(report["path_widths"]) == 3
     for quantization in ("float32", "dynamic"):
@@ -101,12 +101,12 @@ def test_derive_and_export_commands(finished_run, tmp_path):
         result = invoke("export", out, "--format", "tflite", "--quantization", quantization,
                         "--dataset", "digits", "--output", target)
         assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["verification"]["passed"] and target.is_file()
+        assert json.loads(result.stdout)["verification"]["passed"] and target.is_file()
     # int8 of this small, soft model misses the 4-output-step bound (see
     # tests/conftest.py: assert_int8_close), so it is exported unverified here.
     result = invoke("export", out, "--quantization", "int8", "--dataset", "digits", "--no-verify",
                     "--output", tmp_path / "d_int8.tflite")
-    assert result.exit_code == 0 and "verification" not in json.loads(result.output)
+    assert result.exit_code == 0 and "verification" not in json.loads(result.stdout)
 
 
 def test_export_fails_loudly_beyond_the_bounds(finished_run, tmp_path, monkeypatch):
@@ -124,7 +124,7 @@ def test_export_fails_loudly_beyond_the_bounds(finished_run, tmp_path, monkeypat
 def test_export_finds_the_dataset_of_its_run(finished_run):
     result = invoke("export", finished_run / "model.keras", "--quantization", "dynamic")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["verified_on"] == "digits test split"
+    assert json.loads(result.stdout)["verified_on"] == "digits test split"
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,7 @@ def test_cli_export_records_the_equalization(tiny_run):
                                           strength, "--no-verify", "--output", str(out)],
                                     catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        report = json.loads(result.output[result.output.index("{"):])
+        report = json.loads(result.stdout)
         assert report["quantization"]["equalize"] == float(strength)
         files[strength] = out.read_bytes()
     assert files["0"] != files["0.5"]  # the quantized weights moved

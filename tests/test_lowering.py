@@ -164,7 +164,7 @@ def test_cli_export_with_a_lowering_and_int8_io(tiny_run):
                                       "--int8-io", "--lowering", "conv", "--no-verify", "--output",
                                       str(tiny_run / "io.tflite")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.stdout)
     assert report["quantization"]["int8_io"] is True and "verification" not in report
     assert set(report["lowerings"].values()) <= {"conv"}
     bad = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--int8-io"])

@@ -51,7 +51,7 @@ def test_cli_export_with_qat(tiny_run):
     result = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--quantize",
                                       "int8", "--qat-epochs", "1"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.stdout)
     assert report["qat_epochs"] == 1 and 0 <= report["tflite_test_accuracy"] <= 1
     bad = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--qat-epochs", "1"])
     assert bad.exit_code == 2 and "--qat-epochs needs --quantize int8" in bad.output
