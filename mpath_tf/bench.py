@@ -180,6 +180,7 @@ def bench_run(
     repeats: int = 3,
     lowering: str = "per_path",
     log=print,
+    calibrate: bool = False,
 ) -> dict:
     """Benchmark the dense MLP and derived models of a search run on a target.
 
@@ -196,8 +197,12 @@ def bench_run(
         repeats: Tries per model, in separate passes over all models; the
             median try is reported (see ``edge_bench.measure_models``).
         lowering: How the block-diagonal layers are exported (see
-            ``converters.convert``); ``auto`` uses the bundled calibration.
+            ``converters.convert``); ``auto`` uses this CPU's calibration
+            table, else the bundled one.
         log: Progress printer.
+        calibrate: On target ``local`` with ``auto`` or ``bucketed``: if this
+            CPU kind has no calibration table, measure one first (about a
+            minute, cached; ``converters.calibration.calibrate_this_cpu``).
 
     Returns:
         A report: output files, the proxy verdict and the latency model's
@@ -227,6 +232,12 @@ def bench_run(
     bench_target = get_target(target, **(target_options or {}))
     out = run.path / "bench" / target_slug(bench_target.name)
     device = bench_target.describe()  # an unreachable target fails before any export
+    if calibrate and target == "local" and lowering in ("auto", "bucketed"):
+        from converters.calibration import calibrate_this_cpu, own_table_path
+
+        if own_table_path() is None:
+            log("calibrating the lowerings on this CPU (about a minute, once)")
+            calibrate_this_cpu(log=log)
     out.mkdir(parents=True, exist_ok=True)  # (and leaves no empty folder)
     log(f"exporting {len(paths) + 1} models x {len(quantizations)} quantizations")
     jobs = _export_all(run, paths, quantizations, lowering, log)

@@ -334,6 +334,9 @@ def _fmt(value: float | None) -> str:
 @click.option("--lowering", default="per_path", show_default=True,
               help="How block-diagonal layers are exported: per_path, batch_matmul, conv, "
               "bucketed or auto.")
+@click.option("--calibrate", is_flag=True,
+              help="Target local, --lowering auto: if this CPU kind has no calibration "
+              "table, measure one first (about a minute) and cache it.")
 @click.option("--fit-paths", callback=_int_list, default=None,
               help="Path counts to fit the latency model on (default: up to 5 spread over --paths).")
 @click.option("--python", default=None,
@@ -346,8 +349,8 @@ def _fmt(value: float | None) -> str:
               help="adb: the benchmark_model binary for the phone's ABI.")
 @_input_errors
 def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_secs,
-          warmup_runs, warmup_min_secs, timeout_s, repeats, lowering, fit_paths, python, ssh_config,
-          identity, benchmark_model):
+          warmup_runs, warmup_min_secs, timeout_s, repeats, lowering, calibrate, fit_paths, python,
+          ssh_config, identity, benchmark_model):
     """Measure the latency of RUN's dense MLP and derived models on a target,
     and judge whether parameter count predicts it.
 
@@ -372,7 +375,7 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
         settings=settings, fit_paths=fit_paths, repeats=repeats, lowering=lowering,
         target_options={"python": python, "ssh_config": ssh_config, "identity": identity,
                         "benchmark_model": benchmark_model},
-        log=click.echo,
+        log=click.echo, calibrate=calibrate,
     )
     for q, entry in report["proxy"].items():
         model = report["latency_model"].get(q, {})
