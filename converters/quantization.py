@@ -24,15 +24,19 @@ class Float32:
     """No quantization: float32 weights and activations.
 
     Bound: the LiteRT kernels compute the same float32 maths as Keras in a
-    different order, so every output (softmax probability) agrees to 1e-5
-    (TensorFlow's converter tests use the same tolerance).
+    different order, so every output (softmax probability) agrees to 1e-4.
+    The rounding of a logit is about float32's epsilon times the sum of the
+    magnitudes of its terms, which for trained models on unscaled features
+    reaches 1e-5 of an output (a dense digits MLP: 1.14e-5 on one of 360
+    outputs, the 99th percentile 5e-17); a wrong weight or op moves outputs
+    by 1e-2 and more.
     """
 
     name = "float32"
     calibrated = False
 
     def parity_bounds(self) -> dict:
-        return {"max_abs_diff": 1e-5}
+        return {"max_abs_diff": 1e-4}
 
     def configure(self, converter, representative_data) -> None:
         """Float32 needs no converter setting."""

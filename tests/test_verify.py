@@ -85,9 +85,11 @@ def test_each_bound_fails_on_outputs_that_break_it():
     rng = np.random.default_rng(0)
     expected = _probabilities(rng.normal(0, 4, (1000, 10)))
     labels = expected.argmax(-1)
-    assert compare_outputs(expected, expected + 5e-6, Float32()).passed
-    float32 = compare_outputs(expected, expected + 2e-5, Float32())
-    assert float32.failures == ("largest difference 2.00e-05 > 1e-05",)
+    # float32: summation order reaches 1e-5 (a dense digits MLP: 1.14e-5), a
+    # conversion bug much more
+    assert compare_outputs(expected, expected + 5e-5, Float32()).passed
+    float32 = compare_outputs(expected, expected + 2e-4, Float32())
+    assert float32.failures == ("largest difference 2.00e-04 > 0.0001",)
     # float16: 1e-3 plus 1e-3 of the output's size.
     assert compare_outputs(expected, expected * (1 + 9e-4) + 9e-4, Float16()).passed
     assert not compare_outputs(expected, expected + 1.1e-3, Float16()).passed
