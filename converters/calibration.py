@@ -193,20 +193,24 @@ def this_cpu() -> dict:
     return {k: v for k, v in describe().items() if k != "state"}
 
 
-def own_table_path(device: dict | None = None) -> Path | None:
-    """The table measured on this CPU kind: the bundled one if it matches,
-    else the cached one, else None."""
-    key = cpu_key(device or this_cpu())
-    try:
-        if cpu_key(json.loads(BUNDLED.read_text()).get("device") or {}) == key:
-            return BUNDLED
-    except (OSError, ValueError):
-        pass
-    cached = cache_dir() / f"{key}.json"
-    return cached if cached.is_file() else None
+def own_table_path(quantization: str | None = None) -> Path | None:
+    """The table measured on this CPU kind (with entries for
+    ``quantization``, if given): the bundled one if it matches, else the
+    cached one, else None."""
+    key = cpu_key(this_cpu())
+    for path in (BUNDLED, cache_dir() / f"{key}.json"):
+        try:
+            table = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if cpu_key(table.get("device") or {}) == key and (
+                quantization is None
+                or any(l.get("quantization") == quantization for l in table.get("layers", []))):
+            return path
+    return None
 
 
-def calibration_source(calibration=None) -> dict:
+def calibration_source(calibration=None, quantization: str | None = None) -> dict:
     """Which table ``auto`` uses, for the record and for a notice.
 
     Returns:
@@ -217,21 +221,22 @@ def calibration_source(calibration=None) -> dict:
     if isinstance(calibration, dict):
         table, path = calibration, "given"
     else:
-        path = Path(calibration) if calibration else (own_table_path() or BUNDLED)
+        path = Path(calibration) if calibration else (own_table_path(quantization) or BUNDLED)
         table = load_calibration(path)
     theirs = cpu_key(table.get("device") or {})
     return {"table": str(path), "cpu": here, "table_cpu": theirs, "own": theirs == here}
 
 
-def calibrate_this_cpu(width: int = 96, paths=(1, 2, 4, 8, 16, 32, 96),
-                       quantizations=("float32", "int8"), log=print) -> Path:
-    """A short calibration of this CPU (about a minute on 2 cores), cached
-    for ``load_calibration`` (``cache_dir() / <cpu_key>.json``).
+def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
+                       paths=(1, 2, 4, 8, 16, 64), log=print) -> Path:
+    """A short calibration of one mode on this CPU (under a minute on 2
+    cores), added to this CPU kind's cached table (``cache_dir() /
+    <cpu_key>.json``) for ``load_calibration``.
 
     Args:
+        quantization: The mode to calibrate (``float16`` uses float32's).
         width: Layer width of the calibrated stacks.
         paths: Path counts (equal and irregular widths each).
-        quantizations: Modes.
         log: Progress printer.
 
     Returns:
@@ -242,16 +247,23 @@ def calibrate_this_cpu(width: int = 96, paths=(1, 2, 4, 8, 16, 32, 96),
     from edge_bench import BenchSettings, LocalTarget
     from mpath_tf.io import atomic_write_json
 
+    mode = "float32" if quantization == "float16" else quantization
     key = cpu_key(this_cpu())
     out = cache_dir() / f"{key}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = BenchSettings(min_secs=0.1, warmup_min_secs=0.05, runs=20)
     with tempfile.TemporaryDirectory() as workdir:
-        table = calibrate(LocalTarget(), width, quantizations, paths, workdir, settings,
+        table = calibrate(LocalTarget(), width, (mode,), paths, workdir, settings,
                           log=lambda *_: None)
     table["device"] = {k: v for k, v in table["device"].items() if k != "state"}
+    try:  # keep the modes calibrated before
+        old = json.loads(out.read_text())
+        if cpu_key(old.get("device") or {}) == key:
+            table["layers"] += [l for l in old["layers"] if l["quantization"] != mode]
+    except (OSError, ValueError, KeyError):
+        pass
     atomic_write_json(out, table)
-    log(f"calibrated the lowerings on this CPU ({key}): {out}")
+    log(f"calibrated the {mode} lowerings on this CPU ({key}): {out}")
     return out
 
 
@@ -262,14 +274,15 @@ def merge(tables: list[dict]) -> dict:
     return merged
 
 
-def load_calibration(path: str | os.PathLike | None = None) -> dict:
-    """Read a calibration table (default: this CPU's own, see the module
-    docstring, else the bundled one).
+def load_calibration(path: str | os.PathLike | None = None,
+                     quantization: str | None = None) -> dict:
+    """Read a calibration table (default: this CPU's own with entries for
+    ``quantization``, see the module docstring, else the bundled one).
 
     Raises:
         ConfigError: Missing file or not a calibration table.
     """
-    path = Path(path) if path else (own_table_path() or BUNDLED)
+    path = Path(path) if path else (own_table_path(quantization) or BUNDLED)
     try:
         table = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -80,8 +80,8 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
             raise ConfigError("--lowering bucketed pads a stack of block-diagonal layers with "
                               "the same paths (a derived model); this model has none. Use conv.")
         return {l.name: lowering for l in layers}
-    table = calibration if isinstance(calibration, dict) else load_calibration(calibration)
     mode = "float32" if quantization_name == "float16" else quantization_name
+    table = calibration if isinstance(calibration, dict) else load_calibration(calibration, mode)
     excluded = AUTO_EXCLUDED.get(mode, set())
     if not paddable(model):
         excluded = excluded | {"bucketed"}
@@ -113,10 +113,12 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
 
     lowerings = choose_lowerings(model, quantization_name, lowering, calibration)
     edges = _bucket_edges(model, lowerings, quantization_name, calibration)
+    mode = "float32" if quantization_name == "float16" else quantization_name
     uses_table = lowering == "auto" or edges is not None
     return {"lowerings": lowerings, "bucket_edges": edges,
             "padding_weights": stack_padding(model, edges) if edges else 0,
-            "calibration_source": calibration_source(calibration) if uses_table else None}
+            "calibration_source": (calibration_source(calibration, mode) if uses_table
+                                   else None)}
 
 
 def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, calibration):
@@ -127,8 +129,8 @@ def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, cali
     if not lowerings or set(lowerings.values()) != {"bucketed"}:
         return None
     stack = path_stack(model)
-    table = calibration if isinstance(calibration, dict) else load_calibration(calibration)
     mode = "float32" if quantization_name == "float16" else quantization_name
+    table = calibration if isinstance(calibration, dict) else load_calibration(calibration, mode)
     return bucket_plan(table, stack[0].path_widths, mode, len(stack), neighbour_weights(model))
 
 

@@ -201,8 +201,8 @@ def bench_run(
             table, else the bundled one.
         log: Progress printer.
         calibrate: On target ``local`` with ``auto`` or ``bucketed``: if this
-            CPU kind has no calibration table, measure one first (about a
-            minute, cached; ``converters.calibration.calibrate_this_cpu``).
+            CPU kind has no calibration table, measure one first (under a
+            minute per mode, cached; ``converters.calibration.calibrate_this_cpu``).
 
     Returns:
         A report: output files, the proxy verdict and the latency model's
@@ -235,9 +235,10 @@ def bench_run(
     if calibrate and target == "local" and lowering in ("auto", "bucketed"):
         from converters.calibration import calibrate_this_cpu, own_table_path
 
-        if own_table_path() is None:
-            log("calibrating the lowerings on this CPU (about a minute, once)")
-            calibrate_this_cpu(log=log)
+        for mode in {"float32" if q == "float16" else q for q in quantizations}:
+            if own_table_path(mode) is None:
+                log(f"calibrating the {mode} lowerings on this CPU (under a minute, once)")
+                calibrate_this_cpu(mode, log=log)
     out.mkdir(parents=True, exist_ok=True)  # (and leaves no empty folder)
     log(f"exporting {len(paths) + 1} models x {len(quantizations)} quantizations")
     jobs = _export_all(run, paths, quantizations, lowering, log)

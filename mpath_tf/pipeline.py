@@ -475,7 +475,7 @@ def _calibration_notice(log) -> None:
     """Say so when ``auto`` lowered with a calibration table of another CPU."""
     from converters.calibration import calibration_source
 
-    source = calibration_source()
+    source = calibration_source(None, "int8")
     if not source["own"]:
         log(f"  lowering auto: no calibration table of this CPU ({source['cpu']}); used the "
             f"table of {source['table_cpu']} (`mpath-tf export --calibrate` measures this CPU)")

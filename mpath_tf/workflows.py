@@ -119,8 +119,8 @@ def export_model(
         verify: Run the parity check (``converters.verify``) on held-out data
             (the test split, or random inputs without a dataset).
         calibrate: With ``auto`` or ``bucketed`` and no ``calibration``: if
-            this CPU kind has no table of its own, measure one first (about
-            a minute) and cache it for every later export
+            this CPU kind has no table of its own for the mode, measure one
+            first (under a minute) and cache it for every later export
             (``converters.calibration.calibrate_this_cpu``).
         log: Where notices go (which calibration table ``auto`` used when it
             is not this CPU's); default stderr.
@@ -192,15 +192,16 @@ def export_model(
     if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
         from converters.calibration import calibrate_this_cpu, own_table_path
 
-        if own_table_path() is None:
-            log("calibrating the lowerings on this CPU (about a minute, once)")
-            calibrate_this_cpu(log=log)
+        mode = "float32" if scheme.name == "float16" else scheme.name
+        if own_table_path(mode) is None:
+            log(f"calibrating the {mode} lowerings on this CPU (under a minute, once)")
+            calibrate_this_cpu(mode, log=log)
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)
     source = plan["calibration_source"]
     if source and not source["own"]:
         log(f"lowering {lowering}: no calibration table of this CPU ({source['cpu']}); used the "
             f"table of {source['table_cpu']}. `mpath-tf export --calibrate` measures this CPU "
-            "(about a minute, cached).")
+            "(under a minute, cached).")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         if qat_epochs:
