@@ -431,7 +431,7 @@ def bucket_plan(table: dict, path_widths: list[int], quantization: str,
         >>> bucket_plan(table, [5, 6, 7, 8, 9, 10, 30], "float32", neighbours=200)
         [6, 8, 10, 30]
     """
-    from converters.lowering import bucket_edges, padded_widths
+    from converters.lowering import bucket_edges
 
     cost = _bucketed_cost(table, quantization, depth, neighbours, path_widths)
     return bucket_edges(path_widths, lambda padded: cost(sorted(set(padded))))

@@ -161,7 +161,6 @@ def pad_paths(model: keras.Model, edges) -> keras.Model:
     zero = keras.ops.convert_to_numpy(blocks[0].activation(keras.ops.zeros((1,))))
     if target == list(widths) or np.any(zero != 0):
         return model
-    old = np.concatenate([[0], np.cumsum(widths)])
     new = np.concatenate([[0], np.cumsum(target)])
     keep = np.concatenate([np.arange(new[k], new[k] + w) for k, w in enumerate(widths)])
     size = int(new[-1])  # the padded width; keep[i]: new position of old neuron i

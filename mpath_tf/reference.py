@@ -20,7 +20,7 @@ import keras
 
 from mpath_tf.data import Dataset
 from mpath_tf.errors import TargetError
-from mpath_tf.io import atomic_save_model, load_model
+from mpath_tf.io import atomic_save_model
 from mpath_tf.models import adapt_normalization, build_mlp
 from mpath_tf.progress import Progress
 from mpath_tf.rundir import RunDir
