@@ -165,41 +165,26 @@ def pad_paths(model: keras.Model, edges) -> keras.Model:
     keep = np.concatenate([np.arange(new[k], new[k] + w) for k, w in enumerate(widths)])
     size = int(new[-1])  # the padded width; keep[i]: new position of old neuron i
 
-    inputs = keras.Input(model.input_shape[1:])
-    h = inputs
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if layer is first:
-            built = keras.layers.Dense.from_config(layer.get_config() | {"units": size})
-            h = built(h)
-            kernel, bias = layer.get_weights()
-            k2, b2 = np.zeros((kernel.shape[0], size), kernel.dtype), np.zeros(size, bias.dtype)
-            k2[:, keep], b2[keep] = kernel, bias
-            built.set_weights([k2, b2])
-        elif isinstance(layer, PathDense):
-            built = PathDense.from_config(layer.get_config() | {"path_widths": target})
-            h = built(h)
-            padded = []
-            for block, w, p in zip(layer.get_blocks(), widths, target):
-                b = np.zeros((p, p), block.dtype)
-                b[:w, :w] = block
-                padded.append(b)
-            bias = np.zeros(size, np.float32)
-            bias[keep] = keras.ops.convert_to_numpy(layer.bias)
-            built.set_blocks(padded, bias)
-        elif layer is last:
-            built = keras.layers.Dense.from_config(layer.get_config())
-            h = built(h)
-            kernel, bias = layer.get_weights()
-            k2 = np.zeros((size, kernel.shape[1]), kernel.dtype)
-            k2[keep] = kernel
-            built.set_weights([k2, bias])
-        else:
-            built = layer.__class__.from_config(layer.get_config())
-            h = built(h)
-            built.set_weights(layer.get_weights())
-    return keras.Model(inputs, h, name=model.name)
+    kernel, bias = first.get_weights()
+    first_kernel = np.zeros((kernel.shape[0], size), kernel.dtype)
+    first_bias = np.zeros(size, bias.dtype)
+    first_kernel[:, keep], first_bias[keep] = kernel, bias
+
+    def padded_blocks(layer):
+        padded = []
+        for block, w, p in zip(layer.get_blocks(), widths, target):
+            b = np.zeros((p, p), block.dtype)
+            b[:w, :w] = block
+            padded.append(b)
+        bias = np.zeros(size, np.float32)
+        bias[keep] = keras.ops.convert_to_numpy(layer.bias)
+        return padded, bias
+
+    kernel, bias = last.get_weights()
+    last_kernel = np.zeros((size, kernel.shape[1]), kernel.dtype)
+    last_kernel[keep] = kernel
+    return _rebuild_chain(model, [first_kernel, first_bias], target, padded_blocks,
+                          [last_kernel, bias])
 
 
 def stack_padding(model: keras.Model, edges) -> int:
@@ -258,28 +243,43 @@ def group_paths(model: keras.Model) -> keras.Model:
     offsets = np.concatenate([[0], np.cumsum(widths)])
     perm = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in order])  # new -> old neuron
 
+    kernel, bias = first.get_weights()
+    first_weights = [kernel[:, perm], bias[perm]]
+
+    def regrouped(layer):
+        old_blocks = layer.get_blocks()
+        return [old_blocks[k] for k in order], keras.ops.convert_to_numpy(layer.bias)[perm]
+
+    kernel, bias = last.get_weights()
+    return _rebuild_chain(model, first_weights, [widths[k] for k in order], regrouped,
+                          [kernel[perm, :], bias])
+
+
+def _rebuild_chain(model, first_weights, path_widths, blocks_of, last_weights) -> keras.Model:
+    """``model`` (a ``_chain``) rebuilt with new weights around and in its
+    stack: the Dense before it gets ``first_weights`` (its units follow the
+    kernel), every ``PathDense`` ``path_widths`` and ``blocks_of(old layer)``
+    (blocks, bias), the Dense after it ``last_weights``; other layers are
+    copied."""
+    first, _, last = _chain(model)
     inputs = keras.Input(model.input_shape[1:])
     h = inputs
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if layer is first:
-            new = keras.layers.Dense.from_config(layer.get_config())
+            new = keras.layers.Dense.from_config(
+                layer.get_config() | {"units": int(first_weights[0].shape[1])})
             h = new(h)
-            kernel, bias = layer.get_weights()
-            new.set_weights([kernel[:, perm], bias[perm]])
+            new.set_weights(first_weights)
         elif isinstance(layer, PathDense):
-            config = layer.get_config() | {"path_widths": [widths[k] for k in order]}
-            new = PathDense.from_config(config)
+            new = PathDense.from_config(layer.get_config() | {"path_widths": list(path_widths)})
             h = new(h)
-            old_blocks = layer.get_blocks()
-            bias = keras.ops.convert_to_numpy(layer.bias)
-            new.set_blocks([old_blocks[k] for k in order], bias[perm])
+            new.set_blocks(*blocks_of(layer))
         elif layer is last:
             new = keras.layers.Dense.from_config(layer.get_config())
             h = new(h)
-            kernel, bias = layer.get_weights()
-            new.set_weights([kernel[perm, :], bias])
+            new.set_weights(last_weights)
         else:
             new = layer.__class__.from_config(layer.get_config())
             h = new(h)
