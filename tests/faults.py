@@ -203,12 +203,14 @@ def outputs(run: Path) -> dict:
 
 
 def kill_plan(seed: int, kills: int) -> list[tuple[str, float]]:
-    """``kills`` (phase, delay) pairs in the order the phases come, drawn with
-    ``seed``: phases cycle so every phase is hit, delays in [0, 1.5) s."""
+    """``kills`` (phase, delay) pairs in the order the phases come: run
+    ``seed`` takes the next ``kills`` phases of a cycle through all of them
+    (so consecutive seeds hit every phase equally often), delays drawn with
+    ``seed`` in [0, 1.5) s."""
     rng = np.random.default_rng(seed)
     phases = list(PHASES)
-    start = int(rng.integers(len(phases)))
-    chosen = [phases[(start + i) % len(phases)] for i in range(kills)]
+    start = seed * kills
+    chosen = [phases[(start + i) % len(phases)] for i in range(min(kills, len(phases)))]
     order = sorted(chosen, key=phases.index)
     return [(phase, float(rng.uniform(0, 1.5))) for phase in order]
 
