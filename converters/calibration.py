@@ -28,6 +28,7 @@ Table format (JSON)::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -185,12 +186,28 @@ def cache_dir() -> Path:
     return Path(root) / "calibration"
 
 
-def this_cpu() -> dict:
-    """This machine's CPU as a calibration table records it (``edge_bench``'s
-    device description, without the changing state)."""
+def calibrated_mode(quantization: str) -> str:
+    """The mode whose calibrated costs a quantization uses (float16 runs
+    float32 kernels on a CPU).
+
+    Example:
+        >>> calibrated_mode("float16")
+        'float32'
+    """
+    return "float32" if quantization == "float16" else quantization
+
+
+@functools.cache
+def _described_cpu() -> tuple:
     from edge_bench.agent import describe
 
-    return {k: v for k, v in describe().items() if k != "state"}
+    return tuple((k, v) for k, v in describe().items() if k != "state")
+
+
+def this_cpu() -> dict:
+    """This machine's CPU as a calibration table records it (``edge_bench``'s
+    device description, without the changing state; read once per process)."""
+    return dict(_described_cpu())
 
 
 def own_table_path(quantization: str | None = None) -> Path | None:
@@ -227,6 +244,25 @@ def calibration_source(calibration=None, quantization: str | None = None) -> dic
     return {"table": str(path), "cpu": here, "table_cpu": theirs, "own": theirs == here}
 
 
+def ensure_own_table(quantization: str, log=print) -> None:
+    """Calibrate ``quantization`` on this CPU (``calibrate_this_cpu``) unless
+    this CPU kind already has a table with it."""
+    mode = calibrated_mode(quantization)
+    if own_table_path(mode) is None:
+        log(f"calibrating the {mode} lowerings on this CPU (under a minute, once)")
+        calibrate_this_cpu(mode, log=log)
+
+
+def foreign_table_notice(source: dict, lowering: str = "auto") -> str | None:
+    """The line that says ``auto`` used another CPU's table (None if it was
+    this CPU's own); ``source`` from ``calibration_source``."""
+    if source["own"]:
+        return None
+    return (f"lowering {lowering}: no calibration table of this CPU ({source['cpu']}); used "
+            f"the table of {source['table_cpu']} (`mpath-tf export --calibrate` measures "
+            "this CPU in under a minute, cached)")
+
+
 def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
                        paths=(1, 2, 4, 8, 16, 64), log=print) -> Path:
     """A short calibration of one mode on this CPU (under a minute on 2
@@ -247,7 +283,7 @@ def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
     from edge_bench import BenchSettings, LocalTarget
     from mpath_tf.io import atomic_write_json
 
-    mode = "float32" if quantization == "float16" else quantization
+    mode = calibrated_mode(quantization)
     key = cpu_key(this_cpu())
     out = cache_dir() / f"{key}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

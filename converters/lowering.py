@@ -183,7 +183,7 @@ def pad_paths(model: keras.Model, edges) -> keras.Model:
     kernel, bias = last.get_weights()
     last_kernel = np.zeros((size, kernel.shape[1]), kernel.dtype)
     last_kernel[keep] = kernel
-    return _rebuild_chain(model, [first_kernel, first_bias], target, padded_blocks,
+    return _rebuild_chain(model, chain, [first_kernel, first_bias], target, padded_blocks,
                           [last_kernel, bias])
 
 
@@ -251,17 +251,18 @@ def group_paths(model: keras.Model) -> keras.Model:
         return [old_blocks[k] for k in order], keras.ops.convert_to_numpy(layer.bias)[perm]
 
     kernel, bias = last.get_weights()
-    return _rebuild_chain(model, first_weights, [widths[k] for k in order], regrouped,
+    return _rebuild_chain(model, chain, first_weights, [widths[k] for k in order], regrouped,
                           [kernel[perm, :], bias])
 
 
-def _rebuild_chain(model, first_weights, path_widths, blocks_of, last_weights) -> keras.Model:
-    """``model`` (a ``_chain``) rebuilt with new weights around and in its
-    stack: the Dense before it gets ``first_weights`` (its units follow the
-    kernel), every ``PathDense`` ``path_widths`` and ``blocks_of(old layer)``
-    (blocks, bias), the Dense after it ``last_weights``; other layers are
-    copied."""
-    first, _, last = _chain(model)
+def _rebuild_chain(model, chain, first_weights, path_widths, blocks_of,
+                   last_weights) -> keras.Model:
+    """``model`` rebuilt with new weights around and in its stack
+    (``chain = _chain(model)``): the Dense before it gets ``first_weights``
+    (its units follow the kernel), every ``PathDense`` ``path_widths`` and
+    ``blocks_of(old layer)`` (blocks, bias), the Dense after it
+    ``last_weights``; other layers are copied."""
+    first, _, last = chain
     inputs = keras.Input(model.input_shape[1:])
     h = inputs
     for layer in model.layers:

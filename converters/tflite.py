@@ -65,7 +65,7 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     Raises:
         ConfigError: Unknown lowering, or an unreadable calibration table.
     """
-    from converters.calibration import choose_lowering, load_calibration
+    from converters.calibration import calibrated_mode, choose_lowering, load_calibration
     from converters.lowering import neighbour_weights, paddable, path_stack
     from mpath_tf.layers import PathDense
 
@@ -80,7 +80,7 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
             raise ConfigError("--lowering bucketed pads a stack of block-diagonal layers with "
                               "the same paths (a derived model); this model has none. Use conv.")
         return {l.name: lowering for l in layers}
-    mode = "float32" if quantization_name == "float16" else quantization_name
+    mode = calibrated_mode(quantization_name)
     table = calibration if isinstance(calibration, dict) else load_calibration(calibration, mode)
     excluded = AUTO_EXCLUDED.get(mode, set())
     if not paddable(model):
@@ -108,12 +108,12 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
     Raises:
         ConfigError: As ``choose_lowerings``.
     """
-    from converters.calibration import calibration_source
+    from converters.calibration import calibrated_mode, calibration_source
     from converters.lowering import stack_padding
 
     lowerings = choose_lowerings(model, quantization_name, lowering, calibration)
     edges = _bucket_edges(model, lowerings, quantization_name, calibration)
-    mode = "float32" if quantization_name == "float16" else quantization_name
+    mode = calibrated_mode(quantization_name)
     uses_table = lowering == "auto" or edges is not None
     return {"lowerings": lowerings, "bucket_edges": edges,
             "padding_weights": stack_padding(model, edges) if edges else 0,
@@ -123,13 +123,13 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
 
 def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, calibration):
     """The bucket edges of a ``bucketed`` stack (None for other lowerings)."""
-    from converters.calibration import bucket_plan, load_calibration
+    from converters.calibration import bucket_plan, calibrated_mode, load_calibration
     from converters.lowering import neighbour_weights, path_stack
 
     if not lowerings or set(lowerings.values()) != {"bucketed"}:
         return None
     stack = path_stack(model)
-    mode = "float32" if quantization_name == "float16" else quantization_name
+    mode = calibrated_mode(quantization_name)
     table = calibration if isinstance(calibration, dict) else load_calibration(calibration, mode)
     return bucket_plan(table, stack[0].path_widths, mode, len(stack), neighbour_weights(model))
 

@@ -233,12 +233,10 @@ def bench_run(
     out = run.path / "bench" / target_slug(bench_target.name)
     device = bench_target.describe()  # an unreachable target fails before any export
     if calibrate and target == "local" and lowering in ("auto", "bucketed"):
-        from converters.calibration import calibrate_this_cpu, own_table_path
+        from converters.calibration import calibrated_mode, ensure_own_table
 
-        for mode in {"float32" if q == "float16" else q for q in quantizations}:
-            if own_table_path(mode) is None:
-                log(f"calibrating the {mode} lowerings on this CPU (under a minute, once)")
-                calibrate_this_cpu(mode, log=log)
+        for mode in sorted({calibrated_mode(q) for q in quantizations}):
+            ensure_own_table(mode, log)
     out.mkdir(parents=True, exist_ok=True)  # (and leaves no empty folder)
     log(f"exporting {len(paths) + 1} models x {len(quantizations)} quantizations")
     jobs = _export_all(run, paths, quantizations, lowering, log)

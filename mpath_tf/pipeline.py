@@ -45,7 +45,7 @@ from mpath_tf.plotting import plot_search
 from mpath_tf.predictors import make_predictor
 from mpath_tf.progress import Progress
 from mpath_tf.rundir import RunDir, lock_run_dir
-from mpath_tf.training import accuracy, train
+from mpath_tf.training import accuracy, epochs_done, train
 
 RESULT_COLUMNS = (
     "paths",
@@ -156,7 +156,7 @@ def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress,
                                   finished=True)
             return supernet
     checkpoints = run.path / "checkpoints" / "supernet"
-    done = _epochs_done(checkpoints)
+    done = epochs_done(checkpoints)
     log(f"one-shot training mpath-{config.depth}-{config.width} for {config.epochs} epochs"
         + (f" (resuming after epoch {done})" if done else ""))
     start = time.perf_counter()
@@ -210,15 +210,6 @@ def _worker_one_shot(config: SearchConfig, data: Dataset, strategy, log,
         + "; the chief goes on with the search")
     return {"role": "worker", "task": f"{cluster.task_type}:{cluster.index}",
             "chief": cluster.chief_address, "trained": model is not None}
-
-
-def _epochs_done(checkpoints: Path) -> int:
-    """Epochs a killed training finished before (0: none, or a damaged
-    checkpoint, which ``EpochCheckpoint.restore`` sets aside)."""
-    try:
-        return int(read_json(checkpoints / "state.json")["epochs_done"])
-    except (FileNotFoundError, DamagedFileError, KeyError, TypeError, ValueError):
-        return 0
 
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
@@ -377,7 +368,7 @@ def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
         if model is not None:
             return model
     checkpoints = run.path / "checkpoints" / path.stem
-    resumed = _epochs_done(checkpoints)
+    resumed = epochs_done(checkpoints)
     log(f"fine-tuning the chosen model ({paths} paths) for {epochs} epochs"
         + (f", resuming after epoch {resumed}" if resumed else ""))
     progress.phase("final fine-tuning", 1, epochs)
@@ -473,12 +464,11 @@ def _export(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "mo
 
 def _calibration_notice(log) -> None:
     """Say so when ``auto`` lowered with a calibration table of another CPU."""
-    from converters.calibration import calibration_source
+    from converters.calibration import calibration_source, foreign_table_notice
 
-    source = calibration_source(None, "int8")
-    if not source["own"]:
-        log(f"  lowering auto: no calibration table of this CPU ({source['cpu']}); used the "
-            f"table of {source['table_cpu']} (`mpath-tf export --calibrate` measures this CPU)")
+    notice = foreign_table_notice(calibration_source(None, "int8"))
+    if notice:
+        log(f"  {notice}")
 
 
 def summary(result: dict) -> dict:

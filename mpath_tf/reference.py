@@ -24,7 +24,7 @@ from mpath_tf.io import atomic_save_model
 from mpath_tf.models import adapt_normalization, build_mlp
 from mpath_tf.progress import Progress
 from mpath_tf.rundir import RunDir
-from mpath_tf.training import accuracy, train
+from mpath_tf.training import accuracy, epochs_done, train
 
 REFERENCE_FILE = "reference.keras"
 # Timing budget of the summary comparison: about 15 s for four files on a
@@ -56,9 +56,7 @@ def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tupl
         if model is not None:
             return model, record
     checkpoints = run.path / "checkpoints" / "reference"
-    from mpath_tf.pipeline import _epochs_done
-
-    resumed = _epochs_done(checkpoints)
+    resumed = epochs_done(checkpoints)
     log(f"dense reference mlp-{config.depth}-{config.width}: training for {config.epochs} epochs"
         + (f", resuming after epoch {resumed}" if resumed else ""))
     start = time.perf_counter()

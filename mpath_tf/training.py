@@ -8,13 +8,14 @@ starts from (``score_start``), so it never ends below the derived model.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import keras
 import numpy as np
 
 from mpath_tf.data import Dataset
-from mpath_tf.errors import DamagedFileError
+from mpath_tf.errors import DamagedFileError, TrainingError
 
 
 def compile_model(
@@ -135,10 +136,6 @@ class StopOnNonFinite(keras.callbacks.Callback):
         self.learning_rate = learning_rate
 
     def on_epoch_end(self, epoch, logs=None):
-        import math
-
-        from mpath_tf.errors import TrainingError
-
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             raise TrainingError(
@@ -187,7 +184,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 model and its optimizer may hold part of it (``train``
                 starts them over).
         """
-        from mpath_tf.errors import DamagedFileError
         from mpath_tf.io import set_aside
 
         if self.folder is None or not (self.folder / "state.json").is_file():
@@ -259,6 +255,25 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self._save_weights("best")
         self._save_weights("latest")
         self._write_state(epoch + 1)
+
+
+def epochs_done(folder) -> int:
+    """Epochs a killed training checkpointed in ``folder`` had finished (0:
+    none, or a damaged checkpoint, which ``EpochCheckpoint.restore`` sets aside).
+
+    Example:
+        >>> import tempfile
+        >>> epochs_done(tempfile.mkdtemp())
+        0
+    """
+    from pathlib import Path
+
+    from mpath_tf.io import read_json
+
+    try:
+        return int(read_json(Path(folder) / "state.json")["epochs_done"])
+    except (FileNotFoundError, DamagedFileError, KeyError, TypeError, ValueError):
+        return 0
 
 
 def _stderr(message: str) -> None:

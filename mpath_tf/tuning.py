@@ -156,8 +156,8 @@ def _tuner_class():
             import shutil
 
             from mpath_tf.derivation import path_widths
-            from mpath_tf.pipeline import _epochs_done, finetune
-            from mpath_tf.training import accuracy
+            from mpath_tf.pipeline import finetune
+            from mpath_tf.training import accuracy, epochs_done
 
             run, supernet, data = self._load()
             b = int(trial.hyperparameters.get("paths"))
@@ -165,8 +165,9 @@ def _tuner_class():
             if record.is_file():  # finished before the oracle heard of it
                 return {"val_accuracy": read_json(record)["val_accuracy"]}
             checkpoints = run.path / "checkpoints" / f"paths-{b}"
-            if _epochs_done(checkpoints):
-                self.log(f"  {b} paths: resuming after epoch {_epochs_done(checkpoints)}")
+            resumed = epochs_done(checkpoints)
+            if resumed:
+                self.log(f"  {b} paths: resuming after epoch {resumed}")
             start = time.perf_counter()
             curve: list[float] = []
             scores: dict = {}

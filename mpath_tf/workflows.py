@@ -190,18 +190,16 @@ def export_model(
         scheme = replace(scheme, equalize=0.0)  # the record says what was done
     log = log or (lambda message: print(message, file=sys.stderr))
     if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
-        from converters.calibration import calibrate_this_cpu, own_table_path
+        from converters.calibration import ensure_own_table
 
-        mode = "float32" if scheme.name == "float16" else scheme.name
-        if own_table_path(mode) is None:
-            log(f"calibrating the {mode} lowerings on this CPU (under a minute, once)")
-            calibrate_this_cpu(mode, log=log)
+        ensure_own_table(scheme.name, log)
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)
-    source = plan["calibration_source"]
-    if source and not source["own"]:
-        log(f"lowering {lowering}: no calibration table of this CPU ({source['cpu']}); used the "
-            f"table of {source['table_cpu']}. `mpath-tf export --calibrate` measures this CPU "
-            "(under a minute, cached).")
+    if plan["calibration_source"]:
+        from converters.calibration import foreign_table_notice
+
+        notice = foreign_table_notice(plan["calibration_source"], lowering)
+        if notice:
+            log(notice)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         if qat_epochs:
