@@ -49,8 +49,8 @@ def run_dir(args) -> Path:
 
 
 def record(journal, key, model, data, out: Path | None, **values):
-    from mpath_tf.io import atomic_save_model
-    from mpath_tf.training import accuracy
+    from mpath_tf.storage import atomic_save_model
+    from mpath_tf.training.loop import accuracy
 
     if out is not None:  # seed 0: kept for the export
         atomic_save_model(model, out)
@@ -64,9 +64,9 @@ def train_units(journal, data, args, folder: Path) -> None:
     """Every (method, budget, seed) unit not in the journal yet."""
     from mpath_tf import build_mlp, build_supernet, derive
     from mpath_tf.baselines import STRUCTURED, MLPSpec, compress, search
-    from mpath_tf.derivation import parameter_counts
-    from mpath_tf.io import atomic_save_model, load_model
-    from mpath_tf.training import train
+    from mpath_tf.core.derivation import parameter_counts
+    from mpath_tf.storage import atomic_save_model, load_model
+    from mpath_tf.training.loop import train
 
     spec = MLPSpec(data.input_shape, (WIDTH,) * DEPTH, data.num_classes)
     shares = [float(s) for s in args.budgets.split(",")]
@@ -141,7 +141,7 @@ def export_and_time(journal, data, args, folder: Path) -> dict:
     from converters import export_tflite, get_quantization
     from edge_bench import BenchSettings, LocalTarget, measure_models
     from edge_bench import Journal as LatencyJournal
-    from mpath_tf.io import load_model
+    from mpath_tf.storage import load_model
 
     representative = np.asarray(data.x_train[:500], "float32")
     jobs = []

@@ -28,9 +28,9 @@ RATES = (1e-3, 3e-4, 1e-4)
 
 def main(argv=None) -> None:
     from mpath_tf import derive
-    from mpath_tf.config import SearchConfig
-    from mpath_tf.pipeline import _build, finetune, load_data
-    from mpath_tf.training import accuracy, train
+    from mpath_tf.pipeline.config import SearchConfig
+    from mpath_tf.pipeline.run import _build, finetune, load_data
+    from mpath_tf.training.loop import accuracy, train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="digits,mnist,fashion_mnist")

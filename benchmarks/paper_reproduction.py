@@ -95,7 +95,7 @@ def heldout_path_counts(width: int, samples: int, heldout: int) -> list[int]:
     """Path counts midway between evenly spaced ones, none of them sampled."""
     import numpy as np
 
-    from mpath_tf.pipeline import sample_path_counts
+    from mpath_tf.pipeline.run import sample_path_counts
 
     sampled = set(sample_path_counts(width, samples))
     grid = np.rint(np.linspace(2, width, 2 * heldout + 1)[1::2]).astype(int)
@@ -104,8 +104,8 @@ def heldout_path_counts(width: int, samples: int, heldout: int) -> list[int]:
 
 def run_tables(journal, data, arch, args, log):
     from mpath_tf import build_mlp, build_supernet
-    from mpath_tf.io import atomic_save_model
-    from mpath_tf.training import accuracy, train
+    from mpath_tf.storage import atomic_save_model
+    from mpath_tf.training.loop import accuracy, train
 
     depth, width = (int(v) for v in arch.split("-"))
     for seed in range(args.seeds):
@@ -125,9 +125,9 @@ def run_tables(journal, data, arch, args, log):
 
 
 def run_table4(journal, data, arch, args, log):
-    from mpath_tf.derivation import parameter_counts
-    from mpath_tf.io import load_model
-    from mpath_tf.pipeline import sample_path_counts
+    from mpath_tf.core.derivation import parameter_counts
+    from mpath_tf.storage import load_model
+    from mpath_tf.pipeline.run import sample_path_counts
 
     width = int(arch.split("-")[1])
     supernet = load_model(args.out / f"{data.name}-supernet-{arch}.keras")
@@ -145,8 +145,8 @@ def fine_tune_unit(journal, key, supernet, counts, data, b, epochs, batch_size, 
     unless the journal has it already; returns the record."""
     import keras
 
-    from mpath_tf.derivation import derive
-    from mpath_tf.training import accuracy, train
+    from mpath_tf.core.derivation import derive
+    from mpath_tf.training.loop import accuracy, train
 
     if journal.get(key):
         return journal.get(key)
@@ -172,7 +172,7 @@ def fine_tune_unit(journal, key, supernet, counts, data, b, epochs, batch_size, 
 def table4_summary(journal, dataset, arch, figure: Path | None):
     import numpy as np
 
-    from mpath_tf.predictors import PaperPredictor
+    from mpath_tf.pipeline.predictors import PaperPredictor
 
     rows = [r for k, r in journal.records.items() if k.startswith(f"{dataset}/table4-{arch}/")]
     samples = sorted((r for r in rows if "/sample/" in r["key"]), key=lambda r: r["paths"])
@@ -199,7 +199,7 @@ def plot_figure(samples, held, predicted, title, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mpath_tf.io import atomic_write_bytes
+    from mpath_tf.storage import atomic_write_bytes
 
     fig, ax = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     for col, key, label in ((0, "paths", "path count"),

@@ -35,7 +35,7 @@ def main() -> None:
 
     from converters import QUANTIZATIONS, Int8, export_tflite, get_quantization, verify
     from mpath_tf import build_supernet, derive, load_dataset
-    from mpath_tf.training import train
+    from mpath_tf.training.loop import train
     from mpath_tf.errors import ConfigError
 
     data = load_dataset(args.dataset, args.data_dir)

@@ -3,14 +3,14 @@
 For each dataset, on the one-shot mpath-4-200 supernet (10 epochs, seed 0):
 sample 10 evenly spaced path counts fine-tuned briefly (3 epochs, validation
 accuracy recorded after every epoch), hold out 10 others fine-tuned for the
-longer budget (8 epochs), then for every predictor of ``mpath_tf.predictors``
+longer budget (8 epochs), then for every predictor of ``mpath_tf.pipeline.predictors``
 fit the samples and report against the held-out test error: MAE and Pearson
 (the paper's Table 4 metrics), and the leave-one-out MAE on the samples.
 Each predictor is fitted three times: on the samples' last accuracies as
 measured (``raw``), on their learning curves extrapolated to the longer
-budget (``curve``, ``mpath_tf.curves.extrapolate``), and on the measured
+budget (``curve``, ``mpath_tf.pipeline.curves.extrapolate``), and on the measured
 accuracies plus the median extrapolated gain (``raw + median gain``,
-``mpath_tf.curves.budget_gain``). The paper compares predicted validation
+``mpath_tf.pipeline.curves.budget_gain``). The paper compares predicted validation
 error with held-out *test* error; the table also scores against the held-out
 validation error, and its first row is the oracle that predicts each
 held-out model's own validation error: the best any predictor fitted on
@@ -37,10 +37,10 @@ from paper_reproduction import Journal, budget_dir, fine_tune_unit, heldout_path
 
 def run_units(journal, data, arch, args, log):
     from mpath_tf import build_supernet
-    from mpath_tf.derivation import parameter_counts
-    from mpath_tf.io import atomic_save_model, load_model
-    from mpath_tf.pipeline import sample_path_counts
-    from mpath_tf.training import train
+    from mpath_tf.core.derivation import parameter_counts
+    from mpath_tf.storage import atomic_save_model, load_model
+    from mpath_tf.pipeline.run import sample_path_counts
+    from mpath_tf.training.loop import train
 
     depth, width = (int(v) for v in arch.split("-"))
     supernet_path = args.out / f"{data.name}-supernet-{arch}.keras"
@@ -64,10 +64,10 @@ def adaptive(journal, data, arch, args, log):
     """Held-out MAE of the default predictor after each adaptive sample."""
     import numpy as np
 
-    from mpath_tf.derivation import parameter_counts
-    from mpath_tf.io import load_model
-    from mpath_tf.predictors import make_predictor
-    from mpath_tf.sampling import initial_path_counts, next_path_count
+    from mpath_tf.core.derivation import parameter_counts
+    from mpath_tf.storage import load_model
+    from mpath_tf.pipeline.predictors import make_predictor
+    from mpath_tf.pipeline.sampling import initial_path_counts, next_path_count
 
     width = int(arch.split("-")[1])
     supernet = load_model(args.out / f"{data.name}-supernet-{arch}.keras")
@@ -100,10 +100,10 @@ def evaluate(journal, dataset, arch, heldout_epochs, samples: int = 10):
     oracle that predicts each held-out model's own validation error."""
     import numpy as np
 
-    from mpath_tf.curves import budget_gain, extrapolate
-    from mpath_tf.predictors import PREDICTORS, make_predictor
+    from mpath_tf.pipeline.curves import budget_gain, extrapolate
+    from mpath_tf.pipeline.predictors import PREDICTORS, make_predictor
 
-    from mpath_tf.pipeline import sample_path_counts
+    from mpath_tf.pipeline.run import sample_path_counts
 
     rows = journal.records.values()
     even = set(sample_path_counts(int(arch.split("-")[1]), samples))  # not the adaptive picks

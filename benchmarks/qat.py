@@ -38,7 +38,7 @@ def main() -> None:
     from converters import Int8, export_tflite, run_tflite
     from converters.qat import export_qat_int8
     from mpath_tf import build_supernet, derive, load_dataset
-    from mpath_tf.training import train
+    from mpath_tf.training.loop import train
 
     folder = Path(tempfile.mkdtemp())
     print(f"{datetime.date.today()}  mpath-4-{args.width}, {args.paths} paths, one-shot "

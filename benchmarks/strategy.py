@@ -5,7 +5,7 @@ processes, and prints seconds per epoch side by side (ratios against Keras
 ``fit``) with the validation accuracy reached:
 
 - ``fit``: ``mpath_tf.training.train`` (Keras ``fit``, no ``--strategy``);
-- ``loop``: ``mpath_tf.distributed.train_distributed`` in one process
+- ``loop``: ``mpath_tf.training.distributed.train_distributed`` in one process
   (the loop ``--strategy`` uses, default strategy);
 - ``multiworker xN``: N worker processes on 127.0.0.1 under
   ``MultiWorkerMirroredStrategy`` (``--strategy multiworker``), worker k
@@ -30,18 +30,18 @@ import time
 
 import numpy as np
 
-from mpath_tf.distributed import local_tf_configs
+from mpath_tf.training.distributed import local_tf_configs
 
 def child(args) -> None:
     """One training process; prints one JSON line with its epoch times."""
     strategy = None
     if args.role == "multiworker":
-        from mpath_tf.distributed import make_strategy
+        from mpath_tf.training.distributed import make_strategy
 
         strategy = make_strategy("multiworker", 120)
     from mpath_tf import build_supernet, load_dataset
-    from mpath_tf.distributed import train_distributed
-    from mpath_tf.training import train
+    from mpath_tf.training.distributed import train_distributed
+    from mpath_tf.training.loop import train
 
     data = load_dataset(args.dataset, args.data_dir)
     stamps = [time.perf_counter()]

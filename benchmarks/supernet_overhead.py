@@ -48,7 +48,7 @@ def main() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     from mpath_tf import build_mlp, build_supernet, load_dataset
-    from mpath_tf.training import compile_model
+    from mpath_tf.training.loop import compile_model
 
     if args.data_dir:
         data = load_dataset("mnist", args.data_dir)

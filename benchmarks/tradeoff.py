@@ -43,7 +43,7 @@ METHODS = ("rank", "lambda", "hypernet")
 
 
 def cost_table(args, data):
-    from mpath_tf.costs import CostTable
+    from mpath_tf.core.costs import CostTable
 
     if args.cost == "params":
         return CostTable.params(WIDTH, DEPTH)
@@ -51,8 +51,8 @@ def cost_table(args, data):
 
 
 def finetune_unit(journal, key, model, data, args, out: Path, **values):
-    from mpath_tf.io import atomic_save_model
-    from mpath_tf.training import accuracy, train
+    from mpath_tf.storage import atomic_save_model
+    from mpath_tf.training.loop import accuracy, train
 
     if journal.get(key) and out.is_file():
         return journal.get(key)
@@ -70,11 +70,11 @@ def finetune_unit(journal, key, model, data, args, out: Path, **values):
 
 def train_units(journal, data, args, folder: Path) -> dict:
     from mpath_tf import build_supernet, derive
-    from mpath_tf.derivation import parameter_counts
-    from mpath_tf.io import atomic_save_model, load_model
-    from mpath_tf.tradeoff import (estimate_lambda, lam_for_budget, lambda_curve, theorem_lambda,
+    from mpath_tf.core.derivation import parameter_counts
+    from mpath_tf.storage import atomic_save_model, load_model
+    from mpath_tf.tradeoff.train import (estimate_lambda, lam_for_budget, lambda_curve, theorem_lambda,
                                    train_fixed_lambda, train_hypernet)
-    from mpath_tf.training import train
+    from mpath_tf.training.loop import train
 
     ds, models = data.name, folder / "models"
     cost = cost_table(args, data)
@@ -149,7 +149,7 @@ def export_and_time(data, args, folder: Path) -> dict:
     from converters import export_tflite, get_quantization
     from edge_bench import BenchSettings, LocalTarget, measure_models
     from edge_bench import Journal as LatencyJournal
-    from mpath_tf.io import load_model
+    from mpath_tf.storage import load_model
 
     representative = np.asarray(data.x_train[:500], "float32")
     jobs = []

@@ -79,7 +79,7 @@ def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
     """
     import keras
 
-    from mpath_tf.layers import PathDense
+    from mpath_tf.core.layers import PathDense
 
     widths = sorted(path_widths)
     width = sum(widths)
@@ -281,7 +281,7 @@ def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
     import tempfile
 
     from edge_bench import BenchSettings, LocalTarget
-    from mpath_tf.io import atomic_write_json
+    from mpath_tf.storage import atomic_write_json
 
     mode = calibrated_mode(quantization)
     key = cpu_key(this_cpu())

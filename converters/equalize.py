@@ -46,7 +46,7 @@ def _relu_chain(model, keep=()) -> list[tuple]:
     is named in ``keep``."""
     import keras
 
-    from mpath_tf.layers import PathDense
+    from mpath_tf.core.layers import PathDense
 
     kinds = (keras.layers.Dense, PathDense)
     consumers: dict[int, list] = {}
@@ -69,7 +69,7 @@ def _relu_chain(model, keep=()) -> list[tuple]:
 
 def _scale_outputs(layer, s: np.ndarray) -> None:
     """Multiply the incoming weights and bias of every output neuron by ``s``."""
-    from mpath_tf.layers import PathDense
+    from mpath_tf.core.layers import PathDense
 
     if isinstance(layer, PathDense):
         bias = layer.get_weights()[1]
@@ -82,7 +82,7 @@ def _scale_outputs(layer, s: np.ndarray) -> None:
 
 def _scale_inputs(layer, s: np.ndarray) -> None:
     """Divide the weights each input neuron feeds by ``s``."""
-    from mpath_tf.layers import PathDense
+    from mpath_tf.core.layers import PathDense
 
     if isinstance(layer, PathDense):
         layer.set_blocks([b / s[o:o + b.shape[0]][:, None]

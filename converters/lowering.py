@@ -18,7 +18,7 @@ import keras
 from keras import ops
 import numpy as np
 
-from mpath_tf.layers import PathDense, _concat_tree
+from mpath_tf.core.layers import PathDense, _concat_tree
 
 
 def path_stack(model) -> list[PathDense] | None:

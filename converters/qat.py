@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mpath_tf.errors import ConfigError
-from mpath_tf.io import atomic_write_bytes
+from mpath_tf.storage import atomic_write_bytes
 
 
 def _modules():
@@ -63,7 +63,7 @@ def to_tf_keras(model):
     """
     import keras
 
-    from mpath_tf.layers import PathDense
+    from mpath_tf.core.layers import PathDense
 
     tf_keras, _ = _modules()
     PathSlice = _path_slice_class(tf_keras)

@@ -18,8 +18,8 @@ import numpy as np
 
 from converters.quantization import Float32
 from mpath_tf.errors import ConfigError
-from mpath_tf.io import atomic_write_bytes
-from mpath_tf.models import NORMALIZATION, normalization_layer
+from mpath_tf.storage import atomic_write_bytes
+from mpath_tf.core.models import NORMALIZATION, normalization_layer
 
 
 # How block-diagonal (``PathDense``) layers become TFLite ops: lowering name ->
@@ -67,7 +67,7 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     """
     from converters.calibration import calibrated_mode, choose_lowering, load_calibration
     from converters.lowering import neighbour_weights, paddable, path_stack
-    from mpath_tf.layers import PathDense
+    from mpath_tf.core.layers import PathDense
 
     if lowering != "auto" and lowering not in LOWERINGS:
         raise ConfigError(
@@ -139,8 +139,8 @@ def _lowered(model, lowerings: dict[str, str], chain: bool = True, edges=None):
     regrouped and, when every block-diagonal layer has the same lowering (and
     ``chain``), the stack chained path by path."""
     from converters.lowering import chain_paths, group_paths, pad_paths
-    from mpath_tf.derivation import with_implementation
-    from mpath_tf.layers import PathDense
+    from mpath_tf.core.derivation import with_implementation
+    from mpath_tf.core.layers import PathDense
 
     if edges:
         padded = pad_paths(model, edges)

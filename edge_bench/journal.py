@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from mpath_tf.errors import RunDirError
-from mpath_tf.io import atomic_write_text
+from mpath_tf.storage import atomic_write_text
 
 
 def result_key(target: str, sha256: str, settings: dict) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mpath_tf
 from converters import Int8, export_tflite, verify
-from mpath_tf.training import train
+from mpath_tf.training.loop import train
 
 
 def main() -> None:

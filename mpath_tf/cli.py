@@ -12,7 +12,7 @@ import os
 
 import click
 
-from mpath_tf.config import SearchConfig
+from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.errors import MpathError, TrainingError
 
 _DEFAULTS = SearchConfig()
@@ -185,7 +185,7 @@ def search(run_dir, quiet, as_json, **settings):
         mpath-tf search --method hypernet --max-params 20000
     """
     config = SearchConfig(**settings).validate()  # before TensorFlow loads
-    from mpath_tf.pipeline import search as run_search
+    from mpath_tf.pipeline.run import search as run_search
     from mpath_tf.progress import Progress
 
     # Progress and messages go to stderr, so stdout holds only the results.
@@ -195,7 +195,7 @@ def search(run_dir, quiet, as_json, **settings):
             click.echo(json.dumps(result, indent=2))
         return
     if as_json:
-        from mpath_tf.pipeline import summary
+        from mpath_tf.pipeline.run import summary
 
         click.echo(json.dumps(summary(result), indent=2))
     elif not quiet:
@@ -224,7 +224,7 @@ def derive(run, paths, finetune_epochs, data_dir, output):
     Example:
         mpath-tf derive runs/digits-mpath-4-64-seed0 --paths 8 --finetune-epochs 5
     """
-    from mpath_tf.workflows import derive_from_run
+    from mpath_tf.pipeline.workflows import derive_from_run
 
     report = derive_from_run(run, paths, finetune_epochs, data_dir=data_dir, output=output)
     click.echo(json.dumps(report, indent=2))
@@ -280,13 +280,13 @@ def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, 
         mpath-tf export runs/digits-mpath-4-64-seed0/model.keras --quantize int8 --lowering auto
     """
     if bundle:
-        from mpath_tf.bundle import write_bundle
+        from mpath_tf.reporting.bundle import write_bundle
 
         out = write_bundle(model, bundle_paths, quantization, output, lowering,
                            log=lambda m: click.echo(m, err=True))
         click.echo(str(out))
         return
-    from mpath_tf.workflows import export_model
+    from mpath_tf.pipeline.workflows import export_model
 
     report = export_model(
         model, quantization, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
@@ -363,7 +363,7 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
         mpath-tf bench RUN --target adb --benchmark-model ./benchmark_model
     """
     from edge_bench import BenchSettings
-    from mpath_tf.bench import bench_run
+    from mpath_tf.pipeline.bench import bench_run
 
     settings = BenchSettings(
         threads=threads, xnnpack=xnnpack, cpus=tuple(cpus or ()), runs=runs, min_secs=min_secs,
@@ -421,7 +421,7 @@ def calibrate(target, widths, quantization, cpus, repeats, workdir, output, pyth
     from converters.calibration import calibrate as run_calibration
     from converters.calibration import merge
     from edge_bench import BenchSettings, get_target
-    from mpath_tf.io import atomic_write_json
+    from mpath_tf.storage import atomic_write_json
 
     bench_target = get_target(target, python=python, ssh_config=ssh_config,
                               benchmark_model=benchmark_model)
@@ -445,7 +445,7 @@ def report(run, output):
     Example:
         mpath-tf report runs/digits-mpath-4-64-seed0
     """
-    from mpath_tf.report import write_report
+    from mpath_tf.reporting.report import write_report
 
     click.echo(str(write_report(run, output)))
 

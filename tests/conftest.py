@@ -59,8 +59,8 @@ def tflite_models(tmp_path_factory) -> dict[int, Path]:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished search run on the embedded digits data (mpath-3-6, seconds)."""
-    from mpath_tf.config import SearchConfig
-    from mpath_tf.pipeline import search
+    from mpath_tf.pipeline.config import SearchConfig
+    from mpath_tf.pipeline.run import search
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
     config = SearchConfig(depth=3, width=6, epochs=2, finetune_epochs=1, samples=3, batch_size=64,

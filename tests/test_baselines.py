@@ -94,7 +94,7 @@ FAST = {
 @pytest.mark.parametrize("method", list(FAST))
 def test_every_method_returns_a_trained_model_within_two_percent_of_the_budget(method, digits):
     from mpath_tf.baselines import METHODS, compress
-    from mpath_tf.training import accuracy
+    from mpath_tf.training.loop import accuracy
 
     assert set(FAST) == set(METHODS)
     spec = _spec(digits)
@@ -159,7 +159,7 @@ def test_neuron_removal_follows_the_scores_across_layers():
 
 def test_group_lasso_drives_whole_neurons_to_zero(digits):
     from mpath_tf.baselines import group_lasso
-    from mpath_tf.training import accuracy
+    from mpath_tf.training.loop import accuracy
 
     spec = _spec(digits)
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge_bench.analysis import LatencyModel, choose_fit_paths, proxy_verdict
-from mpath_tf.bench import fully_connected_ops, predict_latency
+from mpath_tf.pipeline.bench import fully_connected_ops, predict_latency
 from mpath_tf.cli import cli
 from mpath_tf.errors import RunDirError
 

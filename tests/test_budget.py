@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from mpath_tf.budget import Budget, BudgetError, choose_by_budget, pareto_paths
-from mpath_tf.config import SearchConfig
+from mpath_tf.pipeline.budget import Budget, BudgetError, choose_by_budget, pareto_paths
+from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.errors import ConfigError
 
 ROWS = [{"paths": b, "parameters": 1000 // b, "predicted_val_accuracy": 0.99 - 0.01 * b}
@@ -63,7 +63,7 @@ def test_pareto_front_keeps_only_undominated_points():
 def test_search_meets_size_and_latency_budgets_measured_here(tiny_run, tmp_path):
     import shutil
 
-    from mpath_tf.pipeline import search
+    from mpath_tf.pipeline.run import search
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)  # one-shot training and samples are reused

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mpath_tf.bundle import write_bundle
+from mpath_tf.reporting.bundle import write_bundle
 from mpath_tf.errors import ConfigError
 
 

@@ -45,7 +45,7 @@ def test_a_cpu_without_a_table_is_told_which_one_auto_used(cache, monkeypatch, t
     from click.testing import CliRunner
 
     from mpath_tf.cli import cli
-    from mpath_tf.io import atomic_save_model
+    from mpath_tf.storage import atomic_save_model
 
     model = tmp_path / "m.keras"
     atomic_save_model(derive(build_supernet((6,), 2, 3, 8, seed=0), 3), model)

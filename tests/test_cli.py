@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from mpath_tf.cli import cli
-from mpath_tf.derivation import parameter_counts
+from mpath_tf.core.derivation import parameter_counts
 from tests.conftest import search_finished
 
 TINY = ["--no-bench", "--depth", "3", "--width", "6", "--epochs", "2", "--finetune-epochs", "1",

@@ -43,7 +43,7 @@ def _sample(run):
 
 
 def _oracle(run):  # read back only while samples remain: take one away
-    from mpath_tf.io import atomic_write_record, read_json
+    from mpath_tf.storage import atomic_write_record, read_json
 
     state = read_json(run / "state.json")
     state["samples"].pop(_sample(run).stem.removeprefix("paths-"))
@@ -90,8 +90,8 @@ def test_damaged_derived_file_is_set_aside_and_recomputed(finished, tmp_path, da
 ])
 def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(digits, tmp_path, damage,
                                                                    name):
-    from mpath_tf.models import build_mlp
-    from mpath_tf.training import train
+    from mpath_tf.core.models import build_mlp
+    from mpath_tf.training.loop import train
 
     def fresh(checkpoints, epochs, log=None):
         keras.utils.set_random_seed(0)

@@ -7,7 +7,7 @@ import pytest
 
 from mpath_tf import build_supernet, count_parameters, derive, discrete_permeability
 from mpath_tf import parameter_counts, path_widths
-from mpath_tf.derivation import parameter_counts_from_permeability, widths_from_permeability
+from mpath_tf.core.derivation import parameter_counts_from_permeability, widths_from_permeability
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_derived_model_round_trips_through_keras_file(trained_net, tmp_path):
 
 @pytest.mark.parametrize("paths", [2, 5, 12])
 def test_both_implementations_compute_the_same_function(trained_net, paths):
-    from mpath_tf.derivation import with_implementation
+    from mpath_tf.core.derivation import with_implementation
 
     x = np.random.default_rng(4).normal(size=(8, 4, 5)).astype("float32")
     grouped = derive(trained_net, paths, implementation="grouped")

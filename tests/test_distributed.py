@@ -28,7 +28,7 @@ def _worker_pids(tuner_id: str) -> list[int]:
             environ = (proc / "environ").read_bytes()
         except OSError:
             continue
-        if b"mpath_tf.tuning" in cmdline and f"KERASTUNER_TUNER_ID={tuner_id}".encode() in environ:
+        if b"mpath_tf.pipeline.tuning" in cmdline and f"KERASTUNER_TUNER_ID={tuner_id}".encode() in environ:
             pids.append(int(proc.name))
     return pids
 

@@ -123,7 +123,7 @@ def test_int8_error_falls_when_neuron_ranges_differ(digits, tmp_path):
     # int8 scale per tensor those neurons keep about 2 levels. Equalization
     # must give them their range back.
     from converters import export_tflite, verify
-    from mpath_tf.training import train
+    from mpath_tf.training.loop import train
 
     net = build_supernet(digits.input_shape, 10, depth=3, width=32, seed=0)
     train(net, digits, epochs=20, batch_size=64)

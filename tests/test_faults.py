@@ -59,7 +59,7 @@ def test_second_search_on_the_same_directory_is_refused(tmp_path):
         first.kill()
         first.wait()
     # the holder was killed: the kernel released its lock at once
-    from mpath_tf.rundir import lock_run_dir
+    from mpath_tf.pipeline.rundir import lock_run_dir
 
     with lock_run_dir(run):
         assert f"PID {os.getpid()} " in (run / ".lock").read_text()

@@ -11,7 +11,7 @@ from converters import Int16x8, choose_lowerings, export_tflite, get_quantizatio
 from converters.tflite import load_interpreter
 from mpath_tf import build_supernet, derive
 from mpath_tf.errors import ConfigError
-from mpath_tf.training import train
+from mpath_tf.training.loop import train
 
 
 @pytest.fixture(scope="module")

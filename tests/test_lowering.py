@@ -19,8 +19,8 @@ from converters.tflite import lowering_plan
 from converters.tflite import load_interpreter
 from mpath_tf import build_supernet, derive
 from mpath_tf.errors import ConfigError
-from mpath_tf.layers import PathDense
-from mpath_tf.training import train
+from mpath_tf.core.layers import PathDense
+from mpath_tf.training.loop import train
 from tests.conftest import assert_int8_close
 
 
@@ -174,7 +174,7 @@ def test_cli_export_with_a_lowering_and_int8_io(tiny_run):
 @pytest.mark.parametrize("implementation", ["per_path", "conv", "grouped"])
 def test_path_chain_computes_the_stack_it_replaces(implementation, model, digits, tmp_path):
     from converters.lowering import PathChain, chain_paths
-    from mpath_tf.io import load_model
+    from mpath_tf.storage import load_model
 
     grouped = group_paths(model)  # sorted widths, as the batched lowerings need
     chained = chain_paths(grouped, implementation)
@@ -288,7 +288,7 @@ def test_auto_picks_bucketed_when_ops_cost_more_than_padding(model):
 
 
 def test_bucketed_needs_a_stack(tmp_path):
-    from mpath_tf.layers import PathDense as PD
+    from mpath_tf.core.layers import PathDense as PD
 
     inputs = keras.Input((6,))
     outputs = keras.layers.Dense(2)(PD([2, 4], "relu")(inputs))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mpath_tf.permeability import RangeMinIndex, connection_permeability, discrete_permeability
+from mpath_tf.core.permeability import RangeMinIndex, connection_permeability, discrete_permeability
 
 
 def brute_force(p):

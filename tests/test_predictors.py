@@ -55,9 +55,9 @@ def test_fit_validates(b, v, match):
 
 # --- the other predictors (issue: search) ---------------------------------
 
-from mpath_tf.curves import extrapolate  # noqa: E402
+from mpath_tf.pipeline.curves import extrapolate  # noqa: E402
 from mpath_tf.errors import ConfigError  # noqa: E402
-from mpath_tf.predictors import (  # noqa: E402
+from mpath_tf.pipeline.predictors import (  # noqa: E402
     PREDICTORS,
     IsotonicPredictor,
     PchipPredictor,

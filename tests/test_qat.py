@@ -11,7 +11,7 @@ from converters.qat import export_qat_int8, to_tf_keras
 from mpath_tf import build_supernet, derive
 from mpath_tf.cli import cli
 from mpath_tf.errors import ConfigError
-from mpath_tf.training import train
+from mpath_tf.training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from mpath_tf.errors import RunDirError
-from mpath_tf.report import write_report
+from mpath_tf.reporting.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 
-from mpath_tf.config import SearchConfig
-from mpath_tf.sampling import initial_path_counts, next_path_count
+from mpath_tf.pipeline.config import SearchConfig
+from mpath_tf.pipeline.sampling import initial_path_counts, next_path_count
 
 
 def test_start_set_and_next_picks_fill_the_widest_gaps():
@@ -27,7 +27,7 @@ def test_start_set_and_next_picks_fill_the_widest_gaps():
 
 
 def test_search_with_adaptive_sampling(tmp_path):
-    from mpath_tf.pipeline import search
+    from mpath_tf.pipeline.run import search
 
     config = SearchConfig(depth=3, width=8, epochs=2, finetune_epochs=1, samples=5,
                           batch_size=64, sampling="adaptive", bench=False,

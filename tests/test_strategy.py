@@ -1,4 +1,4 @@
-"""One-shot training with a tf.distribute strategy (``mpath_tf.distributed``):
+"""One-shot training with a tf.distribute strategy (``mpath_tf.training.distributed``):
 two worker processes on 127.0.0.1 give the weights one process gives, a
 killed worker stops the chief with a message and a restart resumes from the
 chief's checkpoint, two in-process replicas (MirroredStrategy) match too,
@@ -16,9 +16,9 @@ import pytest
 from tests.conftest import search_finished
 
 from mpath_tf import build_supernet, load_dataset
-from mpath_tf.distributed import cluster_from_env, local_tf_configs, train_distributed
+from mpath_tf.training.distributed import cluster_from_env, local_tf_configs, train_distributed
 from mpath_tf.errors import ConfigError
-from mpath_tf.io import load_model
+from mpath_tf.storage import load_model
 
 DEPTH, WIDTH, BATCH = 3, 8, 32
 SEARCH = ["--depth", str(DEPTH), "--width", str(WIDTH), "--finetune-epochs", "1",
@@ -117,7 +117,7 @@ def test_killed_worker_stops_the_chief_and_a_restart_resumes(tmp_path):
 
 RESUME_SCRIPT = """
 import sys
-from mpath_tf.distributed import make_strategy, train_distributed
+from mpath_tf.training.distributed import make_strategy, train_distributed
 strategy = make_strategy("multiworker", 60)
 import numpy as np
 from mpath_tf import build_supernet, load_dataset
@@ -164,7 +164,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 import numpy as np
 from mpath_tf import build_supernet, load_dataset
-from mpath_tf.distributed import train_distributed
+from mpath_tf.training.distributed import train_distributed
 data = load_dataset("digits")
 model, _ = train_distributed(
     lambda: build_supernet(data.input_shape, data.num_classes, %d, %d, seed=0), data, 2,
@@ -241,7 +241,7 @@ def test_a_run_resumes_with_the_strategy_it_started_with():
     """The strategy decides the order of the training examples (Keras fit or
     the distributed loop), so a resumed run must keep it; the cluster's
     timeout may change."""
-    from mpath_tf.config import SearchConfig
+    from mpath_tf.pipeline.config import SearchConfig
 
     started = SearchConfig(strategy="multiworker")
     assert SearchConfig().differences(started) == ["strategy"]

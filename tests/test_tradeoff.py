@@ -12,13 +12,13 @@ from click.testing import CliRunner
 
 from mpath_tf import derive
 from mpath_tf.cli import cli
-from mpath_tf.costs import CostTable, expected_cost
-from mpath_tf.derivation import count_parameters
+from mpath_tf.core.costs import CostTable, expected_cost
+from mpath_tf.core.derivation import count_parameters
 from mpath_tf.errors import ConfigError
-from mpath_tf.gates import GatedSupernet, HyperSupernet, gate_widths
-from mpath_tf.io import atomic_save_model, load_model
-from mpath_tf.permeability import discrete_permeability
-from mpath_tf.tradeoff import (estimate_lambda, lam_for_budget, lambda_curve, train_fixed_lambda,
+from mpath_tf.core.gates import GatedSupernet, HyperSupernet, gate_widths
+from mpath_tf.storage import atomic_save_model, load_model
+from mpath_tf.core.permeability import discrete_permeability
+from mpath_tf.tradeoff.train import (estimate_lambda, lam_for_budget, lambda_curve, train_fixed_lambda,
                                train_hypernet)
 
 
@@ -175,7 +175,7 @@ def test_larger_lam_gives_fewer_parameters(digits):
 @pytest.fixture(scope="module")
 def hypernet(digits):
     from mpath_tf import build_supernet
-    from mpath_tf.training import train
+    from mpath_tf.training.loop import train
 
     supernet = build_supernet(digits.input_shape, digits.num_classes, 3, 16, seed=0)
     train(supernet, digits, 8)

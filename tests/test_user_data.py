@@ -13,8 +13,8 @@ from converters.tflite import convert, op_summary
 from mpath_tf import adapt_normalization, build_mlp, build_supernet, derive
 from mpath_tf.data import Dataset, load_file
 from mpath_tf.errors import DataError
-from mpath_tf.permeability import discrete_permeability
-from mpath_tf.training import accuracy, train
+from mpath_tf.core.permeability import discrete_permeability
+from mpath_tf.training.loop import accuracy, train
 
 CLASSES = ["walking", "idle", "running"]
 
@@ -239,7 +239,7 @@ def test_labels_with_line_breaks_are_refused():
 
 def test_a_fine_tuning_killed_before_its_first_epoch_resumes_from_its_start(sensor_model,
                                                                           tmp_path):
-    from mpath_tf.training import EpochCheckpoint
+    from mpath_tf.training.loop import EpochCheckpoint
 
     net, _, data = sensor_model
     model = derive(net, 4)
@@ -256,7 +256,7 @@ def test_a_fine_tuning_killed_before_its_first_epoch_resumes_from_its_start(sens
 
 
 def test_input_normalization_config_round_trip_and_copied_weights():
-    from mpath_tf.layers import InputNormalization
+    from mpath_tf.core.layers import InputNormalization
 
     layer = InputNormalization(name="input_normalization")
     config = layer.get_config()

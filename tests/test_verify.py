@@ -23,7 +23,7 @@ from converters import (
 )
 from mpath_tf import build_supernet, derive
 from mpath_tf.errors import ConfigError
-from mpath_tf.training import train
+from mpath_tf.training.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def test_cli_export_of_an_unlowerable_model_exits_2(tmp_path):
 
 
 def test_export_report_is_kept_beside_the_file(tiny_run):
-    from mpath_tf.workflows import export_model
+    from mpath_tf.pipeline.workflows import export_model
 
     report = export_model(tiny_run / "model.keras", "dynamic", lowering="conv",
                           output=tiny_run / "exports" / "m.tflite")

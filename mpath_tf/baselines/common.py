@@ -229,7 +229,7 @@ class Search:
         Raises:
             ConfigError: The widths miss the budget by more than ``TOLERANCE``.
         """
-        from mpath_tf.training import train
+        from mpath_tf.training.loop import train
 
         widths = self.widths(budget)
         parameters = self.spec.count(widths)

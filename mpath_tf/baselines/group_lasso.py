@@ -74,7 +74,7 @@ def sparsify(spec: MLPSpec, data, strength: float = 1e-4, epochs: int = 3, seed:
     Raises:
         ValueError: Negative or non-finite ``strength``.
     """
-    from mpath_tf.training import train
+    from mpath_tf.training.loop import train
 
     penalty = GroupLasso(strength)
 

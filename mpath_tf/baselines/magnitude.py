@@ -63,7 +63,7 @@ def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
     import tensorflow as tf
 
     from converters.qat import _modules, to_tf_keras
-    from mpath_tf.training import accuracy
+    from mpath_tf.training.loop import accuracy
 
     tf_keras, tfmot = _modules()
     spec.check(budget)

@@ -79,7 +79,7 @@ def shrink(spec: MLPSpec, data, strength: float = 1.0, epochs: int = 3, seed: in
     Raises:
         ValueError: Negative or non-finite ``strength``.
     """
-    from mpath_tf.training import train
+    from mpath_tf.training.loop import train
 
     if not (np.isfinite(strength) and strength >= 0):
         raise ValueError(f"strength must be a finite number >= 0. Received: strength={strength}")

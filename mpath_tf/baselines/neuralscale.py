@@ -206,7 +206,7 @@ def iterative_prune(inputs: int, widths: Sequence[int], classes: int, data, pret
     Returns:
         ``(taus, phis)``: parameter counts (N,) and alive neurons per layer (N, L).
     """
-    from mpath_tf.training import compile_model
+    from mpath_tf.training.loop import compile_model
 
     x, y = flat_inputs(data)
     model, gates = _gated_mlp(inputs, widths, classes, seed)

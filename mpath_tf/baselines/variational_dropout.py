@@ -108,7 +108,7 @@ def sparsify(spec: MLPSpec, data, epochs: int = 3, seed: int = 0, batch_size: in
     Returns:
         The trained model (hidden layers ``hidden_1..L``, then ``classifier``).
     """
-    from mpath_tf.training import train
+    from mpath_tf.training.loop import train
 
     kl_weight = 1.0 / len(data.x_train)
 

@@ -4,7 +4,7 @@ The paper ranks membranes by permeability and cuts the least permeable; the
 cost of the result is only known afterwards. Here each membrane k carries a
 logit, is open with probability q_k = sigmoid(logit_k), and training
 minimizes ``cross-entropy + lam * E[cost] / cost(MLP)`` with the expected
-cost of ``mpath_tf.costs`` (parameters, or latency measured on a device), as
+cost of ``mpath_tf.core.costs`` (parameters, or latency measured on a device), as
 in FBNet / DARTS-CC and ``../shared/papers/002_0f618713dd3e460c.txt``.
 
 - Training samples a binary-concrete (Gumbel-sigmoid) gate per membrane,
@@ -31,8 +31,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from mpath_tf.costs import CostTable, expected_cost
-from mpath_tf.models import Supernet
+from mpath_tf.core.costs import CostTable, expected_cost
+from mpath_tf.core.models import Supernet
 
 # Adam moves a variable by about the learning rate per step, but a gate's logit
 # must travel several units within a few hundred steps to close a membrane;

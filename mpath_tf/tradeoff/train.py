@@ -31,15 +31,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from mpath_tf.config import METHODS
-from mpath_tf.costs import CostTable
+from mpath_tf.pipeline.config import METHODS
+from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
-from mpath_tf.derivation import count_parameters
-from mpath_tf.gates import GatedSupernet, HyperSupernet, TemperatureSchedule, _check_lam
-from mpath_tf.models import adapt_normalization
-from mpath_tf.models import Supernet
-from mpath_tf.permeability import discrete_permeability
-from mpath_tf.training import train
+from mpath_tf.core.derivation import count_parameters
+from mpath_tf.core.gates import GatedSupernet, HyperSupernet, TemperatureSchedule, _check_lam
+from mpath_tf.core.models import adapt_normalization
+from mpath_tf.core.models import Supernet
+from mpath_tf.core.permeability import discrete_permeability
+from mpath_tf.training.loop import train
 
 __all__ = ["METHODS", "train_fixed_lambda", "train_hypernet", "theorem_lambda", "lambda_curve",
            "estimate_lambda", "lam_for_budget", "label_entropy", "warmup"]

@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 
 from mpath_tf.errors import ConfigError, RunDirError
-from mpath_tf.io import atomic_write_json, atomic_write_text, library_versions, load_model
-from mpath_tf.rundir import RunDir
+from mpath_tf.storage import atomic_write_json, atomic_write_text, library_versions, load_model
+from mpath_tf.pipeline.rundir import RunDir
 
 QUANTIZATION_MODES = ("float32", "dynamic", "int8")
 
@@ -38,7 +38,7 @@ CSV_COLUMNS = (
 
 def default_paths(run: RunDir) -> list[int]:
     """The run's sampled path counts plus 1 (the dense-shaped derived model)."""
-    from mpath_tf.pipeline import sample_path_counts
+    from mpath_tf.pipeline.run import sample_path_counts
 
     sampled = [int(b) for b in run.state.get("samples", {})] or sample_path_counts(
         run.config.width, run.config.samples)
@@ -50,7 +50,7 @@ def fully_connected_ops(model) -> int:
     path of each ``PathDense`` layer (the ``per_path`` lowering)."""
     import keras
 
-    from mpath_tf.layers import PathDense
+    from mpath_tf.core.layers import PathDense
 
     return sum(len(layer.path_widths) if isinstance(layer, PathDense) else 1
                for layer in model.layers if isinstance(layer, (PathDense, keras.layers.Dense)))
@@ -101,7 +101,7 @@ def predict_latency(run_dir: str | os.PathLike, target: str = "local",
 
     from edge_bench.analysis import LatencyModel
     from edge_bench.targets import target_slug
-    from mpath_tf.derivation import parameter_counts
+    from mpath_tf.core.derivation import parameter_counts
 
     run = RunDir.open(run_dir)
     path = run.path / "bench" / target_slug(target) / "latency_model.json"
@@ -122,8 +122,8 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                 log) -> list[tuple[dict, Path]]:
     """Export the dense MLP and each derived model; reuse exports already on disk."""
     from converters import export_tflite, get_quantization
-    from mpath_tf.derivation import derive
-    from mpath_tf.models import NORMALIZATION, build_mlp
+    from mpath_tf.core.derivation import derive
+    from mpath_tf.core.models import NORMALIZATION, build_mlp
 
     config = run.config
     models_dir = run.path / "bench" / "models"
@@ -153,7 +153,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                     model = derive(supernet, count)
             if not path.is_file():
                 if get_quantization(quantization).calibrated and data is None:
-                    from mpath_tf.pipeline import load_data
+                    from mpath_tf.pipeline.run import load_data
 
                     data = load_data(config)
                 log(f"  exporting {path.name}")
@@ -259,7 +259,7 @@ def bench_run(
         "models": {q: m.to_dict() for q, m in models.items()},
     })
     atomic_write_json(out / "verdict.json", {"proxy": verdict, "latency_model": evaluation})
-    from mpath_tf.plotting import plot_latency
+    from mpath_tf.reporting.plotting import plot_latency
 
     plot_latency(rows, out / "latency.png", title=f"{run.path.name} on {bench_target.name}")
     failed = [r for r in rows if r["status"] != "ok"]

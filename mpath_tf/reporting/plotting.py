@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 
-from mpath_tf.io import atomic_write_bytes
+from mpath_tf.storage import atomic_write_bytes
 
 
 def plot_search(rows: list[dict], chosen: int | None, path: str | os.PathLike, title: str) -> None:

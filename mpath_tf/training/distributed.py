@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from mpath_tf.config import STRATEGIES
+from mpath_tf.pipeline.config import STRATEGIES
 from mpath_tf.errors import ClusterError, ConfigError
 
 
@@ -283,7 +283,7 @@ def train_distributed(
     import keras
     import tensorflow as tf
 
-    from mpath_tf.training import EpochCheckpoint
+    from mpath_tf.training.loop import EpochCheckpoint
 
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync

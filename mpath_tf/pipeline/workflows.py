@@ -8,12 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from mpath_tf.data import load_dataset
-from mpath_tf.derivation import path_widths
+from mpath_tf.core.derivation import path_widths
 from mpath_tf.errors import ConfigError
-from mpath_tf.io import atomic_save_model, atomic_write_json, library_versions, load_model
-from mpath_tf.pipeline import finetune, load_data
-from mpath_tf.rundir import RunDir
-from mpath_tf.training import accuracy
+from mpath_tf.storage import atomic_save_model, atomic_write_json, library_versions, load_model
+from mpath_tf.pipeline.run import finetune, load_data
+from mpath_tf.pipeline.rundir import RunDir
+from mpath_tf.training.loop import accuracy
 
 
 def derive_from_run(

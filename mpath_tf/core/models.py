@@ -19,8 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from mpath_tf.layers import InputNormalization, MembraneDense
-from mpath_tf.permeability import RangeMinIndex
+from mpath_tf.core.layers import InputNormalization, MembraneDense
+from mpath_tf.core.permeability import RangeMinIndex
 
 
 NORMALIZATION = "input_normalization"  # the name of the standardizing layer, in every model
@@ -206,7 +206,7 @@ class Supernet(keras.Model):
             ValueError: If ``paths`` is missing or outside [1, W], or ``lam`` is
                 given (a trade-off applies to ``GatedSupernet`` models).
         """
-        from mpath_tf.derivation import widths_from_permeability
+        from mpath_tf.core.derivation import widths_from_permeability
 
         if lam is not None:
             raise ValueError(

@@ -66,7 +66,7 @@ def train(
         keep_best: Restore the weights of the best validation epoch at the end.
         verbose: Keras verbosity.
         history: If given, the validation accuracy of every epoch is
-            appended to it (a learning curve, see ``mpath_tf.curves``).
+            appended to it (a learning curve, see ``mpath_tf.pipeline.curves``).
         checkpoint_dir: If given, the weights and optimizer state are saved
             there atomically after every epoch (``EpochCheckpoint``), and a
             training killed earlier resumes from its last finished epoch.
@@ -184,7 +184,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 model and its optimizer may hold part of it (``train``
                 starts them over).
         """
-        from mpath_tf.io import set_aside
+        from mpath_tf.storage import set_aside
 
         if self.folder is None or not (self.folder / "state.json").is_file():
             return 0
@@ -197,7 +197,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             raise err
 
     def _restore(self, model) -> int:
-        from mpath_tf.io import read_json
+        from mpath_tf.storage import read_json
 
         state = read_json(self.folder / "state.json")
         model.optimizer.build(model.trainable_variables)
@@ -232,7 +232,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         os.replace(tmp, self.folder / f"{name}.weights.h5")
 
     def _write_state(self, epochs_done: int) -> None:
-        from mpath_tf.io import atomic_write_record
+        from mpath_tf.storage import atomic_write_record
 
         atomic_write_record(self.folder / "state.json", {
             "epochs_done": epochs_done, "curve": self.curve, "best_epoch": self.best_epoch,
@@ -268,7 +268,7 @@ def epochs_done(folder) -> int:
     """
     from pathlib import Path
 
-    from mpath_tf.io import read_json
+    from mpath_tf.storage import read_json
 
     try:
         return int(read_json(Path(folder) / "state.json")["epochs_done"])

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mpath_tf.bench import measured_latency
+from mpath_tf.pipeline.bench import measured_latency
 from mpath_tf.errors import ConfigError
-from mpath_tf.io import atomic_write_json, atomic_write_text
-from mpath_tf.rundir import RunDir
+from mpath_tf.storage import atomic_write_json, atomic_write_text
+from mpath_tf.pipeline.rundir import RunDir
 
 CARD_FORMAT = "mpath-tf-bundle"
 
@@ -132,8 +132,8 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
         write_bundle("runs/digits-mpath-4-64-seed0", paths=[2, 11, 30])
     """
     from converters import export_tflite, get_quantization, run_tflite
-    from mpath_tf.io import atomic_save_model, load_model
-    from mpath_tf.pipeline import finetune, load_data
+    from mpath_tf.storage import atomic_save_model, load_model
+    from mpath_tf.pipeline.run import finetune, load_data
 
     run = RunDir.open(run_dir)
     results = run.path_table("export --bundle")

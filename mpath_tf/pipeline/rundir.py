@@ -24,9 +24,9 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from mpath_tf.config import SearchConfig
+from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.errors import ConfigError, DamagedFileError, RunDirError
-from mpath_tf.io import (atomic_write_json, atomic_write_record, library_versions, load_model,
+from mpath_tf.storage import (atomic_write_json, atomic_write_record, library_versions, load_model,
                          read_json, set_aside)
 
 FORMAT = "mpath-tf-run"

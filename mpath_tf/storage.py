@@ -163,9 +163,9 @@ def load_model(path: str | os.PathLike):
     import keras
 
     import converters.lowering  # noqa: F401  (registers PathChain)
-    import mpath_tf.layers  # noqa: F401  (registers PathDense, MembraneDense)
-    import mpath_tf.gates  # noqa: F401  (registers GatedSupernet, HyperSupernet)
-    import mpath_tf.models  # noqa: F401  (registers Supernet)
+    import mpath_tf.core.layers  # noqa: F401  (registers PathDense, MembraneDense)
+    import mpath_tf.core.gates  # noqa: F401  (registers GatedSupernet, HyperSupernet)
+    import mpath_tf.core.models  # noqa: F401  (registers Supernet)
 
     path = Path(path)
     if not path.is_file():

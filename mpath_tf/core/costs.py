@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from keras import ops
 
-from mpath_tf.config import COSTS
+from mpath_tf.pipeline.config import COSTS
 from mpath_tf.errors import ConfigError
 
 FORMAT = "mpath-tf-cost-table"
@@ -179,7 +179,7 @@ class CostTable:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the table as JSON (atomically)."""
-        from mpath_tf.io import atomic_write_json
+        from mpath_tf.storage import atomic_write_json
 
         atomic_write_json(Path(path), self.to_dict())
         return Path(path)

@@ -18,8 +18,8 @@ import bisect
 import keras
 import numpy as np
 
-from mpath_tf.layers import InputNormalization, PathDense
-from mpath_tf.models import Supernet
+from mpath_tf.core.layers import InputNormalization, PathDense
+from mpath_tf.core.models import Supernet
 
 
 def _check_paths(paths, width: int) -> int:
@@ -202,7 +202,7 @@ def derive(supernet: Supernet, paths: int | None = None, implementation: str = "
     The layout: for ``paths``, the paper's ranking (the ``paths - 1`` least
     permeable membranes cut); for a ``GatedSupernet`` without ``paths``, its
     gates (membranes with logit <= 0 cut); for a ``HyperSupernet``, the gates
-    its hypernetwork gives at ``lam`` (``mpath_tf.gates``).
+    its hypernetwork gives at ``lam`` (``mpath_tf.core.gates``).
 
     Args:
         supernet: A built (usually trained) ``Supernet``.

@@ -1,14 +1,14 @@
 """The search pipeline behind ``mpath-tf search`` (paper, section 3).
 
 With ``method`` ``lambda`` or ``hypernet`` the cost-regularized searches of
-``mpath_tf.tradeoff_search`` run instead. The paper's (``rank``):
+``mpath_tf.tradeoff.search`` run instead. The paper's (``rank``):
 
 1. One-shot training of the supernet (best validation epoch kept).
 2. Sample fine-tuning: derive and fine-tune path counts in [2, W] (evenly
-   spaced or adaptive), as KerasTuner trials (``mpath_tf.tuning``), in this
+   spaced or adaptive), as KerasTuner trials (``mpath_tf.pipeline.tuning``), in this
    process or on worker processes.
 3. Fit the accuracy predictor and predict every path count in [1, W].
-4. Choose a model (by accuracy drop or by budget, ``mpath_tf.budget``),
+4. Choose a model (by accuracy drop or by budget, ``mpath_tf.pipeline.budget``),
    fine-tune it if it was not sampled, export it to float32 and int8
    ``.tflite`` and verify both against Keras in the LiteRT interpreter.
 5. Write ``results.json``, ``results.csv`` and ``results.png``.
@@ -32,20 +32,20 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mpath_tf.budget import choose_by_budget, pareto_paths
-from mpath_tf.config import SearchConfig
+from mpath_tf.pipeline.budget import choose_by_budget, pareto_paths
+from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.data import Dataset, load_dataset, load_file
-from mpath_tf.derivation import derive, parameter_counts, path_widths
-from mpath_tf.distributed import cluster_from_env, is_chief, make_strategy, train_distributed
+from mpath_tf.core.derivation import derive, parameter_counts, path_widths
+from mpath_tf.training.distributed import cluster_from_env, is_chief, make_strategy, train_distributed
 from mpath_tf.errors import ConfigError, DamagedFileError, MpathError
-from mpath_tf.io import (atomic_save_model, atomic_write_json, atomic_write_record,
+from mpath_tf.storage import (atomic_save_model, atomic_write_json, atomic_write_record,
                          atomic_write_text, read_json, set_aside)
-from mpath_tf.models import adapt_normalization, build_supernet
-from mpath_tf.plotting import plot_search
-from mpath_tf.predictors import make_predictor
+from mpath_tf.core.models import adapt_normalization, build_supernet
+from mpath_tf.reporting.plotting import plot_search
+from mpath_tf.pipeline.predictors import make_predictor
 from mpath_tf.progress import Progress
-from mpath_tf.rundir import RunDir, lock_run_dir
-from mpath_tf.training import accuracy, epochs_done, train
+from mpath_tf.pipeline.rundir import RunDir, lock_run_dir
+from mpath_tf.training.loop import accuracy, epochs_done, train
 
 RESULT_COLUMNS = (
     "paths",
@@ -214,11 +214,11 @@ def _worker_one_shot(config: SearchConfig, data: Dataset, strategy, log,
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
                      progress: Progress) -> dict[int, float]:
-    """Fine-tune the sampled path counts as KerasTuner trials (``mpath_tf.tuning``):
+    """Fine-tune the sampled path counts as KerasTuner trials (``mpath_tf.pipeline.tuning``):
     in this process, or on ``config.workers`` local worker processes."""
     import contextlib
 
-    from mpath_tf.tuning import run_distributed, sample_record_path
+    from mpath_tf.pipeline.tuning import run_distributed, sample_record_path
 
     config = run.config
     (run.path / "samples").mkdir(exist_ok=True)
@@ -279,7 +279,7 @@ def _sample_tuner(run: RunDir, log, progress: Progress):
     """The run's sample tuner, its saved state reloaded; a state KerasTuner
     cannot read back is set aside for a fresh one (the finished samples'
     records are the truth: their trials end at once)."""
-    from mpath_tf.tuning import make_tuner
+    from mpath_tf.pipeline.tuning import make_tuner
 
     try:
         return make_tuner(run.path, log=log, progress=progress)
@@ -385,7 +385,7 @@ def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
 
 def _budget_gain(run: RunDir, config: SearchConfig) -> float:
     """The accuracy ``final_epochs`` add over the samples' budget (0: same budget)."""
-    from mpath_tf.curves import budget_gain
+    from mpath_tf.pipeline.curves import budget_gain
 
     if not config.final_epochs or config.final_epochs <= config.finetune_epochs:
         return 0.0
@@ -568,14 +568,14 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     for notice in run.notices:
         log(notice)
     if config.method != "rank":
-        from mpath_tf.tradeoff_search import search_tradeoff
+        from mpath_tf.tradeoff.search import search_tradeoff
 
         return search_tradeoff(run, data, log, progress)
 
     supernet = _train_supernet(run, data, log, progress, strategy)
     reference_model, reference_record = None, None
     if config.reference:
-        from mpath_tf.reference import train_reference
+        from mpath_tf.pipeline.reference import train_reference
 
         reference_model, reference_record = train_reference(run, data, log, progress)
     measured = _sample_finetune(run, supernet, data, log, progress)
@@ -614,7 +614,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
                                                       - reference_record["test_accuracy"])}
     speed = None
     if config.bench:
-        from mpath_tf.reference import compare_speed
+        from mpath_tf.pipeline.reference import compare_speed
 
         log("timing the chosen model" + (" and the dense reference" if reference else "")
             + " on this machine (LiteRT)")
@@ -680,7 +680,7 @@ def outcome_lines(result: dict) -> list[str]:
                      f"({reference['accuracy_difference_pt']:+.2f} points for the chosen "
                      f"model), {reference['parameters']:,} parameters; files: {sizes}")
     if result.get("speed"):
-        from mpath_tf.reference import speed_line
+        from mpath_tf.pipeline.reference import speed_line
 
         line = speed_line(result["speed"])
         if line:

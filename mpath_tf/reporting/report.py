@@ -18,10 +18,10 @@ import json
 import os
 from pathlib import Path
 
-from mpath_tf.bench import measured_latency
-from mpath_tf.budget import pareto_paths
-from mpath_tf.io import atomic_write_text
-from mpath_tf.rundir import RunDir
+from mpath_tf.pipeline.bench import measured_latency
+from mpath_tf.pipeline.budget import pareto_paths
+from mpath_tf.storage import atomic_write_text
+from mpath_tf.pipeline.rundir import RunDir
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -156,7 +156,7 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
                 + ", ".join(f"{q} file {e['bytes']:,} bytes"
                             for q, e in reference.get("exports", {}).items()) + ".</p>")
         if results.get("speed"):
-            from mpath_tf.reference import speed_line
+            from mpath_tf.pipeline.reference import speed_line
 
             chosen_html += (f"<p>Speed on the search machine (LiteRT, one thread): "
                             f"{html.escape(speed_line(results['speed']))}.</p>")

@@ -20,12 +20,12 @@ import time
 import keras
 import numpy as np
 
-from mpath_tf.costs import CostTable
+from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
-from mpath_tf.derivation import count_parameters, derive
+from mpath_tf.core.derivation import count_parameters, derive
 from mpath_tf.errors import ConfigError
-from mpath_tf.io import atomic_save_model, atomic_write_json, load_model
-from mpath_tf.training import accuracy, train
+from mpath_tf.storage import atomic_save_model, atomic_write_json, load_model
+from mpath_tf.training.loop import accuracy, train
 
 CURVE_POINTS = 21
 
@@ -68,7 +68,7 @@ def cost_table(config, width: int, depth: int) -> CostTable:
 
 
 def _train_gated(run, data: Dataset, cost: CostTable, log, progress):
-    from mpath_tf.tradeoff import train_fixed_lambda
+    from mpath_tf.tradeoff.train import train_fixed_lambda
 
     config, path = run.config, run.path / "gated.keras"
     if run.state.get("gated") and path.is_file():
@@ -90,7 +90,7 @@ def _train_gated(run, data: Dataset, cost: CostTable, log, progress):
 
 
 def _train_hypernet(run, supernet, data: Dataset, cost: CostTable, log, progress):
-    from mpath_tf.tradeoff import estimate_lambda, lambda_curve, train_hypernet
+    from mpath_tf.tradeoff.train import estimate_lambda, lambda_curve, train_hypernet
 
     config, path = run.config, run.path / "hypernet.keras"
     if run.state.get("hypernet") and path.is_file():
@@ -116,7 +116,7 @@ def _train_hypernet(run, supernet, data: Dataset, cost: CostTable, log, progress
 
 
 def _choose_lam(run, model, log) -> float:
-    from mpath_tf.tradeoff import lam_for_budget
+    from mpath_tf.tradeoff.train import lam_for_budget
 
     config = run.config
     if config.lam is not None:
@@ -154,7 +154,7 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
     Raises:
         ConfigError: A cost table for another network or target, or an unmet budget.
     """
-    from mpath_tf.pipeline import _export, _train_supernet
+    from mpath_tf.pipeline.run import _export, _train_supernet
 
     config = run.config
     cost = cost_table(config, config.width, config.depth)

@@ -34,7 +34,7 @@ class MembraneDense(keras.layers.Layer):
 
     ``outputs = activation(inputs @ (kernel * permeability) + bias)``, where
     ``permeability`` is the (W, W) connection-permeability matrix of Eq. 2
-    (see ``mpath_tf.permeability``), passed at call time so that one set of
+    (see ``mpath_tf.core.permeability``), passed at call time so that one set of
     membranes can gate every layer of a supernet.
 
     Args:

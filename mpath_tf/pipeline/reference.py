@@ -20,11 +20,11 @@ import keras
 
 from mpath_tf.data import Dataset
 from mpath_tf.errors import TargetError
-from mpath_tf.io import atomic_save_model
-from mpath_tf.models import adapt_normalization, build_mlp
+from mpath_tf.storage import atomic_save_model
+from mpath_tf.core.models import adapt_normalization, build_mlp
 from mpath_tf.progress import Progress
-from mpath_tf.rundir import RunDir
-from mpath_tf.training import accuracy, epochs_done, train
+from mpath_tf.pipeline.rundir import RunDir
+from mpath_tf.training.loop import accuracy, epochs_done, train
 
 REFERENCE_FILE = "reference.keras"
 # Timing budget of the summary comparison: about 15 s for four files on a

@@ -20,9 +20,9 @@ NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accurac
 # the 2,460 of digits or the 25,000 of MNIST at the same settings).
 DEFAULT_EPOCHS, MIN_STEPS = 60, 2400
 DEFAULT_FINETUNE_EPOCHS, MIN_FINETUNE_STEPS = 10, 400
-METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff
-COSTS = ("params", "latency")  # see mpath_tf.costs
-STRATEGIES = ("mirrored", "multiworker")  # see mpath_tf.distributed
+METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff.train
+COSTS = ("params", "latency")  # see mpath_tf.core.costs
+STRATEGIES = ("mirrored", "multiworker")  # see mpath_tf.training.distributed
 
 # lam picks a hypernetwork's trade-off after training, but is what a
 # fixed-lambda run trains with; RunDir compares it for that method only.
@@ -63,7 +63,7 @@ class SearchConfig:
         batch_size: Mini-batch size.
         learning_rate: Adam learning rate.
         seed: Seed of weight initialization and training order.
-        predictor: Accuracy predictor name (``mpath_tf.predictors.PREDICTORS``:
+        predictor: Accuracy predictor name (``mpath_tf.pipeline.predictors.PREDICTORS``:
             ``paper``, ``pchip``, ``isotonic``, ``power_law``).
         max_accuracy_drop: The chosen model is the one with the most paths whose
             predicted validation accuracy is at most this far (absolute, 0.01 = 1
@@ -76,17 +76,17 @@ class SearchConfig:
             ``target``, measured with ``edge_bench``.
         target: ``edge_bench`` target of ``max_latency_ms``.
             With any budget set, the most accurate path count meeting all of
-            them is chosen (``mpath_tf.budget``) instead of ``max_accuracy_drop``.
+            them is chosen (``mpath_tf.pipeline.budget``) instead of ``max_accuracy_drop``.
         final_epochs: Fine-tuning epochs of the chosen model (None: as the
             samples). Longer than ``finetune_epochs``, the predicted
             accuracies are raised by the gain the samples' learning curves
-            extrapolate to that budget (``mpath_tf.curves.budget_gain``).
+            extrapolate to that budget (``mpath_tf.pipeline.curves.budget_gain``).
         sampling: ``even`` (evenly spaced path counts, as the paper) or
             ``adaptive`` (each next one where the accuracy curve is least
-            certain; ``mpath_tf.sampling``).
+            certain; ``mpath_tf.pipeline.sampling``).
         workers: Run the sample fine-tunings as KerasTuner trials on this
             many local worker processes (0: in this process).
-        method: How the architecture is found (``mpath_tf.tradeoff``):
+        method: How the architecture is found (``mpath_tf.tradeoff.train``):
             ``rank`` (the paper: rank membranes, sample path counts, predict),
             ``lambda`` (one-shot training with the cost term at ``lam``; the
             gates are the architecture) or ``hypernet`` (one-shot training,
@@ -102,7 +102,7 @@ class SearchConfig:
         lam_max: Lambda of ``hypernet``: its training range is U[0, lam_max].
         hyper_epochs: Hypernetwork training epochs (None: ``epochs``).
         strategy: Train the supernet with a ``tf.distribute`` strategy
-            (``mpath_tf.distributed``): ``mirrored`` (all local GPUs) or
+            (``mpath_tf.training.distributed``): ``mirrored`` (all local GPUs) or
             ``multiworker`` (the machines of ``TF_CONFIG``; run the same
             search on each). None: Keras ``fit`` in this process.
         cluster_timeout_s: How long ``multiworker`` waits for the chief.
@@ -178,7 +178,7 @@ class SearchConfig:
         Raises:
             ConfigError: Naming the first setting out of range.
         """
-        from mpath_tf.predictors import PREDICTORS
+        from mpath_tf.pipeline.predictors import PREDICTORS
 
         if self.data is None and self.label is not None:
             raise ConfigError("label names a column of a CSV file; pass it with --data FILE.csv.")
@@ -328,8 +328,8 @@ class SearchConfig:
         return self.finetune_learning_rate or self.learning_rate
 
     def budget(self):
-        """The budget limits of these settings (``mpath_tf.budget.Budget``)."""
-        from mpath_tf.budget import Budget
+        """The budget limits of these settings (``mpath_tf.pipeline.budget.Budget``)."""
+        from mpath_tf.pipeline.budget import Budget
 
         return Budget(self.min_accuracy, self.max_params, self.max_size_kb, self.max_latency_ms,
                       self.target)

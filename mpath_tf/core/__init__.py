@@ -1,0 +1,6 @@
+"""The multipath network itself: membrane and path layers, the permeability
+and width arithmetic, supernets (built-in or made from a user's Keras model),
+derivation into block-diagonal models, gated supernets and their costs.
+
+Nothing here reaches up into training, the search, the converters or the CLI.
+"""

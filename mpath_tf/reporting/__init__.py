@@ -1,0 +1,2 @@
+"""What a finished search shows: plots, the HTML report and the deployable
+bundle with its selector."""

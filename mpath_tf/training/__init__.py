@@ -1,0 +1,2 @@
+"""Training a supernet or a derived model: the loop with its per-epoch
+checkpoints (``loop``) and multi-worker training (``distributed``)."""
