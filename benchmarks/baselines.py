@@ -65,7 +65,8 @@ def train_units(journal, data, args, folder: Path) -> None:
     from mpath_tf import build_mlp, build_supernet, derive
     from mpath_tf.baselines import STRUCTURED, MLPSpec, compress, search
     from mpath_tf.core.derivation import parameter_counts
-    from mpath_tf.storage import atomic_save_model, load_model
+    from mpath_tf.storage import atomic_save_model
+    from mpath_tf.core.saving import load_model
     from mpath_tf.training.loop import train
 
     spec = MLPSpec(data.input_shape, (WIDTH,) * DEPTH, data.num_classes)
@@ -141,7 +142,7 @@ def export_and_time(journal, data, args, folder: Path) -> dict:
     from converters import export_tflite, get_quantization
     from edge_bench import BenchSettings, LocalTarget, measure_models
     from edge_bench import Journal as LatencyJournal
-    from mpath_tf.storage import load_model
+    from mpath_tf.core.saving import load_model
 
     representative = np.asarray(data.x_train[:500], "float32")
     jobs = []

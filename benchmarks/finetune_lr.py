@@ -29,7 +29,7 @@ RATES = (1e-3, 3e-4, 1e-4)
 def main(argv=None) -> None:
     from mpath_tf import derive
     from mpath_tf.pipeline.config import SearchConfig
-    from mpath_tf.pipeline.run import _build, finetune, load_data
+    from mpath_tf.pipeline.steps import build_supernet_for, finetune, load_data
     from mpath_tf.training.loop import accuracy, train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,7 +56,7 @@ def main(argv=None) -> None:
             data = dataclasses.replace(data, x_train=data.x_train[:args.max_train],
                                        y_train=data.y_train[:args.max_train])
         start = time.perf_counter()
-        supernet = _build(config, data)
+        supernet = build_supernet_for(config, data)
         one_shot = train(supernet, data, config.epochs, batch_size=config.batch_size)
         counts = sorted({2, config.width // 4, config.width // 2, config.width})
         derived = {b: accuracy(derive(supernet, b), data.x_val, data.y_val) for b in counts}

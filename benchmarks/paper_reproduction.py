@@ -95,7 +95,7 @@ def heldout_path_counts(width: int, samples: int, heldout: int) -> list[int]:
     """Path counts midway between evenly spaced ones, none of them sampled."""
     import numpy as np
 
-    from mpath_tf.pipeline.run import sample_path_counts
+    from mpath_tf.pipeline.steps import sample_path_counts
 
     sampled = set(sample_path_counts(width, samples))
     grid = np.rint(np.linspace(2, width, 2 * heldout + 1)[1::2]).astype(int)
@@ -126,8 +126,8 @@ def run_tables(journal, data, arch, args, log):
 
 def run_table4(journal, data, arch, args, log):
     from mpath_tf.core.derivation import parameter_counts
-    from mpath_tf.storage import load_model
-    from mpath_tf.pipeline.run import sample_path_counts
+    from mpath_tf.core.saving import load_model
+    from mpath_tf.pipeline.steps import sample_path_counts
 
     width = int(arch.split("-")[1])
     supernet = load_model(args.out / f"{data.name}-supernet-{arch}.keras")

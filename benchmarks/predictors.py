@@ -38,8 +38,9 @@ from paper_reproduction import Journal, budget_dir, fine_tune_unit, heldout_path
 def run_units(journal, data, arch, args, log):
     from mpath_tf import build_supernet
     from mpath_tf.core.derivation import parameter_counts
-    from mpath_tf.storage import atomic_save_model, load_model
-    from mpath_tf.pipeline.run import sample_path_counts
+    from mpath_tf.storage import atomic_save_model
+    from mpath_tf.core.saving import load_model
+    from mpath_tf.pipeline.steps import sample_path_counts
     from mpath_tf.training.loop import train
 
     depth, width = (int(v) for v in arch.split("-"))
@@ -65,7 +66,7 @@ def adaptive(journal, data, arch, args, log):
     import numpy as np
 
     from mpath_tf.core.derivation import parameter_counts
-    from mpath_tf.storage import load_model
+    from mpath_tf.core.saving import load_model
     from mpath_tf.pipeline.predictors import make_predictor
     from mpath_tf.pipeline.sampling import initial_path_counts, next_path_count
 
@@ -103,7 +104,7 @@ def evaluate(journal, dataset, arch, heldout_epochs, samples: int = 10):
     from mpath_tf.pipeline.curves import budget_gain, extrapolate
     from mpath_tf.pipeline.predictors import PREDICTORS, make_predictor
 
-    from mpath_tf.pipeline.run import sample_path_counts
+    from mpath_tf.pipeline.steps import sample_path_counts
 
     rows = journal.records.values()
     even = set(sample_path_counts(int(arch.split("-")[1]), samples))  # not the adaptive picks

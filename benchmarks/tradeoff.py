@@ -43,11 +43,12 @@ METHODS = ("rank", "lambda", "hypernet")
 
 
 def cost_table(args, data):
+    from converters.calibration import latency_costs
     from mpath_tf.core.costs import CostTable
 
     if args.cost == "params":
         return CostTable.params(WIDTH, DEPTH)
-    return CostTable.latency(WIDTH, DEPTH, quantization="int8")
+    return latency_costs(WIDTH, DEPTH, quantization="int8")
 
 
 def finetune_unit(journal, key, model, data, args, out: Path, **values):
@@ -71,7 +72,8 @@ def finetune_unit(journal, key, model, data, args, out: Path, **values):
 def train_units(journal, data, args, folder: Path) -> dict:
     from mpath_tf import build_supernet, derive
     from mpath_tf.core.derivation import parameter_counts
-    from mpath_tf.storage import atomic_save_model, load_model
+    from mpath_tf.storage import atomic_save_model
+    from mpath_tf.core.saving import load_model
     from mpath_tf.tradeoff.train import (estimate_lambda, lam_for_budget, lambda_curve, theorem_lambda,
                                    train_fixed_lambda, train_hypernet)
     from mpath_tf.training.loop import train
@@ -149,7 +151,7 @@ def export_and_time(data, args, folder: Path) -> dict:
     from converters import export_tflite, get_quantization
     from edge_bench import BenchSettings, LocalTarget, measure_models
     from edge_bench import Journal as LatencyJournal
-    from mpath_tf.storage import load_model
+    from mpath_tf.core.saving import load_model
 
     representative = np.asarray(data.x_train[:500], "float32")
     jobs = []

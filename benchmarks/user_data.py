@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     import warnings
 
     from mpath_tf import SearchConfig, search
-    from mpath_tf.pipeline.run import load_data
+    from mpath_tf.pipeline.steps import load_data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-user-data"))

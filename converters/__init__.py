@@ -9,7 +9,8 @@ from converters.quantization import (
     Int16x8,
     get_quantization,
 )
-from converters.calibration import calibrate, choose_lowering, load_calibration
+from converters.calibrate import calibrate
+from converters.calibration import choose_lowering, load_calibration
 from converters.equalize import equalize_ranges
 from converters.metadata import read_labels, with_labels
 from converters.tflite import (

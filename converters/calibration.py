@@ -1,6 +1,6 @@
 """Which lowering is fastest for a block-diagonal layer, measured per device.
 
-``calibrate`` times a stack of ``STACK_DEPTH`` block-diagonal layers (W
+``converters.calibrate`` times a stack of ``STACK_DEPTH`` block-diagonal layers (W
 neurons, b paths, ReLU), lowered as exports lower them (``PathChain``: the
 paths run through the stack and are joined once), in each lowering and
 quantization on a grid of path counts with ``edge_bench``, and returns a
@@ -48,118 +48,6 @@ VERSION = 3
 STACK_DEPTH = 3
 # Lowerings timed; bucketed is conv on padded widths, predicted from conv's costs.
 CALIBRATED = ("per_path", "batch_matmul", "conv")
-
-
-def equal_widths(width: int, paths: int) -> list[int]:
-    """``paths`` widths as equal as possible, summing to ``width``.
-
-    Example:
-        >>> equal_widths(10, 4)
-        [3, 3, 2, 2]
-    """
-    return [width // paths + (1 if i < width % paths else 0) for i in range(paths)]
-
-
-def irregular_widths(width: int, paths: int, seed: int = 0) -> list[int]:
-    """``paths`` widths from random cut points, as derived models have them.
-
-    Example:
-        >>> sum(irregular_widths(100, 7)), len(irregular_widths(100, 7))
-        (100, 7)
-    """
-    cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, width), paths - 1, replace=False))
-    return np.diff(np.concatenate([[0], cuts, [width]])).astype(int).tolist()
-
-
-def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
-    """``depth`` block-diagonal layers with ReLU: the unit that is calibrated.
-
-    The widths are sorted so that equal widths sit side by side, as
-    ``group_paths`` arranges them in exported models.
-    """
-    import keras
-
-    from mpath_tf.core.layers import PathDense
-
-    widths = sorted(path_widths)
-    width = sum(widths)
-    inputs = keras.Input((width,))
-    rng = np.random.default_rng(len(widths))
-    h = inputs
-    for i in range(depth):
-        layer = PathDense(widths, activation="relu", name=f"blocks_{i + 1}")
-        h = layer(h)
-        layer.set_blocks([rng.normal(0, 0.1, (w, w)) for w in widths])
-    return keras.Model(inputs, h, name=f"stack-{depth}x{width}-b{len(widths)}")
-
-
-def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "int16x8"),
-              paths=None, workdir: str | os.PathLike = "calibration", settings=None,
-              repeats: int = 1, log=print) -> dict:
-    """Time a stack of block-diagonal layers of ``width`` in every lowering on ``target``.
-
-    For each path count, two layers are timed: equal path widths, and the
-    irregular widths of random cuts (several distinct widths, as in derived
-    models), so the cost of each op group can be told apart from the cost of
-    each path.
-
-    Args:
-        target: An ``edge_bench`` target (or its name).
-        width: Layer width W.
-        quantizations: Modes to calibrate.
-        paths: Path counts (default: ``CALIBRATION_PATHS`` up to W).
-        workdir: Exports and the measurement journal (resumable).
-        settings: ``edge_bench.BenchSettings``.
-        repeats: Tries per model.
-        log: Progress printer.
-
-    Returns:
-        The table (see the module docstring).
-    """
-    from converters.quantization import get_quantization
-    from converters.tflite import AUTO_EXCLUDED, export_tflite
-    from edge_bench import Journal, get_target, measure_models
-
-    target = get_target(target) if isinstance(target, str) else target
-    paths = [b for b in (paths or CALIBRATION_PATHS) if 1 <= b <= width]
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    representative = np.random.default_rng(0).normal(size=(200, width)).astype("float32")
-    jobs = []
-    for b in paths:
-        variants = {"equal": equal_widths(width, b)}
-        if 2 < b < width:
-            variants["irregular"] = sorted(irregular_widths(width, b))
-        for variant, widths in variants.items():
-            model = stack_model(widths)
-            for lowering in CALIBRATED if b > 1 else ["per_path"]:
-                if lowering == "per_path" and b > MAX_PER_PATH_CALIBRATION:
-                    continue
-                for quantization in quantizations:
-                    if b > 1 and lowering in AUTO_EXCLUDED.get(quantization, ()):
-                        continue
-                    path = workdir / (f"stack-{STACK_DEPTH}x{width}-b{b}-{variant}_{lowering}_"
-                                      f"{quantization}.tflite")
-                    if not path.is_file():
-                        try:
-                            export_tflite(model, path, get_quantization(quantization),
-                                          representative, lowering)
-                        except ConfigError as err:  # one stack the mode cannot run
-                            log(f"skipped {path.name}: {err}")
-                            continue
-                    jobs.append(({"path_widths": widths, "depth": STACK_DEPTH,
-                                  "quantization": quantization, "lowering": lowering}, path))
-    log(f"calibrating {len(jobs)} stacks on {target.name}")
-    rows = measure_models(target, jobs, Journal(workdir / "calibration.jsonl"), settings,
-                          repeats=repeats, log=log)
-    layers = []
-    for (labels, _), row in zip(jobs, rows):
-        if row["status"] == "ok":
-            stats = row["stats"]
-            us = stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
-            layers.append({**labels, "us": us})
-    return {"format": FORMAT, "version": VERSION, "target": target.name, "device": target.describe(),
-            "settings": (settings.to_dict() if settings else None), "layers": layers}
 
 
 def cpu_key(device: dict) -> str:
@@ -244,15 +132,6 @@ def calibration_source(calibration=None, quantization: str | None = None) -> dic
     return {"table": str(path), "cpu": here, "table_cpu": theirs, "own": theirs == here}
 
 
-def ensure_own_table(quantization: str, log=print) -> None:
-    """Calibrate ``quantization`` on this CPU (``calibrate_this_cpu``) unless
-    this CPU kind already has a table with it."""
-    mode = calibrated_mode(quantization)
-    if own_table_path(mode) is None:
-        log(f"calibrating the {mode} lowerings on this CPU (under a minute, once)")
-        calibrate_this_cpu(mode, log=log)
-
-
 def foreign_table_notice(source: dict, lowering: str = "auto") -> str | None:
     """The line that says ``auto`` used another CPU's table (None if it was
     this CPU's own); ``source`` from ``calibration_source``."""
@@ -261,46 +140,6 @@ def foreign_table_notice(source: dict, lowering: str = "auto") -> str | None:
     return (f"lowering {lowering}: no calibration table of this CPU ({source['cpu']}); used "
             f"the table of {source['table_cpu']} (`mpath-tf export --calibrate` measures "
             "this CPU in under a minute, cached)")
-
-
-def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
-                       paths=(1, 2, 4, 8, 16, 64), log=print) -> Path:
-    """A short calibration of one mode on this CPU (under a minute on 2
-    cores), added to this CPU kind's cached table (``cache_dir() /
-    <cpu_key>.json``) for ``load_calibration``.
-
-    Args:
-        quantization: The mode to calibrate (``float16`` uses float32's).
-        width: Layer width of the calibrated stacks.
-        paths: Path counts (equal and irregular widths each).
-        log: Progress printer.
-
-    Returns:
-        The cached table's path.
-    """
-    import tempfile
-
-    from edge_bench import BenchSettings, LocalTarget
-    from mpath_tf.storage import atomic_write_json
-
-    mode = calibrated_mode(quantization)
-    key = cpu_key(this_cpu())
-    out = cache_dir() / f"{key}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    settings = BenchSettings(min_secs=0.1, warmup_min_secs=0.05, runs=20)
-    with tempfile.TemporaryDirectory() as workdir:
-        table = calibrate(LocalTarget(), width, (mode,), paths, workdir, settings,
-                          log=lambda *_: None)
-    table["device"] = {k: v for k, v in table["device"].items() if k != "state"}
-    try:  # keep the modes calibrated before
-        old = json.loads(out.read_text())
-        if cpu_key(old.get("device") or {}) == key:
-            table["layers"] += [l for l in old["layers"] if l["quantization"] != mode]
-    except (OSError, ValueError, KeyError):
-        pass
-    atomic_write_json(out, table)
-    log(f"calibrated the {mode} lowerings on this CPU ({key}): {out}")
-    return out
 
 
 def merge(tables: list[dict]) -> dict:
@@ -471,3 +310,31 @@ def bucket_plan(table: dict, path_widths: list[int], quantization: str,
 
     cost = _bucketed_cost(table, quantization, depth, neighbours, path_widths)
     return bucket_edges(path_widths, lambda padded: cost(sorted(set(padded))))
+
+
+def latency_costs(width: int, depth: int, calibration: dict | None = None,
+                  quantization: str = "int8", lowering: str = "per_path"):
+    """The latency ``CostTable`` of mpath-<depth>-<width> from a calibration table.
+
+    Args:
+        width: Network width W.
+        depth: Hidden layers.
+        calibration: A table of ``calibrate`` (default: the bundled one).
+        quantization: ``float32``, ``dynamic`` or ``int8``.
+        lowering: Lowering whose fitted costs are used.
+
+    Returns:
+        A ``mpath_tf.core.costs.CostTable`` of kind ``latency`` (us).
+
+    Raises:
+        ConfigError: The calibration has no entry for this quantization or lowering.
+    """
+    from mpath_tf.core.costs import CostTable
+
+    calibration = calibration or load_calibration()
+    coefficients = fit_costs(calibration, quantization)
+    if lowering not in coefficients:
+        raise ConfigError(f"The calibration of {calibration.get('target')} has no {lowering} "
+                          f"{quantization} entries; choose one of {sorted(coefficients)}.")
+    return CostTable.latency(width, depth, coefficients[lowering], calibration.get("target"),
+                             quantization, lowering)

@@ -20,7 +20,15 @@ from mpath_tf.errors import ConfigError
 from mpath_tf.storage import atomic_write_bytes
 
 
-def _modules():
+def legacy_keras_modules():
+    """``(tf_keras, tensorflow_model_optimization)``, imported on first use.
+
+    TF-MOT 0.8 works only with the legacy ``tf_keras`` package, so QAT and
+    the magnitude-pruning baseline run there.
+
+    Raises:
+        ConfigError: Either package is missing (names the extra to install).
+    """
     try:
         import tensorflow_model_optimization as tfmot
         import tf_keras
@@ -65,7 +73,7 @@ def to_tf_keras(model):
 
     from mpath_tf.core.layers import PathDense
 
-    tf_keras, _ = _modules()
+    tf_keras, _ = legacy_keras_modules()
     PathSlice = _path_slice_class(tf_keras)
     inputs = tf_keras.Input(model.input_shape[1:])
     h = inputs
@@ -118,7 +126,7 @@ def qat_int8(model, x_train, y_train, epochs: int, batch_size: int = 128,
     """
     import tensorflow as tf
 
-    tf_keras, tfmot = _modules()
+    tf_keras, tfmot = legacy_keras_modules()
     if epochs < 1:
         raise ConfigError(f"--qat-epochs must be >= 1. Received: epochs={epochs}")
     x_train = np.asarray(x_train, dtype="float32")

@@ -1,7 +1,10 @@
 """mpath-tf: multipath neural networks with a chosen accuracy/latency balance.
 
-The public API is imported lazily (on first attribute access) so that
-``mpath-tf --help`` and the data and config modules start without TensorFlow.
+The public API reads as the pipeline: data, a supernet (built in or made
+from your Keras model with ``to_supernet``), ``derive``, ``finetune``,
+``search`` and its predictors, ``load_model``. Export and timing live in the
+``converters`` and ``edge_bench`` packages. Names are imported lazily (on
+first attribute access) so that ``mpath-tf --help`` starts without TensorFlow.
 
 Example:
     >>> import mpath_tf
@@ -18,32 +21,36 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "MembraneDense": "mpath_tf.core.layers",
-    "PathDense": "mpath_tf.core.layers",
-    "Supernet": "mpath_tf.core.models",
-    "build_supernet": "mpath_tf.core.models",
+    # data
+    "load_dataset": "mpath_tf.data",
+    "Dataset": "mpath_tf.data",
+    # a supernet: built in, or from the user's Keras model
     "build_mlp": "mpath_tf.core.models",
+    "build_supernet": "mpath_tf.core.supernet",
+    "to_supernet": "mpath_tf.core.supernet",
+    "Supernet": "mpath_tf.core.supernet",
     "adapt_normalization": "mpath_tf.core.models",
-    "connection_permeability": "mpath_tf.core.permeability",
-    "discrete_permeability": "mpath_tf.core.permeability",
+    # derivation: block-diagonal models, their sizes, the dense baseline
     "derive": "mpath_tf.core.derivation",
+    "to_dense": "mpath_tf.core.derivation",
     "path_widths": "mpath_tf.core.derivation",
     "parameter_counts": "mpath_tf.core.derivation",
-    "count_parameters": "mpath_tf.core.derivation",
-    "PaperPredictor": "mpath_tf.pipeline.predictors",
+    "discrete_permeability": "mpath_tf.core.permeability",
+    "MembraneDense": "mpath_tf.core.layers",
+    "PathDense": "mpath_tf.core.layers",
+    # training and search
+    "finetune": "mpath_tf.pipeline.steps",
     "SearchConfig": "mpath_tf.pipeline.config",
     "search": "mpath_tf.pipeline.run",
-    "make_strategy": "mpath_tf.training.distributed",
-    "train_distributed": "mpath_tf.training.distributed",
-    "local_tf_configs": "mpath_tf.training.distributed",
-    "load_dataset": "mpath_tf.data",
-    "load_model": "mpath_tf.storage",
-    "Dataset": "mpath_tf.data",
+    "PaperPredictor": "mpath_tf.pipeline.predictors",
+    "make_predictor": "mpath_tf.pipeline.predictors",
+    # files
+    "load_model": "mpath_tf.core.saving",
+    # errors
+    "MpathError": "mpath_tf.errors",
     "ConfigError": "mpath_tf.errors",
     "DataError": "mpath_tf.errors",
-    "MpathError": "mpath_tf.errors",
     "RunDirError": "mpath_tf.errors",
-    "ClusterError": "mpath_tf.errors",
 }
 
 __all__ = sorted(_EXPORTS)

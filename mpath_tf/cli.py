@@ -73,6 +73,10 @@ def cli():
               help="Your own data instead: an .npz (x_train, y_train[, x_test, y_test]) "
               "or a .csv with a header row.")
 @click.option("--label", default=None, help="The label column of a --data .csv file.")
+@click.option("--model", type=click.Path(dir_okay=False), default=None,
+              help="Search your own Keras model (.keras: Sequential or Functional, softmax "
+              "output) instead of the built-in MLP: its first run of equal-width Dense "
+              "layers is split into paths; --depth and --width come from it.")
 @click.option("--depth", type=int, default=_DEFAULTS.depth, show_default=True,
               help="Hidden layers (>= 2).")
 @click.option("--width", type=int, default=_DEFAULTS.width, show_default=True,
@@ -176,6 +180,9 @@ def search(run_dir, quiet, as_json, **settings):
     \b
     Your own tabular data:
         mpath-tf search --data sensors.csv --label activity --width 32
+    \b
+    Your own Keras model (its Dense layers split into paths):
+        mpath-tf search --model my_model.keras --dataset mnist --data-dir ~/data
     \b
     The most accurate model within budgets (measured on a Raspberry Pi):
         mpath-tf search --max-params 20000 --max-latency-ms 0.05 --target ssh://pi@rpi
@@ -418,7 +425,7 @@ def calibrate(target, widths, quantization, cpus, repeats, workdir, output, pyth
     Example:
         mpath-tf calibrate --target ssh://pi@raspberrypi.local --output pi.json
     """
-    from converters.calibration import calibrate as run_calibration
+    from converters.calibrate import calibrate as run_calibration
     from converters.calibration import merge
     from edge_bench import BenchSettings, get_target
     from mpath_tf.storage import atomic_write_json

@@ -135,48 +135,6 @@ def atomic_save_model(model, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_model(path: str | os.PathLike):
-    """Load a ``.keras`` file that holds mpath-tf layers.
-
-    Keras finds custom layers only once their classes are registered, that
-    is, once their modules are imported; ``import mpath_tf`` alone does not
-    import them (the API is loaded lazily), so load through this function.
-
-    Args:
-        path: The ``.keras`` file.
-
-    Returns:
-        The Keras model.
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        DamagedFileError: It exists but is not a model Keras can load.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> from mpath_tf import build_supernet, derive
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.keras"
-        >>> atomic_save_model(derive(build_supernet((4,), 2, 2, 4, seed=0), 2), path)
-        >>> load_model(path).name
-        'mpath-2-4-b2'
-    """
-    import keras
-
-    import converters.lowering  # noqa: F401  (registers PathChain)
-    import mpath_tf.core.layers  # noqa: F401  (registers PathDense, MembraneDense)
-    import mpath_tf.core.gates  # noqa: F401  (registers GatedSupernet, HyperSupernet)
-    import mpath_tf.core.models  # noqa: F401  (registers Supernet)
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        return keras.saving.load_model(path)
-    except Exception as err:  # zip, h5 and config errors of every kind
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DamagedFileError(path, f"not a loadable .keras model: {reason[:200]}") from err
-
-
 def library_versions() -> dict[str, str]:
     """Versions of Python and of the libraries that decide a run's numbers."""
     versions = {"python": platform.python_version()}

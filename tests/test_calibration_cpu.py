@@ -7,8 +7,8 @@ import json
 import pytest
 
 from converters import calibration
+from converters.calibrate import calibrate_this_cpu
 from converters.calibration import (
-    calibrate_this_cpu,
     calibration_source,
     cpu_key,
     load_calibration,

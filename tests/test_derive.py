@@ -5,9 +5,11 @@ import time
 import numpy as np
 import pytest
 
-from mpath_tf import build_supernet, count_parameters, derive, discrete_permeability
+from mpath_tf import build_supernet, derive, discrete_permeability
+from mpath_tf.core.derivation import count_parameters
 from mpath_tf import parameter_counts, path_widths
-from mpath_tf.core.derivation import parameter_counts_from_permeability, widths_from_permeability
+from mpath_tf.core.derivation import parameter_counts_from_permeability
+from mpath_tf.core.permeability import widths_from_permeability
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,8 @@ import pytest
 
 from converters import LOWERINGS, DynamicRange, Float32, Int8, choose_lowerings, export_tflite
 from converters import verify
-from converters.calibration import (
-    choose_lowering,
-    equal_widths,
-    irregular_widths,
-    load_calibration,
-    predicted_costs,
-)
+from converters.calibrate import equal_widths, irregular_widths
+from converters.calibration import choose_lowering, load_calibration, predicted_costs
 from converters.lowering import group_paths, pad_paths, padded_widths
 from converters.tflite import lowering_plan
 from converters.tflite import load_interpreter
@@ -173,8 +168,9 @@ def test_cli_export_with_a_lowering_and_int8_io(tiny_run):
 
 @pytest.mark.parametrize("implementation", ["per_path", "conv", "grouped"])
 def test_path_chain_computes_the_stack_it_replaces(implementation, model, digits, tmp_path):
-    from converters.lowering import PathChain, chain_paths
-    from mpath_tf.storage import load_model
+    from converters.lowering import chain_paths
+    from mpath_tf.core.layers import PathChain
+    from mpath_tf.core.saving import load_model
 
     grouped = group_paths(model)  # sorted widths, as the batched lowerings need
     chained = chain_paths(grouped, implementation)
@@ -191,7 +187,7 @@ def test_path_chain_computes_the_stack_it_replaces(implementation, model, digits
 
 
 def test_path_chain_validates_its_arguments():
-    from converters.lowering import PathChain
+    from mpath_tf.core.layers import PathChain
 
     with pytest.raises(ValueError, match="needs paths of equal width side by side"):
         PathChain([2, 1, 2], depth=2, implementation="conv")

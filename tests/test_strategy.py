@@ -18,7 +18,7 @@ from tests.conftest import search_finished
 from mpath_tf import build_supernet, load_dataset
 from mpath_tf.training.distributed import cluster_from_env, local_tf_configs, train_distributed
 from mpath_tf.errors import ConfigError
-from mpath_tf.storage import load_model
+from mpath_tf.core.saving import load_model
 
 DEPTH, WIDTH, BATCH = 3, 8, 32
 SEARCH = ["--depth", str(DEPTH), "--width", str(WIDTH), "--finetune-epochs", "1",

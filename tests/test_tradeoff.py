@@ -12,11 +12,13 @@ from click.testing import CliRunner
 
 from mpath_tf import derive
 from mpath_tf.cli import cli
+from converters.calibration import latency_costs
 from mpath_tf.core.costs import CostTable, expected_cost
 from mpath_tf.core.derivation import count_parameters
 from mpath_tf.errors import ConfigError
 from mpath_tf.core.gates import GatedSupernet, HyperSupernet, gate_widths
-from mpath_tf.storage import atomic_save_model, load_model
+from mpath_tf.storage import atomic_save_model
+from mpath_tf.core.saving import load_model
 from mpath_tf.core.permeability import discrete_permeability
 from mpath_tf.tradeoff.train import (estimate_lambda, lam_for_budget, lambda_curve, train_fixed_lambda,
                                train_hypernet)
@@ -65,7 +67,7 @@ def test_expected_cost_gradient_closes_membranes():
 
 
 def test_latency_table_from_the_bundled_calibration():
-    table = CostTable.latency(200, depth=4, quantization="int8")
+    table = latency_costs(200, depth=4, quantization="int8")
     assert table.unit == "us" and table.target == "local" and table.lowering == "per_path"
     assert all(b >= a for a, b in zip(table.block, table.block[1:]))  # wider paths cost more
     # per-path overheads: 200 single-neuron paths cost more than their weights alone suggest

@@ -62,10 +62,10 @@ def compress(spec: MLPSpec, data, budget: int, epochs: int = 5, seed: int = 0,
     """
     import tensorflow as tf
 
-    from converters.qat import _modules, to_tf_keras
+    from converters.qat import legacy_keras_modules, to_tf_keras
     from mpath_tf.training.loop import accuracy
 
-    tf_keras, tfmot = _modules()
+    tf_keras, tfmot = legacy_keras_modules()
     spec.check(budget)
     model = dense_mlp(spec, seed=seed)
     sizes = [spec.inputs, *spec.widths, spec.num_classes]

@@ -30,12 +30,13 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from keras import ops
 
-from mpath_tf.pipeline.config import COSTS
 from mpath_tf.errors import ConfigError
+
+COSTS = ("params", "latency")  # the kinds of cost table
 
 FORMAT = "mpath-tf-cost-table"
 
@@ -97,33 +98,30 @@ class CostTable:
         return cls("params", int(width), int(depth), block).validate()
 
     @classmethod
-    def latency(cls, width: int, depth: int, calibration: dict | None = None,
+    def latency(cls, width: int, depth: int, coefficients, target: str | None = None,
                 quantization: str = "int8", lowering: str = "per_path") -> "CostTable":
-        """Latency of each path from a lowering calibration table.
+        """Latency of each path from a lowering's fitted per-layer costs.
+
+        ``converters.calibration.latency_costs`` fits them from a measured
+        calibration table and calls this.
 
         Args:
             width: Network width W.
             depth: Hidden layers.
-            calibration: A table of ``converters.calibration`` (default: the
-                bundled one of this project's x86-64 development machine).
+            coefficients: The lowering's costs per layer in microseconds,
+                ``(fixed, per op group, per path, per weight)``.
+            target: Where they were measured.
             quantization: ``float32``, ``dynamic`` or ``int8``.
-            lowering: Lowering whose fitted costs are used.
+            lowering: The lowering they describe.
 
-        Raises:
-            ConfigError: The calibration has no entry for this quantization or lowering.
+        Example:
+            >>> CostTable.latency(3, 2, (0.0, 1.0, 0.5, 0.01)).block
+            (1.51, 1.54, 1.59)
         """
-        from converters.calibration import fit_costs, load_calibration
-
-        calibration = calibration or load_calibration()
-        coefficients = fit_costs(calibration, quantization)
-        if lowering not in coefficients:
-            raise ConfigError(f"The calibration of {calibration.get('target')} has no {lowering} "
-                              f"{quantization} entries; choose one of {sorted(coefficients)}.")
-        # Coefficients of [1, op groups, paths, weights] per layer (us).
-        _, per_group, per_path, per_weight = coefficients[lowering]
+        _, per_group, per_path, per_weight = (float(c) for c in coefficients)
         block = tuple(float((depth - 1) * (per_group + per_path + per_weight * w * w))
                       for w in range(1, width + 1))
-        return cls("latency", int(width), int(depth), block, "us", calibration.get("target"),
+        return cls("latency", int(width), int(depth), block, "us", target,
                    quantization, lowering).validate()
 
     def cost(self, widths) -> float:
@@ -197,7 +195,7 @@ class CostTable:
             raise ConfigError(f"Cannot read the cost table {path}: {err}.") from None
 
 
-def expected_cost(open_probability, block) -> "ops.Tensor":
+def expected_cost(open_probability, block) -> Any:
     """Expected cost of the path layout when membranes open independently.
 
     Args:
@@ -213,6 +211,8 @@ def expected_cost(open_probability, block) -> "ops.Tensor":
         >>> float(expected_cost(np.array([1.0, 0.0], "float32"), block))  # paths [2, 1]
         8.0
     """
+    from keras import ops
+
     q = ops.clip(ops.convert_to_tensor(open_probability, "float32"), 1e-7, 1.0)
     width = int(q.shape[0]) + 1
     closed = 1.0 - q

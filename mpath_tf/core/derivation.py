@@ -18,63 +18,10 @@ import bisect
 import keras
 import numpy as np
 
-from mpath_tf.core.layers import InputNormalization, PathDense
-from mpath_tf.core.models import Supernet
-
-
-def _check_paths(paths, width: int) -> int:
-    if isinstance(paths, bool) or not isinstance(paths, (int, np.integer)):
-        raise ValueError(f"`paths` must be an integer. Received: paths={paths!r}")
-    if not 1 <= paths <= width:
-        raise ValueError(
-            f"`paths` must be in [1, {width}] for a network of width {width} "
-            f"(1 path is the equivalent MLP, {width} paths are single neurons). "
-            f"Received: paths={paths}"
-        )
-    return int(paths)
-
-
-def membrane_order(permeability) -> np.ndarray:
-    """Membrane indices sorted by ascending permeability (stable for ties).
-
-    Args:
-        permeability: The W - 1 membrane permeabilities.
-
-    Returns:
-        An int array of length W - 1; the first b - 1 entries are the membranes
-        made impermeable for b paths.
-
-    Example:
-        >>> membrane_order([0.9, 0.1, 0.5]).tolist()
-        [1, 2, 0]
-    """
-    return np.argsort(np.asarray(permeability, dtype="float64"), kind="stable")
-
-
-def widths_from_permeability(permeability, paths: int) -> list[int]:
-    """Path widths, in neuron order, for ``paths`` paths.
-
-    Args:
-        permeability: The W - 1 membrane permeabilities.
-        paths: Path count b in [1, W].
-
-    Returns:
-        b positive widths that sum to W.
-
-    Raises:
-        ValueError: If ``paths`` is outside [1, W].
-
-    Example:
-        >>> widths_from_permeability([0.9, 0.1, 0.5], paths=2)
-        [2, 2]
-    """
-    p = np.asarray(permeability)
-    width = p.shape[0] + 1
-    paths = _check_paths(paths, width)
-    # Membrane k separates neuron k from neuron k + 1.
-    cuts = np.sort(membrane_order(p)[: paths - 1]) + 1
-    bounds = np.concatenate([[0], cuts, [width]])
-    return np.diff(bounds).astype(int).tolist()
+from mpath_tf.core.layers import InputNormalization, MembraneDense, PathDense
+from mpath_tf.core.models import MLPSupernet, build_mlp
+from mpath_tf.core.supernet import Supernet
+from mpath_tf.core.permeability import check_paths, membrane_order
 
 
 def path_widths(supernet: Supernet, paths: int) -> list[int]:
@@ -96,7 +43,7 @@ def path_widths(supernet: Supernet, paths: int) -> list[int]:
         >>> sum(path_widths(net, 3))
         5
     """
-    return supernet.derived_widths(_check_paths(paths, supernet.width))
+    return supernet.derived_widths(check_paths(paths, supernet.width))
 
 
 def count_parameters(
@@ -167,14 +114,20 @@ def parameter_counts_from_permeability(
     return counts
 
 
-def parameter_counts(supernet: Supernet) -> dict[int, int]:
+def parameter_counts(supernet) -> dict[int, int]:
     """Parameter count of ``derive(supernet, b)`` for every b in [1, W].
 
+    Counted from the layers: every layer but the first stack's membrane
+    layers keeps its parameters (other stacks at one path); each membrane
+    layer becomes a ``PathDense`` with ``sum(w_i^2)`` weights in its blocks
+    and W biases. The squares are updated one cut at a time in permeability
+    order, so the whole map costs O(W log W) and builds no model.
+
     Args:
-        supernet: A built ``Supernet``.
+        supernet: A built ``Supernet`` (or a 0.1 / gated ``MLPSupernet``).
 
     Returns:
-        ``{b: parameters}`` for b = 1 .. W.
+        ``{b: parameters}`` for b = 1 .. W, strictly decreasing in b.
 
     Example:
         >>> from mpath_tf import build_supernet
@@ -184,18 +137,32 @@ def parameter_counts(supernet: Supernet) -> dict[int, int]:
         True
     """
     p = keras.ops.convert_to_numpy(supernet.membrane_permeability())
-    input_dim = int(np.prod(supernet.example_shape))
-    return parameter_counts_from_permeability(
-        p, input_dim, supernet.num_classes, supernet.depth
-    )
+    if isinstance(supernet, MLPSupernet):
+        return parameter_counts_from_permeability(
+            p, int(np.prod(supernet.example_shape)), supernet.num_classes, supernet.depth)
+    width, layers = supernet.width, len(supernet.stacks[0])
+    first = set(supernet.stacks[0])
+    fixed = sum(layer.count_params() for layer in supernet.chain if layer.name not in first)
+    fixed += supernet.trunk.count_params() if supernet.trunk is not None else 0
+    bounds, squares = [0, width], width * width  # sorted cut positions, sum of w_i^2
+    counts = {1: fixed + layers * (squares + width)}
+    for b, membrane in enumerate(membrane_order(p), start=2):
+        cut = int(membrane) + 1
+        k = bisect.bisect_left(bounds, cut)
+        lo, hi = bounds[k - 1], bounds[k]
+        squares += (cut - lo) ** 2 + (hi - cut) ** 2 - (hi - lo) ** 2
+        bounds.insert(k, cut)
+        counts[b] = fixed + layers * (squares + width)
+    return counts
 
 
-def derive(supernet: Supernet, paths: int | None = None, implementation: str = "grouped",
+def derive(supernet, paths: int | tuple[int, ...] | None = None, implementation: str = "grouped",
            *, lam: float | None = None) -> keras.Model:
     """Build the standalone multipath network with ``paths`` paths (or at ``lam``).
 
-    The first hidden layer and the classifier are copied; every membrane layer
-    becomes a ``PathDense`` holding only its diagonal blocks. The result gives
+    Every membrane layer becomes a ``PathDense`` holding only its diagonal
+    blocks (named ``path_<dense layer>``); every other layer is copied with
+    its weights. The result gives
     the same outputs as ``supernet(x, permeability=P)`` with P the {0, 1}
     matrix of the derived layout (up to float rounding, <= 1e-5 in float32).
 
@@ -206,13 +173,15 @@ def derive(supernet: Supernet, paths: int | None = None, implementation: str = "
 
     Args:
         supernet: A built (usually trained) ``Supernet``.
-        paths: Path count b in [1, W]; 1 gives the equivalent MLP.
+        paths: Path count b in [1, W]; 1 gives the equivalent dense model. For
+            a supernet of several stacks, one count per stack (a tuple), or
+            one count for the first stack (the others keep one path).
         implementation: How ``PathDense`` computes (``"grouped"`` to train,
             ``"per_path"`` as exported; same weights, same function).
         lam: Trade-off of a ``HyperSupernet`` (>= 0).
 
     Returns:
-        A functional ``keras.Model`` named ``mpath-<depth>-<width>-b<paths>``.
+        A functional ``keras.Model`` named ``<supernet name>-b<paths>``.
 
     Raises:
         ValueError: If ``paths`` is outside [1, W], or the supernet cannot
@@ -226,8 +195,10 @@ def derive(supernet: Supernet, paths: int | None = None, implementation: str = "
         >>> model.count_params() == parameter_counts(net)[3]
         True
     """
+    if isinstance(supernet, Supernet):
+        return _derive_chain(supernet, paths, implementation, lam)
     if paths is not None:
-        paths = _check_paths(paths, supernet.width)
+        paths = check_paths(paths, supernet.width)
     widths = supernet.derived_widths(paths, lam)
     paths = len(widths)
     offsets = np.concatenate([[0], np.cumsum(widths)])
@@ -300,3 +271,79 @@ def with_implementation(model: keras.Model, implementation: str | dict[str, str]
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _derive_chain(supernet: Supernet, paths, implementation: str, lam) -> keras.Model:
+    layout = supernet.derived_layout(paths, lam)  # path widths per stack
+    stack_of = {name: s for s, names in enumerate(supernet.stacks) for name in names}
+    inputs = keras.Input(supernet.example_shape)
+    h = inputs
+    if supernet.trunk is not None:
+        trunk = keras.models.clone_model(supernet.trunk)
+        trunk.set_weights(supernet.trunk.get_weights())
+        h = trunk(h)
+    for source in supernet.chain:
+        if source.name in stack_of:
+            widths = layout[stack_of[source.name]]
+            layer = PathDense(widths, activation=source.activation, implementation=implementation,
+                              name="path_" + source.name.removeprefix("membrane_"))
+            h = layer(h)
+            kernel, bias = source.get_weights()
+            offsets = np.concatenate([[0], np.cumsum(widths)])
+            layer.set_blocks([kernel[lo:hi, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])],
+                             bias)
+        else:
+            layer = source.__class__.from_config(source.get_config())
+            h = layer(h)
+            layer.set_weights(source.get_weights())
+    counts = "x".join(str(len(widths)) for widths in layout)
+    return keras.Model(inputs, h, name=f"{supernet.name}-b{counts}")
+
+
+def to_dense(supernet) -> keras.Model:
+    """The dense model of a supernet: every membrane layer a plain ``Dense``
+    with its kernel and bias, no membrane applied (for ``to_supernet(model)``
+    before training, the function of ``model``).
+
+    The baseline a derived model is timed and compared against: the same
+    layers, fully connected.
+
+    Args:
+        supernet: A built ``Supernet`` or ``MLPSupernet``.
+
+    Returns:
+        A functional ``keras.Model``: ``mlp-<depth>-<width>`` for the built-in
+        supernet ``mpath-<depth>-<width>``, else ``<model name>-dense``.
+
+    Example:
+        >>> from mpath_tf import build_supernet
+        >>> net = build_supernet((4,), num_classes=2, depth=3, width=6, seed=0)
+        >>> to_dense(net).count_params() == parameter_counts(net)[1]
+        True
+    """
+    if isinstance(supernet, MLPSupernet):
+        model = build_mlp(supernet.example_shape, supernet.num_classes, supernet.depth,
+                          supernet.width, supernet.activation, normalize=supernet.normalize)
+        sources = ([supernet.normalizer] if supernet.normalizer is not None else []) + [
+            supernet.first, *supernet.membrane_layers, supernet.classifier]
+        targets = [l for l in model.layers if l.weights]
+        for target, source in zip(targets, sources):
+            target.set_weights(source.get_weights())
+        return model
+    inputs = keras.Input(supernet.example_shape)
+    h = inputs
+    if supernet.trunk is not None:
+        trunk = keras.models.clone_model(supernet.trunk)
+        trunk.set_weights(supernet.trunk.get_weights())
+        h = trunk(h)
+    for source in supernet.chain:
+        if isinstance(source, MembraneDense):
+            layer = keras.layers.Dense(source.width, activation=source.activation,
+                                       name=source.name.removeprefix("membrane_"))
+        else:
+            layer = source.__class__.from_config(source.get_config())
+        h = layer(h)
+        layer.set_weights(source.get_weights())
+    name = supernet.name.removesuffix("-supernet")
+    name = "mlp-" + name.removeprefix("mpath-") if name.startswith("mpath-") else f"{name}-dense"
+    return keras.Model(inputs, h, name=name)

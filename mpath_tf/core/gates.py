@@ -32,7 +32,8 @@ import numpy as np
 from keras import ops
 
 from mpath_tf.core.costs import CostTable, expected_cost
-from mpath_tf.core.models import Supernet
+from mpath_tf.core.models import MLPSupernet
+from mpath_tf.core.permeability import widths_from_cuts
 
 # Adam moves a variable by about the learning rate per step, but a gate's logit
 # must travel several units within a few hundred steps to close a membrane;
@@ -40,7 +41,7 @@ from mpath_tf.core.models import Supernet
 LOGIT_SCALE = 10.0
 
 
-def _check_lam(lam, name: str = "lam") -> float:
+def check_lam(lam, name: str = "lam") -> float:
     if isinstance(lam, bool) or not isinstance(lam, (int, float, np.floating, np.integer)) or (
             not math.isfinite(lam) or lam < 0):
         raise ValueError(f"`{name}` is the weight of the cost term and must be a finite number "
@@ -70,13 +71,11 @@ def gate_widths(logits) -> list[int]:
         [2, 2, 1]
     """
     logits = np.asarray(logits, dtype="float64")
-    width = logits.shape[0] + 1
-    cuts = np.flatnonzero(logits <= 0) + 1  # membrane k separates neurons k and k + 1
-    return np.diff(np.concatenate([[0], cuts, [width]])).astype(int).tolist()
+    return widths_from_cuts(np.flatnonzero(logits <= 0), logits.shape[0] + 1)
 
 
 @keras.saving.register_keras_serializable(package="mpath_tf")
-class GatedSupernet(Supernet):
+class GatedSupernet(MLPSupernet):
     """Supernet trained with a cost term at a fixed ``lam``; membranes are gates.
 
     ``omega`` holds the membrane logits. The temperature is a non-trainable
@@ -111,7 +110,7 @@ class GatedSupernet(Supernet):
                  cost=None, initial_logit: float = 1.0, seed: int | None = None, **kwargs):
         kwargs.setdefault("name", f"gated-mpath-{int(depth)}-{int(width)}")
         super().__init__(input_shape, num_classes, depth, width, activation, **kwargs)
-        self.lam = _check_lam(lam)
+        self.lam = check_lam(lam)
         self.cost = _cost_table(cost, self.width, self.depth)
         self.initial_logit = float(initial_logit)
         self.seed = seed
@@ -199,7 +198,7 @@ class HyperSupernet(GatedSupernet):
         kwargs.pop("lam", None)
         super().__init__(input_shape, num_classes, depth, width, activation, 0.0, cost,
                          initial_logit, seed, **kwargs)
-        self.lam_max = _check_lam(lam_max, "lam_max")
+        self.lam_max = check_lam(lam_max, "lam_max")
         if self.lam_max == 0:
             raise ValueError("`lam_max` must be > 0 (the training range is U[0, lam_max]). "
                              "Received: lam_max=0.0")
@@ -249,7 +248,7 @@ class HyperSupernet(GatedSupernet):
         Warns when ``lam`` is above ``lam_max``: the hypernetwork never saw it.
         """
         if lam is not None:
-            lam = _check_lam(lam)
+            lam = check_lam(lam)
             if lam > self.lam_max:
                 warnings.warn(
                     f"lam={lam} is above Lambda={self.lam_max:g}, the top of the range the "

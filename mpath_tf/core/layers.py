@@ -8,6 +8,9 @@
 - ``PathDense``: the derived layer. Independent paths of possibly unequal
   widths, stored as their diagonal blocks only (no zeros), computed one block
   per path so that TFLite sees one FULLY_CONNECTED op per path.
+- ``PathChain``: a stack of ``PathDense`` layers with the same paths, run
+  path by path from the first layer to the last (``converters.lowering``
+  swaps it in when that is the faster lowering).
 """
 
 from __future__ import annotations
@@ -419,3 +422,110 @@ class InputNormalization(keras.layers.Normalization):
         variance = ops.cast(ops.reshape(self.adapt_variance, self._broadcast_shape),
                             self.compute_dtype)
         return (inputs - mean) / ops.maximum(ops.sqrt(variance), keras.backend.epsilon())
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class PathChain(keras.layers.Layer):
+    """``depth`` block-diagonal layers with the same paths, run path by path.
+
+    Paths that share their neurons in every layer never exchange data, so the
+    stack computes each path (or each group of equal-width paths) from the
+    first layer to the last and joins the paths once at the end. Lowered to
+    TFLite, this saves the slice and concatenation ops that separate
+    ``PathDense`` layers put between every pair of layers. The function is
+    the one of the ``PathDense`` stack it replaces (``chain_paths``).
+
+    Args:
+        path_widths: Width of each path, in neuron order (as ``PathDense``).
+            The ``conv`` and ``batch_matmul`` implementations need equal
+            widths to be contiguous (``group_paths`` arranges that).
+        depth: Number of stacked block-diagonal layers (>= 1).
+        activation: Activation after every layer.
+        implementation: ``"per_path"`` (FULLY_CONNECTED per path and layer),
+            ``"conv"`` (grouped 1x1 CONV_2D per width group and layer) or
+            ``"grouped"`` (BATCH_MATMUL per width group and layer).
+        **kwargs: Base layer arguments.
+
+    Raises:
+        ValueError: Bad widths, depth or implementation, or (conv, grouped)
+            equal widths that are not contiguous.
+
+    Example:
+        >>> import numpy as np
+        >>> chain = PathChain([1, 2, 2], depth=2, activation="relu", implementation="conv")
+        >>> tuple(chain(np.ones((3, 5), dtype="float32")).shape)
+        (3, 5)
+    """
+
+    def __init__(self, path_widths, depth: int, activation=None, implementation: str = "per_path",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+            raise ValueError(f"`depth` must be an integer >= 1. Received: depth={depth!r}")
+        self.depth = int(depth)
+        self.blocks = [
+            PathDense(path_widths, activation, implementation, name=f"blocks_{i + 1}")
+            for i in range(self.depth)
+        ]
+        first = self.blocks[0]
+        if implementation != "per_path" and len(first.path_widths) > 1 and not first._identity:
+            raise ValueError(
+                f"PathChain with implementation={implementation!r} needs paths of equal width "
+                f"side by side (sorted widths); apply group_paths first. "
+                f"Received: path_widths={first.path_widths}"
+            )
+        self.path_widths = first.path_widths
+        self.implementation = implementation
+        self.activation = first.activation
+
+    def build(self, input_shape):
+        for block in self.blocks:
+            block.build(input_shape)
+
+    def _per_path(self, x):
+        outputs = []
+        for k, w in enumerate(self.path_widths):
+            lo = self.blocks[0].offsets[k]
+            h = x if w == self.blocks[0].width else x[..., lo : lo + w]  # (batch, w): path k
+            for block in self.blocks:
+                h = block._activate(ops.matmul(h, block.block(k)) + block.bias[lo : lo + w])
+            outputs.append(h)
+        return _concat_tree(outputs)
+
+    def _batched(self, x, conv: bool):
+        outputs = []
+        for w, paths, kernel_start, neuron_start in self.blocks[0]._groups:
+            n = len(paths)
+            h = x if n * w == self.blocks[0].width else x[..., neuron_start : neuron_start + n * w]
+            # conv: (batch, 1, 1, n * w) through grouped 1x1 convolutions;
+            # grouped: (n, batch, w) through batched matmuls.
+            h = (ops.reshape(h, (-1, 1, 1, n * w)) if conv
+                 else ops.transpose(ops.reshape(h, (-1, n, w)), (1, 0, 2)))
+            for block in self.blocks:
+                bias = block.bias[neuron_start : neuron_start + n * w]
+                if conv:
+                    kernel = block._conv_kernel(kernel_start, n, w)
+                    h = block._activate(ops.conv(h, kernel, padding="valid") + bias)
+                else:
+                    kernels = block._group_kernels(kernel_start, n, w)  # (n, w_in, w_out)
+                    h = block._activate(ops.matmul(h, kernels) + ops.reshape(bias, (n, 1, w)))
+            outputs.append(ops.reshape(h if conv else ops.transpose(h, (1, 0, 2)), (-1, n * w)))
+        return _concat_tree(outputs)
+
+    def call(self, inputs):
+        if self.implementation == "per_path" or len(self.path_widths) == 1:
+            return self._per_path(inputs)
+        return self._batched(inputs, conv=self.implementation == "conv")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "path_widths": list(self.path_widths),
+            "depth": self.depth,
+            "activation": keras.activations.serialize(self.activation),
+            "implementation": self.implementation,
+        })
+        return config

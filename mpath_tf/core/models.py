@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from mpath_tf.core.layers import InputNormalization, MembraneDense
-from mpath_tf.core.permeability import RangeMinIndex
+from mpath_tf.core.permeability import RangeMinIndex, widths_from_permeability
 
 
 NORMALIZATION = "input_normalization"  # the name of the standardizing layer, in every model
@@ -76,7 +76,12 @@ def _seed(seed: int | None) -> None:
         keras.utils.set_random_seed(int(seed))
 
 
-def _check_architecture(input_shape, num_classes, depth, width) -> tuple[int, ...]:
+def check_architecture(input_shape, num_classes, depth, width) -> tuple[int, ...]:
+    """The example shape as a tuple, after checking the MLP's arguments.
+
+    Raises:
+        ValueError: If an argument is out of range (the message names it).
+    """
     shape = tuple(int(d) for d in input_shape)
     if not shape or any(d < 1 for d in shape):
         raise ValueError(
@@ -102,8 +107,15 @@ def _check_architecture(input_shape, num_classes, depth, width) -> tuple[int, ..
 
 
 @keras.saving.register_keras_serializable(package="mpath_tf")
-class Supernet(keras.Model):
-    """One-shot MpathNN: an MLP whose upper hidden layers share membranes.
+class MLPSupernet(keras.Model):
+    """The fixed-shape MLP supernet of mpath-tf 0.1, and the base of the
+    gated supernets (``mpath_tf.core.gates``): an MLP whose upper hidden
+    layers share membranes.
+
+    ``build_supernet`` now makes a ``Supernet`` (``to_supernet`` of the MLP);
+    this class computes the same function with the layers as attributes, so
+    ``.keras`` files written by 0.1 (class ``Supernet``, which reads them
+    through this class) keep their weights.
 
     The model owns a single variable ``omega`` of shape (W - 1,), initialized
     from U(-1, 1) (Eq. 4). Each step computes the membrane permeabilities
@@ -124,7 +136,8 @@ class Supernet(keras.Model):
         ValueError: If an argument is out of range.
 
     Example:
-        >>> net = build_supernet((8, 8), num_classes=10, depth=3, width=6)
+        >>> net = MLPSupernet((8, 8), num_classes=10, depth=3, width=6)
+        >>> net.build((None, 8, 8))
         >>> tuple(net.omega.shape)
         (5,)
     """
@@ -141,7 +154,7 @@ class Supernet(keras.Model):
     ):
         kwargs.setdefault("name", f"mpath-{int(depth)}-{int(width)}")
         super().__init__(**kwargs)
-        self.example_shape = _check_architecture(input_shape, num_classes, depth, width)
+        self.example_shape = check_architecture(input_shape, num_classes, depth, width)
         self.num_classes = int(num_classes)
         self.depth = int(depth)
         self.width = int(width)
@@ -206,8 +219,6 @@ class Supernet(keras.Model):
             ValueError: If ``paths`` is missing or outside [1, W], or ``lam`` is
                 given (a trade-off applies to ``GatedSupernet`` models).
         """
-        from mpath_tf.core.derivation import widths_from_permeability
-
         if lam is not None:
             raise ValueError(
                 "This supernet was trained without a cost term, so it has no "
@@ -236,46 +247,6 @@ class Supernet(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-def build_supernet(
-    input_shape: Sequence[int],
-    num_classes: int,
-    depth: int,
-    width: int,
-    activation: str = "relu",
-    seed: int | None = None,
-    normalize: bool = False,
-) -> Supernet:
-    """Build the one-shot supernet ``mpath-<depth>-<width>``, ready to train.
-
-    Args:
-        input_shape: Shape of one example, without the batch axis.
-        num_classes: Number of output classes (>= 2).
-        depth: Number of hidden layers (>= 2).
-        width: Neurons per hidden layer (>= 2).
-        activation: Activation of the hidden layers.
-        seed: If given, seeds Keras (and NumPy/Python) before the weights are
-            drawn, so the same seed gives the same initial network.
-        normalize: Standardize the inputs in a first ``Normalization`` layer
-            (identity until ``adapt_normalization`` sets it).
-
-    Returns:
-        A built ``Supernet``.
-
-    Raises:
-        ValueError: If an argument is out of range.
-
-    Example:
-        >>> net = build_supernet((64,), num_classes=10, depth=4, width=8, seed=0)
-        >>> net.name
-        'mpath-4-8'
-    """
-    shape = _check_architecture(input_shape, num_classes, depth, width)
-    _seed(seed)
-    model = Supernet(shape, num_classes, depth, width, activation=activation, normalize=normalize)
-    model.build((None, *shape))
-    return model
 
 
 def build_mlp(
@@ -309,7 +280,7 @@ def build_mlp(
         >>> build_mlp((64,), num_classes=10, depth=2, width=8).count_params()
         682
     """
-    shape = _check_architecture(input_shape, num_classes, depth, width)
+    shape = check_architecture(input_shape, num_classes, depth, width)
     _seed(seed)
     inputs = keras.Input(shape)
     h = keras.layers.Flatten(name="flatten")(inputs)

@@ -138,3 +138,76 @@ def discrete_permeability(widths: list[int]) -> np.ndarray:
     """
     path_of = np.repeat(np.arange(len(widths)), widths)
     return (path_of[:, None] == path_of[None, :]).astype("float32")
+
+
+def check_paths(paths, width: int) -> int:
+    if isinstance(paths, bool) or not isinstance(paths, (int, np.integer)):
+        raise ValueError(f"`paths` must be an integer. Received: paths={paths!r}")
+    if not 1 <= paths <= width:
+        raise ValueError(
+            f"`paths` must be in [1, {width}] for a network of width {width} "
+            f"(1 path is the equivalent MLP, {width} paths are single neurons). "
+            f"Received: paths={paths}"
+        )
+    return int(paths)
+
+
+def membrane_order(permeability) -> np.ndarray:
+    """Membrane indices sorted by ascending permeability (stable for ties).
+
+    Args:
+        permeability: The W - 1 membrane permeabilities.
+
+    Returns:
+        An int array of length W - 1; the first b - 1 entries are the membranes
+        made impermeable for b paths.
+
+    Example:
+        >>> membrane_order([0.9, 0.1, 0.5]).tolist()
+        [1, 2, 0]
+    """
+    return np.argsort(np.asarray(permeability, dtype="float64"), kind="stable")
+
+
+def widths_from_cuts(membranes, width: int) -> list[int]:
+    """Path widths, in neuron order, when the given membranes are cut.
+
+    Membrane k separates neuron k from neuron k + 1, so cutting membranes
+    ``{k}`` splits [0, W) at ``k + 1``.
+
+    Args:
+        membranes: Indices in [0, W - 2] of the cut membranes, in any order.
+        width: Layer width W.
+
+    Returns:
+        ``len(membranes) + 1`` positive widths that sum to W.
+
+    Example:
+        >>> widths_from_cuts([2, 0], 5)
+        [1, 2, 2]
+    """
+    cuts = np.sort(np.asarray(membranes, dtype=int)) + 1
+    return np.diff(np.concatenate([[0], cuts, [width]])).astype(int).tolist()
+
+
+def widths_from_permeability(permeability, paths: int) -> list[int]:
+    """Path widths, in neuron order, for ``paths`` paths.
+
+    Args:
+        permeability: The W - 1 membrane permeabilities.
+        paths: Path count b in [1, W].
+
+    Returns:
+        b positive widths that sum to W.
+
+    Raises:
+        ValueError: If ``paths`` is outside [1, W].
+
+    Example:
+        >>> widths_from_permeability([0.9, 0.1, 0.5], paths=2)
+        [2, 2]
+    """
+    p = np.asarray(permeability)
+    width = p.shape[0] + 1
+    paths = check_paths(paths, width)
+    return widths_from_cuts(membrane_order(p)[: paths - 1], width)

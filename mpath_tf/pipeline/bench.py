@@ -23,7 +23,8 @@ import os
 from pathlib import Path
 
 from mpath_tf.errors import ConfigError, RunDirError
-from mpath_tf.storage import atomic_write_json, atomic_write_text, library_versions, load_model
+from mpath_tf.storage import atomic_write_json, atomic_write_text, library_versions
+from mpath_tf.core.saving import load_model
 from mpath_tf.pipeline.rundir import RunDir
 
 QUANTIZATION_MODES = ("float32", "dynamic", "int8")
@@ -38,7 +39,7 @@ CSV_COLUMNS = (
 
 def default_paths(run: RunDir) -> list[int]:
     """The run's sampled path counts plus 1 (the dense-shaped derived model)."""
-    from mpath_tf.pipeline.run import sample_path_counts
+    from mpath_tf.pipeline.steps import sample_path_counts
 
     sampled = [int(b) for b in run.state.get("samples", {})] or sample_path_counts(
         run.config.width, run.config.samples)
@@ -123,7 +124,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     """Export the dense MLP and each derived model; reuse exports already on disk."""
     from converters import export_tflite, get_quantization
     from mpath_tf.core.derivation import derive
-    from mpath_tf.core.models import NORMALIZATION, build_mlp
+    from mpath_tf.core.derivation import to_dense
 
     config = run.config
     models_dir = run.path / "bench" / "models"
@@ -140,20 +141,15 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
             if model is None:
                 if supernet is None:
                     supernet = run.load_supernet()
-                if kind == "dense":
-                    model = build_mlp(supernet.example_shape, supernet.num_classes,
-                                      config.depth, config.width, seed=config.seed,
-                                      normalize=supernet.normalize)
-                    if supernet.normalizer is not None:  # same input ops as the others
-                        model.get_layer(NORMALIZATION).set_weights(
-                            supernet.normalizer.get_weights())
+                if kind == "dense":  # the same layers, fully connected
+                    model = to_dense(supernet)
                 elif run.model_path(count).is_file():
                     model = load_model(run.model_path(count))
                 else:
                     model = derive(supernet, count)
             if not path.is_file():
                 if get_quantization(quantization).calibrated and data is None:
-                    from mpath_tf.pipeline.run import load_data
+                    from mpath_tf.pipeline.steps import load_data
 
                     data = load_data(config)
                 log(f"  exporting {path.name}")
@@ -202,7 +198,7 @@ def bench_run(
         log: Progress printer.
         calibrate: On target ``local`` with ``auto`` or ``bucketed``: if this
             CPU kind has no calibration table, measure one first (under a
-            minute per mode, cached; ``converters.calibration.calibrate_this_cpu``).
+            minute per mode, cached; ``converters.calibrate.calibrate_this_cpu``).
 
     Returns:
         A report: output files, the proxy verdict and the latency model's
@@ -233,7 +229,8 @@ def bench_run(
     out = run.path / "bench" / target_slug(bench_target.name)
     device = bench_target.describe()  # an unreachable target fails before any export
     if calibrate and target == "local" and lowering in ("auto", "bucketed"):
-        from converters.calibration import calibrated_mode, ensure_own_table
+        from converters.calibrate import ensure_own_table
+        from converters.calibration import calibrated_mode
 
         for mode in sorted({calibrated_mode(q) for q in quantizations}):
             ensure_own_table(mode, log)

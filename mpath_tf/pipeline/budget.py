@@ -3,7 +3,7 @@ limit the user sets, or a plain answer that none does and which is nearest.
 
 The search predicts the validation accuracy of every path count; parameters
 are exact; the int8 file size and the latency on a target are measured for
-the candidates that need them (``mpath_tf.pipeline.run`` supplies the callables).
+the candidates that need them (``mpath_tf.pipeline.steps`` supplies the callables).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
+from mpath_tf.core.costs import COSTS
 from mpath_tf.data import DATASETS
 from mpath_tf.errors import ConfigError
 
@@ -21,7 +23,6 @@ NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accurac
 DEFAULT_EPOCHS, MIN_STEPS = 60, 2400
 DEFAULT_FINETUNE_EPOCHS, MIN_FINETUNE_STEPS = 10, 400
 METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff.train
-COSTS = ("params", "latency")  # see mpath_tf.core.costs
 STRATEGIES = ("mirrored", "multiworker")  # see mpath_tf.training.distributed
 
 # lam picks a hypernetwork's trade-off after training, but is what a
@@ -126,6 +127,14 @@ class SearchConfig:
             budget as a reference for the chosen model.
         bench: Time the chosen model and the dense reference on this
             machine (LiteRT, float32 and int8) after export.
+        model: A ``.keras`` file of your own model (Sequential or Functional,
+            one input, softmax output) to search instead of the built-in
+            MLP: ``to_supernet`` splits its first run of equal-width Dense
+            layers, keeping its weights; ``depth`` and ``width`` are taken
+            from that run, and its own preprocessing is kept (``normalize``
+            does not apply). Only with ``method`` ``rank``.
+        model_sha256: The model file's SHA-256, recorded by ``search`` so a
+            run is never resumed with another model.
 
     Raises:
         ConfigError: From ``validate`` when a setting is out of range.
@@ -171,6 +180,13 @@ class SearchConfig:
     finetune_learning_rate: float | None = None
     reference: bool = True
     bench: bool = True
+    model: str | None = None
+    model_sha256: str | None = None
+
+    def network(self) -> str:
+        """The searched network as messages name it: ``mpath-<depth>-<width>``,
+        or the ``--model`` file's stem."""
+        return Path(self.model).stem if self.model else f"mpath-{self.depth}-{self.width}"
 
     def validate(self) -> "SearchConfig":
         """Check every setting; return self.
@@ -186,6 +202,13 @@ class SearchConfig:
             raise ConfigError(
                 f"Unknown dataset '{self.dataset}'. Choose one of: {', '.join(DATASETS)}."
             )
+        if self.model is not None and self.method != "rank":
+            raise ConfigError(
+                f"--model searches your own model with the paper's ranking; --method "
+                f"{self.method} takes only the built-in MLP. Drop --method or --model.")
+        if self.model is not None and not Path(self.model).is_file():
+            raise ConfigError(f"--model {self.model}: no such file. Pass a .keras file saved "
+                              "with model.save('FILE.keras').")
         if self.depth < 2:
             raise ConfigError(
                 f"--depth must be >= 2 (the first hidden layer is fully connected, "

@@ -21,7 +21,8 @@ import keras
 from mpath_tf.data import Dataset
 from mpath_tf.errors import TargetError
 from mpath_tf.storage import atomic_save_model
-from mpath_tf.core.models import adapt_normalization, build_mlp
+from mpath_tf.core.derivation import to_dense
+from mpath_tf.pipeline.steps import build_supernet_for
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir
 from mpath_tf.training.loop import accuracy, epochs_done, train
@@ -57,12 +58,11 @@ def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tupl
             return model, record
     checkpoints = run.path / "checkpoints" / "reference"
     resumed = epochs_done(checkpoints)
-    log(f"dense reference mlp-{config.depth}-{config.width}: training for {config.epochs} epochs"
+    # the supernet's starting point, fully connected: same layers, same initial weights
+    model = to_dense(build_supernet_for(config, data))
+    log(f"dense reference {model.name}: training for {config.epochs} epochs"
         + (f", resuming after epoch {resumed}" if resumed else ""))
     start = time.perf_counter()
-    model = build_mlp(data.input_shape, data.num_classes, config.depth, config.width,
-                      seed=config.seed, normalize=data.normalize)
-    adapt_normalization(model, data.x_train)
     progress.phase("dense reference", 1, config.epochs)
     val = train(model, data, config.epochs, batch_size=config.batch_size,
                 learning_rate=config.learning_rate, checkpoint_dir=checkpoints,

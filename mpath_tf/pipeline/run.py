@@ -21,31 +21,31 @@ redoes finished work.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from mpath_tf.pipeline.budget import choose_by_budget, pareto_paths
 from mpath_tf.pipeline.config import SearchConfig
-from mpath_tf.data import Dataset, load_dataset, load_file
-from mpath_tf.core.derivation import derive, parameter_counts, path_widths
-from mpath_tf.training.distributed import cluster_from_env, is_chief, make_strategy, train_distributed
+from mpath_tf.data import Dataset
+from mpath_tf.core.derivation import parameter_counts, path_widths
+from mpath_tf.training.distributed import is_chief, make_strategy
 from mpath_tf.errors import ConfigError, DamagedFileError, MpathError
 from mpath_tf.storage import (atomic_save_model, atomic_write_json, atomic_write_record,
                          atomic_write_text, read_json, set_aside)
-from mpath_tf.core.models import adapt_normalization, build_supernet
 from mpath_tf.reporting.plotting import plot_search
 from mpath_tf.pipeline.predictors import make_predictor
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir, lock_run_dir
-from mpath_tf.training.loop import accuracy, epochs_done, train
+from mpath_tf.pipeline.steps import (budget_files, budget_gain_of, calibration_notice, choose_paths,
+                                     default_run_dir, export_model, final_model, load_data,
+                                     result_rows, sample_path_counts, train_supernet,
+                                     with_model_shape, worker_one_shot)
+from mpath_tf.training.loop import accuracy
 
 RESULT_COLUMNS = (
     "paths",
@@ -55,161 +55,6 @@ RESULT_COLUMNS = (
     "predicted_std",
     "measured_val_accuracy",
 )
-
-
-def sample_path_counts(width: int, samples: int) -> list[int]:
-    """Evenly spaced path counts in [2, W], as the paper samples them.
-
-    Args:
-        width: Network width W (>= 2).
-        samples: How many to take; all of [2, W] when W - 1 <= samples.
-
-    Returns:
-        Sorted distinct path counts.
-
-    Example:
-        >>> sample_path_counts(10, 5)
-        [2, 4, 6, 8, 10]
-    """
-    counts = np.rint(np.linspace(2, width, min(samples, width - 1))).astype(int)
-    return sorted(set(counts.tolist()))
-
-
-def load_data(config: SearchConfig) -> Dataset:
-    """The dataset a search runs on: ``config.data`` if set, else ``config.dataset``."""
-    if config.data:
-        return load_file(config.data, config.label, many_classes=config.many_classes,
-                         normalize=config.normalize)
-    return load_dataset(config.dataset, config.data_dir)
-
-
-def default_run_dir(config: SearchConfig) -> Path:
-    """``runs/<dataset>-mpath-<depth>-<width>-seed<seed>`` under the current directory."""
-    name = Path(config.data).stem if config.data else config.dataset
-    return Path("runs") / f"{name}-mpath-{config.depth}-{config.width}-seed{config.seed}"
-
-
-def finetune(
-    supernet, paths: int, data: Dataset, config: SearchConfig, epochs: int | None = None,
-    history: list | None = None, checkpoint_dir=None, callbacks: list | None = None,
-    summary: dict | None = None, log=None,
-) -> keras.Model:
-    """Derive ``paths`` paths and fine-tune them, seeded by the run's seed and b.
-
-    It is fine-tuned at ``config.tune_learning_rate``, scored before the
-    first epoch, and the best validation epoch is kept: the result is never
-    below the derived model on validation accuracy.
-
-    Args:
-        supernet: The trained supernet.
-        paths: Path count b.
-        data: The run's dataset.
-        config: The run's settings (seed, batch size, learning rates).
-        epochs: Fine-tuning epochs (default ``config.finetune_epochs``; 0: none).
-        history: If given, receives the validation accuracy after each epoch.
-        checkpoint_dir: Per-epoch checkpoints (a killed fine-tuning resumes).
-        callbacks: More Keras callbacks.
-        summary: If given, receives ``start_accuracy`` (the derived model's
-            validation accuracy) and ``best_epoch`` (0: no epoch improved it).
-        log: Where notices go (a damaged checkpoint set aside); default stderr.
-
-    Returns:
-        The derived, fine-tuned model.
-    """
-    keras.utils.set_random_seed(config.seed * 100_003 + paths)
-    model = derive(supernet, paths)
-    epochs = config.finetune_epochs if epochs is None else epochs
-    if epochs == 0:
-        return model
-    train(
-        model,
-        data,
-        epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.tune_learning_rate,
-        keep_best=True,
-        score_start=True,
-        history=history,
-        checkpoint_dir=checkpoint_dir,
-        callbacks=callbacks,
-        summary=summary,
-        log=log,
-    )
-    return model
-
-
-def _build(config: SearchConfig, data: Dataset) -> keras.Model:
-    supernet = build_supernet(data.input_shape, data.num_classes, config.depth, config.width,
-                              seed=config.seed, normalize=data.normalize)
-    return adapt_normalization(supernet, data.x_train)
-
-
-def _train_supernet(run: RunDir, data: Dataset, log, progress: Progress,
-                    strategy=None) -> keras.Model:
-    config = run.config
-    if run.state["supernet"] is not None and run.supernet_path.is_file():
-        log("one-shot training: done earlier, loading supernet.keras")
-        supernet = run.load_or_set_aside(run.supernet_path, log)
-        if supernet is not None:
-            if strategy is not None:  # the other workers wait to hear that
-                train_distributed(lambda: _build(config, data), data, config.epochs, strategy,
-                                  finished=True)
-            return supernet
-    checkpoints = run.path / "checkpoints" / "supernet"
-    done = epochs_done(checkpoints)
-    log(f"one-shot training mpath-{config.depth}-{config.width} for {config.epochs} epochs"
-        + (f" (resuming after epoch {done})" if done else ""))
-    start = time.perf_counter()
-    progress.phase("one-shot training", 1, config.epochs)
-    if strategy is None:
-        supernet = _build(config, data)
-        val = train(
-            supernet,
-            data,
-            config.epochs,
-            batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            checkpoint_dir=checkpoints,
-            callbacks=[progress.callback()],
-            log=log,
-        )
-    else:
-        log(f"  with --strategy {config.strategy}: {strategy.num_replicas_in_sync} replica(s), "
-            f"global batch {config.batch_size}")
-        supernet, val = train_distributed(
-            lambda: _build(config, data), data, config.epochs, strategy,
-            batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-            checkpoint_dir=checkpoints, on_epoch=lambda epoch, _: progress.epoch(epoch))
-    progress.done()
-    atomic_save_model(supernet, run.supernet_path)
-    run.state["supernet"] = {
-        "val_accuracy": val,
-        "test_accuracy": accuracy(supernet, data.x_test, data.y_test),
-        "seconds": time.perf_counter() - start,
-    }
-    run.save_state()
-    shutil.rmtree(checkpoints, ignore_errors=True)  # supernet.keras holds the result now
-    log(f"  one-shot validation accuracy {val:.4f}")
-    return supernet
-
-
-def _worker_one_shot(config: SearchConfig, data: Dataset, strategy, log,
-                     progress: Progress) -> dict:
-    """A non-chief task of ``--strategy multiworker``: take part in the
-    one-shot training, then leave the rest of the search to the chief."""
-    cluster = cluster_from_env()
-    log(f"{cluster.describe()}: one-shot training with the chief at {cluster.chief_address}; "
-        "the chief writes the run directory")
-    progress.phase("one-shot training", 1, config.epochs)
-    model, _ = train_distributed(
-        lambda: _build(config, data), data, config.epochs, strategy,
-        batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-        on_epoch=lambda epoch, _: progress.epoch(epoch))
-    progress.done()
-    log("one-shot training " + ("finished" if model is not None else "was finished earlier")
-        + "; the chief goes on with the search")
-    return {"role": "worker", "task": f"{cluster.task_type}:{cluster.index}",
-            "chief": cluster.chief_address, "trained": model is not None}
 
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
@@ -294,183 +139,6 @@ def _sample_tuner(run: RunDir, log, progress: Progress):
         return make_tuner(run.path, log=log, progress=progress)
 
 
-def _result_rows(supernet, measured: dict[int, float], predictor) -> list[dict]:
-    counts = parameter_counts(supernet)
-    mlp = counts[1]
-    paths = np.arange(1, supernet.width + 1)
-    predicted, std = predictor.predict(paths, return_std=True)
-    return [
-        {
-            "paths": int(b),
-            "parameters": counts[int(b)],
-            "percent_of_mlp": 100.0 * counts[int(b)] / mlp,
-            "predicted_val_accuracy": float(p),
-            # leave-one-out residual RMS of the predictor; None with < 3 samples
-            "predicted_std": None if np.isnan(s) else float(s),
-            "measured_val_accuracy": measured.get(int(b)),
-        }
-        for b, p, s in zip(paths, predicted, std)
-    ]
-
-
-def choose_paths(rows: list[dict], max_accuracy_drop: float,
-                 reference_accuracy: float | None = None) -> int:
-    """The most paths whose predicted accuracy is within the allowed drop.
-
-    The drop is measured from the best fine-tuned sample, or from the dense
-    reference's validation accuracy when that is higher: the user compares
-    the chosen model with the MLP they would otherwise ship. When no path
-    count is predicted within the drop, the most accurate one is chosen.
-
-    Args:
-        rows: Result rows (see ``RESULT_COLUMNS``).
-        max_accuracy_drop: Allowed drop below the best measured sample.
-        reference_accuracy: Validation accuracy of the dense reference, if trained.
-
-    Returns:
-        The chosen path count.
-
-    Example:
-        >>> rows = [{"paths": 1, "predicted_val_accuracy": 0.9, "measured_val_accuracy": None},
-        ...         {"paths": 2, "predicted_val_accuracy": 0.9, "measured_val_accuracy": 0.9},
-        ...         {"paths": 3, "predicted_val_accuracy": 0.8, "measured_val_accuracy": 0.8}]
-        >>> choose_paths(rows, 0.05)
-        2
-        >>> choose_paths(rows, 0.05, reference_accuracy=0.99)  # none within: the most accurate
-        1
-    """
-    best = max(r["measured_val_accuracy"] for r in rows if r["measured_val_accuracy"] is not None)
-    if reference_accuracy is not None:
-        best = max(best, reference_accuracy)
-    ok = [r["paths"] for r in rows if r["predicted_val_accuracy"] >= best - max_accuracy_drop]
-    if ok:
-        return max(ok)
-    top = max(r["predicted_val_accuracy"] for r in rows)
-    return min(r["paths"] for r in rows if r["predicted_val_accuracy"] == top)
-
-
-def _final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
-                 progress: Progress) -> keras.Model:
-    config = run.config
-    epochs = config.final_epochs or config.finetune_epochs
-    final = run.state["final"].get(str(paths))
-    if epochs == config.finetune_epochs and str(paths) in run.state["samples"] and (
-            run.model_path(paths).is_file()):
-        model = run.load_or_set_aside(run.model_path(paths), log)
-        if model is not None:
-            return model
-        model = finetune(supernet, paths, data, config)  # seeded: the sample's model again
-        atomic_save_model(model, run.model_path(paths))
-        return model
-    path = run.path / "models" / f"paths-{paths}-final-e{epochs}.keras"
-    if final and final.get("epochs", config.finetune_epochs) == epochs and path.is_file():
-        model = run.load_or_set_aside(path, log)
-        if model is not None:
-            return model
-    checkpoints = run.path / "checkpoints" / path.stem
-    resumed = epochs_done(checkpoints)
-    log(f"fine-tuning the chosen model ({paths} paths) for {epochs} epochs"
-        + (f", resuming after epoch {resumed}" if resumed else ""))
-    progress.phase("final fine-tuning", 1, epochs)
-    model = finetune(supernet, paths, data, config, epochs=epochs, checkpoint_dir=checkpoints,
-                     callbacks=[progress.callback()], log=log)
-    progress.done()
-    atomic_save_model(model, path)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    run.state["final"][str(paths)] = {"val_accuracy": accuracy(model, data.x_val, data.y_val),
-                                      "epochs": epochs}
-    run.save_state()
-    return model
-
-
-def _budget_gain(run: RunDir, config: SearchConfig) -> float:
-    """The accuracy ``final_epochs`` add over the samples' budget (0: same budget)."""
-    from mpath_tf.pipeline.curves import budget_gain
-
-    if not config.final_epochs or config.final_epochs <= config.finetune_epochs:
-        return 0.0
-    curves = {int(b): s["val_curve"] for b, s in run.state["samples"].items() if s.get("val_curve")}
-    if len(curves) != len(run.state["samples"]) or not curves:
-        return 0.0  # samples from before curves were recorded
-    return budget_gain(curves, config.final_epochs)
-
-
-def _budget_files(run: RunDir, supernet, data: Dataset, log):
-    """(size_kb, latency_ms) callables that export a path count's int8 file
-    once (``RUN/budget/paths-<b>_int8.tflite``, weights of the supernet: size
-    and latency do not depend on fine-tuning) and measure it on the target."""
-    from converters import Int8, export_tflite
-    from edge_bench import Journal, get_target, measure_models
-    from edge_bench.targets import target_slug
-
-    config = run.config
-    folder = run.path / "budget"
-    folder.mkdir(exist_ok=True)
-
-    def file(b: int) -> Path:
-        path = folder / f"paths-{b}_int8.tflite"
-        if not path.is_file():
-            log(f"  budget: exporting {b} paths (int8)")
-            export_tflite(derive(supernet, b), path, Int8(), data.x_train, lowering="auto",
-                          labels=data.class_names)
-        return path
-
-    def size_kb(b: int) -> float:
-        return file(b).stat().st_size / 1000
-
-    def latency_ms(b: int) -> float:
-        target = get_target(config.target)
-        journal = Journal(folder / f"latency-{target_slug(target.name)}.jsonl")
-        row = measure_models(target, [({"paths": b, "quantization": "int8"}, file(b))], journal,
-                             log=lambda *_: None)[0]
-        if row["status"] != "ok":
-            raise ConfigError(f"Cannot measure {b} paths on {config.target}: {row.get('error')}")
-        log(f"  budget: {b} paths run in {row['stats']['median_us'] / 1000:.4f} ms on "
-            f"{target.name}")
-        return row["stats"]["median_us"] / 1000
-
-    return size_kb, latency_ms
-
-
-def _export(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "model",
-            expected: np.ndarray | None = None) -> dict:
-    """Export ``model`` to float32 and int8 ``RUN/<name>_<q>.tflite`` (with
-    ``labels.txt``), verified against ``expected`` (its Keras outputs on the
-    test split; None: not verified); done once per model (``state["exports"]``)."""
-    from converters import Float32, Int8, export_tflite, verify
-
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
-                                     for w in model.get_weights())).hexdigest()[:16]
-    key = f"{name}:{model.name}:{digest}"  # the same weights: the same files
-    done = run.state.setdefault("exports", {}).get(key)
-    if done and all((run.path / e["file"]).is_file() for e in done.values()):
-        log(f"  {name} exports: done earlier")
-        return done
-    exports = {}
-    for scheme in (Float32(), Int8()):
-        path = run.path / f"{name}_{scheme.name}.tflite"
-        export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
-                      labels=data.class_names)
-        exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size}
-        if expected is not None:
-            check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
-            exports[scheme.name].update(test_accuracy=check.tflite_accuracy,
-                                        verification=check.to_dict())
-            log(f"  {path.name}: {path.stat().st_size} bytes, {check.summary()}")
-    run.state["exports"][key] = exports
-    run.save_state()
-    return exports
-
-
-def _calibration_notice(log) -> None:
-    """Say so when ``auto`` lowered with a calibration table of another CPU."""
-    from converters.calibration import calibration_source, foreign_table_notice
-
-    notice = foreign_table_notice(calibration_source(None, "int8"))
-    if notice:
-        log(f"  {notice}")
-
-
 def summary(result: dict) -> dict:
     """The machine-readable summary of a search (``mpath-tf search --json``).
 
@@ -550,9 +218,10 @@ def search(
     # multiworker needs its strategy before TensorFlow runs anything
     strategy = make_strategy(config.strategy, config.cluster_timeout_s) if config.strategy else None
     data = load_data(config)
+    config = with_model_shape(config, data)  # --model: its depth, width and digest
     settings, config = config, config.for_data(len(data.x_train))  # as asked; as run
     if strategy is not None and not is_chief(strategy):
-        return _worker_one_shot(config, data, strategy, log, progress)
+        return worker_one_shot(config, data, strategy, log, progress)
     path = Path(run_dir or default_run_dir(settings))
     with lock_run_dir(path):  # one writer per run directory
         return _search(path, settings, config, data, log, progress, strategy)
@@ -572,7 +241,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
 
         return search_tradeoff(run, data, log, progress)
 
-    supernet = _train_supernet(run, data, log, progress, strategy)
+    supernet = train_supernet(run, data, log, progress, strategy)
     reference_model, reference_record = None, None
     if config.reference:
         from mpath_tf.pipeline.reference import train_reference
@@ -582,8 +251,8 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
 
     predictor = make_predictor(config.predictor, parameter_counts(supernet)).fit(
         list(measured), list(measured.values()))
-    rows = _result_rows(supernet, measured, predictor)
-    gain = _budget_gain(run, config)
+    rows = result_rows(supernet, measured, predictor)
+    gain = budget_gain_of(run, config)
     if gain:
         log(f"  the samples' learning curves add {gain:.4f} accuracy at {config.final_epochs} "
             "epochs; predictions raised by that much")
@@ -593,23 +262,23 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     selection = None
     if budget.active:
         log(f"choosing by budget: {budget.describe()}")
-        selection = choose_by_budget(rows, budget, *_budget_files(run, supernet, data, log))
+        selection = choose_by_budget(rows, budget, *budget_files(run, supernet, data, log))
         chosen = selection["paths"]
     else:
         chosen = config.paths or choose_paths(
             rows, config.max_accuracy_drop,
             reference_record["val_accuracy"] if reference_record else None)
-    model = _final_model(run, supernet, chosen, data, log, progress)
+    model = final_model(run, supernet, chosen, data, log, progress)
     atomic_save_model(model, run.path / "model.keras")
     chosen_row = next(r for r in rows if r["paths"] == chosen)
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
     test_accuracy = float(np.mean(np.argmax(expected, axis=-1) == data.y_test))
-    exports = _export(run, model, data, log, expected=expected)
-    _calibration_notice(log)
+    exports = export_model(run, model, data, log, expected=expected)
+    calibration_notice(log)
     reference = None
     if reference_model is not None:
         reference = {**reference_record,
-                     "exports": _export(run, reference_model, data, log, "reference"),
+                     "exports": export_model(run, reference_model, data, log, "reference"),
                      "accuracy_difference_pt": 100 * (test_accuracy
                                                       - reference_record["test_accuracy"])}
     speed = None
@@ -649,7 +318,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
         rows,
         chosen,
         run.path / "results.png",
-        f"{config.dataset}: mpath-{config.depth}-{config.width}, predictor '{config.predictor}'",
+        f"{config.dataset}: {config.network()}, predictor '{config.predictor}'",
     )
     atomic_write_json(run.path / "results.json", result)
     for line in outcome_lines(result):

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.errors import ConfigError, DamagedFileError, RunDirError
-from mpath_tf.storage import (atomic_write_json, atomic_write_record, library_versions, load_model,
-                         read_json, set_aside)
+from mpath_tf.storage import (atomic_write_json, atomic_write_record, library_versions, read_json, set_aside)
+from mpath_tf.core.saving import load_model
 
 FORMAT = "mpath-tf-run"
 FORMAT_VERSION = 1

@@ -1,7 +1,7 @@
 """Which path counts to fine-tune: evenly spaced, or where the accuracy curve
 is least certain.
 
-``even`` is the paper's choice (``mpath_tf.pipeline.run.sample_path_counts``).
+``even`` is the paper's choice (``mpath_tf.pipeline.steps.sample_path_counts``).
 ``adaptive`` starts from the two ends and the geometric middle of [2, W],
 then repeatedly takes the path count where a Gaussian process fitted to the
 accuracies measured so far (over log path count, RBF plus white-noise kernel)

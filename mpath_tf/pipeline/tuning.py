@@ -43,7 +43,7 @@ def _oracle(config):
     (``ListOracle``), or ``AdaptiveOracle`` (``config.sampling``)."""
     import keras_tuner as kt
 
-    from mpath_tf.pipeline.run import sample_path_counts
+    from mpath_tf.pipeline.steps import sample_path_counts
 
     objective = kt.Objective("val_accuracy", "max")
     if config.sampling == "adaptive":
@@ -133,7 +133,7 @@ def _tuner_class():
 
         def _load(self):
             if self._context is None:
-                from mpath_tf.pipeline.run import load_data
+                from mpath_tf.pipeline.steps import load_data
 
                 run = RunDir.open(self.run_path)
                 data = load_data(run.config)
@@ -156,7 +156,7 @@ def _tuner_class():
             import shutil
 
             from mpath_tf.core.derivation import path_widths
-            from mpath_tf.pipeline.run import finetune
+            from mpath_tf.pipeline.steps import finetune
             from mpath_tf.training.loop import accuracy, epochs_done
 
             run, supernet, data = self._load()

@@ -10,8 +10,9 @@ from pathlib import Path
 from mpath_tf.data import load_dataset
 from mpath_tf.core.derivation import path_widths
 from mpath_tf.errors import ConfigError
-from mpath_tf.storage import atomic_save_model, atomic_write_json, library_versions, load_model
-from mpath_tf.pipeline.run import finetune, load_data
+from mpath_tf.storage import atomic_save_model, atomic_write_json, library_versions
+from mpath_tf.core.saving import load_model
+from mpath_tf.pipeline.steps import finetune, load_data
 from mpath_tf.pipeline.rundir import RunDir
 from mpath_tf.training.loop import accuracy
 
@@ -121,7 +122,7 @@ def export_model(
         calibrate: With ``auto`` or ``bucketed`` and no ``calibration``: if
             this CPU kind has no table of its own for the mode, measure one
             first (under a minute) and cache it for every later export
-            (``converters.calibration.calibrate_this_cpu``).
+            (``converters.calibrate.calibrate_this_cpu``).
         log: Where notices go (which calibration table ``auto`` used when it
             is not this CPU's); default stderr.
 
@@ -190,7 +191,7 @@ def export_model(
         scheme = replace(scheme, equalize=0.0)  # the record says what was done
     log = log or (lambda message: print(message, file=sys.stderr))
     if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
-        from converters.calibration import ensure_own_table
+        from converters.calibrate import ensure_own_table
 
         ensure_own_table(scheme.name, log)
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)

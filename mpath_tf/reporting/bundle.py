@@ -132,8 +132,9 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
         write_bundle("runs/digits-mpath-4-64-seed0", paths=[2, 11, 30])
     """
     from converters import export_tflite, get_quantization, run_tflite
-    from mpath_tf.storage import atomic_save_model, load_model
-    from mpath_tf.pipeline.run import finetune, load_data
+    from mpath_tf.storage import atomic_save_model
+    from mpath_tf.core.saving import load_model
+    from mpath_tf.pipeline.steps import finetune, load_data
 
     run = RunDir.open(run_dir)
     results = run.path_table("export --bundle")

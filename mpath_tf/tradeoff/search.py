@@ -24,7 +24,8 @@ from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
 from mpath_tf.core.derivation import count_parameters, derive
 from mpath_tf.errors import ConfigError
-from mpath_tf.storage import atomic_save_model, atomic_write_json, load_model
+from mpath_tf.storage import atomic_save_model, atomic_write_json
+from mpath_tf.core.saving import load_model
 from mpath_tf.training.loop import accuracy, train
 
 CURVE_POINTS = 21
@@ -39,7 +40,7 @@ def cost_table(config, width: int, depth: int) -> CostTable:
     import json
     from pathlib import Path
 
-    from converters.calibration import load_calibration
+    from converters.calibration import latency_costs, load_calibration
 
     if config.cost == "params":
         return CostTable.params(width, depth)
@@ -64,7 +65,7 @@ def cost_table(config, width: int, depth: int) -> CostTable:
             f"'{calibration.get('target')}', not '{config.target}'; calibrate it "
             f"(`mpath-tf calibrate --target {config.target} --output FILE`) and pass "
             "--cost-table FILE.")
-    return CostTable.latency(width, depth, calibration, quantization="int8")
+    return latency_costs(width, depth, calibration, quantization="int8")
 
 
 def _train_gated(run, data: Dataset, cost: CostTable, log, progress):
@@ -154,7 +155,7 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
     Raises:
         ConfigError: A cost table for another network or target, or an unmet budget.
     """
-    from mpath_tf.pipeline.run import _export, _train_supernet
+    from mpath_tf.pipeline.steps import export_model, train_supernet
 
     config = run.config
     cost = cost_table(config, config.width, config.depth)
@@ -165,7 +166,7 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         widths = gated.derived_widths()
         source = gated
     else:
-        supernet = _train_supernet(run, data, log, progress)
+        supernet = train_supernet(run, data, log, progress)
         hyper = _train_hypernet(run, supernet, data, cost, log, progress)
         curve = run.state["hypernet"]["curve"]
         lam = _choose_lam(run, hyper, log)
@@ -203,7 +204,7 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         "val_accuracy_before_finetuning": run.state["final"][key]["val_accuracy_before"],
         "val_accuracy": accuracy(model, data.x_val, data.y_val),
         "test_accuracy": float(np.mean(np.argmax(expected, axis=-1) == data.y_test)),
-        "exports": _export(run, model, data, log, expected=expected),
+        "exports": export_model(run, model, data, log, expected=expected),
     }
     result = {
         "run_dir": str(run.path), "data_source": data.source, "classes": data.class_labels,

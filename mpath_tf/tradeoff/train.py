@@ -35,9 +35,9 @@ from mpath_tf.pipeline.config import METHODS
 from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
 from mpath_tf.core.derivation import count_parameters
-from mpath_tf.core.gates import GatedSupernet, HyperSupernet, TemperatureSchedule, _check_lam
+from mpath_tf.core.gates import GatedSupernet, HyperSupernet, TemperatureSchedule, check_lam
 from mpath_tf.core.models import adapt_normalization
-from mpath_tf.core.models import Supernet
+from mpath_tf.core.supernet import Supernet, mlp_layers
 from mpath_tf.core.permeability import discrete_permeability
 from mpath_tf.training.loop import train
 
@@ -87,7 +87,7 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
         >>> derive(net).count_params() <= derive(net, paths=1).count_params()
         True
     """
-    lam = _check_lam(lam)
+    lam = check_lam(lam)
     _seed(seed)
     model = GatedSupernet(data.input_shape, data.num_classes, depth, width, lam=lam, cost=cost,
                           seed=seed, normalize=data.normalize)
@@ -198,16 +198,17 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
         lam_max = theorem_lambda(supernet, data)
         log(f"Lambda (Theorem 1): {lam_max:.4f}")
     _seed(seed)
+    parts = mlp_layers(supernet)
     model = HyperSupernet(data.input_shape, data.num_classes, supernet.depth, supernet.width,
-                          supernet.activation, lam_max=lam_max, cost=cost, seed=seed,
-                          normalize=supernet.normalize)
+                          parts["activation"], lam_max=lam_max, cost=cost, seed=seed,
+                          normalize=parts["normalizer"] is not None)
     model.build((None, *data.input_shape))
     if model.normalizer is not None:
-        model.normalizer.set_weights(supernet.normalizer.get_weights())
-    model.first.set_weights(supernet.first.get_weights())
-    for mine, theirs in zip(model.membrane_layers, supernet.membrane_layers):
+        model.normalizer.set_weights(parts["normalizer"].get_weights())
+    model.first.set_weights(parts["first"].get_weights())
+    for mine, theirs in zip(model.membrane_layers, parts["membranes"]):
         mine.set_weights(theirs.get_weights())
-    model.classifier.set_weights(supernet.classifier.get_weights())
+    model.classifier.set_weights(parts["classifier"].get_weights())
     model.warmup_steps = warmup(model, data, warmup_steps)
     log(f"warm-up: {model.warmup_steps} steps")
     train(model, data, epochs, batch_size=batch_size, learning_rate=learning_rate,

@@ -1,0 +1,184 @@
+"""Measuring lowerings on a device: the tables ``converters.calibration`` reads.
+
+``calibrate`` times a stack of ``STACK_DEPTH`` block-diagonal layers (W
+neurons, b paths, ReLU), lowered as exports lower them, in each lowering and
+quantization on a grid of path counts with ``edge_bench``, and returns a
+table (format: ``converters.calibration``). ``calibrate_this_cpu`` is the
+short local calibration cached per CPU kind (``mpath-tf export
+--calibrate``); ``ensure_own_table`` runs it when this CPU has no table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from converters import calibration
+from converters.calibration import (CALIBRATED, CALIBRATION_PATHS, FORMAT, MAX_PER_PATH_CALIBRATION,
+                                    STACK_DEPTH, VERSION, calibrated_mode, cpu_key)
+from converters.quantization import get_quantization
+from converters.tflite import AUTO_EXCLUDED, export_tflite
+from mpath_tf.core.permeability import widths_from_cuts
+from mpath_tf.errors import ConfigError
+
+
+def equal_widths(width: int, paths: int) -> list[int]:
+    """``paths`` widths as equal as possible, summing to ``width``.
+
+    Example:
+        >>> equal_widths(10, 4)
+        [3, 3, 2, 2]
+    """
+    return [width // paths + (1 if i < width % paths else 0) for i in range(paths)]
+
+
+def irregular_widths(width: int, paths: int, seed: int = 0) -> list[int]:
+    """``paths`` widths from random cut points, as derived models have them.
+
+    Example:
+        >>> sum(irregular_widths(100, 7)), len(irregular_widths(100, 7))
+        (100, 7)
+    """
+    membranes = np.random.default_rng(seed).choice(width - 1, paths - 1, replace=False)
+    return widths_from_cuts(membranes, width)
+
+
+def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
+    """``depth`` block-diagonal layers with ReLU: the unit that is calibrated.
+
+    The widths are sorted so that equal widths sit side by side, as
+    ``group_paths`` arranges them in exported models.
+    """
+    import keras
+
+    from mpath_tf.core.layers import PathDense
+
+    widths = sorted(path_widths)
+    width = sum(widths)
+    inputs = keras.Input((width,))
+    rng = np.random.default_rng(len(widths))
+    h = inputs
+    for i in range(depth):
+        layer = PathDense(widths, activation="relu", name=f"blocks_{i + 1}")
+        h = layer(h)
+        layer.set_blocks([rng.normal(0, 0.1, (w, w)) for w in widths])
+    return keras.Model(inputs, h, name=f"stack-{depth}x{width}-b{len(widths)}")
+
+
+def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "int16x8"),
+              paths=None, workdir: str | os.PathLike = "calibration", settings=None,
+              repeats: int = 1, log=print) -> dict:
+    """Time a stack of block-diagonal layers of ``width`` in every lowering on ``target``.
+
+    For each path count, two layers are timed: equal path widths, and the
+    irregular widths of random cuts (several distinct widths, as in derived
+    models), so the cost of each op group can be told apart from the cost of
+    each path.
+
+    Args:
+        target: An ``edge_bench`` target (or its name).
+        width: Layer width W.
+        quantizations: Modes to calibrate.
+        paths: Path counts (default: ``CALIBRATION_PATHS`` up to W).
+        workdir: Exports and the measurement journal (resumable).
+        settings: ``edge_bench.BenchSettings``.
+        repeats: Tries per model.
+        log: Progress printer.
+
+    Returns:
+        The table (see the module docstring).
+    """
+    from edge_bench import Journal, get_target, measure_models
+
+    target = get_target(target) if isinstance(target, str) else target
+    paths = [b for b in (paths or CALIBRATION_PATHS) if 1 <= b <= width]
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    representative = np.random.default_rng(0).normal(size=(200, width)).astype("float32")
+    jobs = []
+    for b in paths:
+        variants = {"equal": equal_widths(width, b)}
+        if 2 < b < width:
+            variants["irregular"] = sorted(irregular_widths(width, b))
+        for variant, widths in variants.items():
+            model = stack_model(widths)
+            for lowering in CALIBRATED if b > 1 else ["per_path"]:
+                if lowering == "per_path" and b > MAX_PER_PATH_CALIBRATION:
+                    continue
+                for quantization in quantizations:
+                    if b > 1 and lowering in AUTO_EXCLUDED.get(quantization, ()):
+                        continue
+                    path = workdir / (f"stack-{STACK_DEPTH}x{width}-b{b}-{variant}_{lowering}_"
+                                      f"{quantization}.tflite")
+                    if not path.is_file():
+                        try:
+                            export_tflite(model, path, get_quantization(quantization),
+                                          representative, lowering)
+                        except ConfigError as err:  # one stack the mode cannot run
+                            log(f"skipped {path.name}: {err}")
+                            continue
+                    jobs.append(({"path_widths": widths, "depth": STACK_DEPTH,
+                                  "quantization": quantization, "lowering": lowering}, path))
+    log(f"calibrating {len(jobs)} stacks on {target.name}")
+    rows = measure_models(target, jobs, Journal(workdir / "calibration.jsonl"), settings,
+                          repeats=repeats, log=log)
+    layers = []
+    for (labels, _), row in zip(jobs, rows):
+        if row["status"] == "ok":
+            stats = row["stats"]
+            us = stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
+            layers.append({**labels, "us": us})
+    return {"format": FORMAT, "version": VERSION, "target": target.name, "device": target.describe(),
+            "settings": (settings.to_dict() if settings else None), "layers": layers}
+
+
+def ensure_own_table(quantization: str, log=print) -> None:
+    """Calibrate ``quantization`` on this CPU (``calibrate_this_cpu``) unless
+    this CPU kind already has a table with it."""
+    mode = calibrated_mode(quantization)
+    if calibration.own_table_path(mode) is None:
+        log(f"calibrating the {mode} lowerings on this CPU (under a minute, once)")
+        calibrate_this_cpu(mode, log=log)
+
+
+def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
+                       paths=(1, 2, 4, 8, 16, 64), log=print) -> Path:
+    """A short calibration of one mode on this CPU (under a minute on 2
+    cores), added to this CPU kind's cached table (``cache_dir() /
+    <cpu_key>.json``) for ``load_calibration``.
+
+    Args:
+        quantization: The mode to calibrate (``float16`` uses float32's).
+        width: Layer width of the calibrated stacks.
+        paths: Path counts (equal and irregular widths each).
+        log: Progress printer.
+
+    Returns:
+        The cached table's path.
+    """
+    import tempfile
+
+    from edge_bench import BenchSettings, LocalTarget
+    from mpath_tf.storage import atomic_write_json
+
+    mode = calibrated_mode(quantization)
+    key = cpu_key(calibration.this_cpu())
+    out = calibration.cache_dir() / f"{key}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = BenchSettings(min_secs=0.1, warmup_min_secs=0.05, runs=20)
+    with tempfile.TemporaryDirectory() as workdir:
+        table = calibrate(LocalTarget(), width, (mode,), paths, workdir, settings,
+                          log=lambda *_: None)
+    table["device"] = {k: v for k, v in table["device"].items() if k != "state"}
+    try:  # keep the modes calibrated before
+        old = json.loads(out.read_text())
+        if cpu_key(old.get("device") or {}) == key:
+            table["layers"] += [l for l in old["layers"] if l["quantization"] != mode]
+    except (OSError, ValueError, KeyError):
+        pass
+    atomic_write_json(out, table)
+    log(f"calibrated the {mode} lowerings on this CPU ({key}): {out}")
+    return out

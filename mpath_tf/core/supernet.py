@@ -1,0 +1,461 @@
+"""A supernet made from any Keras model: the wrap half of ``derive``.
+
+``to_supernet(model)`` finds, in a built Sequential or Functional model, the
+runs of two or more consecutive ``Dense`` layers of equal width (a *stack*).
+The first layer of a run stays fully connected, as in the paper; every later
+one becomes a ``MembraneDense`` gated by the stack's one shared set of W - 1
+membranes. The trained weights are kept and every other layer is carried
+over unchanged. ``mpath_tf.derive`` is the strip half: it replaces each
+membrane layer by a ``PathDense`` with only the diagonal blocks.
+
+The result is a ``Supernet``: the layers after the model's last branch or
+join (``chain``, run in order, the stacks among them) and, before them, the
+rest of the model as one nested functional model (``trunk``; None for a
+chain from input to output, such as every Sequential model). The built-in
+MLP (``build_supernet``) is ``to_supernet(build_mlp(...))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import ops
+
+from mpath_tf.core.layers import InputNormalization, MembraneDense
+from mpath_tf.core.models import MLPSupernet, build_mlp, check_architecture
+from mpath_tf.core.permeability import RangeMinIndex, widths_from_permeability
+
+# Layers that keep neuron i at position i (elementwise, or per neuron): a
+# stack may run through them, and its paths stay independent.
+NEURONWISE = (
+    keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.GaussianNoise,
+    keras.layers.AlphaDropout, keras.layers.Activation, keras.layers.ReLU,
+    keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.BatchNormalization,
+)
+
+
+def _producer(tensor):
+    layer, node_index, _ = tensor._keras_history
+    return layer, layer._inbound_nodes[node_index]
+
+
+def _consumers(model) -> dict[int, int]:
+    """How many nodes of ``model`` read each tensor (by id)."""
+    counts: dict[int, int] = {}
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for tensor in node.input_tensors:
+                counts[id(tensor)] = counts.get(id(tensor), 0) + 1
+    return counts
+
+
+def split_chain(model: keras.Model):
+    """(trunk output tensor or None, chain of layers) of a built model.
+
+    The chain is the longest run of single-input, single-use layers that ends
+    at the model's output; the trunk is everything before it.
+
+    Raises:
+        ValueError: If the model is not built, or has several inputs or outputs.
+    """
+    if isinstance(model, keras.Sequential):
+        if not model.built:
+            raise ValueError(
+                f"to_supernet needs a built model; {model.name} has no input shape yet. Build it "
+                "first (model.build((None, *input_shape)), or start it with keras.Input).")
+        return None, list(model.layers)
+    if not isinstance(model, keras.Model) or not hasattr(model, "_inbound_nodes") or (
+            not getattr(model, "outputs", None)):
+        raise ValueError(
+            "to_supernet takes a built Sequential or Functional Keras model (a subclassed "
+            f"model has no layer graph to rewrite). Received: {type(model).__name__}")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            f"to_supernet takes a model with one input and one output; {model.name} has "
+            f"{len(model.inputs)} and {len(model.outputs)}.")
+    used = _consumers(model)
+    chain, tensor = [], model.outputs[0]
+    while True:
+        layer, node = _producer(tensor)
+        if isinstance(layer, keras.layers.InputLayer):
+            return None, chain
+        if len(node.input_tensors) != 1 or len(layer._inbound_nodes) != 1:
+            return tensor, chain
+        chain.insert(0, layer)
+        tensor = node.input_tensors[0]
+        if used.get(id(tensor), 0) > 1:
+            return tensor, chain
+
+
+# Activations that mix neurons: a layer with one is never split into paths.
+MIXING = {"softmax", "log_softmax"}
+
+
+def _elementwise(activation) -> bool:
+    return activation is None or keras.activations.serialize(activation) not in MIXING
+
+
+def _neuronwise(layer) -> bool:
+    return isinstance(layer, NEURONWISE) and _elementwise(getattr(layer, "activation", None))
+
+
+def _eligible(layer) -> bool:
+    """A Dense layer a membrane layer can replace with the same function."""
+    return (type(layer) is keras.layers.Dense and layer.use_bias
+            and _elementwise(layer.activation)
+            and layer.kernel_regularizer is None and layer.bias_regularizer is None
+            and layer.kernel_constraint is None and layer.bias_constraint is None
+            and len(layer.input.shape) == 2)
+
+
+def _runs(chain) -> list[list]:
+    """Maximal runs of >= 2 eligible Dense layers of equal units in ``chain``,
+    through neuron-wise layers only; the model's output layer (the
+    classifier) never joins one."""
+    runs, current = [], []
+    for layer in chain[:-1]:
+        if _eligible(layer) and current and layer.units == current[0].units:
+            current.append(layer)
+        elif _neuronwise(layer) and current:
+            continue
+        else:
+            if len(current) >= 2:
+                runs.append(current)
+            current = [layer] if _eligible(layer) else []
+    if len(current) >= 2:
+        runs.append(current)
+    return runs
+
+
+def _copy(layer):
+    new = layer.__class__.from_config(layer.get_config())
+    new.build(layer.input.shape)
+    new.set_weights(layer.get_weights())
+    return new
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class Supernet(keras.Model):
+    """One-shot multipath network: a chain of layers in which each stack of
+    ``MembraneDense`` layers shares one set of membranes.
+
+    Stack s owns a variable of shape (W_s - 1,), initialized from U(-1, 1)
+    (Eq. 4). A forward pass turns sigmoid(omega_s) (Eq. 1) into the (W_s, W_s)
+    connection matrix of Eq. 2 once and gates every membrane layer of the
+    stack with it (Eq. 3). Made by ``to_supernet`` or ``build_supernet``.
+
+    Args:
+        chain: The layers run in order after the trunk; the membrane layers
+            among them are named in ``stacks``.
+        stacks: For each stack, the names of its ``MembraneDense`` layers in
+            chain order (all of one width).
+        trunk: A functional model run before the chain, or None.
+        **kwargs: Base ``keras.Model`` arguments such as ``name``.
+
+    Raises:
+        ValueError: If ``stacks`` names a layer that is not a ``MembraneDense``
+            of the chain, or a stack is empty or mixes widths.
+
+    Example:
+        >>> net = build_supernet((8, 8), num_classes=10, depth=3, width=6)
+        >>> net.width, net.depth, tuple(net.omega.shape)
+        (6, 3, (5,))
+    """
+
+    def __init__(self, chain, stacks, trunk=None, **kwargs):
+        super().__init__(**kwargs)
+        self.trunk = trunk
+        self.chain = list(chain)
+        by_name = {layer.name: layer for layer in self.chain}
+        self.stacks = [list(names) for names in stacks]
+        if not self.stacks or any(not names for names in self.stacks):
+            raise ValueError(f"`stacks` must list at least one stack of membrane layer names. "
+                             f"Received: stacks={stacks!r}")
+        for names in self.stacks:
+            layers = [by_name.get(n) for n in names]
+            if any(not isinstance(l, MembraneDense) for l in layers) or len(
+                    {l.width for l in layers}) != 1:
+                raise ValueError(
+                    "Each stack must name MembraneDense layers of the chain, all of one width. "
+                    f"Received: stacks={stacks!r}, chain={list(by_name)}")
+        self._stack_of = {name: s for s, names in enumerate(self.stacks) for name in names}
+        self.widths = [by_name[names[0]].width for names in self.stacks]
+
+    @property
+    def width(self) -> int:
+        """Neurons per layer W of the first stack (the one a search splits)."""
+        return self.widths[0]
+
+    @property
+    def depth(self) -> int:
+        """Layers of the first stack: its fully connected entry layer and its
+        membrane layers (the paper's number of hidden layers)."""
+        return len(self.stacks[0]) + 1
+
+    @property
+    def membrane_layers(self) -> list[MembraneDense]:
+        """The first stack's membrane layers."""
+        return [self.get_layer(name) for name in self.stacks[0]]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.output_spec_shape[-1])
+
+    def build(self, input_shape):
+        self.example_shape = tuple(int(d) for d in input_shape[1:])
+        self.omegas = [
+            self.add_weight(name="omega" if s == 0 else f"omega_{s + 1}", shape=(w - 1,),
+                            initializer=keras.initializers.RandomUniform(-1.0, 1.0))
+            for s, w in enumerate(self.widths)]
+        self._range_mins = [RangeMinIndex(w) for w in self.widths]
+        shape = tuple(input_shape)
+        if self.trunk is not None:
+            shape = tuple(self.trunk.compute_output_shape(shape))
+        for layer in self.chain:
+            if not layer.built:
+                layer.build(shape)
+            shape = tuple(layer.compute_output_shape(shape))
+        self.output_spec_shape = shape
+
+    @property
+    def omega(self):
+        """The first stack's membrane variable (W - 1,)."""
+        return self.omegas[0]
+
+    def membrane_permeability(self, stack: int = 0):
+        """The W - 1 membrane permeabilities sigmoid(omega) of a stack (Eq. 1)."""
+        return ops.sigmoid(self.omegas[stack])
+
+    def connection_permeability(self, stack: int = 0):
+        """The (W, W) connection permeability matrix of a stack (Eq. 2)."""
+        return self._range_mins[stack](self.membrane_permeability(stack))
+
+    def call(self, inputs, permeability=None):
+        """Forward pass; ``permeability`` overrides the learned matrices: one
+        (W, W) matrix for the first stack, or a list with one per stack (None
+        entries keep the learned one).
+
+        Passing {0, 1} matrices (``mpath_tf.discrete_permeability``) gives the
+        discretized supernet that a derived model must reproduce exactly.
+        """
+        given = permeability if isinstance(permeability, (list, tuple)) else [permeability]
+        given = list(given) + [None] * (len(self.stacks) - len(given))
+        matrices = [p if p is not None else self.connection_permeability(s)
+                    for s, p in enumerate(given)]
+        h = inputs if self.trunk is None else self.trunk(inputs)
+        for layer in self.chain:
+            stack = self._stack_of.get(layer.name)
+            h = layer(h) if stack is None else layer(h, matrices[stack])
+        return h
+
+    def derived_widths(self, paths: int | None = None, lam: float | None = None) -> list[int]:
+        """Path widths of the first stack derived with ``paths`` paths (the
+        paper's ranking: the ``paths - 1`` least permeable membranes are cut).
+
+        Raises:
+            ValueError: If ``paths`` is missing or outside [1, W], or ``lam`` is given.
+        """
+        return self.derived_layout(paths, lam)[0]
+
+    def derived_layout(self, paths, lam: float | None = None) -> list[list[int]]:
+        """Path widths of every stack: ``paths`` is one count (the first stack;
+        the others keep one path) or a tuple with one count per stack.
+
+        Raises:
+            ValueError: If a count is outside [1, W] of its stack, the tuple's
+                length is not the number of stacks, or ``lam`` is given.
+        """
+        if lam is not None:
+            raise ValueError(
+                "This supernet was trained without a cost term, so it has no "
+                "architecture per lam; derive it by path count (paths=...), or train "
+                "a HyperSupernet (`mpath-tf search --method hypernet`). "
+                f"Received: lam={lam!r}")
+        if paths is None:
+            raise ValueError("Pass `paths`, the path count to derive (1 .. W). Received: paths=None")
+        counts = tuple(paths) if isinstance(paths, (list, tuple)) else (paths,) + (1,) * (
+            len(self.stacks) - 1)
+        if len(counts) != len(self.stacks):
+            raise ValueError(
+                f"`paths` must give one path count per stack ({len(self.stacks)}: widths "
+                f"{self.widths}), or one count for the first stack. Received: paths={paths!r}")
+        return [widths_from_permeability(ops.convert_to_numpy(self.membrane_permeability(s)), b)
+                for s, b in enumerate(counts)]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.output_spec_shape[1:])
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "chain": [keras.saving.serialize_keras_object(layer) for layer in self.chain],
+            "stacks": [list(names) for names in self.stacks],
+            "trunk": (None if self.trunk is None
+                      else keras.saving.serialize_keras_object(self.trunk)),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        if "depth" in config:  # written by mpath-tf 0.1, whose supernet was the fixed MLP
+            return MLPSupernet.from_config(config)
+        config = dict(config)
+        chain = [keras.saving.deserialize_keras_object(c) for c in config.pop("chain")]
+        trunk = config.pop("trunk")
+        trunk = None if trunk is None else keras.saving.deserialize_keras_object(trunk)
+        return cls(chain, config.pop("stacks"), trunk, **config)
+
+
+def to_supernet(model: keras.Model, layers: Sequence[str] | None = None,
+                name: str | None = None) -> Supernet:
+    """A supernet made from a built Keras model, keeping its weights.
+
+    Every run of two or more consecutive ``Dense`` layers of equal width (or
+    the runs holding the layers named in ``layers``) becomes a membrane
+    stack: its first layer stays fully connected, the later ones become
+    ``MembraneDense`` layers with the same kernels and biases under one
+    shared set of membranes. A run may pass through neuron-wise layers
+    (Dropout, Activation, BatchNormalization); its Dense layers must have a
+    bias, no regularizer or constraint, and flat (batch, features) inputs.
+    Every other layer is copied with its weights.
+
+    Args:
+        model: A built Sequential or Functional model with one input and one
+            output (it is not changed).
+        layers: Names of Dense layers whose runs become stacks (default: every run).
+        name: Name of the supernet (default: ``<model name>-supernet``).
+
+    Returns:
+        A built ``Supernet`` whose membranes start at U(-1, 1).
+
+    Raises:
+        ValueError: If the model has no such run (the message lists its Dense
+            layers), or a name in ``layers`` is not in one.
+
+    Example:
+        >>> inputs = keras.Input((10,))
+        >>> h = keras.layers.Dense(16, activation="relu")(inputs)
+        >>> h = keras.layers.Dense(16, activation="relu")(h)
+        >>> outputs = keras.layers.Dense(3, activation="softmax")(h)
+        >>> net = to_supernet(keras.Model(inputs, outputs))
+        >>> net.width, net.depth
+        (16, 2)
+    """
+    trunk_output, chain = split_chain(model)
+    runs = _runs(chain)
+    if layers is not None:
+        wanted = list(layers)
+        found = [run for run in runs if any(l.name in wanted for l in run)]
+        missing = [n for n in wanted if not any(l.name == n for run in found for l in run)]
+        if missing:
+            raise ValueError(
+                f"`layers` names {missing}, which are not in a run of two or more consecutive "
+                f"Dense layers of equal width in {model.name}'s final chain. Runs found: "
+                f"{[[l.name for l in run] for run in runs] or 'none'}. Received: layers={wanted!r}")
+        runs = found
+    if not runs:
+        dense = [f"{l.name}({l.units})" for l in chain if isinstance(l, keras.layers.Dense)]
+        raise ValueError(
+            f"{model.name} has no stack to split into paths: to_supernet needs two or more "
+            "consecutive Dense layers of equal width (for example Dense(128) -> Dense(128)), "
+            "with a bias, no regularizer or constraint, on flat (batch, features) inputs, after "
+            "the model's last branch. Its Dense layers there: "
+            f"{', '.join(dense) or 'none'}. Add such a pair before the classifier.")
+    membranes = {id(l) for run in runs for l in run[1:]}
+    new_chain = []
+    for layer in chain:
+        if id(layer) in membranes:
+            new = MembraneDense(layer.units, activation=layer.activation,
+                                name=f"membrane_{layer.name}")
+            new.build(layer.input.shape)
+            new.set_weights(layer.get_weights())
+        else:
+            new = _copy(layer)
+        new_chain.append(new)
+    trunk = None
+    if trunk_output is not None:
+        source = keras.Model(model.inputs, trunk_output)
+        trunk = keras.models.clone_model(source)
+        trunk.set_weights(source.get_weights())
+    stacks = [[f"membrane_{l.name}" for l in run[1:]] for run in runs]
+    net = Supernet(new_chain, stacks, trunk, name=name or f"{model.name}-supernet")
+    net.build((None, *model.inputs[0].shape[1:]))
+    return net
+
+
+def build_supernet(
+    input_shape: Sequence[int],
+    num_classes: int,
+    depth: int,
+    width: int,
+    activation: str = "relu",
+    seed: int | None = None,
+    normalize: bool = False,
+) -> Supernet:
+    """Build the one-shot supernet ``mpath-<depth>-<width>``, ready to train.
+
+    ``to_supernet`` of the MLP ``build_mlp`` makes with the same arguments:
+    flatten -> [normalization] -> Dense(W) -> (depth - 1) membrane layers of
+    width W sharing one set of membranes -> Dense(num_classes, softmax).
+
+    Args:
+        input_shape: Shape of one example, without the batch axis.
+        num_classes: Number of output classes (>= 2).
+        depth: Number of hidden layers (>= 2).
+        width: Neurons per hidden layer (>= 2).
+        activation: Activation of the hidden layers.
+        seed: If given, seeds Keras (and NumPy/Python) before the weights are
+            drawn, so the same seed gives the same initial network.
+        normalize: Standardize the inputs in a first ``Normalization`` layer
+            (identity until ``adapt_normalization`` sets it).
+
+    Returns:
+        A built ``Supernet``.
+
+    Raises:
+        ValueError: If an argument is out of range.
+
+    Example:
+        >>> net = build_supernet((64,), num_classes=10, depth=4, width=8, seed=0)
+        >>> net.name, [layer.name for layer in net.membrane_layers]
+        ('mpath-4-8', ['membrane_dense_1', 'membrane_dense_2', 'membrane_dense_3'])
+    """
+    check_architecture(input_shape, num_classes, depth, width)
+    mlp = build_mlp(input_shape, num_classes, depth, width, activation, seed, normalize)
+    return to_supernet(mlp, name=f"mpath-{int(depth)}-{int(width)}")
+
+
+def mlp_layers(supernet) -> dict:
+    """The layers of a built-in MLP supernet by role, for the methods that
+    take only that shape (the cost-regularized ones of ``mpath_tf.tradeoff``).
+
+    Args:
+        supernet: ``build_supernet``'s ``Supernet``, or an ``MLPSupernet``.
+
+    Returns:
+        ``{"normalizer": layer or None, "first": Dense, "membranes": [...],
+        "classifier": Dense, "activation": str}``.
+
+    Raises:
+        ValueError: If the supernet is not the flatten -> [normalization] ->
+            Dense -> membrane layers -> classifier MLP.
+    """
+    if isinstance(supernet, MLPSupernet):
+        return {"normalizer": supernet.normalizer, "first": supernet.first,
+                "membranes": supernet.membrane_layers, "classifier": supernet.classifier,
+                "activation": supernet.activation}
+    chain = list(supernet.chain)
+    if chain and isinstance(chain[0], keras.layers.Flatten):
+        chain = chain[1:]
+    normalizer = chain.pop(0) if chain and isinstance(chain[0], InputNormalization) else None
+    shaped = (supernet.trunk is None and len(supernet.stacks) == 1 and len(chain) >= 3
+              and type(chain[0]) is keras.layers.Dense and type(chain[-1]) is keras.layers.Dense
+              and [l.name for l in chain[1:-1]] == supernet.stacks[0])
+    if not shaped:
+        raise ValueError(
+            f"{supernet.name} is not the built-in MLP (flatten -> Dense -> membrane layers -> "
+            "classifier); the cost-regularized methods (--method lambda, hypernet) take only "
+            "that network. Use --method rank for a model of your own.")
+    return {"normalizer": normalizer, "first": chain[0], "membranes": chain[1:-1],
+            "classifier": chain[-1], "activation": keras.activations.serialize(chain[0].activation)}

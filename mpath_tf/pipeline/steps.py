@@ -1,0 +1,433 @@
+"""The steps of a search, each done once per run directory and recorded.
+
+``run`` orchestrates them; ``tuning`` (a sample as a KerasTuner trial) and
+``mpath_tf.tradeoff.search`` (the cost-regularized methods) reuse them:
+loading the data, building and training the supernet, fine-tuning a path
+count, the final model, the result rows and the choice by accuracy, the
+int8 files of a budget, and the verified exports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mpath_tf.pipeline.config import SearchConfig
+from mpath_tf.data import Dataset, load_dataset, load_file
+from mpath_tf.core.derivation import derive, parameter_counts
+from mpath_tf.training.distributed import cluster_from_env, train_distributed
+from mpath_tf.errors import ConfigError, DamagedFileError
+from mpath_tf.storage import atomic_save_model
+from mpath_tf.core.models import adapt_normalization
+from mpath_tf.core.saving import load_model
+from mpath_tf.core.supernet import build_supernet, to_supernet
+from mpath_tf.progress import Progress
+from mpath_tf.pipeline.rundir import RunDir
+from mpath_tf.training.loop import accuracy, epochs_done, train
+
+
+def sample_path_counts(width: int, samples: int) -> list[int]:
+    """Evenly spaced path counts in [2, W], as the paper samples them.
+
+    Args:
+        width: Network width W (>= 2).
+        samples: How many to take; all of [2, W] when W - 1 <= samples.
+
+    Returns:
+        Sorted distinct path counts.
+
+    Example:
+        >>> sample_path_counts(10, 5)
+        [2, 4, 6, 8, 10]
+    """
+    counts = np.rint(np.linspace(2, width, min(samples, width - 1))).astype(int)
+    return sorted(set(counts.tolist()))
+
+
+def load_data(config: SearchConfig) -> Dataset:
+    """The dataset a search runs on: ``config.data`` if set, else ``config.dataset``."""
+    if config.data:
+        return load_file(config.data, config.label, many_classes=config.many_classes,
+                         normalize=config.normalize)
+    return load_dataset(config.dataset, config.data_dir)
+
+
+def default_run_dir(config: SearchConfig) -> Path:
+    """``runs/<dataset>-mpath-<depth>-<width>-seed<seed>`` (with ``--model``:
+    ``runs/<dataset>-<model file stem>-seed<seed>``) under the current directory."""
+    name = Path(config.data).stem if config.data else config.dataset
+    if config.model is not None:
+        return Path("runs") / f"{name}-{Path(config.model).stem}-seed{config.seed}"
+    return Path("runs") / f"{name}-mpath-{config.depth}-{config.width}-seed{config.seed}"
+
+
+def finetune(
+    supernet, paths: int, data: Dataset, config: SearchConfig, epochs: int | None = None,
+    history: list | None = None, checkpoint_dir=None, callbacks: list | None = None,
+    summary: dict | None = None, log=None,
+) -> keras.Model:
+    """Derive ``paths`` paths and fine-tune them, seeded by the run's seed and b.
+
+    It is fine-tuned at ``config.tune_learning_rate``, scored before the
+    first epoch, and the best validation epoch is kept: the result is never
+    below the derived model on validation accuracy.
+
+    Args:
+        supernet: The trained supernet.
+        paths: Path count b.
+        data: The run's dataset.
+        config: The run's settings (seed, batch size, learning rates).
+        epochs: Fine-tuning epochs (default ``config.finetune_epochs``; 0: none).
+        history: If given, receives the validation accuracy after each epoch.
+        checkpoint_dir: Per-epoch checkpoints (a killed fine-tuning resumes).
+        callbacks: More Keras callbacks.
+        summary: If given, receives ``start_accuracy`` (the derived model's
+            validation accuracy) and ``best_epoch`` (0: no epoch improved it).
+        log: Where notices go (a damaged checkpoint set aside); default stderr.
+
+    Returns:
+        The derived, fine-tuned model.
+    """
+    keras.utils.set_random_seed(config.seed * 100_003 + paths)
+    model = derive(supernet, paths)
+    epochs = config.finetune_epochs if epochs is None else epochs
+    if epochs == 0:
+        return model
+    train(
+        model,
+        data,
+        epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.tune_learning_rate,
+        keep_best=True,
+        score_start=True,
+        history=history,
+        checkpoint_dir=checkpoint_dir,
+        callbacks=callbacks,
+        summary=summary,
+        log=log,
+    )
+    return model
+
+
+def user_model(config: SearchConfig, data: Dataset) -> keras.Model:
+    """The Keras model of ``config.model``, checked against the data.
+
+    Raises:
+        ConfigError: The file is not a loadable model, its input shape is not
+            the data's, its output does not give one probability per class,
+            or it has no stack to split (each message names the fix).
+    """
+    try:
+        model = load_model(config.model)
+    except (DamagedFileError, FileNotFoundError) as err:
+        raise ConfigError(f"--model {config.model}: {err}") from None
+    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
+        raise ConfigError(f"--model {config.model} is not a built Sequential or Functional "
+                          "model; build it (keras.Input(...) first) and save it again.")
+    shape = tuple(model.inputs[0].shape[1:])
+    if shape != tuple(data.input_shape):
+        raise ConfigError(
+            f"--model {config.model} takes inputs of shape {shape}, but the data's examples "
+            f"have shape {tuple(data.input_shape)}; start the model with "
+            f"keras.Input({tuple(data.input_shape)}) (and a Reshape or Flatten if needed).")
+    outputs = tuple(model.outputs[0].shape[1:])
+    if outputs != (data.num_classes,):
+        raise ConfigError(
+            f"--model {config.model} outputs shape {outputs}, but the data has "
+            f"{data.num_classes} classes; end it with Dense({data.num_classes}, "
+            "activation='softmax').")
+    last = model.layers[-1]
+    if getattr(last, "activation", None) is not keras.activations.softmax:
+        raise ConfigError(
+            f"--model {config.model} must end in a softmax (mpath-tf trains with cross-entropy "
+            f"on probabilities); its last layer {last.name} does not. Give it "
+            "activation='softmax'.")
+    return model
+
+
+def build_supernet_for(config: SearchConfig, data: Dataset) -> keras.Model:
+    """The run's untrained supernet: ``to_supernet`` of ``config.model``, or the
+    built-in ``mpath-<depth>-<width>``, its input normalization adapted.
+
+    Raises:
+        ConfigError: As ``user_model``, or the user's model has no stack.
+    """
+    if config.model is None:
+        supernet = build_supernet(data.input_shape, data.num_classes, config.depth,
+                                  config.width, seed=config.seed, normalize=data.normalize)
+    else:
+        keras.utils.set_random_seed(config.seed)  # the membranes' initial values
+        try:
+            supernet = to_supernet(user_model(config, data),
+                                   name=f"{Path(config.model).stem}-supernet")
+        except ValueError as err:
+            raise ConfigError(f"--model {config.model}: {err}") from None
+    return adapt_normalization(supernet, data.x_train)
+
+
+def with_model_shape(config: SearchConfig, data: Dataset) -> SearchConfig:
+    """``config`` with ``depth`` and ``width`` of its ``--model``'s first
+    stack and the file's SHA-256 (unchanged without ``--model``).
+
+    Raises:
+        ConfigError: As ``build_supernet_for``.
+    """
+    if config.model is None:
+        return config
+    supernet = build_supernet_for(config, data)
+    digest = hashlib.sha256(Path(config.model).read_bytes()).hexdigest()
+    return replace(config, depth=supernet.depth, width=supernet.width, model_sha256=digest)
+
+
+def train_supernet(run: RunDir, data: Dataset, log, progress: Progress,
+                    strategy=None) -> keras.Model:
+    config = run.config
+    if run.state["supernet"] is not None and run.supernet_path.is_file():
+        log("one-shot training: done earlier, loading supernet.keras")
+        supernet = run.load_or_set_aside(run.supernet_path, log)
+        if supernet is not None:
+            if strategy is not None:  # the other workers wait to hear that
+                train_distributed(lambda: build_supernet_for(config, data), data, config.epochs, strategy,
+                                  finished=True)
+            return supernet
+    checkpoints = run.path / "checkpoints" / "supernet"
+    done = epochs_done(checkpoints)
+    log(f"one-shot training {config.network()} for {config.epochs} epochs"
+        + (f" (resuming after epoch {done})" if done else ""))
+    start = time.perf_counter()
+    progress.phase("one-shot training", 1, config.epochs)
+    if strategy is None:
+        supernet = build_supernet_for(config, data)
+        val = train(
+            supernet,
+            data,
+            config.epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            checkpoint_dir=checkpoints,
+            callbacks=[progress.callback()],
+            log=log,
+        )
+    else:
+        log(f"  with --strategy {config.strategy}: {strategy.num_replicas_in_sync} replica(s), "
+            f"global batch {config.batch_size}")
+        supernet, val = train_distributed(
+            lambda: build_supernet_for(config, data), data, config.epochs, strategy,
+            batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+            checkpoint_dir=checkpoints, on_epoch=lambda epoch, _: progress.epoch(epoch))
+    progress.done()
+    atomic_save_model(supernet, run.supernet_path)
+    run.state["supernet"] = {
+        "val_accuracy": val,
+        "test_accuracy": accuracy(supernet, data.x_test, data.y_test),
+        "seconds": time.perf_counter() - start,
+    }
+    run.save_state()
+    shutil.rmtree(checkpoints, ignore_errors=True)  # supernet.keras holds the result now
+    log(f"  one-shot validation accuracy {val:.4f}")
+    return supernet
+
+
+def worker_one_shot(config: SearchConfig, data: Dataset, strategy, log,
+                     progress: Progress) -> dict:
+    """A non-chief task of ``--strategy multiworker``: take part in the
+    one-shot training, then leave the rest of the search to the chief."""
+    cluster = cluster_from_env()
+    log(f"{cluster.describe()}: one-shot training with the chief at {cluster.chief_address}; "
+        "the chief writes the run directory")
+    progress.phase("one-shot training", 1, config.epochs)
+    model, _ = train_distributed(
+        lambda: build_supernet_for(config, data), data, config.epochs, strategy,
+        batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+        on_epoch=lambda epoch, _: progress.epoch(epoch))
+    progress.done()
+    log("one-shot training " + ("finished" if model is not None else "was finished earlier")
+        + "; the chief goes on with the search")
+    return {"role": "worker", "task": f"{cluster.task_type}:{cluster.index}",
+            "chief": cluster.chief_address, "trained": model is not None}
+
+
+def result_rows(supernet, measured: dict[int, float], predictor) -> list[dict]:
+    counts = parameter_counts(supernet)
+    mlp = counts[1]
+    paths = np.arange(1, supernet.width + 1)
+    predicted, std = predictor.predict(paths, return_std=True)
+    return [
+        {
+            "paths": int(b),
+            "parameters": counts[int(b)],
+            "percent_of_mlp": 100.0 * counts[int(b)] / mlp,
+            "predicted_val_accuracy": float(p),
+            # leave-one-out residual RMS of the predictor; None with < 3 samples
+            "predicted_std": None if np.isnan(s) else float(s),
+            "measured_val_accuracy": measured.get(int(b)),
+        }
+        for b, p, s in zip(paths, predicted, std)
+    ]
+
+
+def choose_paths(rows: list[dict], max_accuracy_drop: float,
+                 reference_accuracy: float | None = None) -> int:
+    """The most paths whose predicted accuracy is within the allowed drop.
+
+    The drop is measured from the best fine-tuned sample, or from the dense
+    reference's validation accuracy when that is higher: the user compares
+    the chosen model with the MLP they would otherwise ship. When no path
+    count is predicted within the drop, the most accurate one is chosen.
+
+    Args:
+        rows: Result rows (see ``RESULT_COLUMNS``).
+        max_accuracy_drop: Allowed drop below the best measured sample.
+        reference_accuracy: Validation accuracy of the dense reference, if trained.
+
+    Returns:
+        The chosen path count.
+
+    Example:
+        >>> rows = [{"paths": 1, "predicted_val_accuracy": 0.9, "measured_val_accuracy": None},
+        ...         {"paths": 2, "predicted_val_accuracy": 0.9, "measured_val_accuracy": 0.9},
+        ...         {"paths": 3, "predicted_val_accuracy": 0.8, "measured_val_accuracy": 0.8}]
+        >>> choose_paths(rows, 0.05)
+        2
+        >>> choose_paths(rows, 0.05, reference_accuracy=0.99)  # none within: the most accurate
+        1
+    """
+    best = max(r["measured_val_accuracy"] for r in rows if r["measured_val_accuracy"] is not None)
+    if reference_accuracy is not None:
+        best = max(best, reference_accuracy)
+    ok = [r["paths"] for r in rows if r["predicted_val_accuracy"] >= best - max_accuracy_drop]
+    if ok:
+        return max(ok)
+    top = max(r["predicted_val_accuracy"] for r in rows)
+    return min(r["paths"] for r in rows if r["predicted_val_accuracy"] == top)
+
+
+def final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
+                 progress: Progress) -> keras.Model:
+    config = run.config
+    epochs = config.final_epochs or config.finetune_epochs
+    final = run.state["final"].get(str(paths))
+    if epochs == config.finetune_epochs and str(paths) in run.state["samples"] and (
+            run.model_path(paths).is_file()):
+        model = run.load_or_set_aside(run.model_path(paths), log)
+        if model is not None:
+            return model
+        model = finetune(supernet, paths, data, config)  # seeded: the sample's model again
+        atomic_save_model(model, run.model_path(paths))
+        return model
+    path = run.path / "models" / f"paths-{paths}-final-e{epochs}.keras"
+    if final and final.get("epochs", config.finetune_epochs) == epochs and path.is_file():
+        model = run.load_or_set_aside(path, log)
+        if model is not None:
+            return model
+    checkpoints = run.path / "checkpoints" / path.stem
+    resumed = epochs_done(checkpoints)
+    log(f"fine-tuning the chosen model ({paths} paths) for {epochs} epochs"
+        + (f", resuming after epoch {resumed}" if resumed else ""))
+    progress.phase("final fine-tuning", 1, epochs)
+    model = finetune(supernet, paths, data, config, epochs=epochs, checkpoint_dir=checkpoints,
+                     callbacks=[progress.callback()], log=log)
+    progress.done()
+    atomic_save_model(model, path)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    run.state["final"][str(paths)] = {"val_accuracy": accuracy(model, data.x_val, data.y_val),
+                                      "epochs": epochs}
+    run.save_state()
+    return model
+
+
+def budget_gain_of(run: RunDir, config: SearchConfig) -> float:
+    """The accuracy ``final_epochs`` add over the samples' budget (0: same budget)."""
+    from mpath_tf.pipeline.curves import budget_gain
+
+    if not config.final_epochs or config.final_epochs <= config.finetune_epochs:
+        return 0.0
+    curves = {int(b): s["val_curve"] for b, s in run.state["samples"].items() if s.get("val_curve")}
+    if len(curves) != len(run.state["samples"]) or not curves:
+        return 0.0  # samples from before curves were recorded
+    return budget_gain(curves, config.final_epochs)
+
+
+def budget_files(run: RunDir, supernet, data: Dataset, log):
+    """(size_kb, latency_ms) callables that export a path count's int8 file
+    once (``RUN/budget/paths-<b>_int8.tflite``, weights of the supernet: size
+    and latency do not depend on fine-tuning) and measure it on the target."""
+    from converters import Int8, export_tflite
+    from edge_bench import Journal, get_target, measure_models
+    from edge_bench.targets import target_slug
+
+    config = run.config
+    folder = run.path / "budget"
+    folder.mkdir(exist_ok=True)
+
+    def file(b: int) -> Path:
+        path = folder / f"paths-{b}_int8.tflite"
+        if not path.is_file():
+            log(f"  budget: exporting {b} paths (int8)")
+            export_tflite(derive(supernet, b), path, Int8(), data.x_train, lowering="auto",
+                          labels=data.class_names)
+        return path
+
+    def size_kb(b: int) -> float:
+        return file(b).stat().st_size / 1000
+
+    def latency_ms(b: int) -> float:
+        target = get_target(config.target)
+        journal = Journal(folder / f"latency-{target_slug(target.name)}.jsonl")
+        row = measure_models(target, [({"paths": b, "quantization": "int8"}, file(b))], journal,
+                             log=lambda *_: None)[0]
+        if row["status"] != "ok":
+            raise ConfigError(f"Cannot measure {b} paths on {config.target}: {row.get('error')}")
+        log(f"  budget: {b} paths run in {row['stats']['median_us'] / 1000:.4f} ms on "
+            f"{target.name}")
+        return row["stats"]["median_us"] / 1000
+
+    return size_kb, latency_ms
+
+
+def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "model",
+            expected: np.ndarray | None = None) -> dict:
+    """Export ``model`` to float32 and int8 ``RUN/<name>_<q>.tflite`` (with
+    ``labels.txt``), verified against ``expected`` (its Keras outputs on the
+    test split; None: not verified); done once per model (``state["exports"]``)."""
+    from converters import Float32, Int8, export_tflite, verify
+
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
+                                     for w in model.get_weights())).hexdigest()[:16]
+    key = f"{name}:{model.name}:{digest}"  # the same weights: the same files
+    done = run.state.setdefault("exports", {}).get(key)
+    if done and all((run.path / e["file"]).is_file() for e in done.values()):
+        log(f"  {name} exports: done earlier")
+        return done
+    exports = {}
+    for scheme in (Float32(), Int8()):
+        path = run.path / f"{name}_{scheme.name}.tflite"
+        export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
+                      labels=data.class_names)
+        exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size}
+        if expected is not None:
+            check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
+            exports[scheme.name].update(test_accuracy=check.tflite_accuracy,
+                                        verification=check.to_dict())
+            log(f"  {path.name}: {path.stat().st_size} bytes, {check.summary()}")
+    run.state["exports"][key] = exports
+    run.save_state()
+    return exports
+
+
+def calibration_notice(log) -> None:
+    """Say so when ``auto`` lowered with a calibration table of another CPU."""
+    from converters.calibration import calibration_source, foreign_table_notice
+
+    notice = foreign_table_notice(calibration_source(None, "int8"))
+    if notice:
+        log(f"  {notice}")
+
+
