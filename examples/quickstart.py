@@ -14,19 +14,19 @@ from pathlib import Path
 
 import mpath_tf
 from converters import Int8, export_tflite, verify
-from mpath_tf.training.loop import train
 
 
 def main() -> None:
     data = mpath_tf.load_dataset("digits")
     net = mpath_tf.build_supernet(data.input_shape, data.num_classes, depth=4, width=32, seed=0)
-    print(f"one-shot {net.name}: val accuracy {train(net, data, epochs=40, batch_size=32):.3f}")
+    val = mpath_tf.train(net, data, epochs=40, batch_size=32)
+    print(f"one-shot {net.name}: val accuracy {val:.3f}")
 
     counts = mpath_tf.parameter_counts(net)
     results = {}
     for paths in (1, 2, 4, 8, 16):
         model = mpath_tf.derive(net, paths)
-        val = train(model, data, epochs=10, batch_size=32, keep_best=False)
+        val = mpath_tf.train(model, data, epochs=10, batch_size=32, keep_best=False)
         results[paths] = (model, val)
         print(f"{paths:3d} paths: {counts[paths]:6d} parameters "
               f"({100 * counts[paths] / counts[1]:5.1f}%), val accuracy {val:.3f}")

@@ -39,6 +39,7 @@ _EXPORTS = {
     "MembraneDense": "mpath_tf.core.layers",
     "PathDense": "mpath_tf.core.layers",
     # training and search
+    "train": "mpath_tf.training.loop",
     "finetune": "mpath_tf.pipeline.steps",
     "SearchConfig": "mpath_tf.pipeline.config",
     "search": "mpath_tf.pipeline.run",

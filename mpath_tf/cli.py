@@ -13,7 +13,7 @@ import os
 import click
 
 from mpath_tf.pipeline.config import SearchConfig
-from mpath_tf.errors import MpathError, TrainingError
+from mpath_tf.errors import MpathError, RuntimeFailure
 
 _DEFAULTS = SearchConfig()
 
@@ -25,14 +25,14 @@ class InputError(click.ClickException):
 
 
 def _input_errors(command):
-    """Turn library input errors into ``InputError`` (exit 2); a diverged
-    training is a failure (exit 1)."""
+    """Turn library input errors into ``InputError`` (exit 2); a runtime
+    failure (a diverged training, a dead worker) exits 1 with its cause."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except TrainingError as err:  # not an input problem: exit 1
+        except RuntimeFailure as err:  # not an input problem: exit 1
             raise click.ClickException(str(err)) from err
         except MpathError as err:
             raise InputError(str(err)) from err
@@ -202,7 +202,7 @@ def search(run_dir, quiet, as_json, **settings):
             click.echo(json.dumps(result, indent=2))
         return
     if as_json:
-        from mpath_tf.pipeline.run import summary
+        from mpath_tf.reporting.results import summary
 
         click.echo(json.dumps(summary(result), indent=2))
     elif not quiet:

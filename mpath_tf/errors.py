@@ -9,10 +9,12 @@ Each class says how far a failure reaches, so callers can decide what to keep:
   file that cannot be read back (garbage, truncated, checksum mismatch).
 - ``TargetError``: a benchmark target (board, phone) that cannot be reached or
   used; that target stops, results measured before are kept (CLI exit 2).
-- ``ClusterError``: a distributed training cluster that cannot be formed or
-  lost a worker; the chief's checkpoints are kept (CLI exit 2).
-- ``TrainingError``: a training that diverged (non-finite loss); the run
-  stops, finished steps are kept (CLI exit 1: not an input problem).
+- ``ClusterError``: a distributed training cluster that cannot be formed
+  (the chief cannot be reached); the chief's checkpoints are kept (CLI exit 2).
+- ``RuntimeFailure``: something failed while the run was going, through no
+  fault of the input (CLI exit 1, the cause named); finished steps are kept.
+  ``TrainingError`` (a training diverged) and ``WorkerError`` (a worker
+  process died or was lost, a sample or measurement did not finish) are two.
 - ``ModelError``: one model that a target cannot load or run (corrupt file,
   wrong input shape, runtime crash); it is recorded as a failed row and the
   benchmark goes on with the next model.
@@ -58,8 +60,17 @@ class TargetError(MpathError):
     """A benchmark target cannot be reached or used; that target stops."""
 
 
-class TrainingError(MpathError):
+class RuntimeFailure(MpathError):
+    """A failure at run time, not a problem with the input: the run stops
+    (CLI exit 1) and what it finished is kept."""
+
+
+class TrainingError(RuntimeFailure):
     """A training diverged (its loss is no longer finite); the run stops."""
+
+
+class WorkerError(RuntimeFailure):
+    """A worker process died or was lost, or a step it ran did not finish."""
 
 
 class ModelError(MpathError):

@@ -103,7 +103,7 @@ def test_killed_worker_stops_the_chief_and_a_restart_resumes(tmp_path):
                 if p.poll() is None:
                     p.kill()
     output = (tmp_path / "chief.log").read_text()
-    assert code == 2, output
+    assert code == 1, output  # a runtime failure, not bad input
     assert "Distributed training lost a worker" in output and "Restart every worker" in output
     done = json.loads(state.read_text())["epochs_done"]
     assert 2 <= done < epochs  # the chief's checkpoint is kept

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from mpath_tf.core.costs import COSTS
+from mpath_tf.training.distributed import STRATEGIES
 from mpath_tf.data import DATASETS
 from mpath_tf.errors import ConfigError
 
@@ -23,7 +24,6 @@ NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accurac
 DEFAULT_EPOCHS, MIN_STEPS = 60, 2400
 DEFAULT_FINETUNE_EPOCHS, MIN_FINETUNE_STEPS = 10, 400
 METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff.train
-STRATEGIES = ("mirrored", "multiworker")  # see mpath_tf.training.distributed
 
 # lam picks a hypernetwork's trade-off after training, but is what a
 # fixed-lambda run trains with; RunDir compares it for that method only.

@@ -20,7 +20,6 @@ import keras
 
 from mpath_tf.data import Dataset
 from mpath_tf.errors import TargetError
-from mpath_tf.storage import atomic_save_model
 from mpath_tf.core.derivation import to_dense
 from mpath_tf.pipeline.steps import build_supernet_for
 from mpath_tf.progress import Progress
@@ -50,12 +49,9 @@ def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tupl
     """
     config = run.config
     path = run.path / REFERENCE_FILE
-    record = run.state.get("reference")
-    if record is not None and path.is_file():
-        log("dense reference: done earlier, loading reference.keras")
-        model = run.load_or_set_aside(path, log)
-        if model is not None:
-            return model, record
+    model = run.done_model(run.state.get("reference"), path, log, "dense reference")
+    if model is not None:
+        return model, run.state["reference"]
     checkpoints = run.path / "checkpoints" / "reference"
     resumed = epochs_done(checkpoints)
     # the supernet's starting point, fully connected: same layers, same initial weights
@@ -68,12 +64,10 @@ def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tupl
                 learning_rate=config.learning_rate, checkpoint_dir=checkpoints,
                 callbacks=[progress.callback()], log=log)
     progress.done()
-    atomic_save_model(model, path)
     record = {"val_accuracy": val, "test_accuracy": accuracy(model, data.x_test, data.y_test),
               "parameters": int(model.count_params()),
               "seconds": time.perf_counter() - start}
-    run.state["reference"] = record
-    run.save_state()
+    run.finish_model(model, path, run.state, "reference", record)
     shutil.rmtree(checkpoints, ignore_errors=True)
     log(f"  dense reference: validation accuracy {val:.4f}, test accuracy "
         f"{record['test_accuracy']:.4f}")
@@ -125,21 +119,3 @@ def compare_speed(run_path: Path, files: dict[str, dict[str, Path]], log) -> dic
     for what, error in errors.items():
         log(f"  timing {what} failed: {error}")
     return out
-
-
-def speed_line(speed: dict) -> str:
-    """``int8: 3.1 us vs dense 11.6 us, 3.7x faster; float32: ...`` (empty if none).
-
-    Example:
-        >>> speed_line({"int8": {"chosen_us": 3.1, "reference_us": 11.6, "speedup": 3.74}})
-        'int8: 3.1 us vs dense 11.6 us, 3.74x faster'
-    """
-    parts = []
-    for q in ("int8", "float32"):
-        if q in speed:
-            s = speed[q]
-            word = "faster" if s["speedup"] >= 1 else "slower"
-            ratio = s["speedup"] if s["speedup"] >= 1 else 1 / s["speedup"]
-            parts.append(f"{q}: {s['chosen_us']:.1f} us vs dense {s['reference_us']:.1f} us, "
-                         f"{ratio:.2f}x {word}")
-    return "; ".join(parts)

@@ -20,24 +20,21 @@ redoes finished work.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from mpath_tf.pipeline.budget import choose_by_budget, pareto_paths
 from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.data import Dataset
 from mpath_tf.core.derivation import parameter_counts, path_widths
 from mpath_tf.training.distributed import is_chief, make_strategy
-from mpath_tf.errors import ConfigError, DamagedFileError, MpathError
-from mpath_tf.storage import (atomic_save_model, atomic_write_json, atomic_write_record,
-                         atomic_write_text, read_json, set_aside)
+from mpath_tf.errors import DamagedFileError, MpathError, WorkerError
+from mpath_tf.storage import atomic_save_model, atomic_write_record, read_json, set_aside
 from mpath_tf.reporting.plotting import plot_search
+from mpath_tf.reporting.results import SearchResults, outcome_lines, write_csv
 from mpath_tf.pipeline.predictors import make_predictor
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir, lock_run_dir
@@ -45,17 +42,7 @@ from mpath_tf.pipeline.steps import (budget_files, budget_gain_of, calibration_n
                                      default_run_dir, export_model, final_model, load_data,
                                      result_rows, sample_path_counts, train_supernet,
                                      with_model_shape, worker_one_shot)
-from mpath_tf.training.loop import accuracy
-
-RESULT_COLUMNS = (
-    "paths",
-    "parameters",
-    "percent_of_mlp",
-    "predicted_val_accuracy",
-    "predicted_std",
-    "measured_val_accuracy",
-)
-
+from mpath_tf.training.loop import accuracy, top1
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
                      progress: Progress) -> dict[int, float]:
@@ -114,7 +101,7 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
     for b in wanted or finished():
         record = sample_record_path(run.path, b)
         if not record.is_file():
-            raise ConfigError(f"Sample {b} paths did not finish; see {run.path / 'tuner'}.")
+            raise WorkerError(f"Sample {b} paths did not finish; see {run.path / 'tuner'}.")
         run.state["samples"][str(b)] = read_json(record)
     run.save_state()
     return {int(b): s["val_accuracy"] for b, s in run.state["samples"].items()}
@@ -137,45 +124,6 @@ def _sample_tuner(run: RunDir, log, progress: Progress):
             f"({type(err).__name__}: {str(err)[:120]}); set aside as tuner.damaged, "
             "starting a fresh one (finished samples are kept)")
         return make_tuner(run.path, log=log, progress=progress)
-
-
-def summary(result: dict) -> dict:
-    """The machine-readable summary of a search (``mpath-tf search --json``).
-
-    Args:
-        result: What ``search`` returned.
-
-    Returns:
-        Run directory, chosen model, exported files, Pareto front, budget, predictor.
-    """
-    chosen = result["chosen"]
-    return {
-        "run_dir": result["run_dir"],
-        "chosen": {k: chosen[k] for k in ("paths", "parameters", "percent_of_mlp",
-                                          "predicted_val_accuracy", "val_accuracy",
-                                          "test_accuracy", "path_widths")},
-        "exports": {q: {"file": str(Path(result["run_dir"]) / e["file"]), "bytes": e["bytes"],
-                        "test_accuracy": e["test_accuracy"],
-                        "parity_passed": e["verification"]["passed"]}
-                    for q, e in chosen["exports"].items()},
-        "pareto_params": result["pareto_params"],
-        "budget": result["budget"],
-        "predictor": result["settings"]["predictor"],
-        "classes": result.get("classes"),
-        "reference": None if not result.get("reference") else {
-            k: result["reference"][k] for k in ("test_accuracy", "parameters",
-                                                "accuracy_difference_pt")},
-        "speed": result.get("speed"),
-    }
-
-
-def _write_csv(rows: list[dict], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row[k] is None else row[k] for k in RESULT_COLUMNS})
-    atomic_write_text(path, buffer.getvalue())
 
 
 def search(
@@ -272,7 +220,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     atomic_save_model(model, run.path / "model.keras")
     chosen_row = next(r for r in rows if r["paths"] == chosen)
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
-    test_accuracy = float(np.mean(np.argmax(expected, axis=-1) == data.y_test))
+    test_accuracy = top1(expected, data.y_test)
     exports = export_model(run, model, data, log, expected=expected)
     calibration_notice(log)
     reference = None
@@ -292,72 +240,38 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
             files["reference"] = {q: run.path / e["file"]
                                   for q, e in reference["exports"].items()}
         speed = compare_speed(run.path, files, log)
-    result = {
-        "run_dir": str(run.path),
-        "data_source": data.source,
-        "classes": data.class_labels,
-        "settings": config.to_dict(),
-        "one_shot": run.state["supernet"],
-        "chosen": {
+    result = SearchResults(
+        run_dir=str(run.path),
+        data_source=data.source,
+        classes=data.class_labels,
+        settings=config.to_dict(),
+        method="rank",
+        one_shot=run.state["supernet"],
+        chosen={
             **chosen_row,
             "path_widths": path_widths(supernet, chosen),
             "val_accuracy": accuracy(model, data.x_val, data.y_val),
             "test_accuracy": test_accuracy,
             "exports": exports,
         },
-        "reference": reference,
-        "speed": speed,
-        "rows": rows,
-        "pareto_params": pareto_paths(rows, {r["paths"]: r["parameters"] for r in rows}),
-        "budget": None if selection is None else {
+        reference=reference,
+        speed=speed,
+        rows=rows,
+        pareto_params=pareto_paths(rows, {r["paths"]: r["parameters"] for r in rows}),
+        budget=None if selection is None else {
             "limits": budget.describe(), "checked": {str(b): v for b, v in selection["checked"].items()}},
-        "budget_gain": gain,
-    }
-    _write_csv(rows, run.path / "results.csv")
+        budget_gain=gain,
+    )
+    write_csv(rows, run.path / "results.csv")
     plot_search(
         rows,
         chosen,
         run.path / "results.png",
         f"{config.dataset}: {config.network()}, predictor '{config.predictor}'",
     )
-    atomic_write_json(run.path / "results.json", result)
-    for line in outcome_lines(result):
+    result.write(run.path)
+    for line in outcome_lines(result.to_dict()):
         log(line)
-    return result
+    return result.to_dict()
 
 
-def outcome_lines(result: dict) -> list[str]:
-    """The closing lines of a search: the chosen model, against the dense
-    reference in accuracy, size and speed, and whether its exports passed.
-
-    Args:
-        result: The content of ``results.json``.
-
-    Returns:
-        Lines to print.
-    """
-    chosen = result["chosen"]
-    lines = [f"chosen: {chosen['paths']} paths, {chosen['parameters']} parameters "
-             f"({chosen['percent_of_mlp']:.1f}% of the MLP), test accuracy "
-             f"{chosen['test_accuracy']:.4f}"]
-    reference = result.get("reference")
-    if reference:
-        sizes = ", ".join(f"{q} {chosen['exports'][q]['bytes']:,} vs "
-                          f"{reference['exports'][q]['bytes']:,} bytes"
-                          for q in ("float32", "int8") if q in reference["exports"])
-        lines.append(f"dense reference mlp: test accuracy {reference['test_accuracy']:.4f} "
-                     f"({reference['accuracy_difference_pt']:+.2f} points for the chosen "
-                     f"model), {reference['parameters']:,} parameters; files: {sizes}")
-    if result.get("speed"):
-        from mpath_tf.pipeline.reference import speed_line
-
-        line = speed_line(result["speed"])
-        if line:
-            lines.append(f"speed on this machine: {line}")
-    failed = [f"{q}: {'; '.join(e['verification']['failures'])}"
-              for q, e in chosen["exports"].items()
-              if not e.get("verification", {}).get("passed", True)]
-    if failed:
-        lines.append("FAILED: the chosen model's exported files miss their checks ("
-                     + "; ".join(failed) + "); they are kept, see results.json")
-    return lines

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.errors import ConfigError, DamagedFileError, RunDirError
-from mpath_tf.storage import (atomic_write_json, atomic_write_record, library_versions, read_json, set_aside)
+from mpath_tf.storage import (atomic_save_model, atomic_write_json, atomic_write_record, library_versions, read_json, set_aside)
 from mpath_tf.core.saving import load_model
+from mpath_tf.reporting.results import SearchResults
 
 FORMAT = "mpath-tf-run"
 FORMAT_VERSION = 1
@@ -238,6 +239,29 @@ class RunDir:
         run.notices = notices
         return run
 
+    def done_model(self, record, path: Path, log, what: str) -> object | None:
+        """The model of a step this run finished: loaded when the step is
+        recorded (``record`` not None) and its file exists, else None (the
+        caller computes it); a damaged file is set aside and None returned.
+
+        Args:
+            record: The step's record in ``state`` (None: not done).
+            path: The step's model file.
+            log: Message printer.
+            what: The step, as the "done earlier" message names it.
+        """
+        if record is None or not path.is_file():
+            return None
+        log(f"{what}: done earlier, loading {path.name}")
+        return self.load_or_set_aside(path, log)
+
+    def finish_model(self, model, path: Path, records: dict, key: str, record: dict) -> None:
+        """Save a step's model (atomically), then record the step as done in
+        ``records[key]`` and save the state: a record always has its file."""
+        atomic_save_model(model, path)
+        records[key] = record
+        self.save_state()
+
     def load_or_set_aside(self, path: Path, log) -> object | None:
         """Load a model this run wrote, or, if it is damaged, set it aside
         (``<name>.damaged``), say so and return None: the caller computes it again."""
@@ -278,7 +302,8 @@ class RunDir:
         return self.path / "models" / f"paths-{paths}.keras"
 
     def results(self) -> dict:
-        """The content of ``results.json`` (the finished search).
+        """The content of ``results.json`` (the finished search), read through
+        its schema (``mpath_tf.reporting.results.SearchResults``).
 
         Raises:
             RunDirError: The search has not finished.
@@ -288,7 +313,7 @@ class RunDir:
             raise RunDirError(f"{self.path} has no results.json: the search has not finished; "
                               "run `mpath-tf search` on it again to finish it.")
         try:
-            return read_json(path)
+            return SearchResults.read(path).to_dict()
         except DamagedFileError as err:
             raise RunDirError(f"{err}; rerun `mpath-tf search --run-dir {self.path}` with the "
                               "run's settings to write it again.") from err

@@ -22,7 +22,7 @@ from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.data import Dataset, load_dataset, load_file
 from mpath_tf.core.derivation import derive, parameter_counts
 from mpath_tf.training.distributed import cluster_from_env, train_distributed
-from mpath_tf.errors import ConfigError, DamagedFileError
+from mpath_tf.errors import ConfigError, DamagedFileError, WorkerError
 from mpath_tf.storage import atomic_save_model
 from mpath_tf.core.models import adapt_normalization
 from mpath_tf.core.saving import load_model
@@ -189,14 +189,12 @@ def with_model_shape(config: SearchConfig, data: Dataset) -> SearchConfig:
 def train_supernet(run: RunDir, data: Dataset, log, progress: Progress,
                     strategy=None) -> keras.Model:
     config = run.config
-    if run.state["supernet"] is not None and run.supernet_path.is_file():
-        log("one-shot training: done earlier, loading supernet.keras")
-        supernet = run.load_or_set_aside(run.supernet_path, log)
-        if supernet is not None:
-            if strategy is not None:  # the other workers wait to hear that
-                train_distributed(lambda: build_supernet_for(config, data), data, config.epochs, strategy,
-                                  finished=True)
-            return supernet
+    supernet = run.done_model(run.state["supernet"], run.supernet_path, log, "one-shot training")
+    if supernet is not None:
+        if strategy is not None:  # the other workers wait to hear that
+            train_distributed(lambda: build_supernet_for(config, data), data, config.epochs,
+                              strategy, finished=True)
+        return supernet
     checkpoints = run.path / "checkpoints" / "supernet"
     done = epochs_done(checkpoints)
     log(f"one-shot training {config.network()} for {config.epochs} epochs"
@@ -223,13 +221,11 @@ def train_supernet(run: RunDir, data: Dataset, log, progress: Progress,
             batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
             checkpoint_dir=checkpoints, on_epoch=lambda epoch, _: progress.epoch(epoch))
     progress.done()
-    atomic_save_model(supernet, run.supernet_path)
-    run.state["supernet"] = {
+    run.finish_model(supernet, run.supernet_path, run.state, "supernet", {
         "val_accuracy": val,
         "test_accuracy": accuracy(supernet, data.x_test, data.y_test),
         "seconds": time.perf_counter() - start,
-    }
-    run.save_state()
+    })
     shutil.rmtree(checkpoints, ignore_errors=True)  # supernet.keras holds the result now
     log(f"  one-shot validation accuracy {val:.4f}")
     return supernet
@@ -323,10 +319,10 @@ def final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
         atomic_save_model(model, run.model_path(paths))
         return model
     path = run.path / "models" / f"paths-{paths}-final-e{epochs}.keras"
-    if final and final.get("epochs", config.finetune_epochs) == epochs and path.is_file():
-        model = run.load_or_set_aside(path, log)
-        if model is not None:
-            return model
+    same_budget = final if final and final.get("epochs", config.finetune_epochs) == epochs else None
+    model = run.done_model(same_budget, path, log, f"final fine-tuning ({paths} paths)")
+    if model is not None:
+        return model
     checkpoints = run.path / "checkpoints" / path.stem
     resumed = epochs_done(checkpoints)
     log(f"fine-tuning the chosen model ({paths} paths) for {epochs} epochs"
@@ -335,11 +331,9 @@ def final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
     model = finetune(supernet, paths, data, config, epochs=epochs, checkpoint_dir=checkpoints,
                      callbacks=[progress.callback()], log=log)
     progress.done()
-    atomic_save_model(model, path)
+    run.finish_model(model, path, run.state["final"], str(paths),
+                     {"val_accuracy": accuracy(model, data.x_val, data.y_val), "epochs": epochs})
     shutil.rmtree(checkpoints, ignore_errors=True)
-    run.state["final"][str(paths)] = {"val_accuracy": accuracy(model, data.x_val, data.y_val),
-                                      "epochs": epochs}
-    run.save_state()
     return model
 
 
@@ -384,7 +378,7 @@ def budget_files(run: RunDir, supernet, data: Dataset, log):
         row = measure_models(target, [({"paths": b, "quantization": "int8"}, file(b))], journal,
                              log=lambda *_: None)[0]
         if row["status"] != "ok":
-            raise ConfigError(f"Cannot measure {b} paths on {config.target}: {row.get('error')}")
+            raise WorkerError(f"Cannot measure {b} paths on {config.target}: {row.get('error')}")
         log(f"  budget: {b} paths run in {row['stats']['median_us'] / 1000:.4f} ms on "
             f"{target.name}")
         return row["stats"]["median_us"] / 1000

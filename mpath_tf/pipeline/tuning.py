@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from mpath_tf.errors import ConfigError
+from mpath_tf.errors import ConfigError, WorkerError
 from mpath_tf.storage import atomic_save_model, atomic_write_record, read_json
 from mpath_tf.pipeline.rundir import RunDir
 
@@ -278,17 +278,17 @@ def run_distributed(run_path, workers: int, log=print, max_restarts: int = 3,
                     del processes[name]
                     continue
                 if restarts[name] >= max_restarts:
-                    raise ConfigError(
+                    raise WorkerError(
                         f"Worker {name} died {restarts[name] + 1} times (last exit code {code}); "
                         f"see {logs / (name + '.log')}.")
                 restarts[name] += 1
                 log(f"  worker {name} died (exit code {code}); restarting it")
                 processes[name] = _process(name, run_path, port, logs / f"{name}.log")
             if chief.poll() not in (None, 0):
-                raise ConfigError(f"The tuner chief exited with code {chief.returncode}; see "
+                raise WorkerError(f"The tuner chief exited with code {chief.returncode}; see "
                                   f"{logs / 'chief.log'}.")
             if timeout_s is not None and time.monotonic() - started > timeout_s:
-                raise ConfigError(f"The distributed trials did not finish in {timeout_s} s.")
+                raise WorkerError(f"The distributed trials did not finish in {timeout_s} s.")
         chief.wait(timeout=120)
     finally:
         for process in [chief, *processes.values()]:

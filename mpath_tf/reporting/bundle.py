@@ -14,12 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from mpath_tf.pipeline.bench import measured_latency
 from mpath_tf.errors import ConfigError
 from mpath_tf.storage import atomic_write_json, atomic_write_text
 from mpath_tf.pipeline.rundir import RunDir
+from mpath_tf.training.loop import top1
 
 CARD_FORMAT = "mpath-tf-bundle"
 
@@ -176,7 +175,7 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
             "predicted_val_accuracy": row["predicted_val_accuracy"],
             "predicted_std": row.get("predicted_std"),
             "measured_val_accuracy": row["measured_val_accuracy"],
-            "tflite_test_accuracy": float(np.mean(got.argmax(-1) == data.y_test)),
+            "tflite_test_accuracy": top1(got, data.y_test),
             "latency_ms": latency.get(b, {}),
             "chosen_by_search": b == chosen,
         })
@@ -186,7 +185,7 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
         "format": CARD_FORMAT, "version": 1, "run": str(run.path),
         "dataset": run.config.data or run.config.dataset, "input_shape": list(data.input_shape),
         "quantization": scheme.get_config() | {"name": scheme.name}, "lowering": lowering,
-        "architecture": f"mpath-{run.config.depth}-{run.config.width}", "models": models,
+        "architecture": run.config.network(), "models": models,
         "classes": data.class_labels,
     })
     atomic_write_text(out / "select_model.py", SELECTOR)

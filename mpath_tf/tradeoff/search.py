@@ -24,9 +24,9 @@ from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
 from mpath_tf.core.derivation import count_parameters, derive
 from mpath_tf.errors import ConfigError
-from mpath_tf.storage import atomic_save_model, atomic_write_json
-from mpath_tf.core.saving import load_model
-from mpath_tf.training.loop import accuracy, train
+from mpath_tf.reporting.results import SearchResults
+from mpath_tf.storage import atomic_save_model
+from mpath_tf.training.loop import accuracy, top1, train
 
 CURVE_POINTS = 21
 
@@ -72,9 +72,9 @@ def _train_gated(run, data: Dataset, cost: CostTable, log, progress):
     from mpath_tf.tradeoff.train import train_fixed_lambda
 
     config, path = run.config, run.path / "gated.keras"
-    if run.state.get("gated") and path.is_file():
-        log("gated one-shot training: done earlier, loading gated.keras")
-        return load_model(path)
+    model = run.done_model(run.state.get("gated"), path, log, "gated one-shot training")
+    if model is not None:
+        return model
     log(f"gated one-shot training at lam={config.lam} ({config.cost}) for {config.epochs} epochs")
     progress.phase("gated one-shot training", 1, config.epochs)
     start = time.perf_counter()
@@ -83,10 +83,8 @@ def _train_gated(run, data: Dataset, cost: CostTable, log, progress):
                                checkpoint_dir=run.path / "checkpoints" / "gated",
                                callbacks=[progress.callback()])
     progress.done()
-    atomic_save_model(model, path)
-    run.state["gated"] = {"seconds": time.perf_counter() - start,
-                          "path_widths": model.derived_widths()}
-    run.save_state()
+    run.finish_model(model, path, run.state, "gated", {"seconds": time.perf_counter() - start,
+                                                      "path_widths": model.derived_widths()})
     return model
 
 
@@ -94,9 +92,9 @@ def _train_hypernet(run, supernet, data: Dataset, cost: CostTable, log, progress
     from mpath_tf.tradeoff.train import estimate_lambda, lambda_curve, train_hypernet
 
     config, path = run.config, run.path / "hypernet.keras"
-    if run.state.get("hypernet") and path.is_file():
-        log("hypernetwork training: done earlier, loading hypernet.keras")
-        return load_model(path)
+    model = run.done_model(run.state.get("hypernet"), path, log, "hypernetwork training")
+    if model is not None:
+        return model
     epochs = config.hyper_epochs or config.epochs
     log(f"hypernetwork training, lam ~ U[0, {config.lam_max}] ({config.cost}), {epochs} epochs")
     progress.phase("hypernetwork training", 1, epochs)
@@ -106,13 +104,11 @@ def _train_hypernet(run, supernet, data: Dataset, cost: CostTable, log, progress
                            checkpoint_dir=run.path / "checkpoints" / "hypernet",
                            callbacks=[progress.callback()], log=log)
     progress.done()
-    atomic_save_model(model, path)
     lams = [config.lam_max * i / (CURVE_POINTS - 1) for i in range(CURVE_POINTS)]
     curve = lambda_curve(model, data, lams)
-    run.state["hypernet"] = {"seconds": time.perf_counter() - start,
-                             "warmup_steps": model.warmup_steps, "curve": curve,
-                             "estimated_lambda": estimate_lambda(curve, data.num_classes)}
-    run.save_state()
+    run.finish_model(model, path, run.state, "hypernet", {
+        "seconds": time.perf_counter() - start, "warmup_steps": model.warmup_steps,
+        "curve": curve, "estimated_lambda": estimate_lambda(curve, data.num_classes)})
     return model
 
 
@@ -176,9 +172,8 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
     epochs = config.final_epochs or config.finetune_epochs
     key = f"lam={lam:.6g}-e{epochs}"
     path = run.path / "models" / f"{key}.keras"
-    if path.is_file() and key in run.state["final"]:
-        model = load_model(path)
-    else:
+    model = run.done_model(run.state["final"].get(key), path, log, "final fine-tuning")
+    if model is None:
         log(f"fine-tuning the network at lam={lam:.4g} ({len(widths)} paths) for {epochs} epochs")
         progress.phase("final fine-tuning", 1, epochs)
         keras.utils.set_random_seed(config.seed)
@@ -188,9 +183,8 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
               learning_rate=config.learning_rate, keep_best=False,
               checkpoint_dir=run.path / "checkpoints" / key, callbacks=[progress.callback()])
         progress.done()
-        atomic_save_model(model, path)
-        run.state["final"][key] = {"val_accuracy_before": before, "epochs": epochs}
-        run.save_state()
+        run.finish_model(model, path, run.state["final"], key,
+                         {"val_accuracy_before": before, "epochs": epochs})
     atomic_save_model(model, run.path / "model.keras")
     mlp = count_parameters(int(np.prod(data.input_shape)), data.num_classes, config.depth,
                            [config.width])
@@ -203,21 +197,20 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         "predicted_val_accuracy": None,
         "val_accuracy_before_finetuning": run.state["final"][key]["val_accuracy_before"],
         "val_accuracy": accuracy(model, data.x_val, data.y_val),
-        "test_accuracy": float(np.mean(np.argmax(expected, axis=-1) == data.y_test)),
+        "test_accuracy": top1(expected, data.y_test),
         "exports": export_model(run, model, data, log, expected=expected),
     }
-    result = {
-        "run_dir": str(run.path), "data_source": data.source, "classes": data.class_labels,
-        "settings": config.to_dict(),
-        "method": config.method, "cost": cost.to_dict() | {"block": None},
-        "search_seconds": search_seconds, "one_shot": run.state.get("supernet"),
-        "hypernet": None if curve is None else {
+    result = SearchResults(
+        run_dir=str(run.path), data_source=data.source, classes=data.class_labels,
+        settings=config.to_dict(), method=config.method,
+        cost=cost.to_dict() | {"block": None}, search_seconds=search_seconds,
+        one_shot=run.state.get("supernet"),
+        hypernet=None if curve is None else {
             k: run.state["hypernet"][k] for k in ("curve", "estimated_lambda", "warmup_steps")},
-        "chosen": chosen, "rows": [], "pareto_params": sorted({r["paths"] for r in curve or []}),
-        "budget": None if config.max_params is None else {"limits": f"max_params={config.max_params}"},
-        "budget_gain": 0.0,
-    }
-    atomic_write_json(run.path / "results.json", result)
+        chosen=chosen, rows=[], pareto_params=sorted({r["paths"] for r in curve or []}),
+        budget=None if config.max_params is None else {"limits": f"max_params={config.max_params}"},
+    )
+    result.write(run.path)
     log(f"chosen: lam={lam:.4g}, {len(widths)} paths, {parameters} parameters "
         f"({chosen['percent_of_mlp']:.1f}% of the MLP), test accuracy {chosen['test_accuracy']:.4f}")
-    return result
+    return result.to_dict()

@@ -39,7 +39,7 @@ from mpath_tf.core.gates import GatedSupernet, HyperSupernet, TemperatureSchedul
 from mpath_tf.core.models import adapt_normalization
 from mpath_tf.core.supernet import Supernet, mlp_layers
 from mpath_tf.core.permeability import discrete_permeability
-from mpath_tf.training.loop import train
+from mpath_tf.training.loop import top1, train
 
 __all__ = ["METHODS", "train_fixed_lambda", "train_hypernet", "theorem_lambda", "lambda_curve",
            "estimate_lambda", "lam_for_budget", "label_entropy", "warmup"]
@@ -101,13 +101,11 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
 
 def _loss(model, x, y, permeability=None, batch_size: int = 1024) -> tuple[float, float]:
     """(cross-entropy, accuracy) of ``model`` on (x, y)."""
-    total, correct = 0.0, 0
-    for lo in range(0, len(x), batch_size):
-        probs = ops.convert_to_numpy(model(x[lo:lo + batch_size], permeability=permeability))
-        labels = y[lo:lo + batch_size]
-        total += float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).sum())
-        correct += int((probs.argmax(-1) == labels).sum())
-    return total / len(x), correct / len(x)
+    probs = np.concatenate([
+        ops.convert_to_numpy(model(x[lo:lo + batch_size], permeability=permeability))
+        for lo in range(0, len(x), batch_size)])
+    loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1)).mean())
+    return loss, top1(probs, y)
 
 
 def label_entropy(y: np.ndarray, num_classes: int) -> float:

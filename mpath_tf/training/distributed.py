@@ -35,8 +35,9 @@ from typing import Callable
 
 import numpy as np
 
-from mpath_tf.pipeline.config import STRATEGIES
-from mpath_tf.errors import ClusterError, ConfigError
+from mpath_tf.errors import ClusterError, ConfigError, WorkerError
+
+STRATEGIES = ("mirrored", "multiworker")  # tf.distribute strategies make_strategy builds
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ def train_distributed(
     Raises:
         ValueError: If ``epochs`` < 1 or ``batch_size`` is smaller than the
             number of replicas.
-        ClusterError: A worker was lost during training; restart every worker
+        WorkerError: A worker was lost during training; restart every worker
             with the same command to resume.
 
     Example:
@@ -280,10 +281,9 @@ def train_distributed(
         >>> 0 <= val <= 1
         True
     """
-    import keras
     import tensorflow as tf
 
-    from mpath_tf.training.loop import EpochCheckpoint
+    from mpath_tf.training.loop import EpochCheckpoint, compile_model
 
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
@@ -294,8 +294,7 @@ def train_distributed(
                          f"({replicas}): each replica takes a share of every batch.")
     with strategy.scope():
         model = build()
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss="sparse_categorical_crossentropy")
+        compile_model(model, learning_rate)
         model.optimizer.build(model.trainable_variables)
     chief = is_chief(strategy)
     checkpoint = EpochCheckpoint(checkpoint_dir if chief and not finished else None)
@@ -330,7 +329,7 @@ def train_distributed(
             weights = _from_chief(strategy, weights)
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
             tf.errors.AbortedError, tf.errors.CancelledError) as err:
-        raise ClusterError(
+        raise WorkerError(
             f"Distributed training lost a worker ({type(err).__name__}; TensorFlow's log above "
             "names it). Restart every worker with the same command: the chief resumes from "
             "its last finished epoch.") from None
@@ -403,9 +402,9 @@ def _from_chief(strategy, values: list[np.ndarray]) -> list[np.ndarray]:
 def _accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
     """Top-1 accuracy from a local forward pass (no collective operations,
     so any one worker may call it)."""
-    hits = 0
-    for first in range(0, len(x), batch_size):
-        probs = np.asarray(model(x[first:first + batch_size], training=False))
-        hits += int(np.sum(np.argmax(probs, axis=-1) == y[first:first + batch_size]))
-    return hits / len(x)
+    from mpath_tf.training.loop import top1
+
+    probs = [np.asarray(model(x[first:first + batch_size], training=False))
+             for first in range(0, len(x), batch_size)]
+    return top1(np.concatenate(probs), y)
 

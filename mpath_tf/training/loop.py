@@ -280,7 +280,17 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def top1(probabilities, labels) -> float:
+    """Top-1 accuracy of class probabilities (batch, classes) against labels
+    (batch,): the one definition every step, report and check uses.
+
+    Example:
+        >>> top1(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), np.array([0, 1, 1]))
+        0.666...
+    """
+    return float(np.mean(np.argmax(np.asarray(probabilities), axis=-1) == np.asarray(labels)))
+
+
 def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``."""
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(probs, axis=-1) == y))
+    return top1(model.predict(x, batch_size=batch_size, verbose=0), y)

@@ -1,0 +1,209 @@
+"""``results.json``: the one record of a finished search, its writer and
+its readers' views.
+
+``SearchResults`` is the schema every search method writes (``rank``,
+``lambda``, ``hypernet``) and ``RunDir.results``, the report, the bundle and
+``mpath-tf search --json`` read back; ``write_csv``, ``summary``,
+``outcome_lines`` and ``speed_line`` are the views of it a user sees.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from mpath_tf.errors import DamagedFileError
+from mpath_tf.storage import atomic_write_json, atomic_write_text, read_json
+
+RESULTS_FILE = "results.json"
+
+
+@dataclass
+class SearchResults:
+    """What a finished search found, as ``results.json`` holds it.
+
+    Args:
+        run_dir: The run directory.
+        data_source: Where the data came from (dataset name or file).
+        classes: The class names (label values), in class-index order.
+        settings: The run's ``SearchConfig`` as a dict.
+        chosen: The chosen model: ``paths``, ``path_widths``, ``parameters``,
+            ``percent_of_mlp``, accuracies and ``exports`` per quantization.
+        rows: One row per path count (``RESULT_COLUMNS``; empty for the
+            cost-regularized methods, which train one model).
+        pareto_params: Path counts on the accuracy/parameters Pareto front.
+        method: ``rank`` (the paper), ``lambda`` or ``hypernet``.
+        one_shot: The one-shot training's record (None for ``lambda``).
+        budget: The limits the choice met, or None.
+        budget_gain: Accuracy the final fine-tuning's longer budget adds.
+        reference: The dense reference's record and exports, or None.
+        speed: Timings of the chosen model and the reference, or None.
+        cost: The cost table of a cost-regularized search, or None.
+        search_seconds: Time of a cost-regularized search, or None.
+        hypernet: The hypernetwork's lambda curve, or None.
+
+    Example:
+        >>> r = SearchResults("runs/x", "digits", ["0", "1"], {}, {"paths": 2}, [], [2])
+        >>> SearchResults.from_dict(r.to_dict()) == r
+        True
+    """
+
+    run_dir: str
+    data_source: str
+    classes: list | None
+    settings: dict
+    chosen: dict
+    rows: list
+    pareto_params: list
+    method: str = "rank"
+    one_shot: dict | None = None
+    budget: dict | None = None
+    budget_gain: float = 0.0
+    reference: dict | None = None
+    speed: dict | None = None
+    cost: dict | None = None
+    search_seconds: float | None = None
+    hypernet: dict | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON-ready dict (``from_dict`` reads it back)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SearchResults":
+        """The record of a ``results.json`` dict; fields written by later
+        versions are ignored, those of earlier ones take their defaults.
+
+        Raises:
+            KeyError: A field without a default is missing.
+        """
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def write(self, run_path: str | Path) -> Path:
+        """Write ``RUN/results.json`` atomically; return its path."""
+        path = Path(run_path) / RESULTS_FILE
+        atomic_write_json(path, self.to_dict())
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> "SearchResults":
+        """Read a ``results.json``.
+
+        Raises:
+            FileNotFoundError: There is none.
+            DamagedFileError: It is not JSON, or lacks a field.
+        """
+        values = read_json(path)
+        try:
+            return cls.from_dict(values)
+        except (KeyError, TypeError) as err:
+            raise DamagedFileError(path, f"not a search's results: {err}") from None
+
+
+RESULT_COLUMNS = (
+    "paths",
+    "parameters",
+    "percent_of_mlp",
+    "predicted_val_accuracy",
+    "predicted_std",
+    "measured_val_accuracy",
+)
+
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """``results.csv``: one row per path count (``RESULT_COLUMNS``), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else row[k] for k in RESULT_COLUMNS})
+    atomic_write_text(path, buffer.getvalue())
+
+
+
+def summary(result: dict) -> dict:
+    """The machine-readable summary of a search (``mpath-tf search --json``).
+
+    Args:
+        result: What ``search`` returned.
+
+    Returns:
+        Run directory, chosen model, exported files, Pareto front, budget, predictor.
+    """
+    chosen = result["chosen"]
+    return {
+        "run_dir": result["run_dir"],
+        "chosen": {k: chosen[k] for k in ("paths", "parameters", "percent_of_mlp",
+                                          "predicted_val_accuracy", "val_accuracy",
+                                          "test_accuracy", "path_widths")},
+        "exports": {q: {"file": str(Path(result["run_dir"]) / e["file"]), "bytes": e["bytes"],
+                        "test_accuracy": e["test_accuracy"],
+                        "parity_passed": e["verification"]["passed"]}
+                    for q, e in chosen["exports"].items()},
+        "pareto_params": result["pareto_params"],
+        "budget": result["budget"],
+        "predictor": result["settings"]["predictor"],
+        "classes": result.get("classes"),
+        "reference": None if not result.get("reference") else {
+            k: result["reference"][k] for k in ("test_accuracy", "parameters",
+                                                "accuracy_difference_pt")},
+        "speed": result.get("speed"),
+    }
+
+
+
+def outcome_lines(result: dict) -> list[str]:
+    """The closing lines of a search: the chosen model, against the dense
+    reference in accuracy, size and speed, and whether its exports passed.
+
+    Args:
+        result: The content of ``results.json``.
+
+    Returns:
+        Lines to print.
+    """
+    chosen = result["chosen"]
+    lines = [f"chosen: {chosen['paths']} paths, {chosen['parameters']} parameters "
+             f"({chosen['percent_of_mlp']:.1f}% of the MLP), test accuracy "
+             f"{chosen['test_accuracy']:.4f}"]
+    reference = result.get("reference")
+    if reference:
+        sizes = ", ".join(f"{q} {chosen['exports'][q]['bytes']:,} vs "
+                          f"{reference['exports'][q]['bytes']:,} bytes"
+                          for q in ("float32", "int8") if q in reference["exports"])
+        lines.append(f"dense reference: test accuracy {reference['test_accuracy']:.4f} "
+                     f"({reference['accuracy_difference_pt']:+.2f} points for the chosen "
+                     f"model), {reference['parameters']:,} parameters; files: {sizes}")
+    if result.get("speed"):
+        line = speed_line(result["speed"])
+        if line:
+            lines.append(f"speed on this machine: {line}")
+    failed = [f"{q}: {'; '.join(e['verification']['failures'])}"
+              for q, e in chosen["exports"].items()
+              if not e.get("verification", {}).get("passed", True)]
+    if failed:
+        lines.append("FAILED: the chosen model's exported files miss their checks ("
+                     + "; ".join(failed) + "); they are kept, see results.json")
+    return lines
+
+
+def speed_line(speed: dict) -> str:
+    """``int8: 3.1 us vs dense 11.6 us, 3.7x faster; float32: ...`` (empty if none).
+
+    Example:
+        >>> speed_line({"int8": {"chosen_us": 3.1, "reference_us": 11.6, "speedup": 3.74}})
+        'int8: 3.1 us vs dense 11.6 us, 3.74x faster'
+    """
+    parts = []
+    for q in ("int8", "float32"):
+        if q in speed:
+            s = speed[q]
+            word = "faster" if s["speedup"] >= 1 else "slower"
+            ratio = s["speedup"] if s["speedup"] >= 1 else 1 / s["speedup"]
+            parts.append(f"{q}: {s['chosen_us']:.1f} us vs dense {s['reference_us']:.1f} us, "
+                         f"{ratio:.2f}x {word}")
+    return "; ".join(parts)
