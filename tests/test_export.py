@@ -7,7 +7,7 @@ from converters import DynamicRange, Float16, Float32, Int8, export_tflite, op_s
 from converters import verify
 from mpath_tf import build_mlp, derive, path_widths
 from mpath_tf.errors import ConfigError
-from mpath_tf.core.models import build_supernet
+from mpath_tf.core.supernet import build_supernet
 from mpath_tf.training.loop import train
 from tests.conftest import assert_int8_close
 

@@ -5,25 +5,33 @@ import numpy as np
 import pytest
 
 from mpath_tf import MembraneDense, Supernet, build_mlp, build_supernet
+from mpath_tf.core.models import MLPSupernet
+from mpath_tf.core.supernet import mlp_layers
 from tests.test_permeability import brute_force
 
 
 def numpy_forward(net, x, P):
     """Reference forward pass that applies the same P in every upper layer."""
+    parts = mlp_layers(net)
     h = x.reshape(len(x), -1)
-    k, b = net.first.get_weights()
+    k, b = parts["first"].get_weights()
     h = np.maximum(h @ k + b, 0)
-    for layer in net.membrane_layers:
+    for layer in parts["membranes"]:
         k, b = layer.get_weights()
         h = np.maximum(h @ (k * P) + b, 0)
-    k, b = net.classifier.get_weights()
+    k, b = parts["classifier"].get_weights()
     z = h @ k + b
     e = np.exp(z - z.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
 
 
-def test_one_omega_shared_by_every_membrane_layer(rng):
-    net = build_supernet((3, 2), num_classes=4, depth=4, width=7, seed=0)
+@pytest.mark.parametrize("kind", ["supernet", "mlp_supernet_0_1"])
+def test_one_omega_shared_by_every_membrane_layer(kind, rng):
+    if kind == "supernet":
+        net = build_supernet((3, 2), num_classes=4, depth=4, width=7, seed=0)
+    else:
+        net = MLPSupernet((3, 2), num_classes=4, depth=4, width=7)
+        net.build((None, 3, 2))
     omegas = [w for w in net.weights if w.name == "omega"]
     assert len(omegas) == 1 and omegas[0].shape == (6,)
     assert all(len(layer.weights) == 2 for layer in net.membrane_layers)  # kernel, bias
@@ -54,9 +62,23 @@ def test_supernet_save_load_same_predictions(tmp_path, rng):
     net.save(tmp_path / "s.keras")
     loaded = keras.saving.load_model(tmp_path / "s.keras")
     assert isinstance(loaded, Supernet)
-    assert loaded.get_config() == net.get_config()
+    assert loaded.stacks == net.stacks and loaded.name == net.name
     np.testing.assert_array_equal(loaded(x).numpy(), net(x).numpy())
     np.testing.assert_array_equal(loaded.omega.numpy(), net.omega.numpy())
+
+
+def test_build_supernet_draws_the_weights_0_1_drew():
+    """A seed gives the network it gave before the supernet was made by
+    to_supernet (results keep their meaning across versions)."""
+    net = build_supernet((8, 8), 10, 4, 16, seed=3, normalize=True)
+    keras.utils.set_random_seed(3)
+    old = MLPSupernet((8, 8), 10, 4, 16, normalize=True)
+    old.build((None, 8, 8))
+    np.testing.assert_array_equal(net.omega.numpy(), old.omega.numpy())
+    for mine, theirs in zip([l for l in net.chain if l.weights],
+                            [old.normalizer, old.first, *old.membrane_layers, old.classifier]):
+        for a, b in zip(mine.get_weights(), theirs.get_weights()):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_names_follow_the_paper():

@@ -422,8 +422,14 @@ def build_supernet(
         ('mpath-4-8', ['membrane_dense_1', 'membrane_dense_2', 'membrane_dense_3'])
     """
     check_architecture(input_shape, num_classes, depth, width)
-    mlp = build_mlp(input_shape, num_classes, depth, width, activation, seed, normalize)
-    return to_supernet(mlp, name=f"mpath-{int(depth)}-{int(width)}")
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    mlp = build_mlp(input_shape, num_classes, depth, width, activation, None, normalize)
+    # Drawn next, as 0.1's fixed supernet drew them: a seed gives the same network as then.
+    omega = keras.initializers.RandomUniform(-1.0, 1.0)((int(width) - 1,))
+    net = to_supernet(mlp, name=f"mpath-{int(depth)}-{int(width)}")
+    net.omega.assign(omega)
+    return net
 
 
 def mlp_layers(supernet) -> dict:
