@@ -32,7 +32,7 @@ def test_search_stderr_holds_only_mpath_tf_lines(quiet_run):
     # the run converts to int8, runs LiteRT and times files in subprocesses:
     # the chattiest steps; and its closing lines compare with the dense MLP
     assert any("model_int8.tflite" in line for line in ours)
-    assert any(line.startswith("dense reference mlp: test accuracy") for line in ours)
+    assert any(line.startswith("dense reference: test accuracy") for line in ours)
     assert any(line.startswith("speed on this machine: int8: ") for line in ours)
     assert any("FAILED" in line for line in ours) == (proc.returncode == 1)
     foreign = [line for line in proc.stderr.splitlines()  # click prints our errors as "Error: "

@@ -2,6 +2,7 @@
 Chromium (installed by .ci/run; MPATH_TF_REQUIRE_CHROMIUM makes its absence
 fail instead of skip)."""
 
+import json
 import os
 import re
 import shutil
@@ -40,7 +41,7 @@ def test_report_renders_with_its_table_and_images(report, tiny_run):
     assert 'class="chosen"' in dom and "Chosen model" in dom
     assert "tensorflow" in dom  # library versions
     # the chosen model against the dense MLP it replaces, and the class names
-    assert "Dense reference (the MLP of the same depth and width" in dom
+    assert "Dense reference (the same layers fully connected" in dom
     assert "Classes (by output index" in dom and "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in dom
 
 
@@ -76,3 +77,16 @@ def test_cli_report(tiny_run, tmp_path):
     assert out.read_text().startswith("<!DOCTYPE html>")
     missing = CliRunner().invoke(cli, ["report", str(tmp_path / "nope")])
     assert missing.exit_code == 2
+
+
+def test_report_shows_the_speed_comparison(tiny_run, tmp_path):
+    """A run timed after export (``--bench``, the default) shows how much
+    faster the chosen model is than the dense one."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    results = json.loads((run / "results.json").read_text())
+    results["speed"] = {"int8": {"chosen_us": 3.1, "reference_us": 11.6, "speedup": 3.74}}
+    (run / "results.json").write_text(json.dumps(results))
+    page = write_report(run, tmp_path / "report.html").read_text()
+    assert "Speed on the search machine (LiteRT, one thread): int8: 3.1 us vs dense 11.6 us, " \
+           "3.74x faster" in page

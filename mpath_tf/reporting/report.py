@@ -22,6 +22,7 @@ from mpath_tf.pipeline.bench import measured_latency
 from mpath_tf.pipeline.budget import pareto_paths
 from mpath_tf.storage import atomic_write_text
 from mpath_tf.pipeline.rundir import RunDir
+from mpath_tf.reporting.results import speed_line
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -149,15 +150,13 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
         reference = results.get("reference")
         if reference:
             chosen_html += (
-                f"<p>Dense reference (the MLP of the same depth and width, same data and "
+                f"<p>Dense reference (the same layers fully connected, same data and "
                 f"budget): {reference['parameters']:,} parameters, test accuracy "
                 f"{_percent(reference['test_accuracy'])}% "
                 f"({reference['accuracy_difference_pt']:+.2f} points for the chosen model); "
                 + ", ".join(f"{q} file {e['bytes']:,} bytes"
                             for q, e in reference.get("exports", {}).items()) + ".</p>")
         if results.get("speed"):
-            from mpath_tf.pipeline.reference import speed_line
-
             chosen_html += (f"<p>Speed on the search machine (LiteRT, one thread): "
                             f"{html.escape(speed_line(results['speed']))}.</p>")
     class_names = results.get("classes") or meta.get("classes")
