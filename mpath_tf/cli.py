@@ -78,9 +78,9 @@ def cli():
               "output) instead of the built-in MLP: its first run of equal-width Dense "
               "layers is split into paths; --depth and --width come from it.")
 @click.option("--depth", type=int, default=_DEFAULTS.depth, show_default=True,
-              help="Hidden layers (>= 2).")
+              help="Hidden layers (>= 2; with --model, its stack's).")
 @click.option("--width", type=int, default=_DEFAULTS.width, show_default=True,
-              help="Neurons per hidden layer (>= 2).")
+              help="Neurons per hidden layer (>= 2; with --model, its stack's).")
 @click.option("--epochs", type=int, default=None,
               help="One-shot (and dense reference) training epochs [default: 60, or on small "
               "data as many as 2,400 optimizer steps take].")

@@ -195,3 +195,26 @@ def test_search_runs_on_a_users_model_through_the_cli(tmp_path):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 2 and "model_sha256" in again.output, again.output
     assert (run / "results.json").is_file()
+
+
+@pytest.mark.parametrize("model, message", [
+    pytest.param(lambda: keras.Sequential([
+        keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")],
+        name="pyramid"), "no stack to split", id="no-stack"),
+    pytest.param(uneven_mlp, "takes inputs of shape (20,), but the data's examples have shape "
+                 "(8, 8)", id="input-shape"),
+    pytest.param(lambda: keras.Sequential([
+        keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)]),
+        "must end in a softmax", id="logits"),
+])
+def test_a_model_the_search_cannot_use_is_refused_before_training(model, message, tmp_path):
+    from mpath_tf.cli import cli
+
+    model().save(tmp_path / "m.keras")
+    result = CliRunner().invoke(cli, ["search", "--model", str(tmp_path / "m.keras"),
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "--model" in result.output
+    assert not (tmp_path / "run").exists()  # nothing started

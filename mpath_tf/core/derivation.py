@@ -273,15 +273,20 @@ def with_implementation(model: keras.Model, implementation: str | dict[str, str]
     return copy
 
 
+def _trunk(supernet: Supernet, inputs):
+    """The supernet's trunk (a copy with its weights) applied to ``inputs``."""
+    if supernet.trunk is None:
+        return inputs
+    trunk = keras.models.clone_model(supernet.trunk)
+    trunk.set_weights(supernet.trunk.get_weights())
+    return trunk(inputs)
+
+
 def _derive_chain(supernet: Supernet, paths, implementation: str, lam) -> keras.Model:
     layout = supernet.derived_layout(paths, lam)  # path widths per stack
     stack_of = {name: s for s, names in enumerate(supernet.stacks) for name in names}
     inputs = keras.Input(supernet.example_shape)
-    h = inputs
-    if supernet.trunk is not None:
-        trunk = keras.models.clone_model(supernet.trunk)
-        trunk.set_weights(supernet.trunk.get_weights())
-        h = trunk(h)
+    h = _trunk(supernet, inputs)
     for source in supernet.chain:
         if source.name in stack_of:
             widths = layout[stack_of[source.name]]
@@ -331,11 +336,7 @@ def to_dense(supernet) -> keras.Model:
             target.set_weights(source.get_weights())
         return model
     inputs = keras.Input(supernet.example_shape)
-    h = inputs
-    if supernet.trunk is not None:
-        trunk = keras.models.clone_model(supernet.trunk)
-        trunk.set_weights(supernet.trunk.get_weights())
-        h = trunk(h)
+    h = _trunk(supernet, inputs)
     for source in supernet.chain:
         if isinstance(source, MembraneDense):
             layer = keras.layers.Dense(source.width, activation=source.activation,

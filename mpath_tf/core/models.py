@@ -1,6 +1,9 @@
-"""The one-shot supernet and the equivalent MLP (paper, section 3 and Fig. 2).
+"""The paper's MLP (section 3 and Fig. 2), its input normalization, and
+the fixed-shape supernet of mpath-tf 0.1 (``MLPSupernet``).
 
-Both have ``depth`` hidden layers of ``width`` neurons: flatten ->
+``build_mlp`` makes ``mlp-<depth>-<width>``; ``build_supernet``
+(``mpath_tf.core.supernet``) makes ``mpath-<depth>-<width>`` from it with
+``to_supernet``. Both have ``depth`` hidden layers of ``width`` neurons: flatten ->
 [normalization] -> Dense(W) -> (depth - 1) hidden-to-hidden layers ->
 Dense(num_classes, softmax). With ``normalize`` a Keras ``Normalization``
 layer (``input_normalization``) standardizes each input feature with the
@@ -104,6 +107,23 @@ def check_architecture(input_shape, num_classes, depth, width) -> tuple[int, ...
             f"Received: width={width!r}"
         )
     return shape
+
+
+def check_ranked(paths, lam) -> None:
+    """Refuse what a supernet trained without a cost term cannot derive: a
+    layout at ``lam``, or no path count.
+
+    Raises:
+        ValueError: ``lam`` is given, or ``paths`` is None.
+    """
+    if lam is not None:
+        raise ValueError(
+            "This supernet was trained without a cost term, so it has no "
+            "architecture per lam; derive it by path count (paths=...), or train "
+            "a HyperSupernet (`mpath-tf search --method hypernet`). "
+            f"Received: lam={lam!r}")
+    if paths is None:
+        raise ValueError("Pass `paths`, the path count to derive (1 .. W). Received: paths=None")
 
 
 @keras.saving.register_keras_serializable(package="mpath_tf")
@@ -219,14 +239,7 @@ class MLPSupernet(keras.Model):
             ValueError: If ``paths`` is missing or outside [1, W], or ``lam`` is
                 given (a trade-off applies to ``GatedSupernet`` models).
         """
-        if lam is not None:
-            raise ValueError(
-                "This supernet was trained without a cost term, so it has no "
-                "architecture per lam; derive it by path count (paths=...), or train "
-                "a HyperSupernet (`mpath-tf search --method hypernet`). "
-                f"Received: lam={lam!r}")
-        if paths is None:
-            raise ValueError("Pass `paths`, the path count to derive (1 .. W). Received: paths=None")
+        check_ranked(paths, lam)
         return widths_from_permeability(ops.convert_to_numpy(self.membrane_permeability()), paths)
 
     def compute_output_shape(self, input_shape):

@@ -23,7 +23,7 @@ import keras
 from keras import ops
 
 from mpath_tf.core.layers import InputNormalization, MembraneDense
-from mpath_tf.core.models import MLPSupernet, build_mlp, check_architecture
+from mpath_tf.core.models import MLPSupernet, build_mlp, check_architecture, check_ranked
 from mpath_tf.core.permeability import RangeMinIndex, widths_from_permeability
 
 # Layers that keep neuron i at position i (elementwise, or per neuron): a
@@ -266,14 +266,7 @@ class Supernet(keras.Model):
             ValueError: If a count is outside [1, W] of its stack, the tuple's
                 length is not the number of stacks, or ``lam`` is given.
         """
-        if lam is not None:
-            raise ValueError(
-                "This supernet was trained without a cost term, so it has no "
-                "architecture per lam; derive it by path count (paths=...), or train "
-                "a HyperSupernet (`mpath-tf search --method hypernet`). "
-                f"Received: lam={lam!r}")
-        if paths is None:
-            raise ValueError("Pass `paths`, the path count to derive (1 .. W). Received: paths=None")
+        check_ranked(paths, lam)
         counts = tuple(paths) if isinstance(paths, (list, tuple)) else (paths,) + (1,) * (
             len(self.stacks) - 1)
         if len(counts) != len(self.stacks):
