@@ -1,11 +1,17 @@
-"""Faults: SIGKILL at any moment resumes to the same result; one process per run.
+"""The installed CLI's search as a real subprocess: it prints only its own
+lines on stderr unless --verbose, and SIGKILL at any moment resumes to the
+same result; one process per run.
 
-Real subprocesses of the installed CLI, killed with SIGKILL (no chance to
-clean up), resumed by the next process. The longer sweep with its figures
-is ``benchmarks/faults.py``.
+TensorFlow, the TFLite converter and the LiteRT interpreter write from C++
+straight to file descriptor 2, so quietness is checked on a subprocess of
+the console script, never through CliRunner. Killed processes get SIGKILL
+(no chance to clean up) and are resumed by the next process. The longer
+sweep with its figures is ``benchmarks/faults.py``. Both share one
+uninterrupted search (``cli_search``), made once for this file.
 """
 
 import os
+import re
 import subprocess
 import time
 
@@ -100,3 +106,43 @@ def test_a_diverging_training_stops_with_exit_1_and_the_usual_causes(tmp_path):
     assert "try 1e+29" in last and "Traceback" not in result.output
     assert not (run / "supernet.keras").exists()  # no NaN model kept as a result
     assert not list((run / "checkpoints").glob("*/latest.weights.h5"))  # nor checkpointed
+
+
+# Progress lines: "[one-shot training] 1 step x 2 epochs", "[sample fine-tuning] 1/2 (2 paths)".
+PROGRESS = re.compile(r"^\[[a-z0-9 -]+\] ")
+
+
+
+
+@pytest.fixture(scope="module")
+def quiet_run(cli_search):
+    return cli_search  # a small search through every phase (tests/faults.py)
+
+
+def test_search_stderr_holds_only_mpath_tf_lines(quiet_run):
+    proc, run = quiet_run
+    # exit 1 (and a FAILED line) only if the tiny model's int8 file misses its gates
+    assert proc.returncode in (0, 1), proc.stderr
+    ours = {line.split(" ", 1)[1] for line in (run / "log.txt").read_text().splitlines()}
+    # the run converts to int8, runs LiteRT and times files in subprocesses:
+    # the chattiest steps; and its closing lines compare with the dense MLP
+    assert any("model_int8.tflite" in line for line in ours)
+    assert any(line.startswith("dense reference: test accuracy") for line in ours)
+    assert any(line.startswith("speed on this machine: int8: ") for line in ours)
+    assert any("FAILED" in line for line in ours) == (proc.returncode == 1)
+    foreign = [line for line in proc.stderr.splitlines()  # click prints our errors as "Error: "
+               if line and line not in ours and not PROGRESS.match(line)
+               and not line.startswith("Error: the chosen model's ")]
+    assert foreign == [], "\n".join(foreign)
+
+
+def test_verbose_brings_the_libraries_lines_back(quiet_run, tmp_path):
+    _, run = quiet_run
+    proc = subprocess.run(
+        faults.cli() + ["export", str(run / "model.keras"), "--quantize", "int8", "--verbose",
+                  "--output", str(tmp_path / "m.tflite")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert (tmp_path / "m.tflite").is_file(), proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any("tensorflow" in line.lower() or "fully_quantize" in line or "XNNPACK" in line
+               for line in lines), proc.stderr
