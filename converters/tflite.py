@@ -452,18 +452,22 @@ def op_summary(path: str | os.PathLike) -> dict:
         path: The ``.tflite`` file.
 
     Returns:
-        ``{"ops": {op_name: count}, "fully_connected_weights": n}`` where ``n``
-        is the number of filter and bias elements over all FULLY_CONNECTED ops.
+        ``{"ops": {op_name: count}, "fully_connected_weights": n,
+        "conv_weights": m}`` where ``n`` is the number of filter and bias
+        elements over all FULLY_CONNECTED ops and ``m`` over all CONV_2D and
+        DEPTHWISE_CONV_2D ops (the flatbuffer audit: a derived model holds
+        its diagonal blocks only).
     """
     interpreter = load_interpreter(path)
     interpreter.allocate_tensors()
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops: dict[str, int] = {}
-    weights = 0
+    weights = {"FULLY_CONNECTED": 0, "CONV_2D": 0, "DEPTHWISE_CONV_2D": 0}
     for op in interpreter._get_ops_details():
         ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
-        if op["op_name"] == "FULLY_CONNECTED":
+        if op["op_name"] in weights:
             for index in op["inputs"][1:]:  # filter, bias (-1 when absent)
                 if index >= 0:
-                    weights += int(np.prod(tensors[index]["shape"]))
-    return {"ops": ops, "fully_connected_weights": weights}
+                    weights[op["op_name"]] += int(np.prod(tensors[index]["shape"]))
+    return {"ops": ops, "fully_connected_weights": weights["FULLY_CONNECTED"],
+            "conv_weights": weights["CONV_2D"] + weights["DEPTHWISE_CONV_2D"]}

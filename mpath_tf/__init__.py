@@ -38,6 +38,8 @@ _EXPORTS = {
     "discrete_permeability": "mpath_tf.core.permeability",
     "MembraneDense": "mpath_tf.core.layers",
     "PathDense": "mpath_tf.core.layers",
+    "MembraneConv2D": "mpath_tf.core.conv",
+    "PathConv2D": "mpath_tf.core.conv",
     # training and search
     "train": "mpath_tf.training.loop",
     "finetune": "mpath_tf.pipeline.steps",

@@ -18,6 +18,7 @@ import bisect
 import keras
 import numpy as np
 
+from mpath_tf.core.conv import MembraneConv2D, PathConv2D
 from mpath_tf.core.layers import InputNormalization, MembraneDense, PathDense
 from mpath_tf.core.models import MLPSupernet, build_mlp
 from mpath_tf.core.supernet import Supernet
@@ -140,19 +141,23 @@ def parameter_counts(supernet) -> dict[int, int]:
     if isinstance(supernet, MLPSupernet):
         return parameter_counts_from_permeability(
             p, int(np.prod(supernet.example_shape)), supernet.num_classes, supernet.depth)
-    width, layers = supernet.width, len(supernet.stacks[0])
-    first = set(supernet.stacks[0])
+    width, first = supernet.width, set(supernet.stacks[0])
     fixed = sum(layer.count_params() for layer in supernet.chain if layer.name not in first)
     fixed += supernet.trunk.count_params() if supernet.trunk is not None else 0
+    # a block of w neurons holds w^2 weights per kernel tap (kh * kw of a
+    # convolution, 1 of a Dense layer); biases do not depend on the paths
+    membranes = supernet.membrane_layers
+    taps = sum(int(np.prod(getattr(l, "kernel_size", (1,)))) for l in membranes)
+    fixed += sum(width for l in membranes if getattr(l, "use_bias", True))
     bounds, squares = [0, width], width * width  # sorted cut positions, sum of w_i^2
-    counts = {1: fixed + layers * (squares + width)}
+    counts = {1: fixed + taps * squares}
     for b, membrane in enumerate(membrane_order(p), start=2):
         cut = int(membrane) + 1
         k = bisect.bisect_left(bounds, cut)
         lo, hi = bounds[k - 1], bounds[k]
         squares += (cut - lo) ** 2 + (hi - cut) ** 2 - (hi - lo) ** 2
         bounds.insert(k, cut)
-        counts[b] = fixed + layers * (squares + width)
+        counts[b] = fixed + taps * squares
     return counts
 
 
@@ -290,13 +295,22 @@ def _derive_chain(supernet: Supernet, paths, implementation: str, lam) -> keras.
     for source in supernet.chain:
         if source.name in stack_of:
             widths = layout[stack_of[source.name]]
-            layer = PathDense(widths, activation=source.activation, implementation=implementation,
-                              name="path_" + source.name.removeprefix("membrane_"))
+            name = "path_" + source.name.removeprefix("membrane_")
+            if isinstance(source, MembraneConv2D):
+                layer = PathConv2D(widths, source.kernel_size, strides=source.strides,
+                                   padding=source.padding, dilation_rate=source.dilation_rate,
+                                   activation=source.activation, use_bias=source.use_bias,
+                                   implementation="split" if implementation == "per_path"
+                                   else "grouped", name=name)
+            else:
+                layer = PathDense(widths, activation=source.activation,
+                                  implementation=implementation, name=name)
             h = layer(h)
-            kernel, bias = source.get_weights()
+            kernel, *bias = source.get_weights()
             offsets = np.concatenate([[0], np.cumsum(widths)])
-            layer.set_blocks([kernel[lo:hi, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])],
-                             bias)
+            # the diagonal blocks over the (in, out) axes, the last two of either kernel
+            layer.set_blocks([kernel[..., lo:hi, lo:hi]
+                              for lo, hi in zip(offsets[:-1], offsets[1:])], *bias)
         else:
             layer = source.__class__.from_config(source.get_config())
             h = layer(h)
@@ -338,7 +352,12 @@ def to_dense(supernet) -> keras.Model:
     inputs = keras.Input(supernet.example_shape)
     h = _trunk(supernet, inputs)
     for source in supernet.chain:
-        if isinstance(source, MembraneDense):
+        if isinstance(source, MembraneConv2D):
+            layer = keras.layers.Conv2D(
+                source.width, source.kernel_size, strides=source.strides, padding=source.padding,
+                dilation_rate=source.dilation_rate, activation=source.activation,
+                use_bias=source.use_bias, name=source.name.removeprefix("membrane_"))
+        elif isinstance(source, MembraneDense):
             layer = keras.layers.Dense(source.width, activation=source.activation,
                                        name=source.name.removeprefix("membrane_"))
         else:

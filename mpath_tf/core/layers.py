@@ -121,7 +121,7 @@ IMPLEMENTATIONS = ("grouped", "per_path", "conv")
 MAX_CONCAT_INPUTS = 5
 
 
-def _concat_tree(tensors: list, fan_in: int = MAX_CONCAT_INPUTS):
+def concat_tree(tensors: list, fan_in: int = MAX_CONCAT_INPUTS):
     """Concatenate along the last axis with ops of at most ``fan_in`` inputs."""
     while len(tensors) > 1:
         tensors = [
@@ -322,7 +322,7 @@ class PathDense(keras.layers.Layer):
             # activation commutes with the concatenation).
             y = ops.matmul(inputs[..., lo : lo + w], self.block(k))
             outputs.append(self._activate(y + self.bias[lo : lo + w]))
-        return _concat_tree(outputs)
+        return concat_tree(outputs)
 
     def _group_kernels(self, kernel_start: int, n: int, w: int):
         """The (n, w, w) blocks of one width group, in grouped order."""
@@ -345,7 +345,7 @@ class PathDense(keras.layers.Layer):
             if self._identity:  # bias and activation per group: fused into CONV_2D
                 y = self._activate(y + self.bias[neuron_start : neuron_start + n * w])
             outputs.append(y)
-        y = _concat_tree(outputs)
+        y = concat_tree(outputs)
         if self._identity:
             return y
         return self._activate(_permute(y, self._inverse, self._perm) + self.bias)
@@ -490,7 +490,7 @@ class PathChain(keras.layers.Layer):
             for block in self.blocks:
                 h = block._activate(ops.matmul(h, block.block(k)) + block.bias[lo : lo + w])
             outputs.append(h)
-        return _concat_tree(outputs)
+        return concat_tree(outputs)
 
     def _batched(self, x, conv: bool):
         outputs = []
@@ -510,7 +510,7 @@ class PathChain(keras.layers.Layer):
                     kernels = block._group_kernels(kernel_start, n, w)  # (n, w_in, w_out)
                     h = block._activate(ops.matmul(h, kernels) + ops.reshape(bias, (n, 1, w)))
             outputs.append(ops.reshape(h if conv else ops.transpose(h, (1, 0, 2)), (-1, n * w)))
-        return _concat_tree(outputs)
+        return concat_tree(outputs)
 
     def call(self, inputs):
         if self.implementation == "per_path" or len(self.path_widths) == 1:

@@ -42,6 +42,7 @@ def load_model(path: str | os.PathLike):
     """
     import keras
 
+    import mpath_tf.core.conv  # noqa: F401  (registers MembraneConv2D, PathConv2D)
     import mpath_tf.core.gates  # noqa: F401  (registers GatedSupernet, HyperSupernet)
     import mpath_tf.core.layers  # noqa: F401  (registers the layers)
     import mpath_tf.core.supernet  # noqa: F401  (registers Supernet, MLPSupernet)

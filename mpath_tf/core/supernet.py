@@ -8,6 +8,11 @@ membranes. The trained weights are kept and every other layer is carried
 over unchanged. ``mpath_tf.derive`` is the strip half: it replaces each
 membrane layer by a ``PathDense`` with only the diagonal blocks.
 
+Runs of two or more consecutive ``Conv2D`` layers of equal channel count
+become stacks the same way, with membranes between adjacent output channels
+(``MembraneConv2D``), through per-channel layers such as BatchNormalization
+and pooling.
+
 The result is a ``Supernet``: the layers after the model's last branch or
 join (``chain``, run in order, the stacks among them) and, before them, the
 rest of the model as one nested functional model (``trunk``; None for a
@@ -22,16 +27,18 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from mpath_tf.core.conv import MembraneConv2D
 from mpath_tf.core.layers import InputNormalization, MembraneDense
 from mpath_tf.core.models import MLPSupernet, build_mlp, check_architecture, check_ranked
 from mpath_tf.core.permeability import RangeMinIndex, widths_from_permeability
 
-# Layers that keep neuron i at position i (elementwise, or per neuron): a
-# stack may run through them, and its paths stay independent.
+# Layers that keep neuron (channel) i at position i (elementwise, per neuron
+# or per channel): a stack may run through them, its paths stay independent.
 NEURONWISE = (
     keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.GaussianNoise,
-    keras.layers.AlphaDropout, keras.layers.Activation, keras.layers.ReLU,
-    keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.BatchNormalization,
+    keras.layers.AlphaDropout, keras.layers.SpatialDropout2D, keras.layers.Activation,
+    keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU,
+    keras.layers.BatchNormalization, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
 )
 
 
@@ -100,29 +107,39 @@ def _neuronwise(layer) -> bool:
     return isinstance(layer, NEURONWISE) and _elementwise(getattr(layer, "activation", None))
 
 
-def _eligible(layer) -> bool:
-    """A Dense layer a membrane layer can replace with the same function."""
-    return (type(layer) is keras.layers.Dense and layer.use_bias
-            and _elementwise(layer.activation)
-            and layer.kernel_regularizer is None and layer.bias_regularizer is None
-            and layer.kernel_constraint is None and layer.bias_constraint is None
-            and len(layer.input.shape) == 2)
+def _kind(layer) -> tuple | None:
+    """``("dense", units)`` or ``("conv", filters)`` for a layer a membrane
+    layer can replace with the same function, else None."""
+    if type(layer) not in (keras.layers.Dense, keras.layers.Conv2D):
+        return None
+    plain = (_elementwise(layer.activation) and layer.kernel_regularizer is None
+             and layer.bias_regularizer is None and layer.kernel_constraint is None
+             and layer.bias_constraint is None)
+    if not plain:
+        return None
+    if type(layer) is keras.layers.Dense:
+        return ("dense", layer.units) if layer.use_bias and len(layer.input.shape) == 2 else None
+    if layer.groups == 1 and layer.data_format == "channels_last":
+        return ("conv", layer.filters)
+    return None
 
 
 def _runs(chain) -> list[list]:
-    """Maximal runs of >= 2 eligible Dense layers of equal units in ``chain``,
+    """Maximal runs of >= 2 eligible Dense layers of equal units, or Conv2D
+    layers of equal filters, in ``chain``,
     through neuron-wise layers only; the model's output layer (the
     classifier) never joins one."""
     runs, current = [], []
     for layer in chain[:-1]:
-        if _eligible(layer) and current and layer.units == current[0].units:
+        kind = _kind(layer)
+        if kind is not None and current and kind == _kind(current[0]):
             current.append(layer)
         elif _neuronwise(layer) and current:
             continue
         else:
             if len(current) >= 2:
                 runs.append(current)
-            current = [layer] if _eligible(layer) else []
+            current = [layer] if kind is not None else []
     if len(current) >= 2:
         runs.append(current)
     return runs
@@ -174,10 +191,11 @@ class Supernet(keras.Model):
                              f"Received: stacks={stacks!r}")
         for names in self.stacks:
             layers = [by_name.get(n) for n in names]
-            if any(not isinstance(l, MembraneDense) for l in layers) or len(
+            if any(not isinstance(l, (MembraneDense, MembraneConv2D)) for l in layers) or len(
                     {l.width for l in layers}) != 1:
                 raise ValueError(
-                    "Each stack must name MembraneDense layers of the chain, all of one width. "
+                    "Each stack must name membrane layers (MembraneDense or MembraneConv2D) of "
+                    "the chain, all of one width. "
                     f"Received: stacks={stacks!r}, chain={list(by_name)}")
         self._stack_of = {name: s for s, names in enumerate(self.stacks) for name in names}
         self.widths = [by_name[names[0]].width for names in self.stacks]
@@ -348,17 +366,26 @@ def to_supernet(model: keras.Model, layers: Sequence[str] | None = None,
                 f"{[[l.name for l in run] for run in runs] or 'none'}. Received: layers={wanted!r}")
         runs = found
     if not runs:
-        dense = [f"{l.name}({l.units})" for l in chain if isinstance(l, keras.layers.Dense)]
+        found = [f"{l.name}({l.units if isinstance(l, keras.layers.Dense) else l.filters})"
+                 for l in chain if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))]
         raise ValueError(
             f"{model.name} has no stack to split into paths: to_supernet needs two or more "
-            "consecutive Dense layers of equal width (for example Dense(128) -> Dense(128)), "
-            "with a bias, no regularizer or constraint, on flat (batch, features) inputs, after "
-            "the model's last branch. Its Dense layers there: "
-            f"{', '.join(dense) or 'none'}. Add such a pair before the classifier.")
+            "consecutive Dense layers of equal width (for example Dense(128) -> Dense(128); "
+            "with a bias, no regularizer or constraint, on flat (batch, features) inputs) or "
+            "Conv2D layers of equal channel count, after the model's last branch. Its Dense "
+            f"and Conv2D layers there: {', '.join(found) or 'none'}. Add such a pair before "
+            "the classifier.")
     membranes = {id(l) for run in runs for l in run[1:]}
     new_chain = []
     for layer in chain:
-        if id(layer) in membranes:
+        if id(layer) in membranes and isinstance(layer, keras.layers.Conv2D):
+            new = MembraneConv2D(layer.filters, layer.kernel_size, strides=layer.strides,
+                                 padding=layer.padding, dilation_rate=layer.dilation_rate,
+                                 activation=layer.activation, use_bias=layer.use_bias,
+                                 name=f"membrane_{layer.name}")
+            new.build(layer.input.shape)
+            new.set_weights(layer.get_weights())
+        elif id(layer) in membranes:
             new = MembraneDense(layer.units, activation=layer.activation,
                                 name=f"membrane_{layer.name}")
             new.build(layer.input.shape)
