@@ -13,8 +13,6 @@ Only the diagonal blocks of each upper hidden layer are kept.
 
 from __future__ import annotations
 
-import bisect
-
 import keras
 import numpy as np
 
@@ -22,7 +20,7 @@ from mpath_tf.core.conv import MembraneConv2D, PathConv2D
 from mpath_tf.core.layers import InputNormalization, MembraneDense, PathDense
 from mpath_tf.core.models import MLPSupernet, build_mlp
 from mpath_tf.core.supernet import Supernet
-from mpath_tf.core.permeability import check_paths, membrane_order
+from mpath_tf.core.permeability import check_paths, squares_by_paths
 
 
 def path_widths(supernet: Supernet, paths: int) -> list[int]:
@@ -101,18 +99,9 @@ def parameter_counts_from_permeability(
         {1: 330, 2: 322, 3: 320, 4: 318}
     """
     width = len(permeability) + 1
-    bounds = [0, width]  # sorted cut positions, including both ends
-    squares = width * width
-    counts = {1: count_parameters(input_dim, num_classes, depth, [width])}
-    fixed = counts[1] - (depth - 1) * squares
-    for b, membrane in enumerate(membrane_order(permeability), start=2):
-        cut = int(membrane) + 1
-        k = bisect.bisect_left(bounds, cut)
-        lo, hi = bounds[k - 1], bounds[k]
-        squares += (cut - lo) ** 2 + (hi - cut) ** 2 - (hi - lo) ** 2
-        bounds.insert(k, cut)
-        counts[b] = fixed + (depth - 1) * squares
-    return counts
+    fixed = count_parameters(input_dim, num_classes, depth, [width]) - (depth - 1) * width * width
+    return {b: fixed + (depth - 1) * squares
+            for b, squares in squares_by_paths(permeability).items()}
 
 
 def parameter_counts(supernet) -> dict[int, int]:
@@ -149,16 +138,7 @@ def parameter_counts(supernet) -> dict[int, int]:
     membranes = supernet.membrane_layers
     taps = sum(int(np.prod(getattr(l, "kernel_size", (1,)))) for l in membranes)
     fixed += sum(width for l in membranes if getattr(l, "use_bias", True))
-    bounds, squares = [0, width], width * width  # sorted cut positions, sum of w_i^2
-    counts = {1: fixed + taps * squares}
-    for b, membrane in enumerate(membrane_order(p), start=2):
-        cut = int(membrane) + 1
-        k = bisect.bisect_left(bounds, cut)
-        lo, hi = bounds[k - 1], bounds[k]
-        squares += (cut - lo) ** 2 + (hi - cut) ** 2 - (hi - lo) ** 2
-        bounds.insert(k, cut)
-        counts[b] = fixed + taps * squares
-    return counts
+    return {b: fixed + taps * squares for b, squares in squares_by_paths(p).items()}
 
 
 def derive(supernet, paths: int | tuple[int, ...] | None = None, implementation: str = "grouped",

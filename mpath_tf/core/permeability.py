@@ -26,6 +26,8 @@ Gradients flow to the membrane that attains each minimum, as for ``min``.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 from keras import ops
 
@@ -211,3 +213,33 @@ def widths_from_permeability(permeability, paths: int) -> list[int]:
     width = p.shape[0] + 1
     paths = check_paths(paths, width)
     return widths_from_cuts(membrane_order(p)[: paths - 1], width)
+
+
+def squares_by_paths(permeability) -> dict[int, int]:
+    """``sum(w_i^2)`` over the path widths of every path count b in [1, W].
+
+    Adds one cut at a time in permeability order and updates the sum, so the
+    whole map costs O(W log W): a block-diagonal layer of b paths holds that
+    many weights per kernel tap, which is what parameter counts need.
+
+    Args:
+        permeability: The W - 1 membrane permeabilities.
+
+    Returns:
+        ``{b: sum of squared path widths}``; ``{1: W^2, ..., W: W}``.
+
+    Example:
+        >>> squares_by_paths([0.9, 0.1, 0.5])
+        {1: 16, 2: 8, 3: 6, 4: 4}
+    """
+    width = len(permeability) + 1
+    bounds, squares = [0, width], width * width  # sorted cut positions, including both ends
+    result = {1: squares}
+    for b, membrane in enumerate(membrane_order(permeability), start=2):
+        cut = int(membrane) + 1
+        k = bisect.bisect_left(bounds, cut)
+        lo, hi = bounds[k - 1], bounds[k]
+        squares += (cut - lo) ** 2 + (hi - cut) ** 2 - (hi - lo) ** 2
+        bounds.insert(k, cut)
+        result[b] = squares
+    return result
