@@ -19,7 +19,7 @@ import numpy as np
 from mpath_tf.core.conv import MembraneConv2D, PathConv2D
 from mpath_tf.core.layers import InputNormalization, MembraneDense, PathDense
 from mpath_tf.core.models import MLPSupernet, build_mlp
-from mpath_tf.core.supernet import Supernet
+from mpath_tf.core.supernet import Supernet, mlp_layers
 from mpath_tf.core.permeability import check_paths, squares_by_paths
 
 
@@ -323,10 +323,10 @@ def to_dense(supernet) -> keras.Model:
     if isinstance(supernet, MLPSupernet):
         model = build_mlp(supernet.example_shape, supernet.num_classes, supernet.depth,
                           supernet.width, supernet.activation, normalize=supernet.normalize)
-        sources = ([supernet.normalizer] if supernet.normalizer is not None else []) + [
-            supernet.first, *supernet.membrane_layers, supernet.classifier]
-        targets = [l for l in model.layers if l.weights]
-        for target, source in zip(targets, sources):
+        parts = mlp_layers(supernet)
+        sources = [parts["normalizer"]] if parts["normalizer"] is not None else []
+        sources += [parts["first"], *parts["membranes"], parts["classifier"]]
+        for target, source in zip([l for l in model.layers if l.weights], sources):
             target.set_weights(source.get_weights())
         return model
     inputs = keras.Input(supernet.example_shape)

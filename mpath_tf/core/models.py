@@ -79,12 +79,7 @@ def _seed(seed: int | None) -> None:
         keras.utils.set_random_seed(int(seed))
 
 
-def check_architecture(input_shape, num_classes, depth, width) -> tuple[int, ...]:
-    """The example shape as a tuple, after checking the MLP's arguments.
-
-    Raises:
-        ValueError: If an argument is out of range (the message names it).
-    """
+def _check_architecture(input_shape, num_classes, depth, width) -> tuple[int, ...]:
     shape = tuple(int(d) for d in input_shape)
     if not shape or any(d < 1 for d in shape):
         raise ValueError(
@@ -174,7 +169,7 @@ class MLPSupernet(keras.Model):
     ):
         kwargs.setdefault("name", f"mpath-{int(depth)}-{int(width)}")
         super().__init__(**kwargs)
-        self.example_shape = check_architecture(input_shape, num_classes, depth, width)
+        self.example_shape = _check_architecture(input_shape, num_classes, depth, width)
         self.num_classes = int(num_classes)
         self.depth = int(depth)
         self.width = int(width)
@@ -293,7 +288,7 @@ def build_mlp(
         >>> build_mlp((64,), num_classes=10, depth=2, width=8).count_params()
         682
     """
-    shape = check_architecture(input_shape, num_classes, depth, width)
+    shape = _check_architecture(input_shape, num_classes, depth, width)
     _seed(seed)
     inputs = keras.Input(shape)
     h = keras.layers.Flatten(name="flatten")(inputs)

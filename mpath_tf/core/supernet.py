@@ -29,7 +29,7 @@ from keras import ops
 
 from mpath_tf.core.conv import MembraneConv2D
 from mpath_tf.core.layers import InputNormalization, MembraneDense
-from mpath_tf.core.models import MLPSupernet, build_mlp, check_architecture, check_ranked
+from mpath_tf.core.models import MLPSupernet, build_mlp, check_ranked
 from mpath_tf.core.permeability import RangeMinIndex, widths_from_permeability
 
 # Layers that keep neuron (channel) i at position i (elementwise, per neuron
@@ -378,20 +378,19 @@ def to_supernet(model: keras.Model, layers: Sequence[str] | None = None,
     membranes = {id(l) for run in runs for l in run[1:]}
     new_chain = []
     for layer in chain:
-        if id(layer) in membranes and isinstance(layer, keras.layers.Conv2D):
+        if id(layer) not in membranes:
+            new_chain.append(_copy(layer))
+            continue
+        if isinstance(layer, keras.layers.Conv2D):
             new = MembraneConv2D(layer.filters, layer.kernel_size, strides=layer.strides,
                                  padding=layer.padding, dilation_rate=layer.dilation_rate,
                                  activation=layer.activation, use_bias=layer.use_bias,
                                  name=f"membrane_{layer.name}")
-            new.build(layer.input.shape)
-            new.set_weights(layer.get_weights())
-        elif id(layer) in membranes:
+        else:
             new = MembraneDense(layer.units, activation=layer.activation,
                                 name=f"membrane_{layer.name}")
-            new.build(layer.input.shape)
-            new.set_weights(layer.get_weights())
-        else:
-            new = _copy(layer)
+        new.build(layer.input.shape)
+        new.set_weights(layer.get_weights())  # the same kernel (and bias), gated from now on
         new_chain.append(new)
     trunk = None
     if trunk_output is not None:
@@ -441,9 +440,9 @@ def build_supernet(
         >>> net.name, [layer.name for layer in net.membrane_layers]
         ('mpath-4-8', ['membrane_dense_1', 'membrane_dense_2', 'membrane_dense_3'])
     """
-    check_architecture(input_shape, num_classes, depth, width)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
+    # build_mlp checks the arguments
     mlp = build_mlp(input_shape, num_classes, depth, width, activation, None, normalize)
     # Drawn next, as 0.1's fixed supernet drew them: a seed gives the same network as then.
     omega = keras.initializers.RandomUniform(-1.0, 1.0)((int(width) - 1,))

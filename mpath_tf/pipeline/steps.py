@@ -62,9 +62,7 @@ def default_run_dir(config: SearchConfig) -> Path:
     """``runs/<dataset>-mpath-<depth>-<width>-seed<seed>`` (with ``--model``:
     ``runs/<dataset>-<model file stem>-seed<seed>``) under the current directory."""
     name = Path(config.data).stem if config.data else config.dataset
-    if config.model is not None:
-        return Path("runs") / f"{name}-{Path(config.model).stem}-seed{config.seed}"
-    return Path("runs") / f"{name}-mpath-{config.depth}-{config.width}-seed{config.seed}"
+    return Path("runs") / f"{name}-{config.network()}-seed{config.seed}"
 
 
 def finetune(
@@ -164,12 +162,15 @@ def build_supernet_for(config: SearchConfig, data: Dataset) -> keras.Model:
                                   config.width, seed=config.seed, normalize=data.normalize)
     else:
         keras.utils.set_random_seed(config.seed)  # the membranes' initial values
-        try:
-            supernet = to_supernet(user_model(config, data),
-                                   name=f"{Path(config.model).stem}-supernet")
-        except ValueError as err:
-            raise ConfigError(f"--model {config.model}: {err}") from None
+        supernet = _user_supernet(config, data)
     return adapt_normalization(supernet, data.x_train)
+
+
+def _user_supernet(config: SearchConfig, data: Dataset):
+    try:
+        return to_supernet(user_model(config, data), name=f"{Path(config.model).stem}-supernet")
+    except ValueError as err:  # no stack to split
+        raise ConfigError(f"--model {config.model}: {err}") from None
 
 
 def with_model_shape(config: SearchConfig, data: Dataset) -> SearchConfig:
@@ -181,7 +182,7 @@ def with_model_shape(config: SearchConfig, data: Dataset) -> SearchConfig:
     """
     if config.model is None:
         return config
-    supernet = build_supernet_for(config, data)
+    supernet = _user_supernet(config, data)  # its shape only: no seed, no normalization
     digest = hashlib.sha256(Path(config.model).read_bytes()).hexdigest()
     return replace(config, depth=supernet.depth, width=supernet.width, model_sha256=digest)
 
