@@ -112,7 +112,8 @@ def cli():
               help="edge_bench target of --max-latency-ms (and of --cost latency): local, "
               "ssh://host or adb[:SERIAL].")
 @click.option("--final-epochs", type=int, default=None,
-              help="Fine-tuning epochs of the chosen model (default: --finetune-epochs); "
+              help="Fine-tuning epochs of the chosen model (default: --epochs, the dense "
+              "reference's budget); "
               "predictions are raised by the gain the samples' learning curves extrapolate.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run directory (default: runs/<dataset>-mpath-<depth>-<width>-seed<seed>). "

@@ -52,9 +52,9 @@ def _oracle(run):  # read back only while samples remain: take one away
     return run / "tuner" / "samples" / "oracle.json"
 
 
-def _chosen_model(run):  # the chosen sample's model, loaded as the final model
+def _chosen_model(run):  # the chosen model, fine-tuned for --epochs (2) after its sample
     paths = json.loads((run / "results.json").read_text())["chosen"]["paths"]
-    return run / "models" / f"paths-{paths}.keras"
+    return run / "models" / f"paths-{paths}-final-e2.keras"
 
 
 @pytest.mark.parametrize("damage, target, notice", [
@@ -67,7 +67,7 @@ def _chosen_model(run):  # the chosen sample's model, loaded as the final model
     pytest.param(_garbage, lambda run: run / "state.json", "state.json is damaged",
                  id="state-garbage"),
     pytest.param(_garbage, _oracle, "sample tuner's state", id="tuner-garbage"),
-    pytest.param(_truncate, _chosen_model, ".keras is damaged", id="sample-model-truncated"),
+    pytest.param(_truncate, _chosen_model, ".keras is damaged", id="final-model-truncated"),
 ])
 def test_damaged_derived_file_is_set_aside_and_recomputed(finished, tmp_path, damage, target,
                                                           notice):

@@ -78,8 +78,10 @@ class SearchConfig:
         target: ``edge_bench`` target of ``max_latency_ms``.
             With any budget set, the most accurate path count meeting all of
             them is chosen (``mpath_tf.pipeline.budget``) instead of ``max_accuracy_drop``.
-        final_epochs: Fine-tuning epochs of the chosen model (None: as the
-            samples). Longer than ``finetune_epochs``, the predicted
+        final_epochs: Fine-tuning epochs of the chosen model (None: the
+            one-shot ``epochs``, the dense reference's budget, so the model
+            the user ships is trained as long as the MLP it is compared
+            with). Longer than ``finetune_epochs``, the predicted
             accuracies are raised by the gain the samples' learning curves
             extrapolate to that budget (``mpath_tf.pipeline.curves.budget_gain``).
         sampling: ``even`` (evenly spaced path counts, as the paper) or
@@ -344,6 +346,12 @@ class SearchConfig:
         finetune = self.finetune_epochs or max(DEFAULT_FINETUNE_EPOCHS,
                                                math.ceil(MIN_FINETUNE_STEPS / steps))
         return replace(self, epochs=epochs, finetune_epochs=finetune)
+
+    @property
+    def final_budget(self) -> int:
+        """Fine-tuning epochs of the chosen model: ``final_epochs``, by default
+        ``epochs`` (never fewer than a sample's ``finetune_epochs``)."""
+        return self.final_epochs or max(self.epochs, self.finetune_epochs)
 
     @property
     def tune_learning_rate(self) -> float:

@@ -202,7 +202,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     rows = result_rows(supernet, measured, predictor)
     gain = budget_gain_of(run, config)
     if gain:
-        log(f"  the samples' learning curves add {gain:.4f} accuracy at {config.final_epochs} "
+        log(f"  the samples' learning curves add {gain:.4f} accuracy at {config.final_budget} "
             "epochs; predictions raised by that much")
         for row in rows:
             row["predicted_val_accuracy"] = min(1.0, row["predicted_val_accuracy"] + gain)

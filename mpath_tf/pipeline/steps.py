@@ -309,7 +309,7 @@ def choose_paths(rows: list[dict], max_accuracy_drop: float,
 def final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
                  progress: Progress) -> keras.Model:
     config = run.config
-    epochs = config.final_epochs or config.finetune_epochs
+    epochs = config.final_budget
     final = run.state["final"].get(str(paths))
     if epochs == config.finetune_epochs and str(paths) in run.state["samples"] and (
             run.model_path(paths).is_file()):
@@ -339,15 +339,15 @@ def final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
 
 
 def budget_gain_of(run: RunDir, config: SearchConfig) -> float:
-    """The accuracy ``final_epochs`` add over the samples' budget (0: same budget)."""
+    """The accuracy the final budget adds over the samples' (0: same budget)."""
     from mpath_tf.pipeline.curves import budget_gain
 
-    if not config.final_epochs or config.final_epochs <= config.finetune_epochs:
+    if config.final_budget <= config.finetune_epochs:
         return 0.0
     curves = {int(b): s["val_curve"] for b, s in run.state["samples"].items() if s.get("val_curve")}
     if len(curves) != len(run.state["samples"]) or not curves:
         return 0.0  # samples from before curves were recorded
-    return budget_gain(curves, config.final_epochs)
+    return budget_gain(curves, config.final_budget)
 
 
 def budget_files(run: RunDir, supernet, data: Dataset, log):

@@ -169,7 +169,7 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         widths = hyper.derived_widths(lam=lam)
         search_seconds = run.state["supernet"]["seconds"] + run.state["hypernet"]["seconds"]
         source = hyper
-    epochs = config.final_epochs or config.finetune_epochs
+    epochs = config.final_budget
     key = f"lam={lam:.6g}-e{epochs}"
     path = run.path / "models" / f"{key}.keras"
     model = run.done_model(run.state["final"].get(key), path, log, "final fine-tuning")
