@@ -12,6 +12,7 @@ import os
 
 import click
 
+from mpath_tf.core import ARCHITECTURES
 from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.errors import MpathError, RuntimeFailure
 
@@ -77,10 +78,16 @@ def cli():
               help="Search your own Keras model (.keras: Sequential or Functional, softmax "
               "output) instead of the built-in MLP: its first run of equal-width Dense "
               "layers is split into paths; --depth and --width come from it.")
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default=_DEFAULTS.arch,
+              show_default=True,
+              help="Built-in network: mlp, or cnn (image data: --depth 3x3 convolutions of "
+              "--width channels, split into channel paths).")
 @click.option("--depth", type=int, default=_DEFAULTS.depth, show_default=True,
-              help="Hidden layers (>= 2; with --model, its stack's).")
+              help="Hidden layers (>= 2; with --arch cnn, convolutions; with --model, its "
+              "stack's).")
 @click.option("--width", type=int, default=_DEFAULTS.width, show_default=True,
-              help="Neurons per hidden layer (>= 2; with --model, its stack's).")
+              help="Neurons per hidden layer (>= 2; with --arch cnn, channels; with --model, "
+              "its stack's).")
 @click.option("--epochs", type=int, default=None,
               help="One-shot (and dense reference) training epochs [default: 60, or on small "
               "data as many as 2,400 optimizer steps take].")
@@ -181,6 +188,9 @@ def search(run_dir, quiet, as_json, **settings):
     \b
     Your own tabular data:
         mpath-tf search --data sensors.csv --label activity --width 32
+    \b
+    A small CNN whose convolutions are split into channel paths:
+        mpath-tf search --arch cnn --width 32
     \b
     Your own Keras model (its Dense layers split into paths):
         mpath-tf search --model my_model.keras --dataset mnist --data-dir ~/data

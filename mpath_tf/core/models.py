@@ -299,3 +299,88 @@ def build_mlp(
         h = keras.layers.Dense(width, activation=activation, name=f"dense_{i + 1}")(h)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(h)
     return keras.Model(inputs, outputs, name=f"mlp-{int(depth)}-{int(width)}")
+
+
+
+def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """(height, width, channels) of an image-shaped example: (H, W) or (H, W, C).
+
+    Raises:
+        ValueError: If the example is not two- or three-dimensional (flat
+            tabular features have no neighbouring pixels to convolve).
+
+    Example:
+        >>> image_shape((8, 8))
+        (8, 8, 1)
+    """
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) not in (2, 3) or min(shape[:2]) < 3:
+        raise ValueError(
+            "A convolutional network needs image-shaped examples, (height, width) or "
+            "(height, width, channels) of at least 3 x 3 pixels. "
+            f"Received: input_shape={tuple(input_shape)!r}")
+    return shape if len(shape) == 3 else (*shape, 1)
+
+
+def build_cnn(
+    input_shape: Sequence[int],
+    num_classes: int,
+    depth: int,
+    width: int,
+    activation: str = "relu",
+    seed: int | None = None,
+    normalize: bool = False,
+) -> keras.Model:
+    """Build the plain CNN ``cnn-<depth>-<width>`` (no membranes).
+
+    An isotropic VGG-style network: ``depth`` 3x3 convolutions of ``width``
+    channels ("same" padding), a 2x2 max pooling after every second one
+    while the feature map is at least 4 pixels on a side, global average
+    pooling and a softmax classifier. Every convolution has the same channel
+    count, so ``to_supernet`` makes all of them after the first one stack,
+    as the MLP's hidden layers: one set of membranes, paths from the first
+    convolution to the classifier.
+
+    Args:
+        input_shape: Shape of one example: (H, W) (one channel) or (H, W, C).
+        num_classes: Number of output classes (>= 2).
+        depth: Number of convolutions (>= 2).
+        width: Channels of every convolution (>= 2).
+        activation: Activation of the convolutions.
+        seed: If given, seeds Keras before the weights are drawn.
+        normalize: Standardize every input value in a first
+            ``InputNormalization`` layer (float features; images keep their
+            [0, 1] scale).
+
+    Returns:
+        A functional ``keras.Model``.
+
+    Raises:
+        ValueError: If an argument is out of range or the examples are not images.
+
+    Example:
+        >>> model = build_cnn((8, 8), num_classes=10, depth=4, width=8)
+        >>> [layer.name for layer in model.layers if "pool" in layer.name]
+        ['pool_1', 'pool_3', 'global_pool']
+    """
+    shape = _check_architecture(input_shape, num_classes, depth, width)
+    image = image_shape(shape)
+    _seed(seed)
+    inputs = keras.Input(shape)
+    h = inputs
+    if normalize:
+        h = keras.layers.Flatten(name="flatten")(h)
+        h = InputNormalization(name=NORMALIZATION)(h)
+    if normalize or len(shape) == 2:
+        h = keras.layers.Reshape(image, name="image")(h)
+    conv = dict(kernel_size=3, padding="same", activation=activation)
+    h = keras.layers.Conv2D(width, name="conv_in", **conv)(h)
+    side = min(image[:2])
+    for i in range(1, int(depth)):
+        h = keras.layers.Conv2D(width, name=f"conv_{i}", **conv)(h)
+        if i % 2 == 1 and side >= 4:
+            h = keras.layers.MaxPooling2D(2, name=f"pool_{i}")(h)
+            side //= 2
+    h = keras.layers.GlobalAveragePooling2D(name="global_pool")(h)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(h)
+    return keras.Model(inputs, outputs, name=f"cnn-{int(depth)}-{int(width)}")

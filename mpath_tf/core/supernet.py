@@ -29,7 +29,8 @@ from keras import ops
 
 from mpath_tf.core.conv import MembraneConv2D
 from mpath_tf.core.layers import InputNormalization, MembraneDense
-from mpath_tf.core.models import MLPSupernet, build_mlp, check_ranked
+from mpath_tf.core import ARCHITECTURES
+from mpath_tf.core.models import MLPSupernet, build_cnn, build_mlp, check_ranked
 from mpath_tf.core.permeability import RangeMinIndex, widths_from_permeability
 
 # Layers that keep neuron (channel) i at position i (elementwise, per neuron
@@ -411,12 +412,16 @@ def build_supernet(
     activation: str = "relu",
     seed: int | None = None,
     normalize: bool = False,
+    arch: str = "mlp",
 ) -> Supernet:
     """Build the one-shot supernet ``mpath-<depth>-<width>``, ready to train.
 
     ``to_supernet`` of the MLP ``build_mlp`` makes with the same arguments:
     flatten -> [normalization] -> Dense(W) -> (depth - 1) membrane layers of
     width W sharing one set of membranes -> Dense(num_classes, softmax).
+    With ``arch="cnn"``, of the CNN ``build_cnn`` makes (``mpath-cnn-<depth>-<width>``):
+    3x3 convolutions of W channels, the later ``depth - 1`` of them
+    ``MembraneConv2D`` layers under one set of membranes between channels.
 
     Args:
         input_shape: Shape of one example, without the batch axis.
@@ -428,6 +433,7 @@ def build_supernet(
             drawn, so the same seed gives the same initial network.
         normalize: Standardize the inputs in a first ``Normalization`` layer
             (identity until ``adapt_normalization`` sets it).
+        arch: ``"mlp"`` or ``"cnn"`` (image-shaped examples only).
 
     Returns:
         A built ``Supernet``.
@@ -440,8 +446,13 @@ def build_supernet(
         >>> net.name, [layer.name for layer in net.membrane_layers]
         ('mpath-4-8', ['membrane_dense_1', 'membrane_dense_2', 'membrane_dense_3'])
     """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"`arch` must be one of {ARCHITECTURES}. Received: arch={arch!r}")
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
+    if arch == "cnn":  # build_cnn checks the arguments
+        cnn = build_cnn(input_shape, num_classes, depth, width, activation, None, normalize)
+        return to_supernet(cnn, name=f"mpath-cnn-{int(depth)}-{int(width)}")
     # build_mlp checks the arguments
     mlp = build_mlp(input_shape, num_classes, depth, width, activation, None, normalize)
     # Drawn next, as 0.1's fixed supernet drew them: a seed gives the same network as then.

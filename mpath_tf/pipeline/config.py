@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from mpath_tf.core import ARCHITECTURES
 from mpath_tf.core.costs import COSTS
 from mpath_tf.training.distributed import STRATEGIES
 from mpath_tf.data import DATASETS
@@ -137,6 +138,10 @@ class SearchConfig:
             does not apply). Only with ``method`` ``rank``.
         model_sha256: The model file's SHA-256, recorded by ``search`` so a
             run is never resumed with another model.
+        arch: The built-in network: ``mlp`` (``build_mlp``) or ``cnn`` (the
+            isotropic VGG-style ``build_cnn``: ``depth`` 3x3 convolutions of
+            ``width`` channels, the later ones split into channel paths; for
+            image-shaped data). Only with ``method`` ``rank``, not with ``model``.
 
     Raises:
         ConfigError: From ``validate`` when a setting is out of range.
@@ -184,11 +189,15 @@ class SearchConfig:
     bench: bool = True
     model: str | None = None
     model_sha256: str | None = None
+    arch: str = "mlp"
 
     def network(self) -> str:
-        """The searched network as messages name it: ``mpath-<depth>-<width>``,
-        or the ``--model`` file's stem."""
-        return Path(self.model).stem if self.model else f"mpath-{self.depth}-{self.width}"
+        """The searched network as messages name it: ``mpath-<depth>-<width>``
+        (``mpath-cnn-<depth>-<width>`` with ``arch="cnn"``), or the ``--model``
+        file's stem."""
+        if self.model:
+            return Path(self.model).stem
+        return f"mpath-{'cnn-' if self.arch == 'cnn' else ''}{self.depth}-{self.width}"
 
     def validate(self) -> "SearchConfig":
         """Check every setting; return self.
@@ -208,6 +217,15 @@ class SearchConfig:
             raise ConfigError(
                 f"--model searches your own model with the paper's ranking; --method "
                 f"{self.method} takes only the built-in MLP. Drop --method or --model.")
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"Unknown architecture '{self.arch}'. Choose one of: "
+                              f"{', '.join(ARCHITECTURES)}.")
+        if self.arch != "mlp" and self.model is not None:
+            raise ConfigError(f"--model searches your own network; --arch {self.arch} chooses "
+                              "a built-in one. Drop one of them.")
+        if self.arch != "mlp" and self.method != "rank":
+            raise ConfigError(f"--method {self.method} takes only the built-in MLP; --arch "
+                              f"{self.arch} is searched with the paper's ranking. Drop --method.")
         if self.model is not None and not Path(self.model).is_file():
             raise ConfigError(f"--model {self.model}: no such file. Pass a .keras file saved "
                               "with model.save('FILE.keras').")

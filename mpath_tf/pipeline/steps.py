@@ -24,7 +24,7 @@ from mpath_tf.core.derivation import derive, parameter_counts
 from mpath_tf.training.distributed import cluster_from_env, train_distributed
 from mpath_tf.errors import ConfigError, DamagedFileError, WorkerError
 from mpath_tf.storage import atomic_save_model
-from mpath_tf.core.models import adapt_normalization
+from mpath_tf.core.models import adapt_normalization, image_shape
 from mpath_tf.core.saving import load_model
 from mpath_tf.core.supernet import build_supernet, to_supernet
 from mpath_tf.progress import Progress
@@ -159,7 +159,8 @@ def build_supernet_for(config: SearchConfig, data: Dataset) -> keras.Model:
     """
     if config.model is None:
         supernet = build_supernet(data.input_shape, data.num_classes, config.depth,
-                                  config.width, seed=config.seed, normalize=data.normalize)
+                                  config.width, seed=config.seed, normalize=data.normalize,
+                                  arch=config.arch)
     else:
         keras.utils.set_random_seed(config.seed)  # the membranes' initial values
         supernet = _user_supernet(config, data)
@@ -178,8 +179,19 @@ def with_model_shape(config: SearchConfig, data: Dataset) -> SearchConfig:
     stack and the file's SHA-256 (unchanged without ``--model``).
 
     Raises:
-        ConfigError: As ``build_supernet_for``.
+        ConfigError: As ``build_supernet_for``, or ``--arch cnn`` on data
+            whose examples are not images.
     """
+    if config.arch == "cnn":
+        try:
+            image_shape(data.input_shape)
+        except ValueError:
+            raise ConfigError(
+                f"--arch cnn needs image-shaped examples, (height, width) or (height, width, "
+                f"channels) of at least 3 x 3 pixels; {config.data or config.dataset} has "
+                f"examples of shape {tuple(data.input_shape)}. Use --arch mlp for flat "
+                "features, or save the images with their shape (an .npz x of shape "
+                "(n, height, width[, channels])).") from None
     if config.model is None:
         return config
     supernet = _user_supernet(config, data)  # its shape only: no seed, no normalization

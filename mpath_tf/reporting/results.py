@@ -167,8 +167,11 @@ def outcome_lines(result: dict) -> list[str]:
         Lines to print.
     """
     chosen = result["chosen"]
+    settings = result.get("settings") or {}
+    dense = "the MLP" if settings.get("arch", "mlp") == "mlp" and not settings.get("model") else (
+        "the dense network")
     lines = [f"chosen: {chosen['paths']} paths, {chosen['parameters']} parameters "
-             f"({chosen['percent_of_mlp']:.1f}% of the MLP), test accuracy "
+             f"({chosen['percent_of_mlp']:.1f}% of {dense}), test accuracy "
              f"{chosen['test_accuracy']:.4f}"]
     reference = result.get("reference")
     if reference:
