@@ -330,3 +330,105 @@ def chain_paths(model: keras.Model, implementation: str) -> keras.Model:
             h = new(h)
             new.set_weights(layer.get_weights())
     return keras.Model(inputs, h, name=model.name)
+
+
+# Layers that keep channel i at position i and hold no weights: a stage's
+# channels may be renumbered across them.
+_CHANNELWISE = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Activation,
+                keras.layers.ReLU, keras.layers.Dropout, keras.layers.SpatialDropout2D)
+_GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+
+
+def _conv_stage(model):
+    """(first Conv2D, [PathConv2D...], classifier Dense) of a derived CNN
+    stage whose channels reach the Dense through a global pooling and
+    weightless channel-wise layers only, else None."""
+    from mpath_tf.core.conv import PathConv2D
+
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    found = [i for i, l in enumerate(layers) if isinstance(l, PathConv2D)]
+    if not found or found[0] == 0:
+        return None
+    blocks = [layers[i] for i in found]
+    if any(b.path_widths != blocks[0].path_widths for b in blocks):
+        return None
+    inside = layers[found[0]:found[-1] + 1]
+    if any(not isinstance(l, (PathConv2D, *_CHANNELWISE)) for l in inside):
+        return None
+    first = layers[found[0] - 1]
+    if type(first) is not keras.layers.Conv2D or first.groups != 1:
+        return None
+    rest = layers[found[-1] + 1:]
+    pooled = False
+    for i, layer in enumerate(rest):
+        if isinstance(layer, _GLOBAL_POOLS) and not pooled:
+            pooled = True
+        elif type(layer) is keras.layers.Dense and pooled:
+            return first, blocks, layer
+        elif not isinstance(layer, _CHANNELWISE):
+            return None
+    return None
+
+
+def group_conv_paths(model: keras.Model) -> keras.Model:
+    """The same function with each width's channel paths contiguous.
+
+    ``derive`` keeps a CNN stage's paths in membrane order, so paths of one
+    width are scattered and ``PathConv2D`` runs one convolution per run of
+    adjacent equal widths. Renumbering the stage's channels by width (the
+    convolution before the stage gives its outputs in the new order, the
+    classifier after the global pooling takes its rows in it) leaves one
+    convolution per distinct width. Applies to models shaped like a derived
+    ``build_cnn`` (Conv2D -> PathConv2D x k, with pooling between ->
+    global pooling -> Dense, all stage layers with the same path widths);
+    others are returned as they are.
+
+    Args:
+        model: A functional Keras model.
+
+    Returns:
+        A new model (or ``model`` when nothing needs to move).
+
+    Example:
+        >>> from mpath_tf import build_supernet, derive
+        >>> net = build_supernet((8, 8), 3, depth=3, width=6, seed=0, arch="cnn")
+        >>> model = group_conv_paths(derive(net, 4))
+        >>> [l.path_widths for l in model.layers if hasattr(l, "path_widths")][0] == sorted(
+        ...     net.derived_widths(4))
+        True
+    """
+    from mpath_tf.core.conv import PathConv2D
+
+    stage = _conv_stage(model)
+    if stage is None:
+        return model
+    first, blocks, last = stage
+    widths = blocks[0].path_widths
+    order = sorted(range(len(widths)), key=lambda k: (widths[k], k))
+    if order == list(range(len(widths))):
+        return model
+    offsets = np.concatenate([[0], np.cumsum(widths)])
+    perm = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in order])  # new -> old
+    inputs = keras.Input(model.input_shape[1:])
+    h = inputs
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        config = layer.get_config()
+        if isinstance(layer, PathConv2D):
+            config = config | {"path_widths": [widths[k] for k in order]}
+        new = layer.__class__.from_config(config)
+        h = new(h)
+        if layer is first:
+            kernel, *bias = layer.get_weights()
+            new.set_weights([kernel[..., perm], *(b[perm] for b in bias)])
+        elif isinstance(layer, PathConv2D):
+            old = layer.get_blocks()
+            new.set_blocks([old[k] for k in order],
+                           keras.ops.convert_to_numpy(layer.bias)[perm] if layer.use_bias else None)
+        elif layer is last:
+            kernel, *bias = layer.get_weights()
+            new.set_weights([kernel[perm, :], *bias])
+        else:
+            new.set_weights(layer.get_weights())
+    return keras.Model(inputs, h, name=model.name)

@@ -80,3 +80,25 @@ def test_arch_cnn_refusals(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not run.exists()  # nothing half-written
+
+
+def test_export_groups_a_stage_by_path_width(tmp_path):
+    """Each distinct path width is one convolution per layer in the file, the
+    bias and ReLU fused into it (no ADD), and the file computes the model."""
+    from converters import Float32, export_tflite, run_tflite
+    from converters.lowering import group_conv_paths
+
+    net = build_supernet((8, 8), num_classes=3, depth=4, width=12, seed=0, arch="cnn")
+    x = np.random.default_rng(0).random((16, 8, 8)).astype("float32")
+    for b in (3, 5, 9):
+        model = derive(net, b)
+        grouped = group_conv_paths(model)
+        np.testing.assert_allclose(grouped(x), model(x), atol=1e-6)
+        path = export_tflite(model, tmp_path / f"b{b}.tflite", Float32())
+        np.testing.assert_allclose(run_tflite(path, x), model(x), atol=1e-5)
+        widths = net.derived_widths(b)
+        ops = op_summary(path)["ops"]
+        runs = len(set(w for w in widths if w > 1)) + (widths.count(1) > 1) + (
+            widths.count(1) == 1)
+        assert ops.get("CONV_2D", 0) + ops.get("DEPTHWISE_CONV_2D", 0) == 1 + 3 * runs, (widths, ops)
+        assert "ADD" not in ops

@@ -288,6 +288,11 @@ class PathConv2D(_ChannelConv):
             self.bias.assign(np.asarray(bias, "float32"))
 
     def call(self, inputs):
+        # Bias and an elementwise activation are applied to each run before the
+        # join: the same function, and the converter fuses both into the run's
+        # CONV_2D / DEPTHWISE_CONV_2D instead of an ADD after the CONCATENATION.
+        per_run = self.activation is None or keras.activations.serialize(
+            self.activation) not in ("softmax", "log_softmax")
         outputs = []
         for (first, n, w), kernel in zip(self.runs(), self.run_kernels):
             lo, hi = self.offsets[first], self.offsets[first + n]
@@ -297,9 +302,12 @@ class PathConv2D(_ChannelConv):
                                        dilation_rate=self.dilation_rate)
             else:  # one path, or n paths of width w as a convolution of n groups
                 y = self._conv(x, kernel)
+            if per_run:
+                y = y + self.bias[lo:hi] if self.use_bias else y
+                y = y if self.activation is None else self.activation(y)
             outputs.append(y)
         h = concat_tree(outputs)
-        return self._finish(h)
+        return h if per_run else self._finish(h)
 
     def compute_output_shape(self, input_shape):
         return self._output_shape(input_shape)
