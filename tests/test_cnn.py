@@ -102,3 +102,20 @@ def test_export_groups_a_stage_by_path_width(tmp_path):
             widths.count(1) == 1)
         assert ops.get("CONV_2D", 0) + ops.get("DEPTHWISE_CONV_2D", 0) == 1 + 3 * runs, (widths, ops)
         assert "ADD" not in ops
+
+
+def test_a_user_cnn_without_two_equal_convolutions_is_refused_naming_them(tmp_path):
+    import keras
+
+    inputs = keras.Input((8, 8))
+    h = keras.layers.Reshape((8, 8, 1))(inputs)
+    h = keras.layers.Conv2D(8, 3, name="conv_a")(h)
+    h = keras.layers.Conv2D(16, 3, name="conv_b")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h)).save(
+        tmp_path / "cnn.keras")
+    run = tmp_path / "run"
+    result = invoke("search", "--model", tmp_path / "cnn.keras", "--run-dir", run)
+    assert result.exit_code == 2, result.output
+    assert "no stack to split" in result.output and "conv_a(8), conv_b(16)" in result.output
+    assert not run.exists()
