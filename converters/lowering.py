@@ -210,6 +210,22 @@ def stack_padding(model: keras.Model, edges) -> int:
             + extra * (first.get_weights()[0].shape[0] + 1) + extra * last.get_weights()[0].shape[1])
 
 
+def width_order(path_widths) -> tuple[list[int], np.ndarray | None]:
+    """The paths sorted by width (stable) and the neuron permutation that
+    puts them so (new neuron -> old neuron; None when already sorted).
+
+    Example:
+        >>> order, perm = width_order([2, 1])
+        >>> order, perm.tolist()
+        ([1, 0], [2, 0, 1])
+    """
+    order = sorted(range(len(path_widths)), key=lambda k: (path_widths[k], k))
+    if order == list(range(len(path_widths))):
+        return order, None
+    offsets = np.concatenate([[0], np.cumsum(path_widths)])
+    return order, np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in order])
+
+
 def group_paths(model: keras.Model) -> keras.Model:
     """The same function with each width's paths contiguous (no permutation).
 
@@ -236,11 +252,9 @@ def group_paths(model: keras.Model) -> keras.Model:
         return model
     first, blocks, last = chain
     widths = blocks[0].path_widths
-    order = sorted(range(len(widths)), key=lambda k: (widths[k], k))
-    if order == list(range(len(widths))):
+    order, perm = width_order(widths)
+    if perm is None:
         return model
-    offsets = np.concatenate([[0], np.cumsum(widths)])
-    perm = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in order])  # new -> old neuron
 
     kernel, bias = first.get_weights()
     first_weights = [kernel[:, perm], bias[perm]]
@@ -404,11 +418,9 @@ def group_conv_paths(model: keras.Model) -> keras.Model:
         return model
     first, blocks, last = stage
     widths = blocks[0].path_widths
-    order = sorted(range(len(widths)), key=lambda k: (widths[k], k))
-    if order == list(range(len(widths))):
+    order, perm = width_order(widths)
+    if perm is None:
         return model
-    offsets = np.concatenate([[0], np.cumsum(widths)])
-    perm = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in order])  # new -> old
     inputs = keras.Input(model.input_shape[1:])
     h = inputs
     for layer in model.layers:
