@@ -255,6 +255,29 @@ def test_a_fine_tuning_killed_before_its_first_epoch_resumes_from_its_start(sens
         np.testing.assert_array_equal(mine, theirs)
 
 
+def test_the_best_epoch_breaks_accuracy_ties_by_validation_loss(tmp_path):
+    """On a small validation split the accuracy saturates early; the epoch
+    kept is then the one of lowest validation loss, not the first to reach
+    it (breast_cancer: epoch 3 of 185 was kept, 2-3.5 test points lost)."""
+    from mpath_tf.training.loop import EpochCheckpoint
+
+    model = build_mlp((2,), 2, 2, 3)
+    checkpoint = EpochCheckpoint(tmp_path)
+    checkpoint.set_model(model)
+    logs = [(0.90, 0.50), (1.00, 0.40), (1.00, 0.20), (0.98, 0.05), (1.00, 0.30)]
+    for epoch, (acc, loss) in enumerate(logs):
+        checkpoint.on_epoch_end(epoch, {"val_accuracy": acc, "val_loss": loss})
+    assert checkpoint.best_epoch == 2 and checkpoint.best_value == 1.0  # not 1 (first), not 3
+    resumed = EpochCheckpoint(tmp_path)  # and a resumed training keeps comparing with it
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    resumed.restore(model)
+    resumed.set_model(model)
+    resumed.on_epoch_end(5, {"val_accuracy": 1.0, "val_loss": 0.25})
+    assert resumed.best_epoch == 2
+    resumed.on_epoch_end(6, {"val_accuracy": 1.0, "val_loss": 0.1})
+    assert resumed.best_epoch == 6
+
+
 def test_input_normalization_config_round_trip_and_copied_weights():
     from mpath_tf.core.layers import InputNormalization
 

@@ -150,7 +150,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """Remembers the best epoch's weights and, with a folder, makes training resumable.
 
     After every epoch it records the validation accuracy and keeps the
-    weights of the best epoch (or of the start, see ``set_start``). Given
+    weights of the best epoch (highest validation accuracy; among equal ones
+    the lowest validation loss), or of the start (see ``set_start``). Given
     ``folder``, it also writes there, atomically and in this order:
     ``best.weights.h5`` (when the epoch is the best so far),
     ``latest.weights.h5`` (weights and optimizer state) and ``state.json``
@@ -172,6 +173,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.curve: list[float] = []
         self.best_epoch: int | None = None
         self.best_value: float | None = None
+        self.best_loss: float | None = None  # validation loss of the best epoch
         self.start_value: float | None = None
         self.best_weights = None
 
@@ -205,6 +207,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.best_epoch = state["best_epoch"]
         self.start_value = state.get("start_value")
         self.best_value = state.get("best_value")
+        self.best_loss = state.get("best_loss")
         if self.best_value is None and self.best_epoch is not None:  # written before best_value
             self.best_value = self.curve[self.best_epoch]
         if self.best_epoch is not None:
@@ -236,17 +239,24 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
         atomic_write_record(self.folder / "state.json", {
             "epochs_done": epochs_done, "curve": self.curve, "best_epoch": self.best_epoch,
-            "best_value": self.best_value, "start_value": self.start_value})
+            "best_value": self.best_value, "best_loss": self.best_loss,
+            "start_value": self.start_value})
 
     def on_epoch_end(self, epoch, logs=None):
         value = float((logs or {}).get("val_accuracy", float("nan")))
+        loss = float((logs or {}).get("val_loss", float("nan")))
         self.curve.append(value)
         # Keras averages the metric in float32: a tie with the start's score
-        # (computed in float64) must not count as an improvement
-        improved = self.best_value is None or value > self.best_value + 1e-6
+        # (computed in float64) must not count as an improvement. A tie in
+        # accuracy is broken by the validation loss: on a small validation
+        # split the accuracy saturates within a few epochs, and keeping the
+        # first epoch that reached it would keep an undertrained model.
+        improved = self.best_value is None or value > self.best_value + 1e-6 or (
+            value >= self.best_value - 1e-6 and loss < (self.best_loss or float("inf")))
         if improved:
             self.best_epoch = len(self.curve) - 1
-            self.best_value = value
+            self.best_value = max(value, self.best_value or value)
+            self.best_loss = loss
             self.best_weights = self.model.get_weights()
         if self.folder is None:
             return
