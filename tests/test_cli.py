@@ -210,6 +210,9 @@ def test_search_on_a_csv_file(tmp_path):
                     "--label", "activity",
                     "--run-dir", run)
     assert search_finished(result.exit_code, result.output), result.output
+    # 240 rows: a validation split of 20, where one example outweighs the 1-point drop
+    assert "the validation split has 20 examples, so one example is 5.00 points" in (
+        result.output)
     report = json.loads((run / "results.json").read_text())
     assert report["data_source"] == f"file:{tmp_path / 'sensors.csv'}"
     assert report["chosen"]["exports"]["float32"]["verification"]["passed"]

@@ -39,6 +39,7 @@ from mpath_tf.pipeline.predictors import make_predictor
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir, lock_run_dir
 from mpath_tf.pipeline.steps import (budget_files, budget_gain_of, calibration_notice, choose_paths,
+                                     resolution_notice,
                                      default_run_dir, export_model, final_model, load_data,
                                      result_rows, sample_path_counts, train_supernet,
                                      with_model_shape, worker_one_shot)
@@ -213,6 +214,10 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
         selection = choose_by_budget(rows, budget, *budget_files(run, supernet, data, log))
         chosen = selection["paths"]
     else:
+        if not config.paths:
+            notice = resolution_notice(len(data.y_val), config.max_accuracy_drop)
+            if notice:
+                log(notice)
         chosen = config.paths or choose_paths(
             rows, config.max_accuracy_drop,
             reference_record["val_accuracy"] if reference_record else None)

@@ -282,6 +282,27 @@ def result_rows(supernet, measured: dict[int, float], predictor) -> list[dict]:
     ]
 
 
+def resolution_notice(validation_examples: int, max_accuracy_drop: float) -> str | None:
+    """A line saying that the validation split is too small to resolve the
+    allowed drop (one example is worth more than it), else None.
+
+    Example:
+        >>> "one example is 2.17 points" in resolution_notice(46, 0.01)
+        True
+        >>> resolution_notice(144, 0.01) is None
+        True
+    """
+    step = 1 / max(1, validation_examples)
+    if step <= max_accuracy_drop:
+        return None
+    return (f"note: the validation split has {validation_examples} examples, so one example "
+            f"is {100 * step:.2f} points, more than --max-accuracy-drop {max_accuracy_drop:g} "
+            f"({100 * max_accuracy_drop:g} points): the choice cannot tell the allowed drop "
+            "from one more error, and path counts that tie on validation count as within it. "
+            "Compare the chosen model's test accuracy with the dense reference's, or choose "
+            "with --paths.")
+
+
 def choose_paths(rows: list[dict], max_accuracy_drop: float,
                  reference_accuracy: float | None = None) -> int:
     """The most paths whose predicted accuracy is within the allowed drop.
