@@ -57,6 +57,7 @@ def test_search_arch_cnn_end_to_end(tmp_path):
     assert chosen["exports"]["float32"]["verification"]["passed"], chosen["exports"]
     assert "verification" in chosen["exports"]["int8"]
     assert "% of the dense network)" in result.output
+    assert "calibration table" not in result.output  # it lowers Dense paths, not convolutions
     # the exported file holds only the diagonal blocks: 9 * sum(w^2) weights
     # per derived conv (2 of them) + biases, and the dense first conv
     widths = chosen["path_widths"]

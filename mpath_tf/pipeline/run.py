@@ -227,7 +227,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
     test_accuracy = top1(expected, data.y_test)
     exports = export_model(run, model, data, log, expected=expected)
-    calibration_notice(log)
+    calibration_notice(model, log)
     reference = None
     if reference_model is not None:
         reference = {**reference_record,

@@ -450,10 +450,14 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
     return exports
 
 
-def calibration_notice(log) -> None:
-    """Say so when ``auto`` lowered with a calibration table of another CPU."""
+def calibration_notice(model: keras.Model, log) -> None:
+    """Say so when ``auto`` lowered ``model``'s block-diagonal Dense layers
+    with a calibration table of another CPU (a CNN's convolutions use none)."""
     from converters.calibration import calibration_source, foreign_table_notice
+    from mpath_tf.core.layers import PathDense
 
+    if not any(isinstance(layer, PathDense) for layer in model.layers):
+        return
     notice = foreign_table_notice(calibration_source(None, "int8"))
     if notice:
         log(f"  {notice}")
