@@ -180,7 +180,7 @@ def search(run_dir, quiet, as_json, **settings):
     and export the chosen model to .tflite.
 
     \b
-    Example (embedded digits dataset, about two minutes on 2 cores):
+    Example (embedded digits dataset, about three and a half minutes on 2 cores):
         mpath-tf search
     \b
     The paper's mpath-4-500 on MNIST:
