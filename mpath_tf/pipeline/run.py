@@ -156,7 +156,7 @@ def search(
     Example:
         >>> import tempfile
         >>> config = SearchConfig(depth=2, width=4, epochs=1, finetune_epochs=1, samples=2,
-        ...                       bench=False)  # no timing in a doctest
+        ...                       reference=False, bench=False)  # short: no dense MLP, no timing
         >>> result = search(config, run_dir=tempfile.mkdtemp())
         >>> [row["paths"] for row in result["rows"]]
         [1, 2, 3, 4]
