@@ -374,7 +374,7 @@ def _conv_stage(model):
         return None
     rest = layers[found[-1] + 1:]
     pooled = False
-    for i, layer in enumerate(rest):
+    for layer in rest:
         if isinstance(layer, _GLOBAL_POOLS) and not pooled:
             pooled = True
         elif type(layer) is keras.layers.Dense and pooled:

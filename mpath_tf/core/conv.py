@@ -218,6 +218,11 @@ class PathConv2D(_ChannelConv):
         self.implementation = implementation
         self.width = sum(self.path_widths)
         self.offsets = np.concatenate([[0], np.cumsum(self.path_widths)]).astype(int).tolist()
+        # Bias and an elementwise activation are applied to each run before the
+        # join: the same function, and the converter fuses both into the run's
+        # CONV_2D / DEPTHWISE_CONV_2D instead of an ADD after the CONCATENATION.
+        self._per_run = self.activation is None or keras.activations.serialize(
+            self.activation) not in ("softmax", "log_softmax")
 
     def runs(self) -> list[tuple[int, int, int]]:
         """``(first path, path count, width)`` of each run of adjacent paths of
@@ -288,11 +293,7 @@ class PathConv2D(_ChannelConv):
             self.bias.assign(np.asarray(bias, "float32"))
 
     def call(self, inputs):
-        # Bias and an elementwise activation are applied to each run before the
-        # join: the same function, and the converter fuses both into the run's
-        # CONV_2D / DEPTHWISE_CONV_2D instead of an ADD after the CONCATENATION.
-        per_run = self.activation is None or keras.activations.serialize(
-            self.activation) not in ("softmax", "log_softmax")
+        per_run = self._per_run
         outputs = []
         for (first, n, w), kernel in zip(self.runs(), self.run_kernels):
             lo, hi = self.offsets[first], self.offsets[first + n]
