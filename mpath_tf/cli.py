@@ -170,6 +170,9 @@ def cli():
 @click.option("--bench/--no-bench", default=_DEFAULTS.bench, show_default=True,
               help="Time the chosen model and the dense reference on this machine (LiteRT, "
               "float32 and int8, about 15 s) after export.")
+@click.option("--bench-seconds", type=float, default=_DEFAULTS.bench_seconds, show_default=True,
+              help="Measured time per file of that timing (four files, each after 0.3 s of "
+              "warm-up).")
 @click.option("--quiet", is_flag=True, default=False,
               help="Print nothing but errors (and the --json summary).")
 @click.option("--json", "as_json", is_flag=True, default=False,

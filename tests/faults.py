@@ -32,7 +32,7 @@ import numpy as np
 # three samples, final fine-tuning (--final-epochs above --finetune-epochs),
 # export and timing. About 35 s uninterrupted on 2 cores.
 ARGS = ["--depth", "2", "--width", "6", "--epochs", "4", "--finetune-epochs", "3",
-        "--final-epochs", "4", "--samples", "3", "--batch-size", "64"]
+        "--final-epochs", "4", "--samples", "3", "--batch-size", "64", "--bench-seconds", "0.2"]
 
 def _epoch_checkpointed(pattern: str):
     """A trigger: a training whose checkpoint folder matches ``pattern`` has

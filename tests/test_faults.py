@@ -10,6 +10,7 @@ sweep with its figures is ``benchmarks/faults.py``. Both share one
 uninterrupted search (``cli_search``), made once for this file.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -79,6 +80,8 @@ def test_second_search_on_the_same_directory_is_refused(tmp_path):
     pytest.param(["--max-latency-ms", "inf"], "--max-latency-ms must be a finite number > 0",
                  id="latency-inf"),
     pytest.param(["--samples", "0"], "--samples must be >= 2", id="samples"),
+    pytest.param(["--bench-seconds", "0"], "--bench-seconds must be a finite number > 0",
+                 id="bench-seconds"),
     pytest.param(["--batch-size", "0"], "--batch-size must be >= 1", id="batch-size"),
 ])
 def test_non_finite_and_out_of_range_options_exit_2_naming_the_option(args, message, tmp_path):
@@ -129,6 +132,8 @@ def test_search_stderr_holds_only_mpath_tf_lines(quiet_run):
     assert any("model_int8.tflite" in line for line in ours)
     assert any(line.startswith("dense reference: test accuracy") for line in ours)
     assert any(line.startswith("speed on this machine: int8: ") for line in ours)
+    speed = json.loads((run / "results.json").read_text())["speed"]
+    assert speed["settings"]["min_secs"] == 0.2  # --bench-seconds reached the timing
     assert any("FAILED" in line for line in ours) == (proc.returncode == 1)
     foreign = [line for line in proc.stderr.splitlines()  # click prints our errors as "Error: "
                if line and line not in ours and not PROGRESS.match(line)

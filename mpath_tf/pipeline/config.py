@@ -17,7 +17,8 @@ from mpath_tf.errors import ConfigError
 # is redone on every resumption (it reuses any model already fine-tuned).
 NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accuracy", "max_params",
                           "max_size_kb", "max_latency_ms", "target", "final_epochs", "workers",
-                          "cluster_timeout_s", "many_classes", "reference", "bench")
+                          "cluster_timeout_s", "many_classes", "reference", "bench",
+                          "bench_seconds")
 # The default training budget: at least this many epochs, and on small data
 # sets enough epochs for at least this many optimizer steps (a table of 400
 # rows has 13 batches an epoch: 60 epochs would be 780 steps, far less than
@@ -130,6 +131,8 @@ class SearchConfig:
             budget as a reference for the chosen model.
         bench: Time the chosen model and the dense reference on this
             machine (LiteRT, float32 and int8) after export.
+        bench_seconds: Measured time per file of that timing (after 0.3 s
+            of warm-up); four files, so about 4 x (0.3 + this) seconds.
         model: A ``.keras`` file of your own model (Sequential or Functional,
             one input, softmax output) to search instead of the built-in
             MLP: ``to_supernet`` splits its first run of equal-width Dense
@@ -187,6 +190,7 @@ class SearchConfig:
     finetune_learning_rate: float | None = None
     reference: bool = True
     bench: bool = True
+    bench_seconds: float = 2.0
     model: str | None = None
     model_sha256: str | None = None
     arch: str = "mlp"
@@ -284,6 +288,9 @@ class SearchConfig:
         if not self.cluster_timeout_s > 0:
             raise ConfigError(f"--cluster-timeout must be > 0. "
                               f"Received: --cluster-timeout {self.cluster_timeout_s}")
+        if not (math.isfinite(self.bench_seconds) and self.bench_seconds > 0):
+            raise ConfigError("--bench-seconds must be a finite number > 0. "
+                              f"Received: --bench-seconds {self.bench_seconds}")
         if self.final_epochs is not None and self.final_epochs < 1:
             raise ConfigError(f"--final-epochs must be >= 1. Received: --final-epochs {self.final_epochs}")
         self._validate_method(budget)

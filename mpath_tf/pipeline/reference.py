@@ -74,13 +74,15 @@ def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tupl
     return model, record
 
 
-def compare_speed(run_path: Path, files: dict[str, dict[str, Path]], log) -> dict:
+def compare_speed(run_path: Path, files: dict[str, dict[str, Path]], log,
+                  seconds: float = SPEED_SETTINGS["min_secs"]) -> dict:
     """Median latency of each file on this machine and the speed-up over the reference.
 
     Args:
         run_path: The run directory (journal in ``RUN/speed/``).
         files: ``{"chosen": {"float32": path, "int8": path}, "reference": {...}}``.
         log: Message printer.
+        seconds: Measured time per file.
 
     Returns:
         ``{quantization: {"chosen_us", "reference_us", "speedup"}}`` plus
@@ -90,7 +92,7 @@ def compare_speed(run_path: Path, files: dict[str, dict[str, Path]], log) -> dic
     from edge_bench import BenchSettings, Journal, get_target, measure_models
 
     target = get_target("local")
-    settings = BenchSettings(**SPEED_SETTINGS)
+    settings = BenchSettings(**{**SPEED_SETTINGS, "min_secs": seconds})
     folder = run_path / "speed"
     folder.mkdir(exist_ok=True)
     models = [({"role": who, "quantization": q}, path)

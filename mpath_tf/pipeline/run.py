@@ -244,7 +244,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
         if reference:
             files["reference"] = {q: run.path / e["file"]
                                   for q, e in reference["exports"].items()}
-        speed = compare_speed(run.path, files, log)
+        speed = compare_speed(run.path, files, log, config.bench_seconds)
     result = SearchResults(
         run_dir=str(run.path),
         data_source=data.source,
