@@ -17,6 +17,23 @@ Run from a clean checkout (after the README's install command):
     python benchmarks/cnn_latency.py --shape 8,8 --width 16    # digits-sized
     python benchmarks/cnn_latency.py --cpus 1 --no-xnnpack     # built-in kernels
 
+``--family resnet8`` asks the question of issue 21's target instead: how
+much faster can channel paths make MLPerf Tiny's ResNet-8 (a 3x3 stem, then
+three stages of 16, 32 and 64 channels, two 3x3 convolutions and a residual
+add each, stride 2 and a 1x1 projection shortcut into stages 2 and 3) in
+int8? A stage's paths can only split the convolutions whose input and
+output are that stage's channels: both of stage 1's and the second of
+stages 2 and 3 (the first one of each widens the channels and joins the
+paths of the stage before). ``--paths`` are then equal groups of those
+convolutions (``Conv2D(groups=g)``, one grouped CONV_2D op: the fastest form
+a derived stage can take, as learned unequal paths become one convolution
+per distinct width; a stage with no more channels than ``g`` goes
+depthwise, as ``PathConv2D`` derives single channels), timed against the dense network without training (latency does
+not depend on the weights); the MAC ratio then counts every layer's
+multiply-adds at its own resolution:
+
+    python benchmarks/cnn_latency.py --family resnet8 --paths 2,4,8,16,64 --cpus 1
+
 Exports and measurements are journaled under ``--workdir`` (resumable).
 """
 
@@ -28,10 +45,65 @@ import os
 from pathlib import Path
 
 MODES = ("float32", "int8")
+STAGES = (16, 32, 64)  # ResNet-8's stages
+
+
+def resnet8(shape: tuple[int, ...], classes: int, groups: int):
+    """MLPerf Tiny's ResNet-8 with the stage-internal convolutions in
+    ``groups`` equal groups (``groups`` = 1: the dense network; a stage with
+    no more channels than ``groups`` goes depthwise)."""
+    import keras
+    from keras import layers
+
+    def conv(x, filters, stride=1, kernel=3, grouped=False):
+        g = min(groups, filters) if grouped else 1
+        if g == filters:  # one channel a group: depthwise, as PathConv2D derives it
+            x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False)(x)
+        else:
+            x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+                              groups=g)(x)
+        return layers.BatchNormalization()(x)
+
+    inputs = keras.Input(shape)
+    x = inputs if len(shape) == 3 else layers.Reshape((*shape, 1))(inputs)
+    x = layers.ReLU()(conv(x, STAGES[0]))
+    for i, filters in enumerate(STAGES):
+        stride = 1 if i == 0 else 2
+        y = layers.ReLU()(conv(x, filters, stride, grouped=i == 0))
+        y = conv(y, filters, grouped=True)
+        shortcut = x if i == 0 else conv(x, filters, stride, kernel=1)
+        x = layers.ReLU()(layers.Add()([y, shortcut]))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(classes, activation="softmax")(x))
+
+
+def macs(model) -> int:
+    """Multiply-adds of the convolutions and the classifier for one image."""
+    total = 0
+    for layer in model.layers:
+        if layer.__class__.__name__ in ("Conv2D", "DepthwiseConv2D"):
+            kh, kw, cin, cout = layer.kernel.shape  # (kh, kw, channels, 1) if depthwise
+            _, h, w, _ = layer.output.shape
+            total += h * w * kh * kw * cin * cout
+        elif layer.__class__.__name__ == "Dense":
+            total += int(layer.kernel.shape[0] * layer.kernel.shape[1])
+    return total
+
+
+
+
+def conv_macs(model) -> int:
+    """Weights of the convolutions (multiply-adds per output pixel of the
+    isotropic CNN, summed over its convolutions)."""
+    import numpy as np
+
+    return sum(int(np.prod(w.shape)) for layer in model.layers
+               for w in layer.weights if len(w.shape) == 4)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=("cnn", "resnet8"), default="cnn")
     parser.add_argument("--shape", default="28,28", help="image shape, e.g. 28,28 or 32,32,3")
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--width", type=int, default=32)
@@ -44,6 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+    import keras
     import numpy as np
 
     from converters import export_tflite, get_quantization
@@ -51,15 +124,26 @@ def main() -> None:
     from mpath_tf import build_supernet, derive, to_dense
 
     shape = tuple(int(d) for d in args.shape.split(","))
-    workdir = Path(args.workdir) / f"{'x'.join(map(str, shape))}-{args.depth}-{args.width}"
+    network = (f"mpath-cnn-{args.depth}-{args.width}" if args.family == "cnn"
+               else "ResNet-8 (16/32/64)")
+    workdir = Path(args.workdir) / (f"{'x'.join(map(str, shape))}-{args.depth}-{args.width}"
+                                    if args.family == "cnn" else f"{'x'.join(map(str, shape))}-resnet8")
     journal = workdir / f"latency{'-no-xnnpack' if args.no_xnnpack else ''}.jsonl"
     workdir.mkdir(parents=True, exist_ok=True)
     settings = BenchSettings(cpus=tuple(int(c) for c in args.cpus.split(",") if c),
                              xnnpack=not args.no_xnnpack)
-    net = build_supernet(shape, 10, args.depth, args.width, seed=0, arch="cnn")
     representative = np.random.default_rng(0).random((200, *shape), dtype="float32")
-    paths = [b for b in (int(p) for p in args.paths.split(",")) if b <= args.width]
-    models = {1: to_dense(net), **{b: derive(net, b) for b in paths}}
+    counts = [int(p) for p in args.paths.split(",")]
+    if args.family == "cnn":
+        net = build_supernet(shape, 10, args.depth, args.width, seed=0, arch="cnn")
+        models = {1: to_dense(net), **{b: derive(net, b) for b in counts if b <= args.width}}
+        widths = {b: "dense" if b == 1 else str(sorted(net.derived_widths(b))) for b in models}
+        ratio = {b: conv_macs(models[1]) / conv_macs(m) for b, m in models.items()}
+    else:
+        keras.utils.set_random_seed(0)
+        models = {g: resnet8(shape, 10, g) for g in [1, *counts]}
+        widths = {g: "dense" if g == 1 else f"{g} equal groups" for g in models}
+        ratio = {g: macs(models[1]) / macs(m) for g, m in models.items()}
     jobs = []
     for b, model in models.items():
         for mode in MODES:
@@ -75,13 +159,8 @@ def main() -> None:
     median = {(labels["paths"], labels["quantization"]): row["stats"]["median_us"]
               for (labels, _), row in zip(jobs, rows) if row["status"] == "ok"}
 
-    def conv_macs(model) -> int:  # per output pixel, summed over the convolutions
-        return sum(int(np.prod(w.shape)) for layer in model.layers
-                   for w in layer.weights if len(w.shape) == 4)
-
-    print(f"\n{datetime.date.today()}  {target.describe()['cpu_model']}, mpath-cnn-{args.depth}-"
-          f"{args.width} on {shape}, settings {settings.to_dict()}, {args.repeats} tries "
-          "(median try)")
+    print(f"\n{datetime.date.today()}  {target.describe()['cpu_model']}, {network} on {shape}, "
+          f"settings {settings.to_dict()}, {args.repeats} tries (median try)")
     print("| b | path widths | params | f32 us | f32 speed-up | int8 us | int8 speed-up "
           "| conv MAC ratio |")
     print("|---|---|---|---|---|---|---|---|")
@@ -92,9 +171,8 @@ def main() -> None:
             dense = median.get((1, mode))
             cells += (["-", "-"] if us is None or dense is None
                       else [f"{us:.1f}", f"{dense / us:.2f}x"])
-        widths = "dense" if b == 1 else str(sorted(net.derived_widths(b)))
-        print(f"| {b} | {widths} | {model.count_params():,} | {' | '.join(cells)} | "
-              f"{conv_macs(models[1]) / conv_macs(model):.2f} |")
+        print(f"| {b} | {widths[b]} | {model.count_params():,} | {' | '.join(cells)} | "
+              f"{ratio[b]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def test_two_workers_train_what_one_process_trains(tmp_path):
 
 
 def test_killed_worker_stops_the_chief_and_a_restart_resumes(tmp_path):
-    run, epochs = tmp_path / "run", 15
+    run, epochs = tmp_path / "run", 6
     args = [*MAIN, "search", *SEARCH, "--epochs", str(epochs), "--run-dir", str(run)]
     configs = local_tf_configs(2)
     state = run / "checkpoints" / "supernet" / "state.json"
