@@ -64,26 +64,7 @@ def _assert_same(weights, reference):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
-def test_two_workers_train_what_one_process_trains(tmp_path):
-    run = tmp_path / "run"
-    codes, (chief, worker) = _cluster([*MAIN, "search", *SEARCH, "--epochs", "3",
-                                       "--run-dir", str(run)], tmp_path, "search")
-    assert search_finished(codes[0], chief) and codes[1] == 0, chief + worker
-    assert "worker 1 of 2 training tasks" in worker and "the chief goes on" in worker
-    assert "2 replica(s), global batch 32" in chief
-    result = json.loads((run / "results.json").read_text())
-    assert result["settings"]["strategy"] == "multiworker" and len(result["rows"]) == WIDTH
-    _assert_same(load_model(run / "supernet.keras").get_weights(), _reference(3))
-
-    # Re-run on the finished run: the chief loads it, the worker learns there is nothing to do.
-    codes, (chief, worker) = _cluster([*MAIN, "search", *SEARCH, "--epochs", "3",
-                                       "--run-dir", str(run)], tmp_path, "again")
-    assert search_finished(codes[0], chief) and codes[1] == 0, chief + worker
-    assert "one-shot training: done earlier" in chief
-    assert "was finished earlier" in worker
-
-
-def test_killed_worker_stops_the_chief_and_a_restart_resumes(tmp_path):
+def test_killed_worker_stops_the_chief_and_a_restart_resumes_as_one_process_trains(tmp_path):
     run, epochs = tmp_path / "run", 6
     args = [*MAIN, "search", *SEARCH, "--epochs", str(epochs), "--run-dir", str(run)]
     configs = local_tf_configs(2)
@@ -108,11 +89,22 @@ def test_killed_worker_stops_the_chief_and_a_restart_resumes(tmp_path):
     done = json.loads(state.read_text())["epochs_done"]
     assert 2 <= done < epochs  # the chief's checkpoint is kept
 
+    # Restarted, the two workers finish the search and train what one process trains.
     codes, (chief_out, worker_out) = _cluster(args, tmp_path, "restart")
     assert search_finished(codes[0], chief_out) and codes[1] == 0, chief_out + worker_out
     resumed = int(chief_out.split("(resuming after epoch ")[1].split(")")[0])
     assert resumed >= done  # nothing finished is trained again
+    assert "worker 1 of 2 training tasks" in worker_out and "the chief goes on" in worker_out
+    assert "2 replica(s), global batch 32" in chief_out
+    result = json.loads((run / "results.json").read_text())
+    assert result["settings"]["strategy"] == "multiworker" and len(result["rows"]) == WIDTH
     _assert_same(load_model(run / "supernet.keras").get_weights(), _reference(epochs))
+
+    # Re-run on the finished run: the chief loads it, the worker learns there is nothing to do.
+    codes, (chief_out, worker_out) = _cluster(args, tmp_path, "again")
+    assert search_finished(codes[0], chief_out) and codes[1] == 0, chief_out + worker_out
+    assert "one-shot training: done earlier" in chief_out
+    assert "was finished earlier" in worker_out
 
 
 RESUME_SCRIPT = """
