@@ -26,6 +26,7 @@ _EXPORTS = {
     "Dataset": "mpath_tf.data",
     # a supernet: built in, or from the user's Keras model
     "build_mlp": "mpath_tf.core.models",
+    "build_resnet8": "mpath_tf.core.models",
     "build_supernet": "mpath_tf.core.supernet",
     "to_supernet": "mpath_tf.core.supernet",
     "Supernet": "mpath_tf.core.supernet",

@@ -30,14 +30,15 @@ def uneven_mlp(seed=0):
 
 
 def conv_functional(seed=0):
-    """A Functional model: a small conv feature extractor with a residual
-    join (so the part before the chain is a nested trunk), then a Dense stack."""
+    """A Functional model: a small conv feature extractor whose two branches
+    are concatenated (a join that is not a residual block, so the part before
+    the chain is a nested trunk), then a Dense stack."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((8, 8))
     h = keras.layers.Reshape((8, 8, 1))(inputs)
     a = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(h)
     b = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(a)
-    h = keras.layers.Add()([a, b])
+    h = keras.layers.Concatenate()([a, b])
     h = keras.layers.MaxPooling2D()(h)
     h = keras.layers.Flatten()(h)
     h = keras.layers.Dense(24, activation="relu")(h)
@@ -85,7 +86,7 @@ def test_a_sequential_mlp_of_uneven_sizes(rng):
 def test_a_functional_model_with_a_conv_trunk(rng):
     user = conv_functional()
     net = to_supernet(user)
-    assert net.trunk is not None  # the residual join stays in one nested model
+    assert net.trunk is not None  # the branches and their join stay in one nested model
     assert (net.width, net.depth) == (24, 3)
     x = rng.normal(size=(8, 8, 8)).astype("float32")
     np.testing.assert_allclose(to_dense(net).predict(x, verbose=0), user.predict(x, verbose=0),

@@ -19,7 +19,7 @@ import numpy as np
 from mpath_tf.core.conv import MembraneConv2D, PathConv2D
 from mpath_tf.core.layers import InputNormalization, MembraneDense, PathDense
 from mpath_tf.core.models import MLPSupernet, build_mlp
-from mpath_tf.core.supernet import Supernet, mlp_layers
+from mpath_tf.core.supernet import Supernet, mlp_layers, run_chain
 from mpath_tf.core.permeability import check_paths, squares_by_paths
 
 
@@ -267,12 +267,20 @@ def _trunk(supernet: Supernet, inputs):
     return trunk(inputs)
 
 
+def _copied(source, h):
+    """A copy of chain layer ``source`` with its weights, applied to ``h``."""
+    layer = source.__class__.from_config(source.get_config())
+    h = layer(h)
+    layer.set_weights(source.get_weights())
+    return h
+
+
 def _derive_chain(supernet: Supernet, paths, implementation: str, lam) -> keras.Model:
     layout = supernet.derived_layout(paths, lam)  # path widths per stack
     stack_of = {name: s for s, names in enumerate(supernet.stacks) for name in names}
     inputs = keras.Input(supernet.example_shape)
-    h = _trunk(supernet, inputs)
-    for source in supernet.chain:
+
+    def apply(source, h):
         if source.name in stack_of:
             widths = layout[stack_of[source.name]]
             name = "path_" + source.name.removeprefix("membrane_")
@@ -291,10 +299,10 @@ def _derive_chain(supernet: Supernet, paths, implementation: str, lam) -> keras.
             # the diagonal blocks over the (in, out) axes, the last two of either kernel
             layer.set_blocks([kernel[..., lo:hi, lo:hi]
                               for lo, hi in zip(offsets[:-1], offsets[1:])], *bias)
-        else:
-            layer = source.__class__.from_config(source.get_config())
-            h = layer(h)
-            layer.set_weights(source.get_weights())
+            return h
+        return _copied(source, h)
+
+    h = run_chain(supernet.chain, _trunk(supernet, inputs), apply)
     counts = "x".join(str(len(widths)) for widths in layout)
     return keras.Model(inputs, h, name=f"{supernet.name}-b{counts}")
 
@@ -330,8 +338,8 @@ def to_dense(supernet) -> keras.Model:
             target.set_weights(source.get_weights())
         return model
     inputs = keras.Input(supernet.example_shape)
-    h = _trunk(supernet, inputs)
-    for source in supernet.chain:
+
+    def apply(source, h):
         if isinstance(source, MembraneConv2D):
             layer = keras.layers.Conv2D(
                 source.width, source.kernel_size, strides=source.strides, padding=source.padding,
@@ -341,9 +349,12 @@ def to_dense(supernet) -> keras.Model:
             layer = keras.layers.Dense(source.width, activation=source.activation,
                                        name=source.name.removeprefix("membrane_"))
         else:
-            layer = source.__class__.from_config(source.get_config())
+            return _copied(source, h)
         h = layer(h)
         layer.set_weights(source.get_weights())
+        return h
+
+    h = run_chain(supernet.chain, _trunk(supernet, inputs), apply)
     name = supernet.name.removesuffix("-supernet")
     name = "mlp-" + name.removeprefix("mpath-") if name.startswith("mpath-") else f"{name}-dense"
     return keras.Model(inputs, h, name=name)

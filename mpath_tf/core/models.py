@@ -384,3 +384,70 @@ def build_cnn(
     h = keras.layers.GlobalAveragePooling2D(name="global_pool")(h)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(h)
     return keras.Model(inputs, outputs, name=f"cnn-{int(depth)}-{int(width)}")
+
+
+def build_resnet8(
+    input_shape: Sequence[int],
+    num_classes: int,
+    width: int = 16,
+    activation: str = "relu",
+    seed: int | None = None,
+) -> keras.Model:
+    """Build ResNet-8, MLPerf Tiny's image-classification reference network.
+
+    A 3x3 convolution of ``width`` channels, then three stages of ``width``,
+    ``2 * width`` and ``4 * width`` channels (16/32/64 by default), each two
+    3x3 convolutions with batch normalization and a residual add (the
+    identity in stage 1; a strided 1x1 convolution into stages 2 and 3,
+    which halve the feature map), global average pooling and a softmax
+    classifier; He-normal kernels. As MLPerf Tiny's ``resnet_v1_eembc``
+    without its L2 kernel regularizer (``to_supernet`` splits only layers
+    without one; add weight decay in the optimizer instead). ``to_supernet`` splits each stage: in stage 1 both of its
+    convolutions (the stem is the stack's dense entry), in stages 2 and 3
+    the second (the first widens the channels and joins the paths before),
+    the residual adds kept.
+
+    Args:
+        input_shape: Shape of one example: (H, W) (one channel) or (H, W, C).
+        num_classes: Number of output classes (>= 2).
+        width: Channels of the first stage (>= 2).
+        activation: Activation after each batch normalization.
+        seed: If given, seeds Keras before the weights are drawn.
+
+    Returns:
+        A functional ``keras.Model`` named ``resnet8-<width>``.
+
+    Raises:
+        ValueError: If an argument is out of range or the examples are not images.
+
+    Example:
+        >>> model = build_resnet8((32, 32, 3), num_classes=10)  # CIFAR-10
+        >>> model.count_params()  # as MLPerf Tiny's reference
+        78666
+    """
+    shape = _check_architecture(input_shape, num_classes, 2, width)
+    image = image_shape(shape)
+    _seed(seed)
+    layers = keras.layers
+    inputs = keras.Input(shape)
+    h = layers.Reshape(image, name="image")(inputs) if len(shape) == 2 else inputs
+
+    def conv(h, filters, name, stride=1, kernel=3):
+        return layers.Conv2D(filters, kernel, strides=stride, padding="same",
+                             kernel_initializer="he_normal", name=name)(h)
+
+    def conv_bn(h, filters, name, stride=1):
+        return layers.BatchNormalization(name=f"{name}_bn")(conv(h, filters, name, stride))
+
+    h = layers.Activation(activation, name="stem_act")(conv_bn(h, width, "stem"))
+    for stage, filters in enumerate((width, 2 * width, 4 * width), start=1):
+        stride = 1 if stage == 1 else 2
+        body = layers.Activation(activation, name=f"stage{stage}_a_act")(
+            conv_bn(h, filters, f"stage{stage}_a", stride))
+        body = conv_bn(body, filters, f"stage{stage}_b")
+        shortcut = h if stage == 1 else conv(h, filters, f"stage{stage}_shortcut", stride, 1)
+        h = layers.Add(name=f"stage{stage}_add")([body, shortcut])
+        h = layers.Activation(activation, name=f"stage{stage}_act")(h)
+    h = layers.GlobalAveragePooling2D(name="global_pool")(h)
+    outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(h)
+    return keras.Model(inputs, outputs, name=f"resnet8-{int(width)}")

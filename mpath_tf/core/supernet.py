@@ -16,8 +16,12 @@ and pooling.
 The result is a ``Supernet``: the layers after the model's last branch or
 join (``chain``, run in order, the stacks among them) and, before them, the
 rest of the model as one nested functional model (``trunk``; None for a
-chain from input to output, such as every Sequential model). The built-in
-MLP (``build_supernet``) is ``to_supernet(build_mlp(...))``.
+chain from input to output, such as every Sequential model). A residual
+block in that chain (a branch that an ``Add`` joins again: ResNet's identity
+or projection shortcut) stays in it as a ``ResidualFork`` marker, the
+block's own layers, and a ``ResidualJoin`` holding the shortcut's layers;
+a stack runs through both, since the join adds channel i to channel i. The
+built-in MLP (``build_supernet``) is ``to_supernet(build_mlp(...))``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,92 @@ NEURONWISE = (
 )
 
 
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class ResidualFork(keras.layers.Layer):
+    """Marks, in a supernet's chain, where a residual block's shortcut
+    starts: the chain's runners keep the tensor here for the next
+    ``ResidualJoin``. Computes nothing.
+
+    Example:
+        >>> tuple(ResidualFork(name="fork")(keras.ops.ones((1, 2))).shape)
+        (1, 2)
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True  # no weights; the chain's runners never call it
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class ResidualJoin(keras.layers.Layer):
+    """The end of a residual block: ``body + shortcut(kept)``, where ``kept``
+    is the tensor at the block's ``ResidualFork`` and ``shortcut`` runs its
+    layers in order (none: the identity).
+
+    Args:
+        shortcut: The shortcut's layers (such as a strided 1x1 Conv2D and its
+            BatchNormalization), or their serialized configs.
+        **kwargs: Base ``Layer`` arguments such as ``name``.
+
+    Raises:
+        ValueError: If the body and shortcut shapes differ.
+
+    Example:
+        >>> join = ResidualJoin([], name="add")
+        >>> keras.ops.convert_to_numpy(join([keras.ops.ones((1, 2)), keras.ops.ones((1, 2))]))
+        array([[2., 2.]], dtype=float32)
+    """
+
+    def __init__(self, shortcut=(), **kwargs):
+        super().__init__(**kwargs)
+        self.shortcut = [layer if isinstance(layer, keras.layers.Layer)
+                         else keras.saving.deserialize_keras_object(layer)
+                         for layer in shortcut]
+
+    def build(self, input_shape):
+        body, shape = (tuple(s) for s in input_shape)
+        for layer in self.shortcut:
+            if not layer.built:
+                layer.build(shape)
+            shape = tuple(layer.compute_output_shape(shape))
+        if tuple(body[1:]) != tuple(shape[1:]):
+            raise ValueError(f"{self.name}: the block gives {body[1:]} but its shortcut gives "
+                             f"{shape[1:]}; a residual add needs equal shapes.")
+
+    def call(self, inputs):
+        body, kept = inputs
+        for layer in self.shortcut:
+            kept = layer(kept)
+        return body + kept
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(),
+                "shortcut": [keras.saving.serialize_keras_object(l) for l in self.shortcut]}
+
+
+def run_chain(layers, h, apply):
+    """Run a chain's ``layers`` on ``h``: ``apply(layer, h)`` for each, a
+    ``ResidualJoin`` on ``[h, tensor kept at its fork]``; returns the output."""
+    kept = []
+    for layer in layers:
+        if isinstance(layer, ResidualFork):
+            kept.append(h)
+        elif isinstance(layer, ResidualJoin):
+            h = apply(layer, [h, kept.pop()])
+        else:
+            h = apply(layer, h)
+    return h
+
+
 def _producer(tensor):
     layer, node_index, _ = tensor._keras_history
     return layer, layer._inbound_nodes[node_index]
@@ -58,11 +148,49 @@ def _consumers(model) -> dict[int, int]:
     return counts
 
 
+def _branch(tensor, used):
+    """(layers, start tensor) of the single-input, single-use layers that
+    end at ``tensor``, walked back to the first tensor read more than once."""
+    layers = []
+    while used.get(id(tensor), 0) <= 1:
+        layer, node = _producer(tensor)
+        if (isinstance(layer, keras.layers.InputLayer) or len(node.input_tensors) != 1
+                or len(layer._inbound_nodes) != 1):
+            return None
+        layers.insert(0, layer)
+        tensor = node.input_tensors[0]
+    return layers, tensor
+
+
+def _residual(layer, node, used):
+    """(fork tensor, body layers, join) if ``layer`` is an ``Add`` of two
+    branches from one tensor that nothing else reads, else None."""
+    if type(layer) is not keras.layers.Add or len(node.input_tensors) != 2 or len(
+            layer._inbound_nodes) != 1:
+        return None
+    branches = []
+    for tensor in node.input_tensors:
+        if used.get(id(tensor), 0) > 1:  # the fork itself: an identity shortcut
+            branches.append(([], tensor))
+            continue
+        branch = _branch(tensor, used)
+        if branch is None:
+            return None
+        branches.append(branch)
+    (body, fork), (shortcut, other) = sorted(branches, key=lambda b: -len(b[0]))
+    if id(fork) != id(other) or used.get(id(fork), 0) != 2 or not body:
+        return None
+    return fork, body, ResidualJoin([_copy(l) for l in shortcut], name=layer.name)
+
+
 def split_chain(model: keras.Model):
     """(trunk output tensor or None, chain of layers) of a built model.
 
     The chain is the longest run of single-input, single-use layers that ends
-    at the model's output; the trunk is everything before it.
+    at the model's output, through residual blocks (an ``Add`` of a branch
+    of such layers and a shortcut from the same tensor: the block is
+    ``ResidualFork``, its layers, ``ResidualJoin``); the trunk is everything
+    before it.
 
     Raises:
         ValueError: If the model is not built, or has several inputs or outputs.
@@ -88,6 +216,11 @@ def split_chain(model: keras.Model):
         layer, node = _producer(tensor)
         if isinstance(layer, keras.layers.InputLayer):
             return None, chain
+        block = _residual(layer, node, used)
+        if block is not None:  # on from its fork, which only the block reads
+            tensor, body, join = block
+            chain[:0] = [ResidualFork(name=f"{join.name}_fork"), *body, join]
+            continue
         if len(node.input_tensors) != 1 or len(layer._inbound_nodes) != 1:
             return tensor, chain
         chain.insert(0, layer)
@@ -127,16 +260,16 @@ def _kind(layer) -> tuple | None:
 
 def _runs(chain) -> list[list]:
     """Maximal runs of >= 2 eligible Dense layers of equal units, or Conv2D
-    layers of equal filters, in ``chain``,
-    through neuron-wise layers only; the model's output layer (the
+    layers of equal filters, in ``chain``, through neuron-wise layers and
+    residual forks and joins only; the model's output layer (the
     classifier) never joins one."""
     runs, current = [], []
     for layer in chain[:-1]:
         kind = _kind(layer)
         if kind is not None and current and kind == _kind(current[0]):
             current.append(layer)
-        elif _neuronwise(layer) and current:
-            continue
+        elif (_neuronwise(layer) or isinstance(layer, (ResidualFork, ResidualJoin))) and current:
+            continue  # a residual join adds channel i to channel i
         else:
             if len(current) >= 2:
                 runs.append(current)
@@ -231,11 +364,13 @@ class Supernet(keras.Model):
         shape = tuple(input_shape)
         if self.trunk is not None:
             shape = tuple(self.trunk.compute_output_shape(shape))
-        for layer in self.chain:
+
+        def build(layer, shape):
             if not layer.built:
                 layer.build(shape)
-            shape = tuple(layer.compute_output_shape(shape))
-        self.output_spec_shape = shape
+            return tuple(layer.compute_output_shape(shape))
+
+        self.output_spec_shape = run_chain(self.chain, shape, build)
 
     @property
     def omega(self):
@@ -263,10 +398,12 @@ class Supernet(keras.Model):
         matrices = [p if p is not None else self.connection_permeability(s)
                     for s, p in enumerate(given)]
         h = inputs if self.trunk is None else self.trunk(inputs)
-        for layer in self.chain:
+
+        def apply(layer, h):
             stack = self._stack_of.get(layer.name)
-            h = layer(h) if stack is None else layer(h, matrices[stack])
-        return h
+            return layer(h) if stack is None else layer(h, matrices[stack])
+
+        return run_chain(self.chain, h, apply)
 
     def derived_widths(self, paths: int | None = None, lam: float | None = None) -> list[int]:
         """Path widths of the first stack derived with ``paths`` paths (the
@@ -328,9 +465,12 @@ def to_supernet(model: keras.Model, layers: Sequence[str] | None = None,
     stack: its first layer stays fully connected, the later ones become
     ``MembraneDense`` layers with the same kernels and biases under one
     shared set of membranes. A run may pass through neuron-wise layers
-    (Dropout, Activation, BatchNormalization); its Dense layers must have a
+    (Dropout, Activation, BatchNormalization) and residual blocks (kept as
+    ``ResidualFork`` ... ``ResidualJoin``); its Dense layers must have a
     bias, no regularizer or constraint, and flat (batch, features) inputs.
-    Every other layer is copied with its weights.
+    Runs of ``Conv2D`` layers of equal channel count become stacks of
+    ``MembraneConv2D`` layers the same way. Every other layer is copied
+    with its weights.
 
     Args:
         model: A built Sequential or Functional model with one input and one
@@ -379,6 +519,9 @@ def to_supernet(model: keras.Model, layers: Sequence[str] | None = None,
     membranes = {id(l) for run in runs for l in run[1:]}
     new_chain = []
     for layer in chain:
+        if isinstance(layer, (ResidualFork, ResidualJoin)):
+            new_chain.append(layer)  # made by split_chain, with copies of the shortcut
+            continue
         if id(layer) not in membranes:
             new_chain.append(_copy(layer))
             continue

@@ -1,0 +1,113 @@
+"""Residual networks: ``to_supernet`` keeps a ResNet's residual blocks in the
+chain (fork, block, join with the shortcut) and splits the convolutions of
+each stage into channel paths; the derived network computes the
+hard-thresholded supernet, and its exported file holds only the diagonal
+blocks."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from converters import export_tflite, get_quantization, op_summary
+from converters.verify import verify
+from mpath_tf import (build_resnet8, derive, discrete_permeability, load_model, parameter_counts,
+                      to_dense, to_supernet)
+from mpath_tf.core.conv import PathConv2D
+from mpath_tf.core.supernet import ResidualFork, ResidualJoin
+
+
+def user_resnet(shape=(12, 12, 1)):
+    """A user's small ResNet: an identity block of 8 channels, then a
+    projection block into 12 (strided 3x3 and 1x1 shortcut), batch
+    normalization with non-trivial statistics."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape)
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inputs)))
+    for i, filters in enumerate((8, 12)):
+        stride = 1 if i == 0 else 2
+        y = layers.Conv2D(filters, 3, strides=stride, padding="same", name=f"a{i}")(x)
+        y = layers.ReLU()(layers.BatchNormalization()(y))
+        y = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", name=f"b{i}")(y))
+        shortcut = x if i == 0 else layers.BatchNormalization()(
+            layers.Conv2D(filters, 1, strides=stride, name=f"p{i}")(x))
+        x = layers.ReLU()(layers.Add(name=f"add{i}")([y, shortcut]))
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, layers.Dense(3, activation="softmax")(x))
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c),
+                               rng.normal(0, 0.2, c), rng.uniform(0.5, 1.5, c)])
+    return model
+
+
+def assert_invariant(net, x, counts):
+    """Every layout asked for: derived model == supernet under the {0, 1}
+    permeabilities of that layout (1e-5), and its parameters as counted."""
+    for paths in counts:
+        model = derive(net, paths)
+        hard = net(x, permeability=[discrete_permeability(w) for w in net.derived_layout(paths)])
+        np.testing.assert_allclose(model(x), hard, atol=1e-5)
+    first = parameter_counts(net)
+    for b in first:
+        assert derive(net, b).count_params() == first[b]
+
+
+def test_a_users_resnet_keeps_its_blocks_and_splits_each_stage(tmp_path):
+    model = user_resnet()
+    net = to_supernet(model)
+    assert net.trunk is None  # the whole network is the chain, residual blocks included
+    kinds = [type(l).__name__ for l in net.chain if isinstance(l, (ResidualFork, ResidualJoin))]
+    assert kinds == ["ResidualFork", "ResidualJoin"] * 2
+    # stage 1: both block convolutions (the stem is the dense entry); stage 2: the
+    # second (the first one widens to 12 channels)
+    assert net.stacks == [["membrane_a0", "membrane_b0"], ["membrane_b1"]]
+    assert net.widths == [8, 12]
+    x = np.random.default_rng(0).random((6, 12, 12, 1)).astype("float32")
+    np.testing.assert_allclose(to_dense(net)(x), model(x), atol=1e-5)  # the model's function
+    assert_invariant(net, x, [1, 3, 8, (2, 5), (8, 12), (4, 1)])
+    # round trips: the supernet and a derived model
+    net.save(tmp_path / "net.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "net.keras")(x), net(x), atol=1e-6)
+    derived = derive(net, (3, 4))
+    derived.save(tmp_path / "derived.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "derived.keras")(x), derived(x), atol=1e-6)
+
+
+def test_resnet8_splits_its_three_stages():
+    model = build_resnet8((8, 8), num_classes=4, width=4, seed=0)
+    net = to_supernet(model)
+    assert net.stacks == [["membrane_stage1_a", "membrane_stage1_b"], ["membrane_stage2_b"],
+                          ["membrane_stage3_b"]]
+    assert net.widths == [4, 8, 16]
+    x = np.random.default_rng(0).random((4, 8, 8)).astype("float32")
+    np.testing.assert_allclose(to_dense(net)(x), model(x), atol=1e-5)
+    assert_invariant(net, x, [2, 4, (2, 3, 5), (4, 8, 16)])
+
+
+def test_resnet8_is_mlperf_tinys_size():
+    # MLPerf Tiny's resnet_v1_eembc on 32x32x3 (CIFAR-10) has 78,666 parameters
+    # (biased convolutions, batch norm in the blocks, none on the 1x1 shortcuts)
+    assert build_resnet8((32, 32, 3), num_classes=10).count_params() == 78_666
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+def test_a_derived_resnet_exports_only_its_blocks(mode, tmp_path):
+    net = to_supernet(user_resnet())
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 12, 12, 1)).astype("float32")
+    model = derive(net, (3, 4))
+    path = export_tflite(model, tmp_path / f"m_{mode}.tflite", get_quantization(mode), x)
+    convs = [l for l in model.layers if isinstance(l, (layers.Conv2D, PathConv2D))]
+    convs += [l for join in model.layers if isinstance(join, ResidualJoin)
+              for l in join.shortcut if isinstance(l, layers.Conv2D)]
+    # kernels (PathConv2D: its diagonal blocks) and biases; batch norms fold into them
+    expected = sum(int(np.prod(w.shape)) for l in convs for w in l.weights)
+    assert op_summary(path)["conv_weights"] == expected
+    assert expected < sum(int(np.prod(w.shape)) for l in to_dense(net).layers
+                          if isinstance(l, layers.Conv2D) for w in l.weights)
+    if mode == "float32":
+        check = verify(path, model, x, get_quantization(mode))
+        assert check.passed and check.max_abs_diff <= 1e-5, check
