@@ -80,14 +80,16 @@ def cli():
               "layers is split into paths; --depth and --width come from it.")
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default=_DEFAULTS.arch,
               show_default=True,
-              help="Built-in network: mlp, or cnn (image data: --depth 3x3 convolutions of "
-              "--width channels, split into channel paths).")
+              help="Built-in network: mlp, cnn (image data: --depth 3x3 convolutions of "
+              "--width channels, split into channel paths) or resnet8 (image data: MLPerf "
+              "Tiny's ResNet-8, stages of --width, 2x and 4x channels, each split into the "
+              "same path count; 16 is MLPerf's width).")
 @click.option("--depth", type=int, default=_DEFAULTS.depth, show_default=True,
               help="Hidden layers (>= 2; with --arch cnn, convolutions; with --model, its "
-              "stack's).")
+              "stack's; not used by --arch resnet8).")
 @click.option("--width", type=int, default=_DEFAULTS.width, show_default=True,
-              help="Neurons per hidden layer (>= 2; with --arch cnn, channels; with --model, "
-              "its stack's).")
+              help="Neurons per hidden layer (>= 2; with --arch cnn, channels; with --arch "
+              "resnet8, the first stage's channels; with --model, its stack's).")
 @click.option("--epochs", type=int, default=None,
               help="One-shot (and dense reference) training epochs [default: 60, or on small "
               "data as many as 2,400 optimizer steps take].")
@@ -194,6 +196,9 @@ def search(run_dir, quiet, as_json, **settings):
     \b
     A small CNN whose convolutions are split into channel paths:
         mpath-tf search --arch cnn --width 32
+    \b
+    MLPerf Tiny's ResNet-8, each stage split into channel paths:
+        mpath-tf search --arch resnet8 --width 16 --dataset fashion_mnist --data-dir ~/data
     \b
     Your own Keras model (its Dense layers split into paths):
         mpath-tf search --model my_model.keras --dataset mnist --data-dir ~/data

@@ -65,21 +65,22 @@ def test_search_arch_cnn_end_to_end(tmp_path):
     assert summary["conv_weights"] == (9 * 1 * 6 + 6) + 2 * (9 * sum(w * w for w in widths) + 6)
 
 
+@pytest.mark.parametrize("arch", ["cnn", "resnet8"])
 @pytest.mark.parametrize("args, message", [
-    (["--data", "{csv}", "--label", "y"], "--arch cnn needs image-shaped examples"),
-    (["--model", "{model}"], "--arch cnn chooses a built-in one"),
+    (["--data", "{csv}", "--label", "y"], "--arch {arch} needs image-shaped examples"),
+    (["--model", "{model}"], "--arch {arch} chooses a built-in one"),
     (["--method", "lambda", "--lam", "0.3"], "--method lambda takes only the built-in MLP"),
 ])
-def test_arch_cnn_refusals(tmp_path, args, message):
+def test_arch_cnn_refusals(tmp_path, arch, args, message):
     csv = tmp_path / "flat.csv"
     csv.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(40)))
     model = tmp_path / "m.keras"
     model.write_bytes(b"")
     args = [a.format(csv=csv, model=model) for a in args]
     run = tmp_path / "run"
-    result = invoke("search", "--arch", "cnn", *args, "--run-dir", run)
+    result = invoke("search", "--arch", arch, *args, "--run-dir", run)
     assert result.exit_code == 2, result.output
-    assert message in result.output
+    assert message.format(arch=arch) in result.output
     assert not run.exists()  # nothing half-written
 
 

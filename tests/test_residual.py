@@ -11,10 +11,12 @@ from keras import layers
 
 from converters import export_tflite, get_quantization, op_summary
 from converters.verify import verify
-from mpath_tf import (build_resnet8, derive, discrete_permeability, load_model, parameter_counts,
-                      to_dense, to_supernet)
+from mpath_tf import (build_resnet8, build_supernet, derive, discrete_permeability, load_model,
+                      parameter_counts, to_dense, to_supernet)
 from mpath_tf.core.conv import PathConv2D
 from mpath_tf.core.supernet import ResidualFork, ResidualJoin
+from mpath_tf.cli import cli
+from tests.conftest import search_finished
 
 
 def user_resnet(shape=(12, 12, 1)):
@@ -111,3 +113,42 @@ def test_a_derived_resnet_exports_only_its_blocks(mode, tmp_path):
     if mode == "float32":
         check = verify(path, model, x, get_quantization(mode))
         assert check.passed and check.max_abs_diff <= 1e-5, check
+
+
+def test_the_built_in_resnet8_splits_every_stage_into_one_path_count(tmp_path):
+    net = build_supernet((8, 8), num_classes=4, depth=2, width=4, seed=0, arch="resnet8")
+    assert net.name == "mpath-resnet8-4" and net.shared_paths and net.widths == [4, 8, 16]
+    assert [len(w) for w in net.derived_layout(3)] == [3, 3, 3]  # one count for every stage
+    x = np.random.default_rng(0).random((4, 8, 8)).astype("float32")
+    assert_invariant(net, x, [1, 2, 3, 4])  # parameter counts of every b included
+    net.save(tmp_path / "net.keras")
+    again = load_model(tmp_path / "net.keras")
+    assert again.shared_paths
+    np.testing.assert_allclose(derive(again, 2)(x), derive(net, 2)(x), atol=1e-6)
+
+
+def test_search_arch_resnet8_end_to_end(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "search", "--arch", "resnet8", "--width", "4", "--epochs", "2", "--finetune-epochs", "1",
+        "--samples", "2", "--batch-size", "64", "--no-bench", "--no-reference",
+        "--run-dir", str(run)], catch_exceptions=False)
+    # exit 1 only if the near-random 2-epoch model misses int8's 99% agreement
+    assert search_finished(result.exit_code, result.output), result.output
+    assert "mpath-resnet8-4" in result.output
+    results = json.loads((run / "results.json").read_text())
+    chosen = results["chosen"]
+    assert results["settings"]["arch"] == "resnet8" and 1 <= chosen["paths"] <= 4
+    net = load_model(run / "supernet.keras")
+    assert chosen["parameters"] == parameter_counts(net)[chosen["paths"]]
+    assert chosen["exports"]["float32"]["verification"]["passed"], chosen["exports"]
+    model = load_model(run / "model.keras")
+    convs = [l for l in model.layers if isinstance(l, (layers.Conv2D, PathConv2D))]
+    convs += [l for join in model.layers if isinstance(join, ResidualJoin)
+              for l in join.shortcut if isinstance(l, layers.Conv2D)]
+    assert op_summary(run / chosen["exports"]["float32"]["file"])["conv_weights"] == sum(
+        int(np.prod(w.shape)) for l in convs for w in l.weights)

@@ -108,7 +108,8 @@ def parameter_counts(supernet) -> dict[int, int]:
     """Parameter count of ``derive(supernet, b)`` for every b in [1, W].
 
     Counted from the layers: every layer but the first stack's membrane
-    layers keeps its parameters (other stacks at one path); each membrane
+    layers keeps its parameters (other stacks at one path, or with
+    ``shared_paths`` at min(b, W_s) paths each, counted alike); each membrane
     layer becomes a ``PathDense`` with ``sum(w_i^2)`` weights in its blocks
     and W biases. The squares are updated one cut at a time in permeability
     order, so the whole map costs O(W log W) and builds no model.
@@ -130,15 +131,22 @@ def parameter_counts(supernet) -> dict[int, int]:
     if isinstance(supernet, MLPSupernet):
         return parameter_counts_from_permeability(
             p, int(np.prod(supernet.example_shape)), supernet.num_classes, supernet.depth)
-    width, first = supernet.width, set(supernet.stacks[0])
-    fixed = sum(layer.count_params() for layer in supernet.chain if layer.name not in first)
+    stacks = range(len(supernet.stacks) if supernet.shared_paths else 1)
+    split = {name for s in stacks for name in supernet.stacks[s]}
+    fixed = sum(layer.count_params() for layer in supernet.chain if layer.name not in split)
     fixed += supernet.trunk.count_params() if supernet.trunk is not None else 0
-    # a block of w neurons holds w^2 weights per kernel tap (kh * kw of a
-    # convolution, 1 of a Dense layer); biases do not depend on the paths
-    membranes = supernet.membrane_layers
-    taps = sum(int(np.prod(getattr(l, "kernel_size", (1,)))) for l in membranes)
-    fixed += sum(width for l in membranes if getattr(l, "use_bias", True))
-    return {b: fixed + taps * squares for b, squares in squares_by_paths(p).items()}
+    counts = {b: fixed for b in range(1, supernet.width + 1)}
+    for s in stacks:
+        # a block of w neurons holds w^2 weights per kernel tap (kh * kw of a
+        # convolution, 1 of a Dense layer); biases do not depend on the paths
+        membranes = [supernet.get_layer(name) for name in supernet.stacks[s]]
+        taps = sum(int(np.prod(getattr(l, "kernel_size", (1,)))) for l in membranes)
+        biases = sum(supernet.widths[s] for l in membranes if getattr(l, "use_bias", True))
+        squares = squares_by_paths(
+            keras.ops.convert_to_numpy(supernet.membrane_permeability(s)))
+        for b in counts:
+            counts[b] += biases + taps * squares[min(b, supernet.widths[s])]
+    return counts
 
 
 def derive(supernet, paths: int | tuple[int, ...] | None = None, implementation: str = "grouped",

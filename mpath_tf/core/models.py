@@ -392,6 +392,7 @@ def build_resnet8(
     width: int = 16,
     activation: str = "relu",
     seed: int | None = None,
+    normalize: bool = False,
 ) -> keras.Model:
     """Build ResNet-8, MLPerf Tiny's image-classification reference network.
 
@@ -413,6 +414,9 @@ def build_resnet8(
         width: Channels of the first stage (>= 2).
         activation: Activation after each batch normalization.
         seed: If given, seeds Keras before the weights are drawn.
+        normalize: Standardize every input value in a first
+            ``InputNormalization`` layer (float features; images keep their
+            [0, 1] scale).
 
     Returns:
         A functional ``keras.Model`` named ``resnet8-<width>``.
@@ -430,7 +434,12 @@ def build_resnet8(
     _seed(seed)
     layers = keras.layers
     inputs = keras.Input(shape)
-    h = layers.Reshape(image, name="image")(inputs) if len(shape) == 2 else inputs
+    h = inputs
+    if normalize:
+        h = layers.Flatten(name="flatten")(h)
+        h = InputNormalization(name=NORMALIZATION)(h)
+    if normalize or len(shape) == 2:
+        h = layers.Reshape(image, name="image")(h)
 
     def conv(h, filters, name, stride=1, kernel=3):
         return layers.Conv2D(filters, kernel, strides=stride, padding="same",

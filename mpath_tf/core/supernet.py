@@ -34,7 +34,7 @@ from keras import ops
 from mpath_tf.core.conv import MembraneConv2D
 from mpath_tf.core.layers import InputNormalization, MembraneDense
 from mpath_tf.core import ARCHITECTURES
-from mpath_tf.core.models import MLPSupernet, build_cnn, build_mlp, check_ranked
+from mpath_tf.core.models import MLPSupernet, build_cnn, build_mlp, build_resnet8, check_ranked
 from mpath_tf.core.permeability import RangeMinIndex, widths_from_permeability
 
 # Layers that keep neuron (channel) i at position i (elementwise, per neuron
@@ -302,6 +302,10 @@ class Supernet(keras.Model):
         stacks: For each stack, the names of its ``MembraneDense`` layers in
             chain order (all of one width).
         trunk: A functional model run before the chain, or None.
+        shared_paths: One path count applies to every stack (at most its
+            width: ``min(b, W_s)``), as in a ResNet whose stages are split
+            alike; else it applies to the first stack and the others keep one
+            path.
         **kwargs: Base ``keras.Model`` arguments such as ``name``.
 
     Raises:
@@ -314,9 +318,10 @@ class Supernet(keras.Model):
         (6, 3, (5,))
     """
 
-    def __init__(self, chain, stacks, trunk=None, **kwargs):
+    def __init__(self, chain, stacks, trunk=None, shared_paths: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.trunk = trunk
+        self.shared_paths = bool(shared_paths)
         self.chain = list(chain)
         by_name = {layer.name: layer for layer in self.chain}
         self.stacks = [list(names) for names in stacks]
@@ -415,16 +420,21 @@ class Supernet(keras.Model):
         return self.derived_layout(paths, lam)[0]
 
     def derived_layout(self, paths, lam: float | None = None) -> list[list[int]]:
-        """Path widths of every stack: ``paths`` is one count (the first stack;
-        the others keep one path) or a tuple with one count per stack.
+        """Path widths of every stack: ``paths`` is one count (the first stack,
+        the others keeping one path; with ``shared_paths``, every stack, at
+        most its width) or a tuple with one count per stack.
 
         Raises:
             ValueError: If a count is outside [1, W] of its stack, the tuple's
                 length is not the number of stacks, or ``lam`` is given.
         """
         check_ranked(paths, lam)
-        counts = tuple(paths) if isinstance(paths, (list, tuple)) else (paths,) + (1,) * (
-            len(self.stacks) - 1)
+        if isinstance(paths, (list, tuple)):
+            counts = tuple(paths)
+        elif self.shared_paths:
+            counts = (paths,) + tuple(min(paths, w) for w in self.widths[1:])
+        else:
+            counts = (paths,) + (1,) * (len(self.stacks) - 1)
         if len(counts) != len(self.stacks):
             raise ValueError(
                 f"`paths` must give one path count per stack ({len(self.stacks)}: widths "
@@ -443,6 +453,7 @@ class Supernet(keras.Model):
             "stacks": [list(names) for names in self.stacks],
             "trunk": (None if self.trunk is None
                       else keras.saving.serialize_keras_object(self.trunk)),
+            "shared_paths": self.shared_paths,
         }
 
     @classmethod
@@ -457,7 +468,7 @@ class Supernet(keras.Model):
 
 
 def to_supernet(model: keras.Model, layers: Sequence[str] | None = None,
-                name: str | None = None) -> Supernet:
+                name: str | None = None, shared_paths: bool = False) -> Supernet:
     """A supernet made from a built Keras model, keeping its weights.
 
     Every run of two or more consecutive ``Dense`` layers of equal width (or
@@ -477,6 +488,7 @@ def to_supernet(model: keras.Model, layers: Sequence[str] | None = None,
             output (it is not changed).
         layers: Names of Dense layers whose runs become stacks (default: every run).
         name: Name of the supernet (default: ``<model name>-supernet``).
+        shared_paths: One path count for every stack (see ``Supernet``).
 
     Returns:
         A built ``Supernet`` whose membranes start at U(-1, 1).
@@ -542,7 +554,7 @@ def to_supernet(model: keras.Model, layers: Sequence[str] | None = None,
         trunk = keras.models.clone_model(source)
         trunk.set_weights(source.get_weights())
     stacks = [[f"membrane_{l.name}" for l in run[1:]] for run in runs]
-    net = Supernet(new_chain, stacks, trunk, name=name or f"{model.name}-supernet")
+    net = Supernet(new_chain, stacks, trunk, shared_paths, name=name or f"{model.name}-supernet")
     net.build((None, *model.inputs[0].shape[1:]))
     return net
 
@@ -565,6 +577,9 @@ def build_supernet(
     With ``arch="cnn"``, of the CNN ``build_cnn`` makes (``mpath-cnn-<depth>-<width>``):
     3x3 convolutions of W channels, the later ``depth - 1`` of them
     ``MembraneConv2D`` layers under one set of membranes between channels.
+    With ``arch="resnet8"``, of ``build_resnet8`` (``mpath-resnet8-<width>``:
+    stages of W, 2W and 4W channels; ``depth`` is not used): three stacks,
+    one per stage, that one path count b splits alike (``min(b, W_s)``).
 
     Args:
         input_shape: Shape of one example, without the batch axis.
@@ -576,7 +591,7 @@ def build_supernet(
             drawn, so the same seed gives the same initial network.
         normalize: Standardize the inputs in a first ``Normalization`` layer
             (identity until ``adapt_normalization`` sets it).
-        arch: ``"mlp"`` or ``"cnn"`` (image-shaped examples only).
+        arch: ``"mlp"``, ``"cnn"`` or ``"resnet8"`` (image-shaped examples only).
 
     Returns:
         A built ``Supernet``.
@@ -596,6 +611,9 @@ def build_supernet(
     if arch == "cnn":  # build_cnn checks the arguments
         cnn = build_cnn(input_shape, num_classes, depth, width, activation, None, normalize)
         return to_supernet(cnn, name=f"mpath-cnn-{int(depth)}-{int(width)}")
+    if arch == "resnet8":  # build_resnet8 checks the arguments; depth is its own
+        resnet = build_resnet8(input_shape, num_classes, width, activation, None, normalize)
+        return to_supernet(resnet, name=f"mpath-resnet8-{int(width)}", shared_paths=True)
     # build_mlp checks the arguments
     mlp = build_mlp(input_shape, num_classes, depth, width, activation, None, normalize)
     # Drawn next, as 0.1's fixed supernet drew them: a seed gives the same network as then.

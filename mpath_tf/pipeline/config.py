@@ -144,7 +144,10 @@ class SearchConfig:
         arch: The built-in network: ``mlp`` (``build_mlp``) or ``cnn`` (the
             isotropic VGG-style ``build_cnn``: ``depth`` 3x3 convolutions of
             ``width`` channels, the later ones split into channel paths; for
-            image-shaped data). Only with ``method`` ``rank``, not with ``model``.
+            image-shaped data) or ``resnet8`` (``build_resnet8``: MLPerf
+            Tiny's ResNet-8 with stages of ``width``, 2x and 4x channels,
+            ``depth`` not used; each stage split into the same path count, at
+            most its channels). Only with ``method`` ``rank``, not with ``model``.
 
     Raises:
         ConfigError: From ``validate`` when a setting is out of range.
@@ -197,10 +200,13 @@ class SearchConfig:
 
     def network(self) -> str:
         """The searched network as messages name it: ``mpath-<depth>-<width>``
-        (``mpath-cnn-<depth>-<width>`` with ``arch="cnn"``), or the ``--model``
-        file's stem."""
+        (``mpath-cnn-<depth>-<width>`` with ``arch="cnn"``,
+        ``mpath-resnet8-<width>`` with ``arch="resnet8"``), or the
+        ``--model`` file's stem."""
         if self.model:
             return Path(self.model).stem
+        if self.arch == "resnet8":
+            return f"mpath-resnet8-{self.width}"
         return f"mpath-{'cnn-' if self.arch == 'cnn' else ''}{self.depth}-{self.width}"
 
     def validate(self) -> "SearchConfig":

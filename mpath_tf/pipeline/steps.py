@@ -179,15 +179,15 @@ def with_model_shape(config: SearchConfig, data: Dataset) -> SearchConfig:
     stack and the file's SHA-256 (unchanged without ``--model``).
 
     Raises:
-        ConfigError: As ``build_supernet_for``, or ``--arch cnn`` on data
-            whose examples are not images.
+        ConfigError: As ``build_supernet_for``, or ``--arch cnn|resnet8`` on
+            data whose examples are not images.
     """
-    if config.arch == "cnn":
+    if config.arch != "mlp":
         try:
             image_shape(data.input_shape)
         except ValueError:
             raise ConfigError(
-                f"--arch cnn needs image-shaped examples, (height, width) or (height, width, "
+                f"--arch {config.arch} needs image-shaped examples, (height, width) or (height, width, "
                 f"channels) of at least 3 x 3 pixels; {config.data or config.dataset} has "
                 f"examples of shape {tuple(data.input_shape)}. Use --arch mlp for flat "
                 "features, or save the images with their shape (an .npz x of shape "
