@@ -135,7 +135,7 @@ def test_search_arch_resnet8_end_to_end(tmp_path):
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, [
         "search", "--arch", "resnet8", "--width", "4", "--epochs", "2", "--finetune-epochs", "1",
-        "--samples", "2", "--batch-size", "64", "--no-bench", "--no-reference",
+        "--final-epochs", "1", "--samples", "2", "--batch-size", "64", "--no-bench", "--no-reference",
         "--run-dir", str(run)], catch_exceptions=False)
     # exit 1 only if the near-random 2-epoch model misses int8's 99% agreement
     assert search_finished(result.exit_code, result.output), result.output
