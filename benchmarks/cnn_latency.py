@@ -28,9 +28,12 @@ paths of the stage before). ``--paths`` are then equal groups of those
 convolutions (``Conv2D(groups=g)``, one grouped CONV_2D op: the fastest form
 a derived stage can take, as learned unequal paths become one convolution
 per distinct width; a stage with no more channels than ``g`` goes
-depthwise, as ``PathConv2D`` derives single channels), timed against the dense network without training (latency does
-not depend on the weights); the MAC ratio then counts every layer's
-multiply-adds at its own resolution:
+depthwise, as ``PathConv2D`` derives single channels), timed against the
+dense network without training (latency does not depend on the weights);
+the MAC ratio then counts every layer's multiply-adds at its own
+resolution. Its convolutions have no bias and its 1x1 shortcuts a batch
+normalization (``mpath_tf.build_resnet8`` follows MLPerf's code: biases,
+no normalization on the shortcut); both fold into the same ops:
 
     python benchmarks/cnn_latency.py --family resnet8 --paths 2,4,8,16,64 --cpus 1
 
@@ -126,8 +129,9 @@ def main() -> None:
     shape = tuple(int(d) for d in args.shape.split(","))
     network = (f"mpath-cnn-{args.depth}-{args.width}" if args.family == "cnn"
                else "ResNet-8 (16/32/64)")
-    workdir = Path(args.workdir) / (f"{'x'.join(map(str, shape))}-{args.depth}-{args.width}"
-                                    if args.family == "cnn" else f"{'x'.join(map(str, shape))}-resnet8")
+    size = "x".join(map(str, shape))
+    workdir = Path(args.workdir) / (f"{size}-{args.depth}-{args.width}" if args.family == "cnn"
+                                    else f"{size}-resnet8")
     journal = workdir / f"latency{'-no-xnnpack' if args.no_xnnpack else ''}.jsonl"
     workdir.mkdir(parents=True, exist_ok=True)
     settings = BenchSettings(cpus=tuple(int(c) for c in args.cpus.split(",") if c),

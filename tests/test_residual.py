@@ -4,18 +4,21 @@ each stage into channel paths; the derived network computes the
 hard-thresholded supernet, and its exported file holds only the diagonal
 blocks."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from keras import layers
 
 from converters import export_tflite, get_quantization, op_summary
 from converters.verify import verify
 from mpath_tf import (build_resnet8, build_supernet, derive, discrete_permeability, load_model,
                       parameter_counts, to_dense, to_supernet)
+from mpath_tf.cli import cli
 from mpath_tf.core.conv import PathConv2D
 from mpath_tf.core.supernet import ResidualFork, ResidualJoin
-from mpath_tf.cli import cli
 from tests.conftest import search_finished
 
 
@@ -43,6 +46,16 @@ def user_resnet(shape=(12, 12, 1)):
             layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.2, c),
                                rng.normal(0, 0.2, c), rng.uniform(0.5, 1.5, c)])
     return model
+
+
+def conv_weights(model) -> int:
+    """Kernel (PathConv2D: diagonal-block) and bias elements of the model's
+    convolutions, its residual shortcuts' included: what its file must hold
+    (batch norms fold into them)."""
+    convs = [l for l in model.layers if isinstance(l, (layers.Conv2D, PathConv2D))]
+    convs += [l for join in model.layers if isinstance(join, ResidualJoin)
+              for l in join.shortcut if isinstance(l, layers.Conv2D)]
+    return sum(int(np.prod(w.shape)) for l in convs for w in l.weights)
 
 
 def assert_invariant(net, x, counts):
@@ -102,11 +115,7 @@ def test_a_derived_resnet_exports_only_its_blocks(mode, tmp_path):
     x = rng.random((64, 12, 12, 1)).astype("float32")
     model = derive(net, (3, 4))
     path = export_tflite(model, tmp_path / f"m_{mode}.tflite", get_quantization(mode), x)
-    convs = [l for l in model.layers if isinstance(l, (layers.Conv2D, PathConv2D))]
-    convs += [l for join in model.layers if isinstance(join, ResidualJoin)
-              for l in join.shortcut if isinstance(l, layers.Conv2D)]
-    # kernels (PathConv2D: its diagonal blocks) and biases; batch norms fold into them
-    expected = sum(int(np.prod(w.shape)) for l in convs for w in l.weights)
+    expected = conv_weights(model)
     assert op_summary(path)["conv_weights"] == expected
     assert expected < sum(int(np.prod(w.shape)) for l in to_dense(net).layers
                           if isinstance(l, layers.Conv2D) for w in l.weights)
@@ -128,10 +137,6 @@ def test_the_built_in_resnet8_splits_every_stage_into_one_path_count(tmp_path):
 
 
 def test_search_arch_resnet8_end_to_end(tmp_path):
-    import json
-
-    from click.testing import CliRunner
-
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, [
         "search", "--arch", "resnet8", "--width", "4", "--epochs", "2", "--finetune-epochs", "1",
@@ -146,9 +151,5 @@ def test_search_arch_resnet8_end_to_end(tmp_path):
     net = load_model(run / "supernet.keras")
     assert chosen["parameters"] == parameter_counts(net)[chosen["paths"]]
     assert chosen["exports"]["float32"]["verification"]["passed"], chosen["exports"]
-    model = load_model(run / "model.keras")
-    convs = [l for l in model.layers if isinstance(l, (layers.Conv2D, PathConv2D))]
-    convs += [l for join in model.layers if isinstance(join, ResidualJoin)
-              for l in join.shortcut if isinstance(l, layers.Conv2D)]
-    assert op_summary(run / chosen["exports"]["float32"]["file"])["conv_weights"] == sum(
-        int(np.prod(w.shape)) for l in convs for w in l.weights)
+    assert op_summary(run / chosen["exports"]["float32"]["file"])["conv_weights"] == conv_weights(
+        load_model(run / "model.keras"))

@@ -127,10 +127,10 @@ def parameter_counts(supernet) -> dict[int, int]:
         >>> counts[1] == net.count_params() - 4  # the supernet also holds omega
         True
     """
-    p = keras.ops.convert_to_numpy(supernet.membrane_permeability())
     if isinstance(supernet, MLPSupernet):
         return parameter_counts_from_permeability(
-            p, int(np.prod(supernet.example_shape)), supernet.num_classes, supernet.depth)
+            keras.ops.convert_to_numpy(supernet.membrane_permeability()),
+            int(np.prod(supernet.example_shape)), supernet.num_classes, supernet.depth)
     stacks = range(len(supernet.stacks) if supernet.shared_paths else 1)
     split = {name for s in stacks for name in supernet.stacks[s]}
     fixed = sum(layer.count_params() for layer in supernet.chain if layer.name not in split)

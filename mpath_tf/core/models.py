@@ -322,6 +322,24 @@ def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape if len(shape) == 3 else (*shape, 1)
 
 
+def _image_input(shape: tuple[int, ...], normalize: bool):
+    """(input, image tensor) of a CNN: the examples, standardized value by
+    value if ``normalize``, as (H, W, C) images.
+
+    Raises:
+        ValueError: If the examples are not images.
+    """
+    image = image_shape(shape)
+    inputs = keras.Input(shape)
+    h = inputs
+    if normalize:
+        h = keras.layers.Flatten(name="flatten")(h)
+        h = InputNormalization(name=NORMALIZATION)(h)
+    if normalize or len(shape) == 2:
+        h = keras.layers.Reshape(image, name="image")(h)
+    return inputs, h
+
+
 def build_cnn(
     input_shape: Sequence[int],
     num_classes: int,
@@ -364,18 +382,11 @@ def build_cnn(
         ['pool_1', 'pool_3', 'global_pool']
     """
     shape = _check_architecture(input_shape, num_classes, depth, width)
-    image = image_shape(shape)
+    inputs, h = _image_input(shape, normalize)  # no weights drawn: before the seed
     _seed(seed)
-    inputs = keras.Input(shape)
-    h = inputs
-    if normalize:
-        h = keras.layers.Flatten(name="flatten")(h)
-        h = InputNormalization(name=NORMALIZATION)(h)
-    if normalize or len(shape) == 2:
-        h = keras.layers.Reshape(image, name="image")(h)
     conv = dict(kernel_size=3, padding="same", activation=activation)
     h = keras.layers.Conv2D(width, name="conv_in", **conv)(h)
-    side = min(image[:2])
+    side = min(image_shape(shape)[:2])
     for i in range(1, int(depth)):
         h = keras.layers.Conv2D(width, name=f"conv_{i}", **conv)(h)
         if i % 2 == 1 and side >= 4:
@@ -403,10 +414,11 @@ def build_resnet8(
     which halve the feature map), global average pooling and a softmax
     classifier; He-normal kernels. As MLPerf Tiny's ``resnet_v1_eembc``
     without its L2 kernel regularizer (``to_supernet`` splits only layers
-    without one; add weight decay in the optimizer instead). ``to_supernet`` splits each stage: in stage 1 both of its
-    convolutions (the stem is the stack's dense entry), in stages 2 and 3
-    the second (the first widens the channels and joins the paths before),
-    the residual adds kept.
+    without one; add weight decay in the optimizer instead).
+    ``to_supernet`` splits each stage: in stage 1 both of its convolutions
+    (the stem is the stack's dense entry), in stages 2 and 3 the second (the
+    first widens the channels and joins the paths before), the residual adds
+    kept.
 
     Args:
         input_shape: Shape of one example: (H, W) (one channel) or (H, W, C).
@@ -430,16 +442,9 @@ def build_resnet8(
         78666
     """
     shape = _check_architecture(input_shape, num_classes, 2, width)
-    image = image_shape(shape)
+    inputs, h = _image_input(shape, normalize)  # no weights drawn: before the seed
     _seed(seed)
     layers = keras.layers
-    inputs = keras.Input(shape)
-    h = inputs
-    if normalize:
-        h = layers.Flatten(name="flatten")(h)
-        h = InputNormalization(name=NORMALIZATION)(h)
-    if normalize or len(shape) == 2:
-        h = layers.Reshape(image, name="image")(h)
 
     def conv(h, filters, name, stride=1, kernel=3):
         return layers.Conv2D(filters, kernel, strides=stride, padding="same",

@@ -39,10 +39,9 @@ from mpath_tf.pipeline.predictors import make_predictor
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir, lock_run_dir
 from mpath_tf.pipeline.steps import (budget_files, budget_gain_of, calibration_notice, choose_paths,
-                                     resolution_notice,
                                      default_run_dir, export_model, final_model, load_data,
-                                     result_rows, sample_path_counts, train_supernet,
-                                     with_model_shape, worker_one_shot)
+                                     resolution_notice, result_rows, sample_path_counts,
+                                     train_supernet, with_model_shape, worker_one_shot)
 from mpath_tf.training.loop import accuracy, top1
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
@@ -213,14 +212,14 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
         log(f"choosing by budget: {budget.describe()}")
         selection = choose_by_budget(rows, budget, *budget_files(run, supernet, data, log))
         chosen = selection["paths"]
+    elif config.paths:
+        chosen = config.paths
     else:
-        if not config.paths:
-            notice = resolution_notice(len(data.y_val), config.max_accuracy_drop)
-            if notice:
-                log(notice)
-        chosen = config.paths or choose_paths(
-            rows, config.max_accuracy_drop,
-            reference_record["val_accuracy"] if reference_record else None)
+        notice = resolution_notice(len(data.y_val), config.max_accuracy_drop)
+        if notice:
+            log(notice)
+        chosen = choose_paths(rows, config.max_accuracy_drop,
+                              reference_record["val_accuracy"] if reference_record else None)
     model = final_model(run, supernet, chosen, data, log, progress)
     atomic_save_model(model, run.path / "model.keras")
     chosen_row = next(r for r in rows if r["paths"] == chosen)

@@ -187,8 +187,8 @@ def with_model_shape(config: SearchConfig, data: Dataset) -> SearchConfig:
             image_shape(data.input_shape)
         except ValueError:
             raise ConfigError(
-                f"--arch {config.arch} needs image-shaped examples, (height, width) or (height, width, "
-                f"channels) of at least 3 x 3 pixels; {config.data or config.dataset} has "
+                f"--arch {config.arch} needs image-shaped examples, (height, width) or "
+                f"(height, width, channels) of at least 3 x 3 pixels; {config.data or config.dataset} has "
                 f"examples of shape {tuple(data.input_shape)}. Use --arch mlp for flat "
                 "features, or save the images with their shape (an .npz x of shape "
                 "(n, height, width[, channels])).") from None
