@@ -28,7 +28,7 @@ MACs, latencies and speed-ups over the dense network) and writes a plot of
 test accuracy against int8 latency.
 
 Run from a clean checkout (after the README's install command); the budget
-recorded in docs/results.md (a 10,000-row training subset, CPU-sized):
+recorded in docs/results.md (a 5,000-row training subset, CPU-sized):
 
     python benchmarks/cnn.py --data-dir ../shared/datasets/fashion_mnist --cpus 1
 
@@ -72,20 +72,50 @@ def macs(model) -> int:
 
 
 def grouped_resnet8(shape, classes: int, groups: int, seed: int):
-    """ResNet-8 with the ``SPLIT`` convolutions in ``groups`` equal groups."""
+    """ResNet-8 with the ``SPLIT`` convolutions in ``groups`` equal groups:
+    ``PathConv2D`` layers of equal path widths, ``implementation="split"``
+    to train (TensorFlow trains a grouped ``Conv2D`` on CPU about 17x slower
+    than a dense one; measured); ``grouped`` turns them into one grouped
+    convolution each for the export."""
     import keras
 
     from mpath_tf import build_resnet8
+    from mpath_tf.core.conv import PathConv2D
 
     def regroup(layer):
-        config = layer.get_config()
         if layer.name in SPLIT:
-            config["groups"] = groups
-        return layer.__class__.from_config(config)
+            return PathConv2D([layer.filters // groups] * groups, layer.kernel_size,
+                              implementation="split", padding=layer.padding,
+                              kernel_initializer=layer.kernel_initializer, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
 
     keras.utils.set_random_seed(seed)
-    dense = build_resnet8(shape, classes, WIDTH, seed=seed)
-    return keras.models.clone_model(dense, clone_function=regroup)
+    return keras.models.clone_model(build_resnet8(shape, classes, WIDTH, seed=seed),
+                                    clone_function=regroup)
+
+
+def grouped(model):
+    """``model`` with its ``PathConv2D`` layers in the ``grouped``
+    implementation (one convolution per run of equal widths, what
+    ``mpath-tf search`` exports) and the same weights."""
+    import keras
+
+    from mpath_tf.core.conv import PathConv2D
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, PathConv2D):
+            config = config | {"implementation": "grouped"}
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for old, new in zip(model.layers, copy.layers):
+        if isinstance(old, PathConv2D):
+            new.set_blocks(old.get_blocks(),
+                           keras.ops.convert_to_numpy(old.bias) if old.use_bias else None)
+        else:
+            new.set_weights(old.get_weights())
+    return copy
 
 
 def epoch_timer():
@@ -170,7 +200,7 @@ def train_units(journal, data, args, folder: Path) -> None:
                         **timing)
         for b in todo:
             keras.utils.set_random_seed(seed * 100_003 + b)  # as mpath_tf.finetune seeds it
-            model = derive(supernet, b)
+            model = derive(supernet, b, implementation="per_path")  # trains as grouped_resnet8
             widths = {layer.name: list(layer.path_widths) for layer in model.layers
                       if hasattr(layer, "path_widths")}
             record(f"mpath/{b}/seed{seed}", model, "mpath", b, seed, widths=widths,
@@ -195,7 +225,7 @@ def export_and_time(journal, data, args, folder: Path) -> dict:
         for mode in MODES:
             path = folder / "tflite" / f"{Path(rec['model']).stem}-{mode}.tflite"
             if not path.is_file():
-                model = model or load_model(rec["model"])
+                model = model or grouped(load_model(rec["model"]))
                 path.parent.mkdir(exist_ok=True)
                 print(f"exporting {path.name}", flush=True)
                 export_tflite(model, path, get_quantization(mode), representative, "auto")
@@ -286,11 +316,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion_mnist", choices=("fashion_mnist", "mnist"))
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--train-rows", type=int, default=10_000,
+    parser.add_argument("--train-rows", type=int, default=5_000,
                         help="first rows of the training split used (0: all)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=6, help="one-shot training epochs")
-    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4, help="one-shot training epochs")
+    parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--paths", default="2,4,8,16")
     parser.add_argument("--scales", default="0.25,0.5,0.75,1.0")
     parser.add_argument("--groups", default="2,4,8")

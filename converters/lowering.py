@@ -349,39 +349,107 @@ def chain_paths(model: keras.Model, implementation: str) -> keras.Model:
 # Layers that keep channel i at position i and hold no weights: a stage's
 # channels may be renumbered across them.
 _CHANNELWISE = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Activation,
-                keras.layers.ReLU, keras.layers.Dropout, keras.layers.SpatialDropout2D)
-_GLOBAL_POOLS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+                keras.layers.ReLU, keras.layers.Dropout, keras.layers.SpatialDropout2D,
+                keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 
 
-def _conv_stage(model):
-    """(first Conv2D, [PathConv2D...], classifier Dense) of a derived CNN
-    stage whose channels reach the Dense through a global pooling and
-    weightless channel-wise layers only, else None."""
+def _take(array, perm, axis: int):
+    return array if perm is None else np.take(array, perm, axis=axis)
+
+
+def _channel_groups(model):
+    """Tensor id -> id of its channel group: tensors whose channel i is the
+    same channel (joined by channel-wise layers, path convolutions and
+    residual adds), as a union-find ``find``; None if a layer has more than
+    one call in ``model``."""
     from mpath_tf.core.conv import PathConv2D
+    from mpath_tf.core.supernet import ResidualJoin
 
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    found = [i for i, l in enumerate(layers) if isinstance(l, PathConv2D)]
-    if not found or found[0] == 0:
-        return None
-    blocks = [layers[i] for i in found]
-    if any(b.path_widths != blocks[0].path_widths for b in blocks):
-        return None
-    inside = layers[found[0]:found[-1] + 1]
-    if any(not isinstance(l, (PathConv2D, *_CHANNELWISE)) for l in inside):
-        return None
-    first = layers[found[0] - 1]
-    if type(first) is not keras.layers.Conv2D or first.groups != 1:
-        return None
-    rest = layers[found[-1] + 1:]
-    pooled = False
-    for layer in rest:
-        if isinstance(layer, _GLOBAL_POOLS) and not pooled:
-            pooled = True
-        elif type(layer) is keras.layers.Dense and pooled:
-            return first, blocks, layer
-        elif not isinstance(layer, _CHANNELWISE):
+    parent: dict[int, int] = {}
+
+    def find(t: int) -> int:
+        while parent.setdefault(t, t) != t:
+            t = parent[t]
+        return t
+
+    def union(a, b) -> None:
+        parent[find(id(a))] = find(id(b))
+
+    for layer in model.layers:
+        if len(layer._inbound_nodes) != 1:
             return None
-    return None
+        node = layer._inbound_nodes[0]
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        ins, out = node.input_tensors, node.output_tensors[0]
+        if isinstance(layer, ResidualJoin):
+            union(ins[0], out)
+            if not any(isinstance(l, keras.layers.Conv2D) for l in layer.shortcut):
+                union(ins[1], out)
+        elif isinstance(layer, (PathConv2D, keras.layers.BatchNormalization, *_CHANNELWISE)) or (
+                type(layer) is keras.layers.DepthwiseConv2D and layer.depth_multiplier == 1):
+            union(ins[0], out)
+    return find
+
+
+def _permuted(layer, new, p_in, p_out) -> bool:
+    """Give ``new`` (a fresh copy of ``layer``) the weights of ``layer`` with
+    input channels renumbered by ``p_in`` and output channels by ``p_out``
+    (new -> old, None: as they are); False if ``layer`` cannot be."""
+    from mpath_tf.core.conv import PathConv2D
+    from mpath_tf.core.supernet import ResidualJoin
+
+    weights = layer.get_weights()
+    if p_in is None and p_out is None:
+        new.set_weights(weights)
+    elif isinstance(layer, PathConv2D):
+        order, _ = width_order(layer.path_widths)
+        old = layer.get_blocks()
+        new.set_blocks([old[k] for k in order],
+                       keras.ops.convert_to_numpy(layer.bias)[p_out] if layer.use_bias else None)
+    elif isinstance(layer, keras.layers.BatchNormalization) or (
+            type(layer) is keras.layers.DepthwiseConv2D):
+        axis = lambda w: 2 if w.ndim == 4 else 0  # noqa: E731 (depthwise kernel: (kh, kw, C, 1))
+        new.set_weights([_take(w, p_out, axis(w)) for w in weights])
+    elif type(layer) is keras.layers.Conv2D and layer.groups == 1:
+        kernel, *bias = weights
+        new.set_weights([_take(_take(kernel, p_in, 2), p_out, 3), *(_take(b, p_out, 0) for b in bias)])
+    elif type(layer) is keras.layers.Dense and p_out is None:
+        kernel, *bias = weights
+        new.set_weights([_take(kernel, p_in, 0), *bias])
+    elif isinstance(layer, ResidualJoin):
+        current = p_in
+        for old, copy in zip(layer.shortcut, new.shortcut):
+            if type(old) is keras.layers.Conv2D:
+                if not _permuted(old, copy, current, p_out):
+                    return False
+                current = p_out
+            elif not _permuted(old, copy, None, current):
+                return False
+    elif isinstance(layer, _CHANNELWISE) and not weights:
+        pass
+    else:
+        return False
+    return True
+
+
+def _fresh_inputs(model) -> tuple[list, dict]:
+    """New inputs for a rebuild of ``model`` and the tensor map starting from them."""
+    inputs = [keras.Input(t.shape[1:]) for t in model.inputs]
+    return inputs, {id(old): new for old, new in zip(model.inputs, inputs)}
+
+
+def _call_like(layer, new, tensors: dict) -> None:
+    """Call ``new`` as ``layer`` is called in its model, on the rebuilt tensors."""
+    node = layer._inbound_nodes[0]
+    args, kwargs = node.arguments.fill_in(tensors)
+    tensors[id(node.output_tensors[0])] = new(*args, **kwargs)
+
+
+def _model_like(model, inputs: list, tensors: dict) -> keras.Model:
+    outputs = [tensors[id(t)] for t in model.outputs]
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0],
+                       outputs if len(outputs) > 1 else outputs[0], name=model.name)
 
 
 def group_conv_paths(model: keras.Model) -> keras.Model:
@@ -389,13 +457,17 @@ def group_conv_paths(model: keras.Model) -> keras.Model:
 
     ``derive`` keeps a CNN stage's paths in membrane order, so paths of one
     width are scattered and ``PathConv2D`` runs one convolution per run of
-    adjacent equal widths. Renumbering the stage's channels by width (the
-    convolution before the stage gives its outputs in the new order, the
-    classifier after the global pooling takes its rows in it) leaves one
-    convolution per distinct width. Applies to models shaped like a derived
-    ``build_cnn`` (Conv2D -> PathConv2D x k, with pooling between ->
-    global pooling -> Dense, all stage layers with the same path widths);
-    others are returned as they are.
+    adjacent equal widths. Renumbering each stage's channels by width leaves
+    one convolution per distinct width: the channels of a stage (every tensor
+    the stage's path convolutions, batch normalizations, channel-wise layers
+    and residual adds join) are renumbered together, the layers that make
+    them (a convolution, a residual block's projection shortcut) give their
+    outputs in the new order, and the layers that take them (the next
+    stage's convolutions, the classifier after the global pooling) take
+    their inputs in it. Applies to derived ``build_cnn`` and ResNet models
+    (the stages' path convolutions share their path widths); a model with a
+    layer the renumbering cannot pass (a Flatten after a stage, say) is
+    returned as it is.
 
     Args:
         model: A functional Keras model.
@@ -413,34 +485,113 @@ def group_conv_paths(model: keras.Model) -> keras.Model:
     """
     from mpath_tf.core.conv import PathConv2D
 
-    stage = _conv_stage(model)
-    if stage is None:
+    find = _channel_groups(model)
+    if find is None:
         return model
-    first, blocks, last = stage
-    widths = blocks[0].path_widths
-    order, perm = width_order(widths)
-    if perm is None:
+    perms: dict[int, np.ndarray] = {}
+    for layer in model.layers:
+        if isinstance(layer, PathConv2D):
+            group = find(id(layer.input))
+            perm = width_order(layer.path_widths)[1]
+            if group in perms and not np.array_equal(perms[group], perm):
+                return model  # one stage, two path layouts: leave it
+            if perm is not None:
+                perms[group] = perm
+    if not perms:
         return model
-    inputs = keras.Input(model.input_shape[1:])
-    h = inputs
+    if any(find(id(t)) in perms for t in [*model.inputs, *model.outputs]):
+        return model  # the model's own input or output would be renumbered
+    inputs, tensors = _fresh_inputs(model)
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         config = layer.get_config()
         if isinstance(layer, PathConv2D):
-            config = config | {"path_widths": [widths[k] for k in order]}
+            order, _ = width_order(layer.path_widths)
+            config = config | {"path_widths": [layer.path_widths[k] for k in order]}
         new = layer.__class__.from_config(config)
-        h = new(h)
-        if layer is first:
-            kernel, *bias = layer.get_weights()
-            new.set_weights([kernel[..., perm], *(b[perm] for b in bias)])
-        elif isinstance(layer, PathConv2D):
-            old = layer.get_blocks()
-            new.set_blocks([old[k] for k in order],
-                           keras.ops.convert_to_numpy(layer.bias)[perm] if layer.use_bias else None)
-        elif layer is last:
-            kernel, *bias = layer.get_weights()
-            new.set_weights([kernel[perm, :], *bias])
-        else:
-            new.set_weights(layer.get_weights())
-    return keras.Model(inputs, h, name=model.name)
+        _call_like(layer, new, tensors)
+        node = layer._inbound_nodes[0]
+        # a residual add's second input is its shortcut's; every other layer has one
+        p_in = perms.get(find(id(node.input_tensors[-1])))
+        if not _permuted(layer, new, p_in, perms.get(find(id(node.output_tensors[0])))):
+            return model
+    return _model_like(model, inputs, tensors)
+
+
+def fold_batch_norms(model: keras.Model) -> keras.Model:
+    """The same function (at inference) with every BatchNormalization that
+    follows a ``PathConv2D`` folded into its blocks and bias, and an
+    ``Activation`` right after it into its per-width convolutions.
+
+    The converter folds a batch normalization into a CONV_2D it directly
+    follows, but not into a path convolution's per-width convolutions and
+    concatenation: there it stays as a MUL and an ADD over the whole
+    feature map. Folded here: the kernel's output channel j is scaled by
+    ``gamma_j / sqrt(var_j + eps)`` and its bias becomes ``(bias_j - mean_j)
+    * scale_j + beta_j``. Applies to path convolutions with a bias and no
+    activation whose output only the batch normalization takes (and the
+    activation, only the batch normalization's output).
+
+    Args:
+        model: A functional Keras model.
+
+    Returns:
+        A new model (or ``model`` when there is nothing to fold).
+
+    Example:
+        >>> from mpath_tf import build_supernet, derive
+        >>> net = build_supernet((8, 8), 3, depth=0, width=4, seed=0, arch="resnet8")
+        >>> folded = fold_batch_norms(derive(net, 2))
+        >>> any(isinstance(l, keras.layers.BatchNormalization) and l.name.startswith("stage1_b")
+        ...     for l in folded.layers)
+        False
+    """
+    from mpath_tf.core.conv import PathConv2D
+
+    users: dict[int, list] = {}  # tensor id -> the layers that take it
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for t in node.input_tensors:
+                users.setdefault(id(t), []).append(layer)
+    folds, activations = {}, {}  # path convolution's name -> the layer folded into it
+    for layer in model.layers:
+        if type(layer) is not keras.layers.BatchNormalization or len(layer._inbound_nodes) != 1:
+            continue
+        source = layer._inbound_nodes[0].input_tensors[0]
+        conv = source._keras_history.operation
+        if (isinstance(conv, PathConv2D) and conv.use_bias and len(users[id(source)]) == 1
+                and keras.activations.serialize(conv.activation) in ("linear", None)
+                and layer.axis in (-1, len(source.shape) - 1)):
+            folds[conv.name] = layer
+            after = users.get(id(layer._inbound_nodes[0].output_tensors[0]), [])
+            if len(after) == 1 and type(after[0]) is keras.layers.Activation:
+                activations[conv.name] = after[0]  # then the activation runs per width too
+    if not folds:
+        return model
+    folded = {id(l) for l in [*folds.values(), *activations.values()]}
+    inputs, tensors = _fresh_inputs(model)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        node = layer._inbound_nodes[0]
+        if id(layer) in folded:  # its input is already normalized
+            tensors[id(node.output_tensors[0])] = tensors[id(node.input_tensors[0])]
+            continue
+        config = layer.get_config()
+        if layer.name in activations:
+            config = config | {"activation": activations[layer.name].get_config()["activation"]}
+        new = layer.__class__.from_config(config)
+        _call_like(layer, new, tensors)
+        new.set_weights(layer.get_weights())
+        if layer.name in folds:
+            bn = folds[layer.name]
+            ones = np.ones(layer.width, "float32")
+            value = lambda w, default: default if w is None else keras.ops.convert_to_numpy(w)  # noqa: E731
+            scale = value(bn.gamma, ones) / np.sqrt(value(bn.moving_variance, ones) + bn.epsilon)
+            shift = value(bn.beta, 0 * ones) - value(bn.moving_mean, 0 * ones) * scale
+            offsets = layer.offsets
+            blocks = [block * scale[offsets[k]:offsets[k + 1]]
+                      for k, block in enumerate(layer.get_blocks())]
+            new.set_blocks(blocks, keras.ops.convert_to_numpy(layer.bias) * scale + shift)
+    return _model_like(model, inputs, tensors)

@@ -138,11 +138,13 @@ def _lowered(model, lowerings: dict[str, str], chain: bool = True, edges=None):
     """The model to trace: a CNN stage's channels grouped by path width,
     paths padded to ``edges`` (bucketed), neurons regrouped and, when every block-diagonal layer has the same lowering (and
     ``chain``), the stack chained path by path."""
-    from converters.lowering import chain_paths, group_conv_paths, group_paths, pad_paths
+    from converters.lowering import (chain_paths, fold_batch_norms, group_conv_paths, group_paths,
+                                     pad_paths)
     from mpath_tf.core.derivation import with_implementation
     from mpath_tf.core.layers import PathDense
 
     model = group_conv_paths(model)  # a CNN stage: one convolution per distinct path width
+    model = fold_batch_norms(model)  # (the converter folds none into a path convolution)
     if edges:
         padded = pad_paths(model, edges)
         renamed = {l.name: lowerings[old.name] for l, old in zip(

@@ -14,6 +14,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
+# The slowest test files (seconds per file with --durations, 2 workers), in
+# the order xdist's loadfile hands them out (setup.cfg: --no-loadscope-reorder;
+# the default order is by test count): longest first, so the two workers end
+# together instead of one running a long file alone at the end.
+SLOWEST_FIRST = (
+    "test_faults.py", "test_strategy.py", "test_baselines.py", "test_cli.py",
+    "test_tradeoff.py", "test_distributed.py", "test_damaged.py", "test_lowering.py",
+    "test_equalize.py", "test_residual.py", "test_qat.py", "test_verify.py",
+    "test_data_sources.py", "test_budget.py", "test_to_supernet.py", "test_sampling.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+
 def search_finished(code: int, output: str) -> bool:
     """A test search ran to the end: exit 0, or exit 1 only because the chosen
     model's files missed their checks (the tiny, near-random models of the

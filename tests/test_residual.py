@@ -124,6 +124,33 @@ def test_a_derived_resnet_exports_only_its_blocks(mode, tmp_path):
         assert check.passed and check.max_abs_diff <= 1e-5, check
 
 
+
+@pytest.mark.parametrize("paths", [(3, 4), (5, 7)])
+def test_export_renumbers_each_stage_by_width_and_folds_its_batch_norms(paths, tmp_path):
+    """Through the residual adds: one convolution per distinct width in each
+    stage, every batch normalization folded (no MUL), the function kept."""
+    from converters.lowering import fold_batch_norms, group_conv_paths
+
+    net = to_supernet(user_resnet())
+    x = np.random.default_rng(0).random((32, 12, 12, 1)).astype("float32")
+    model = derive(net, paths)
+    grouped = group_conv_paths(model)
+    widths = [l.path_widths for l in grouped.layers if isinstance(l, PathConv2D)]
+    assert widths == [sorted(l.path_widths) for l in model.layers if isinstance(l, PathConv2D)]
+    assert widths != [l.path_widths for l in model.layers if isinstance(l, PathConv2D)]
+    np.testing.assert_allclose(grouped(x), model(x), atol=1e-5)
+    folded = fold_batch_norms(grouped)
+    np.testing.assert_allclose(folded(x), model(x), atol=1e-5)
+    path = export_tflite(model, tmp_path / "m.tflite", get_quantization("float32"), x)
+    ops = op_summary(path)["ops"]
+    dense = sum(isinstance(l, layers.Conv2D) for l in model.layers) + 1  # + the 1x1 shortcut
+    # one op per distinct width (the single-channel paths: one depthwise op)
+    assert ops.get("CONV_2D", 0) + ops.get("DEPTHWISE_CONV_2D", 0) == dense + sum(
+        len(set(w)) for w in widths), (widths, ops)
+    assert "MUL" not in ops, ops
+    check = verify(path, model, x, get_quantization("float32"))
+    assert check.passed and check.max_abs_diff <= 1e-5, check
+
 def test_the_built_in_resnet8_splits_every_stage_into_one_path_count(tmp_path):
     net = build_supernet((8, 8), num_classes=4, depth=2, width=4, seed=0, arch="resnet8")
     assert net.name == "mpath-resnet8-4" and net.shared_paths and net.widths == [4, 8, 16]
