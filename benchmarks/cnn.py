@@ -75,8 +75,8 @@ def grouped_resnet8(shape, classes: int, groups: int, seed: int):
     """ResNet-8 with the ``SPLIT`` convolutions in ``groups`` equal groups:
     ``PathConv2D`` layers of equal path widths, ``implementation="split"``
     to train (TensorFlow trains a grouped ``Conv2D`` on CPU about 17x slower
-    than a dense one; measured); ``grouped`` turns them into one grouped
-    convolution each for the export."""
+    than a dense one; measured); ``with_conv_implementation(model,
+    "grouped")`` makes them one grouped convolution each for the export."""
     import keras
 
     from mpath_tf import build_resnet8
@@ -92,30 +92,6 @@ def grouped_resnet8(shape, classes: int, groups: int, seed: int):
     keras.utils.set_random_seed(seed)
     return keras.models.clone_model(build_resnet8(shape, classes, WIDTH, seed=seed),
                                     clone_function=regroup)
-
-
-def grouped(model):
-    """``model`` with its ``PathConv2D`` layers in the ``grouped``
-    implementation (one convolution per run of equal widths, what
-    ``mpath-tf search`` exports) and the same weights."""
-    import keras
-
-    from mpath_tf.core.conv import PathConv2D
-
-    def clone(layer):
-        config = layer.get_config()
-        if isinstance(layer, PathConv2D):
-            config = config | {"implementation": "grouped"}
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    for old, new in zip(model.layers, copy.layers):
-        if isinstance(old, PathConv2D):
-            new.set_blocks(old.get_blocks(),
-                           keras.ops.convert_to_numpy(old.bias) if old.use_bias else None)
-        else:
-            new.set_weights(old.get_weights())
-    return copy
 
 
 def epoch_timer():
@@ -214,6 +190,7 @@ def export_and_time(journal, data, args, folder: Path) -> dict:
     from converters import export_tflite, get_quantization
     from edge_bench import BenchSettings, LocalTarget, measure_models
     from edge_bench import Journal as LatencyJournal
+    from mpath_tf.core.derivation import with_conv_implementation
     from mpath_tf.core.saving import load_model
 
     representative = np.asarray(data.x_train[:500], "float32")
@@ -225,7 +202,7 @@ def export_and_time(journal, data, args, folder: Path) -> dict:
         for mode in MODES:
             path = folder / "tflite" / f"{Path(rec['model']).stem}-{mode}.tflite"
             if not path.is_file():
-                model = model or grouped(load_model(rec["model"]))
+                model = model or with_conv_implementation(load_model(rec["model"]), "grouped")
                 path.parent.mkdir(exist_ok=True)
                 print(f"exporting {path.name}", flush=True)
                 export_tflite(model, path, get_quantization(mode), representative, "auto")

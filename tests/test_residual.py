@@ -180,3 +180,26 @@ def test_search_arch_resnet8_end_to_end(tmp_path):
     assert chosen["exports"]["float32"]["verification"]["passed"], chosen["exports"]
     assert op_summary(run / chosen["exports"]["float32"]["file"])["conv_weights"] == conv_weights(
         load_model(run / "model.keras"))
+
+
+def test_finetuning_trains_equal_width_paths_split_and_returns_them_grouped(digits):
+    """Paths of one width side by side train as separate convolutions (a
+    grouped Conv2D trains slowly on CPU) and come back grouped, trained."""
+    from dataclasses import replace
+
+    from mpath_tf import SearchConfig, finetune
+    from mpath_tf.core.derivation import with_conv_implementation
+
+    net = build_supernet((8, 8), num_classes=10, depth=0, width=4, seed=0, arch="resnet8")
+    model = derive(net, 4)  # stage 1: four single channels; stage 3: runs of equal widths
+    assert any(n > 1 and w > 1 for l in model.layers if isinstance(l, PathConv2D)
+               for _, n, w in l.runs())
+    split = with_conv_implementation(model, "split")
+    x = digits.x_test[:16]
+    np.testing.assert_allclose(split(x), model(x), atol=1e-6)  # the same function
+    data = replace(digits, x_train=digits.x_train[:256], y_train=digits.y_train[:256])
+    tuned = finetune(net, 4, data, SearchConfig(seed=0, batch_size=64), epochs=1)
+    assert {l.implementation for l in tuned.layers if isinstance(l, PathConv2D)} == {"grouped"}
+    assert [l.path_widths for l in tuned.layers if isinstance(l, PathConv2D)] == [
+        l.path_widths for l in model.layers if isinstance(l, PathConv2D)]
+    assert not np.allclose(tuned(x), model(x), atol=1e-4)  # it was trained

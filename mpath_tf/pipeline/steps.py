@@ -20,7 +20,8 @@ import numpy as np
 
 from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.data import Dataset, load_dataset, load_file
-from mpath_tf.core.derivation import derive, parameter_counts
+from mpath_tf.core.conv import PathConv2D
+from mpath_tf.core.derivation import derive, parameter_counts, with_conv_implementation
 from mpath_tf.training.distributed import cluster_from_env, train_distributed
 from mpath_tf.errors import ConfigError, DamagedFileError, WorkerError
 from mpath_tf.storage import atomic_save_model
@@ -97,6 +98,12 @@ def finetune(
     epochs = config.finetune_epochs if epochs is None else epochs
     if epochs == 0:
         return model
+    # paths of one width side by side are a grouped Conv2D, which TensorFlow
+    # trains slowly on CPU: train them as separate convolutions, same function
+    grouped = any(n > 1 and w > 1 for layer in model.layers if isinstance(layer, PathConv2D)
+                  for _, n, w in layer.runs())
+    if grouped:
+        model = with_conv_implementation(model, "split")
     train(
         model,
         data,
@@ -111,7 +118,7 @@ def finetune(
         summary=summary,
         log=log,
     )
-    return model
+    return with_conv_implementation(model, "grouped") if grouped else model
 
 
 def user_model(config: SearchConfig, data: Dataset) -> keras.Model:
