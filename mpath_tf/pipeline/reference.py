@@ -63,7 +63,7 @@ def train_reference(run: RunDir, data: Dataset, log, progress: Progress) -> tupl
     progress.phase("dense reference", 1, config.epochs)
     val = train(model, data, config.epochs, batch_size=config.batch_size,
                 learning_rate=config.learning_rate, checkpoint_dir=checkpoints,
-                callbacks=[progress.callback()], log=log)
+                callbacks=[progress.callback()], log=log, recalibrate=True)
     progress.done()
     record = {"val_accuracy": val, "test_accuracy": accuracy(model, data.x_test, data.y_test),
               "parameters": int(model.count_params()),

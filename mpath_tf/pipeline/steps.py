@@ -30,7 +30,8 @@ from mpath_tf.core.saving import load_model
 from mpath_tf.core.supernet import build_supernet, to_supernet
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir
-from mpath_tf.training.loop import accuracy, epochs_done, train
+from mpath_tf.training.loop import (RECALIBRATION_ROWS, accuracy, epochs_done,
+                                    recalibrate_batch_norms, train)
 
 
 def sample_path_counts(width: int, samples: int) -> list[int]:
@@ -73,9 +74,12 @@ def finetune(
 ) -> keras.Model:
     """Derive ``paths`` paths and fine-tune them, seeded by the run's seed and b.
 
-    It is fine-tuned at ``config.tune_learning_rate``, scored before the
-    first epoch, and the best validation epoch is kept: the result is never
-    below the derived model on validation accuracy.
+    Its batch normalizations (if any) first get the statistics of the
+    training data under the derived paths (``recalibrate_batch_norms``), and
+    again after training. It is fine-tuned at ``config.tune_learning_rate``,
+    scored before the first epoch, and the best validation epoch is kept:
+    the result is never below the derived model on validation accuracy (up
+    to the final re-estimate of batch-norm statistics, where there are any).
 
     Args:
         supernet: The trained supernet.
@@ -98,6 +102,8 @@ def finetune(
     epochs = config.finetune_epochs if epochs is None else epochs
     if epochs == 0:
         return model
+    # the supernet's batch-norm statistics do not fit what the cut membranes leave
+    recalibrate_batch_norms(model, data.x_train[:RECALIBRATION_ROWS])
     # paths of one width side by side are a grouped Conv2D, which TensorFlow
     # trains slowly on CPU: train them as separate convolutions, same function
     grouped = any(n > 1 and w > 1 for layer in model.layers if isinstance(layer, PathConv2D)
@@ -117,6 +123,7 @@ def finetune(
         callbacks=callbacks,
         summary=summary,
         log=log,
+        recalibrate=True,
     )
     return with_conv_implementation(model, "grouped") if grouped else model
 

@@ -18,6 +18,11 @@ from mpath_tf.data import Dataset
 from mpath_tf.errors import DamagedFileError, TrainingError
 
 
+# Training examples whose statistics ``train(recalibrate=True)`` gives the
+# batch normalizations (one forward pass).
+RECALIBRATION_ROWS = 2048
+
+
 def compile_model(
     model: keras.Model, learning_rate: float = 1e-3, jit_compile: bool | str = "auto"
 ) -> keras.Model:
@@ -54,6 +59,7 @@ def train(
     score_start: bool = False,
     summary: dict | None = None,
     log=None,
+    recalibrate: bool = False,
 ) -> float:
     """Train ``model`` on ``data.x_train`` and return its validation accuracy.
 
@@ -77,6 +83,9 @@ def train(
         summary: If given, receives ``start_accuracy`` (with ``score_start``)
             and ``best_epoch`` (0: the start, k: after epoch k).
         log: Where notices go (a damaged checkpoint set aside); default stderr.
+        recalibrate: At the end, set the batch normalizations' statistics
+            from the first ``RECALIBRATION_ROWS`` training examples
+            (``recalibrate_batch_norms``; no-op without batch normalization).
 
     Returns:
         Validation accuracy of the weights the model ends with.
@@ -114,6 +123,8 @@ def train(
         )
     if keep_best and checkpoint.best_weights is not None:
         model.set_weights(checkpoint.best_weights)
+    if recalibrate:
+        recalibrate_batch_norms(model, data.x_train[:RECALIBRATION_ROWS])
     if history is not None:
         history.extend(checkpoint.curve)
     if summary is not None:
@@ -285,6 +296,46 @@ def epochs_done(folder) -> int:
     except (FileNotFoundError, DamagedFileError, KeyError, TypeError, ValueError):
         return 0
 
+
+
+def recalibrate_batch_norms(model: keras.Model, x: np.ndarray) -> int:
+    """Set every batch normalization's moving mean and variance to the
+    statistics of its inputs on ``x`` (one forward pass in training mode).
+
+    A derived network's batch normalizations hold the supernet's statistics,
+    but cutting membranes changes what reaches them; and a short training
+    leaves moving averages far from the data (at momentum 0.99 a few hundred
+    steps still carry the initial 0 and 1). Re-estimating them from the data
+    is the usual fix (precise batch norm, or the subnet recalibration of
+    one-shot architecture search).
+
+    Args:
+        model: A Keras model; its other layers run in training mode for the
+            pass (dropout too), and nothing else is changed.
+        x: Examples whose statistics to take (a few thousand are enough).
+
+    Returns:
+        How many batch normalizations were set.
+
+    Example:
+        >>> bn = keras.layers.BatchNormalization()
+        >>> model = keras.Sequential([keras.Input((2,)), bn])
+        >>> recalibrate_batch_norms(model, np.array([[1.0, 2.0], [3.0, 6.0]], "float32"))
+        1
+        >>> keras.ops.convert_to_numpy(bn.moving_mean).tolist()
+        [2.0, 4.0]
+    """
+    norms = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    momenta = [bn.momentum for bn in norms]
+    try:
+        for bn in norms:
+            bn.momentum = 0.0  # the moving statistics become this pass's
+        if norms:
+            model(np.asarray(x, "float32"), training=True)
+    finally:
+        for bn, momentum in zip(norms, momenta):
+            bn.momentum = momentum
+    return len(norms)
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
