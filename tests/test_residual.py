@@ -184,7 +184,8 @@ def test_search_arch_resnet8_end_to_end(tmp_path):
 
 def test_finetuning_trains_equal_width_paths_split_and_returns_them_grouped(digits):
     """Paths of one width side by side train as separate convolutions (a
-    grouped Conv2D trains slowly on CPU) and come back grouped, trained."""
+    grouped Conv2D trains slowly on CPU) and come back grouped, trained,
+    with batch-norm statistics of the derived network."""
     from dataclasses import replace
 
     from mpath_tf import SearchConfig, finetune
@@ -203,3 +204,10 @@ def test_finetuning_trains_equal_width_paths_split_and_returns_them_grouped(digi
     assert [l.path_widths for l in tuned.layers if isinstance(l, PathConv2D)] == [
         l.path_widths for l in model.layers if isinstance(l, PathConv2D)]
     assert not np.allclose(tuned(x), model(x), atol=1e-4)  # it was trained
+    # its batch norms hold the statistics of what reaches them in the derived network
+    bn = tuned.get_layer("stage3_b_bn")
+    seen = keras.ops.convert_to_numpy(keras.Model(tuned.input, bn.input)(data.x_train))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean),
+                               seen.mean(axis=(0, 1, 2)), atol=1e-4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance),
+                               seen.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
