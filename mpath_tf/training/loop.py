@@ -297,10 +297,10 @@ def epochs_done(folder) -> int:
         return 0
 
 
-
-def recalibrate_batch_norms(model: keras.Model, x: np.ndarray) -> int:
+def recalibrate_batch_norms(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> int:
     """Set every batch normalization's moving mean and variance to the
-    statistics of its inputs on ``x`` (one forward pass in training mode).
+    statistics of its inputs on ``x`` (a forward pass in training mode, the
+    batches' means and variances averaged).
 
     A derived network's batch normalizations hold the supernet's statistics,
     but cutting membranes changes what reaches them; and a short training
@@ -313,6 +313,7 @@ def recalibrate_batch_norms(model: keras.Model, x: np.ndarray) -> int:
         model: A Keras model; its other layers run in training mode for the
             pass (dropout too), and nothing else is changed.
         x: Examples whose statistics to take (a few thousand are enough).
+        batch_size: Examples per forward pass (bounds the memory it takes).
 
     Returns:
         How many batch normalizations were set.
@@ -328,10 +329,10 @@ def recalibrate_batch_norms(model: keras.Model, x: np.ndarray) -> int:
     norms = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
     momenta = [bn.momentum for bn in norms]
     try:
-        for bn in norms:
-            bn.momentum = 0.0  # the moving statistics become this pass's
-        if norms:
-            model(np.asarray(x, "float32"), training=True)
+        for i, start in enumerate(range(0, len(x) if norms else 0, batch_size)):
+            for bn in norms:  # moving = (i * moving + this batch's) / (i + 1): the average
+                bn.momentum = i / (i + 1)
+            model(np.asarray(x[start:start + batch_size], "float32"), training=True)
     finally:
         for bn, momentum in zip(norms, momenta):
             bn.momentum = momentum
