@@ -27,7 +27,9 @@ Each model's test accuracy, parameters and multiply-adds are recorded; every
 model is exported to float32 and full-int8 ``.tflite`` as ``mpath-tf search``
 exports (``lowering="auto"``) and timed side by side with edge_bench's local
 target (LiteRT; baselines from seed 0, whose latency does not depend on the
-weights; mpath from every seed, whose widths do). The supernet's median
+weights; mpath from every seed, whose widths do), derived networks in both
+of ``PathConv2D``'s implementations (one convolution per distinct width, as
+the search exports them, and one per path). The supernet's median
 epoch time is set against the dense ResNet-8's (issue target: <= 1.3x).
 
 Prints a markdown table (test accuracy mean and sd over seeds, parameters,
@@ -210,16 +212,23 @@ def export_and_time(journal, data, args, folder: Path) -> dict:
     for rec in journal.records.values():
         if "model" not in rec or (rec["kind"] != "mpath" and rec["seed"] != 0):
             continue
-        model = None
-        for mode in MODES:
-            path = folder / "tflite" / f"{Path(rec['model']).stem}-{mode}.tflite"
-            if not path.is_file():
-                model = model or with_conv_implementation(load_model(rec["model"]), "grouped")
-                path.parent.mkdir(exist_ok=True)
-                print(f"exporting {path.name}", flush=True)
-                export_tflite(model, path, get_quantization(mode), representative, "auto")
-            jobs.append(({"kind": rec["kind"], "setting": rec["setting"], "seed": rec["seed"],
-                          "quantization": mode}, path))
+        # a derived network in both of PathConv2D's implementations: one
+        # convolution per distinct width (as mpath-tf search exports), one per path
+        lowerings = {"mpath": "grouped", "mpath-split": "split"} if rec["kind"] == "mpath" else {
+            rec["kind"]: "grouped"}
+        for kind, implementation in lowerings.items():
+            model = None
+            for mode in MODES:
+                stem = Path(rec["model"]).stem + ("-split" if implementation == "split" else "")
+                path = folder / "tflite" / f"{stem}-{mode}.tflite"
+                if not path.is_file():
+                    model = model or with_conv_implementation(load_model(rec["model"]),
+                                                              implementation)
+                    path.parent.mkdir(exist_ok=True)
+                    print(f"exporting {path.name}", flush=True)
+                    export_tflite(model, path, get_quantization(mode), representative, "auto")
+                jobs.append(({"kind": kind, "setting": rec["setting"], "seed": rec["seed"],
+                              "quantization": mode}, path))
     settings = BenchSettings(cpus=tuple(int(c) for c in args.cpus.split(",") if c),
                              xnnpack=not args.no_xnnpack)
     name = "latency" + ("-no-xnnpack" if args.no_xnnpack else "")
@@ -249,14 +258,16 @@ def report(journal, latency: dict, args, figure: Path) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     points = []
     order = ([("width", s) for s in sorted(args.scales, reverse=True)]
-             + [("groups", g) for g in args.groups] + [("mpath", b) for b in args.paths])
+             + [("groups", g) for g in args.groups] + [("mpath", b) for b in args.paths]
+             + [("mpath-split", b) for b in args.paths])
     for kind, setting in order:
-        recs = units.get((kind, setting))
+        recs = units.get(("mpath" if kind == "mpath-split" else kind, setting))
         if not recs:
             continue
         acc = np.array([r["test_accuracy"] for r in recs])
         name = {"width": f"width x{setting}", "groups": f"{setting} equal groups",
-                "mpath": f"mpath, b = {setting}"}[kind]
+                "mpath": f"mpath, b = {setting}",
+                "mpath-split": f"mpath, b = {setting}, a convolution per path"}[kind]
         cells = []
         us = {}
         for mode in MODES:
@@ -284,7 +295,8 @@ def report(journal, latency: dict, args, figure: Path) -> str:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for kind, marker, label in (("width", "s", "uniform width"), ("groups", "^", "equal groups"),
-                                ("mpath", "o", "mpath (learned paths)")):
+                                ("mpath", "o", "mpath (learned paths)"),
+                                ("mpath-split", "x", "mpath, a convolution per path")):
         pts = sorted((p[3], p[2], p[1]) for p in points if p[0] == kind and p[3])
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=label)
