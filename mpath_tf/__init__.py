@@ -43,6 +43,7 @@ _EXPORTS = {
     "PathConv2D": "mpath_tf.core.conv",
     # training and search
     "train": "mpath_tf.training.loop",
+    "recalibrate_batch_norms": "mpath_tf.training.loop",
     "finetune": "mpath_tf.pipeline.steps",
     "SearchConfig": "mpath_tf.pipeline.config",
     "search": "mpath_tf.pipeline.run",
