@@ -211,3 +211,18 @@ def test_finetuning_trains_equal_width_paths_split_and_returns_them_grouped(digi
                                seen.mean(axis=(0, 1, 2)), atol=1e-4)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance),
                                seen.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+
+
+def test_one_shot_training_trains_the_supernets_batch_norms(digits):
+    """fit reaches the chain's batch normalizations in training mode: they
+    normalize by batch statistics and their moving averages follow the data
+    (a Supernet.call without `training` left them in inference mode)."""
+    from dataclasses import replace
+
+    from mpath_tf import train
+
+    net = build_supernet((8, 8), num_classes=10, depth=0, width=4, seed=0, arch="resnet8")
+    data = replace(digits, x_train=digits.x_train[:256], y_train=digits.y_train[:256])
+    train(net, data, 1, batch_size=64)
+    norms = [l for l in net._flatten_layers() if isinstance(l, layers.BatchNormalization)]
+    assert norms and all(np.any(keras.ops.convert_to_numpy(bn.moving_mean) != 0) for bn in norms)

@@ -390,23 +390,27 @@ class Supernet(keras.Model):
         """The (W, W) connection permeability matrix of a stack (Eq. 2)."""
         return self._range_mins[stack](self.membrane_permeability(stack))
 
-    def call(self, inputs, permeability=None):
+    def call(self, inputs, permeability=None, training=None):
         """Forward pass; ``permeability`` overrides the learned matrices: one
         (W, W) matrix for the first stack, or a list with one per stack (None
         entries keep the learned one).
 
         Passing {0, 1} matrices (``mpath_tf.discrete_permeability``) gives the
         discretized supernet that a derived model must reproduce exactly.
+        ``training`` reaches every layer of the chain (batch normalization and
+        dropout train in ``fit``: Keras passes it only to a ``call`` that
+        takes it).
         """
         given = permeability if isinstance(permeability, (list, tuple)) else [permeability]
         given = list(given) + [None] * (len(self.stacks) - len(given))
         matrices = [p if p is not None else self.connection_permeability(s)
                     for s, p in enumerate(given)]
-        h = inputs if self.trunk is None else self.trunk(inputs)
+        h = inputs if self.trunk is None else self.trunk(inputs, training=training)
 
         def apply(layer, h):
             stack = self._stack_of.get(layer.name)
-            return layer(h) if stack is None else layer(h, matrices[stack])
+            return (layer(h, training=training) if stack is None
+                    else layer(h, matrices[stack], training=training))
 
         return run_chain(self.chain, h, apply)
 
