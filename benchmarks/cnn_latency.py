@@ -45,7 +45,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cnn import macs  # noqa: E402  (multiply-adds of any derived or grouped network)
 
 MODES = ("float32", "int8")
 STAGES = (16, 32, 64)  # ResNet-8's stages
@@ -78,21 +82,6 @@ def resnet8(shape: tuple[int, ...], classes: int, groups: int):
         x = layers.ReLU()(layers.Add()([y, shortcut]))
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, layers.Dense(classes, activation="softmax")(x))
-
-
-def macs(model) -> int:
-    """Multiply-adds of the convolutions and the classifier for one image."""
-    total = 0
-    for layer in model.layers:
-        if layer.__class__.__name__ in ("Conv2D", "DepthwiseConv2D"):
-            kh, kw, cin, cout = layer.kernel.shape  # (kh, kw, channels, 1) if depthwise
-            _, h, w, _ = layer.output.shape
-            total += h * w * kh * kw * cin * cout
-        elif layer.__class__.__name__ == "Dense":
-            total += int(layer.kernel.shape[0] * layer.kernel.shape[1])
-    return total
-
-
 
 
 def conv_macs(model) -> int:
