@@ -24,12 +24,12 @@ its dense reference and fine-tuned models): after a few hundred steps the
 moving averages are still far from the data (measured here: dense ResNet-8
 after 6 epochs of 5,000 rows, test accuracy 0.6244 before, 0.8122 after).
 Each model's test accuracy, parameters and multiply-adds are recorded; every
-model is exported to float32 and full-int8 ``.tflite`` as ``mpath-tf search``
-exports (``lowering="auto"``) and timed side by side with edge_bench's local
-target (LiteRT; baselines from seed 0, whose latency does not depend on the
-weights; mpath from every seed, whose widths do), derived networks in both
-of ``PathConv2D``'s implementations (one convolution per distinct width, as
-the search exports them, and one per path). The supernet's median
+model is exported to float32 and full-int8 ``.tflite`` and timed side by
+side with edge_bench's local target (LiteRT; baselines from seed 0, whose
+latency does not depend on the weights; mpath from every seed, whose widths
+do), derived networks in both conv lowerings (``grouped``: one convolution
+per distinct width; ``split``: one per path; ``--lowering auto`` picks
+between them by the target's calibration table). The supernet's median
 epoch time is set against the dense ResNet-8's (issue target: <= 1.3x).
 
 Prints a markdown table (test accuracy mean and sd over seeds, parameters,
@@ -226,7 +226,10 @@ def export_and_time(journal, data, args, folder: Path) -> dict:
                                                               implementation)
                     path.parent.mkdir(exist_ok=True)
                     print(f"exporting {path.name}", flush=True)
-                    export_tflite(model, path, get_quantization(mode), representative, "auto")
+                    # path convolutions lowered as their implementation says (``grouped``
+                    # or ``split``), not by the calibration table (``auto`` would choose)
+                    export_tflite(model, path, get_quantization(mode), representative,
+                                  implementation)
                 jobs.append(({"kind": kind, "setting": rec["setting"], "seed": rec["seed"],
                               "quantization": mode}, path))
     settings = BenchSettings(cpus=tuple(int(c) for c in args.cpus.split(",") if c),

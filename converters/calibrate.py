@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from converters import calibration
-from converters.calibration import (CALIBRATED, CALIBRATION_PATHS, FORMAT, MAX_PER_PATH_CALIBRATION,
-                                    STACK_DEPTH, VERSION, calibrated_mode, cpu_key)
+from converters.calibration import (CALIBRATED, CALIBRATION_PATHS, CONV_LOWERINGS, FORMAT,
+                                    MAX_PER_PATH_CALIBRATION, STACK_DEPTH, VERSION,
+                                    calibrated_mode, cpu_key)
 from converters.quantization import get_quantization
 from converters.tflite import AUTO_EXCLUDED, export_tflite
 from mpath_tf.core.permeability import widths_from_cuts
@@ -66,6 +67,99 @@ def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
         h = layer(h)
         layer.set_blocks([rng.normal(0, 0.1, (w, w)) for w in widths])
     return keras.Model(inputs, h, name=f"stack-{depth}x{width}-b{len(widths)}")
+
+
+# Path convolutions per calibrated conv stage, and the feature-map sides timed
+# (ResNet-8's stages run 28 / 14 / 7 pixels a side on Fashion-MNIST, 32 / 16 / 8
+# on CIFAR-10).
+CONV_DEPTH = 2
+CONV_SIDES = (8, 16)
+CONV_PATHS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def conv_stack_model(path_widths: list[int], side: int, depth: int = CONV_DEPTH):
+    """``depth`` 3x3 path convolutions with ReLU on ``side`` x ``side`` maps:
+    the conv unit that is calibrated (widths sorted, as ``group_conv_paths``
+    arranges a derived stage)."""
+    import keras
+
+    from mpath_tf.core.conv import PathConv2D
+
+    widths = sorted(path_widths)
+    inputs = keras.Input((side, side, sum(widths)))
+    rng = np.random.default_rng(len(widths))
+    h = inputs
+    for i in range(depth):
+        layer = PathConv2D(widths, 3, padding="same", activation="relu", name=f"paths_{i + 1}")
+        h = layer(h)
+        layer.set_blocks([rng.normal(0, 0.2, (3, 3, w, w)) for w in widths])
+    return keras.Model(inputs, h, name=f"conv-{depth}x{sum(widths)}-{side}px-b{len(widths)}")
+
+
+def calibrate_conv(target, channels: int, quantizations=("float32", "dynamic", "int8"),
+                   paths=None, sides=CONV_SIDES, workdir: str | os.PathLike = "calibration",
+                   settings=None, repeats: int = 1, log=print) -> list[dict]:
+    """Time a stage of path convolutions of ``channels`` in each conv lowering
+    (``CONV_LOWERINGS``) on ``target``: the ``conv_layers`` of a table.
+
+    For each path count and feature-map side, equal widths and the irregular
+    widths of random cuts, so that ops, paths and multiply-adds can be told
+    apart; the settings (XNNPACK or the built-in kernels) decide which wins.
+
+    Args:
+        target: An ``edge_bench`` target (or its name).
+        channels: Channels C of the stage.
+        quantizations: Modes to calibrate.
+        paths: Path counts (default: ``CONV_PATHS`` up to C).
+        sides: Feature-map sides.
+        workdir: Exports and the measurement journal (resumable).
+        settings: ``edge_bench.BenchSettings``.
+        repeats: Tries per model.
+        log: Progress printer.
+
+    Returns:
+        ``[{"quantization", "lowering", "depth", "path_widths", "pixels",
+        "kernel", "us"}, ...]``.
+    """
+    from edge_bench import Journal, get_target, measure_models
+
+    target = get_target(target) if isinstance(target, str) else target
+    paths = [b for b in (paths or CONV_PATHS) if 1 <= b <= channels]
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for side in sides:
+        representative = np.random.default_rng(0).normal(
+            size=(50, side, side, channels)).astype("float32")
+        for b in paths:
+            variants = {"equal": equal_widths(channels, b)}
+            if 2 < b < channels:
+                variants["irregular"] = sorted(irregular_widths(channels, b))
+            for variant, widths in variants.items():
+                model = conv_stack_model(widths, side)
+                for lowering in CONV_LOWERINGS if b > 1 else CONV_LOWERINGS[:1]:
+                    for quantization in quantizations:
+                        path = workdir / (f"conv-{CONV_DEPTH}x{channels}-{side}px-b{b}-{variant}_"
+                                          f"{lowering}_{quantization}.tflite")
+                        if not path.is_file():
+                            try:
+                                export_tflite(model, path, get_quantization(quantization),
+                                              representative, lowering)
+                            except ConfigError as err:
+                                log(f"skipped {path.name}: {err}")
+                                continue
+                        jobs.append(({"quantization": quantization, "lowering": lowering,
+                                      "depth": CONV_DEPTH, "path_widths": widths,
+                                      "pixels": side * side, "kernel": 9}, path))
+    log(f"calibrating {len(jobs)} conv stages on {target.name}")
+    rows = measure_models(target, jobs, Journal(workdir / "conv_calibration.jsonl"), settings,
+                          repeats=repeats, log=log)
+    return [{**labels, "us": _us(row["stats"])}
+            for (labels, _), row in zip(jobs, rows) if row["status"] == "ok"]
+
+
+def _us(stats: dict) -> float:
+    return stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
 
 
 def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "int16x8"),
@@ -125,12 +219,8 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
     log(f"calibrating {len(jobs)} stacks on {target.name}")
     rows = measure_models(target, jobs, Journal(workdir / "calibration.jsonl"), settings,
                           repeats=repeats, log=log)
-    layers = []
-    for (labels, _), row in zip(jobs, rows):
-        if row["status"] == "ok":
-            stats = row["stats"]
-            us = stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
-            layers.append({**labels, "us": us})
+    layers = [{**labels, "us": _us(row["stats"])}
+              for (labels, _), row in zip(jobs, rows) if row["status"] == "ok"]
     return {"format": FORMAT, "version": VERSION, "target": target.name, "device": target.describe(),
             "settings": (settings.to_dict() if settings else None), "layers": layers}
 
@@ -145,8 +235,9 @@ def ensure_own_table(quantization: str, log=print) -> None:
 
 
 def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
-                       paths=(1, 2, 4, 8, 16, 64), log=print) -> Path:
-    """A short calibration of one mode on this CPU (under a minute on 2
+                       paths=(1, 2, 4, 8, 16, 64), conv_channels: int = 16,
+                       conv_paths=(1, 2, 4, 16), log=print) -> Path:
+    """A short calibration of one mode on this CPU (about a minute on 2
     cores), added to this CPU kind's cached table (``cache_dir() /
     <cpu_key>.json``) for ``load_calibration``.
 
@@ -154,6 +245,9 @@ def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
         quantization: The mode to calibrate (``float16`` uses float32's).
         width: Layer width of the calibrated stacks.
         paths: Path counts (equal and irregular widths each).
+        conv_channels: Channels of the calibrated conv stages (8 x 8
+            maps; 0: no conv entries).
+        conv_paths: Their path counts.
         log: Progress printer.
 
     Returns:
@@ -172,11 +266,17 @@ def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
     with tempfile.TemporaryDirectory() as workdir:
         table = calibrate(LocalTarget(), width, (mode,), paths, workdir, settings,
                           log=lambda *_: None)
+        if conv_channels:
+            table["conv_layers"] = calibrate_conv(
+                LocalTarget(), conv_channels, (mode,), conv_paths, (8,), workdir, settings,
+                log=lambda *_: None)
     table["device"] = {k: v for k, v in table["device"].items() if k != "state"}
     try:  # keep the modes calibrated before
         old = json.loads(out.read_text())
         if cpu_key(old.get("device") or {}) == key:
-            table["layers"] += [l for l in old["layers"] if l["quantization"] != mode]
+            for part in ("layers", "conv_layers"):
+                table[part] = table.get(part, []) + [
+                    l for l in old.get(part, []) if l["quantization"] != mode]
     except (OSError, ValueError, KeyError):
         pass
     atomic_write_json(out, table)

@@ -23,7 +23,12 @@ Table format (JSON)::
     {"format": "mpath-tf-lowering-calibration", "version": 3, "target": ...,
      "device": {...}, "settings": {...},
      "layers": [{"quantization": "int8", "lowering": "conv", "depth": 3,
-                 "path_widths": [...], "us": 1.23}, ...]}
+                 "path_widths": [...], "us": 1.23}, ...],
+     "conv_layers": [{"quantization": "int8", "lowering": "grouped", "depth": 2,
+                      "path_widths": [...], "pixels": 256, "kernel": 9, "us": 45.6}, ...]}
+
+``conv_layers`` (optional) times stages of path convolutions
+(``CONV_LOWERINGS``) for ``choose_conv_lowering``.
 """
 
 from __future__ import annotations
@@ -145,7 +150,8 @@ def foreign_table_notice(source: dict, lowering: str = "auto") -> str | None:
 def merge(tables: list[dict]) -> dict:
     """One table holding the layers of several calibrations of one device."""
     merged = dict(tables[0])
-    merged["layers"] = [layer for table in tables for layer in table["layers"]]
+    for part in ("layers", "conv_layers"):
+        merged[part] = [layer for table in tables for layer in table.get(part, [])]
     return merged
 
 
@@ -195,8 +201,6 @@ def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
     Raises:
         ConfigError: The table has no entry for this quantization.
     """
-    from scipy.optimize import nnls
-
     points: dict[str, list[tuple[list[float], float]]] = {}
     for layer in table["layers"]:
         if layer["quantization"] == quantization:
@@ -205,15 +209,102 @@ def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
     if not points:
         raise ConfigError(f"The calibration table has no {quantization} entries; calibrate "
                           f"with --quantization {quantization}.")
-    coefficients = {}
-    for lowering, rows in points.items():
-        x = np.array([f for f, _ in rows])
-        y = np.array([us for _, us in rows])
-        scale = x.max(axis=0)
-        scale[scale == 0] = 1.0
-        coef, _ = nnls((x / scale) / y[:, None], np.ones_like(y))
-        coefficients[lowering] = coef / scale
-    return coefficients
+    return {lowering: _fit(rows) for lowering, rows in points.items()}
+
+
+def _fit(rows: list[tuple[list[float], float]]) -> np.ndarray:
+    """Non-negative coefficients of a linear cost model over (features, us)
+    points, minimizing relative error."""
+    from scipy.optimize import nnls
+
+    x = np.array([f for f, _ in rows])
+    y = np.array([us for _, us in rows])
+    scale = x.max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls((x / scale) / y[:, None], np.ones_like(y))
+    return coef / scale
+
+
+# How a stage's path convolutions (``PathConv2D``) become ops: ``grouped``, one
+# grouped CONV_2D per distinct path width (DEPTHWISE_CONV_2D for single
+# channels); ``split``, SPLIT_V + one CONV_2D per path + CONCATENATION. LiteRT's
+# built-in kernels run a grouped CONV_2D on the reference path only (many times
+# slower than dense), XNNPACK runs it fast: which wins is the target's.
+CONV_LOWERINGS = ("grouped", "split")
+
+
+def conv_features(path_widths: list[int], pixels: int, lowering: str = "grouped",
+                  depth: int = 1, kernel: int = 9) -> list[float]:
+    """Cost features of ``depth`` path convolutions of these widths on
+    ``pixels`` output positions with ``kernel`` taps, lowered by ``lowering``:
+    [1, depth * ops, depth * pixels * ops, depth * pixels * channels,
+    multiply-adds of plain convolutions (one path), of grouped convolutions
+    (several paths of one width > 1), of depthwise ones (several paths of
+    width 1), depth * pixels * groups of the grouped convolutions], the
+    multiply-adds counted as depth * pixels * kernel * sum w^2.
+
+    ``grouped`` runs one op per distinct width, ``split`` one per path; each
+    kind of convolution kernel gets its own cost per multiply-add and a
+    grouped one a cost per group and position (a target may run grouped
+    convolutions on slow reference kernels, which loop over the groups), the
+    splits and joins a cost per channel moved (``benchmarks/conv_lowering.py``
+    checks the picks against the measurements).
+
+    Example:
+        >>> conv_features([1, 1, 2, 2], pixels=4, depth=2)
+        [1.0, 4.0, 16.0, 48.0, 0.0, 576.0, 144.0, 16.0]
+        >>> conv_features([1, 1, 2, 2], pixels=4, lowering="split", depth=2)
+        [1.0, 8.0, 32.0, 48.0, 720.0, 0.0, 0.0, 0.0]
+    """
+    from collections import Counter
+
+    widths = list(path_widths)
+    runs = list(Counter(widths).items()) if lowering == "grouped" else [(w, 1) for w in widths]
+    macs = depth * pixels * kernel
+    return [1.0, float(depth * len(runs)), float(depth * pixels * len(runs)),
+            float(depth * pixels * sum(widths)),
+            float(macs * sum(w * w for w, n in runs if n == 1)),
+            float(macs * sum(n * w * w for w, n in runs if n > 1 and w > 1)),
+            float(macs * sum(n for w, n in runs if n > 1 and w == 1)),
+            float(depth * pixels * sum(n for w, n in runs if n > 1 and w > 1))]
+
+
+def fit_conv_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
+    """Per conv lowering, coefficients of ``conv_features`` fitted to the
+    table's ``conv_layers`` in this quantization ({} when it has none)."""
+    points: dict[str, list[tuple[list[float], float]]] = {}
+    for layer in table.get("conv_layers", []):
+        if layer["quantization"] == quantization:
+            points.setdefault(layer["lowering"], []).append(
+                (conv_features(layer["path_widths"], layer["pixels"], layer["lowering"],
+                               layer["depth"], layer.get("kernel", 9)), layer["us"]))
+    return {lowering: _fit(rows) for lowering, rows in points.items()}
+
+
+def choose_conv_lowering(table: dict, path_widths: list[int], pixels: int, quantization: str,
+                         kernel: int = 9) -> str | None:
+    """The conv lowering (``CONV_LOWERINGS``) with the lowest predicted cost
+    for a path convolution, from the table's ``conv_layers``; None if the
+    table has no conv entries in this quantization (the caller keeps
+    ``grouped``, the exports' default).
+
+    Example:
+        >>> table = {"conv_layers": [
+        ...     {"quantization": "int8", "lowering": lowering, "path_widths": [16 // b] * b,
+        ...      "pixels": 64, "depth": 1, "us": 10.0 * b if lowering == "split" else 35.0}
+        ...     for b in (1, 2, 4, 8) for lowering in CONV_LOWERINGS]}
+        >>> choose_conv_lowering(table, [4, 4, 8], 64, "int8"), choose_conv_lowering(
+        ...     table, [2] * 8, 64, "int8"), choose_conv_lowering(table, [2] * 8, 64, "float32")
+        ('split', 'grouped', None)
+    """
+    coefficients = fit_conv_costs(table, quantization)
+    if not coefficients:
+        return None
+    if len(set(path_widths)) == len(path_widths):
+        return "grouped"  # no two paths of one width: both lowerings are one CONV_2D per path
+    costs = {lowering: float(np.array(conv_features(path_widths, pixels, lowering, 1, kernel))
+                             @ coef) for lowering, coef in coefficients.items()}
+    return min(costs, key=costs.get)
 
 
 def predicted_costs(table: dict, path_widths: list[int], quantization: str,

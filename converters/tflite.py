@@ -46,16 +46,22 @@ AUTO_EXCLUDED = {"int16x8": {"per_path"}}
 
 def choose_lowerings(model, quantization_name: str = "float32", lowering: str = "per_path",
                      calibration=None) -> dict[str, str]:
-    """The lowering of each ``PathDense`` layer of ``model``.
+    """The lowering of each ``PathDense`` and ``PathConv2D`` layer of ``model``.
 
     Args:
         model: A Keras model.
         quantization_name: ``float32``, ``float16``, ``dynamic``, ``int8`` or ``int16x8``.
-        lowering: One of ``LOWERINGS``, or ``auto``: the lowering whose cost,
-            fitted to the calibration table, is lowest for the stack of
-            block-diagonal layers (one choice for a stack that shares its
-            paths, so it is chained; else one per layer), among those not
-            in ``AUTO_EXCLUDED`` for the quantization.
+        lowering: One of ``LOWERINGS`` (path convolutions keep their
+            implementation),
+            one of ``CONV_LOWERINGS`` (for path convolutions; block-diagonal
+            Dense layers keep ``per_path``), or ``auto``: for the
+            block-diagonal Dense layers the lowering whose cost, fitted to the
+            calibration table, is lowest for the stack (one choice for a
+            stack that shares its paths, so it is chained; else one per
+            layer), among those not in ``AUTO_EXCLUDED`` for the
+            quantization; for each path convolution the conv lowering
+            whose cost, fitted to the table's conv entries, is lowest
+            (``grouped`` if the table has none in this mode).
         calibration: A table or its path for ``auto`` (default: the bundled
             table, measured on this project's x86 machine).
 
@@ -65,32 +71,49 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     Raises:
         ConfigError: Unknown lowering, or an unreadable calibration table.
     """
-    from converters.calibration import calibrated_mode, choose_lowering, load_calibration
+    from converters.calibration import (CONV_LOWERINGS, calibrated_mode, choose_conv_lowering,
+                                        choose_lowering, load_calibration)
     from converters.lowering import neighbour_weights, paddable, path_stack
+    from mpath_tf.core.conv import PathConv2D
     from mpath_tf.core.layers import PathDense
 
-    if lowering != "auto" and lowering not in LOWERINGS:
-        raise ConfigError(
-            f"Unknown lowering '{lowering}'. Choose one of: {', '.join(LOWERINGS)}, auto."
-        )
+    if lowering != "auto" and lowering not in LOWERINGS and lowering not in CONV_LOWERINGS:
+        raise ConfigError(f"Unknown lowering '{lowering}'. Choose one of: {', '.join(LOWERINGS)}, "
+                          f"{', '.join(CONV_LOWERINGS)} (path convolutions), auto.")
     layers = [l for l in model.layers if isinstance(l, PathDense)]
+    convs = [l for l in model.layers if isinstance(l, PathConv2D)]
     stack = path_stack(model)
     if lowering != "auto":
         if lowering == "bucketed" and layers and not paddable(model):
             raise ConfigError("--lowering bucketed pads a stack of block-diagonal layers with "
                               "the same paths (a derived model); this model has none. Use conv.")
-        return {l.name: lowering for l in layers}
+        if lowering in CONV_LOWERINGS:
+            return {l.name: "per_path" for l in layers} | {l.name: lowering for l in convs}
+        return {l.name: lowering for l in layers} | {l.name: l.implementation for l in convs}
     mode = calibrated_mode(quantization_name)
     table = calibration if isinstance(calibration, dict) else load_calibration(calibration, mode)
+    conv_choices = {l.name: choose_conv_lowering(table, l.path_widths, _pixels(l), mode,
+                                                 int(np.prod(l.kernel_size))) or "grouped"
+                    for l in convs}
     excluded = AUTO_EXCLUDED.get(mode, set())
     if not paddable(model):
         excluded = excluded | {"bucketed"}
     if stack:
         choice = choose_lowering(table, stack[0].path_widths, mode, len(stack), excluded,
                                  neighbour_weights(model))
-        return {l.name: choice for l in layers}
+        return {l.name: choice for l in layers} | conv_choices
     return {l.name: choose_lowering(table, l.path_widths, mode, excluded=excluded)
-            for l in layers}
+            for l in layers} | conv_choices
+
+
+def _pixels(layer) -> int:
+    """Output positions of a convolution (its height x width; 64 when the
+    layer has no known output shape)."""
+    try:
+        height, width = layer.output.shape[1:3]
+    except (AttributeError, ValueError):
+        return 64
+    return int(height or 8) * int(width or 8)
 
 
 def lowering_plan(model, quantization_name: str = "float32", lowering: str = "per_path",
@@ -108,17 +131,25 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
     Raises:
         ConfigError: As ``choose_lowerings``.
     """
-    from converters.calibration import calibrated_mode, calibration_source
+    from converters.calibration import (calibrated_mode, calibration_source, fit_conv_costs,
+                                        load_calibration)
     from converters.lowering import stack_padding
+    from mpath_tf.core.conv import PathConv2D
 
     lowerings = choose_lowerings(model, quantization_name, lowering, calibration)
     edges = _bucket_edges(model, lowerings, quantization_name, calibration)
     mode = calibrated_mode(quantization_name)
     uses_table = lowering == "auto" or edges is not None
+    measured = None
+    if lowering == "auto" and any(isinstance(l, PathConv2D) for l in model.layers):
+        table = (calibration if isinstance(calibration, dict)
+                 else load_calibration(calibration, mode))
+        measured = bool(fit_conv_costs(table, mode))
     return {"lowerings": lowerings, "bucket_edges": edges,
             "padding_weights": stack_padding(model, edges) if edges else 0,
             "calibration_source": (calibration_source(calibration, mode) if uses_table
-                                   else None)}
+                                   else None),
+            "conv_lowerings_measured": measured}
 
 
 def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, calibration):
@@ -126,6 +157,7 @@ def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, cali
     from converters.calibration import bucket_plan, calibrated_mode, load_calibration
     from converters.lowering import neighbour_weights, path_stack
 
+    lowerings = {name: l for name, l in lowerings.items() if l in LOWERINGS}
     if not lowerings or set(lowerings.values()) != {"bucketed"}:
         return None
     stack = path_stack(model)
@@ -140,11 +172,15 @@ def _lowered(model, lowerings: dict[str, str], chain: bool = True, edges=None):
     ``chain``), the stack chained path by path."""
     from converters.lowering import (chain_paths, fold_batch_norms, group_conv_paths, group_paths,
                                      pad_paths)
-    from mpath_tf.core.derivation import with_implementation
+    from mpath_tf.core.derivation import with_conv_implementation, with_implementation
     from mpath_tf.core.layers import PathDense
 
     model = group_conv_paths(model)  # a CNN stage: one convolution per distinct path width
     model = fold_batch_norms(model)  # (the converter folds none into a path convolution)
+    convs = {name: l for name, l in lowerings.items() if l not in LOWERINGS}
+    if convs:
+        model = with_conv_implementation(model, convs)
+    lowerings = {name: l for name, l in lowerings.items() if l in LOWERINGS}
     if edges:
         padded = pad_paths(model, edges)
         renamed = {l.name: lowerings[old.name] for l, old in zip(

@@ -266,8 +266,9 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               "or int16x8 (int8 weights, int16 activations).")
 @click.option("--lowering", default="auto", show_default=True,
               help="How block-diagonal layers become TFLite ops: per_path, batch_matmul, conv, "
-              "bucketed (paths padded to a few widths, one op each), or auto (the fastest by "
-              "the calibration table).")
+              "bucketed (paths padded to a few widths, one op each); for path convolutions "
+              "grouped (one grouped CONV_2D per width) or split (one CONV_2D per path); or auto "
+              "(the fastest of each by the calibration table).")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None,
               help="Calibration table for --lowering auto (default: this CPU's own, if "
               "measured, else the bundled one; make one with `mpath-tf calibrate`).")
@@ -359,7 +360,7 @@ def _fmt(value: float | None) -> str:
               "tries more than 5% apart are flagged.")
 @click.option("--lowering", default="per_path", show_default=True,
               help="How block-diagonal layers are exported: per_path, batch_matmul, conv, "
-              "bucketed or auto.")
+              "bucketed, grouped or split (path convolutions), or auto.")
 @click.option("--calibrate", is_flag=True,
               help="Target local, --lowering auto: if this CPU kind has no calibration "
               "table, measure one first (under a minute per mode) and cache it.")
@@ -424,6 +425,12 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
 @click.option("--width", "widths", callback=_int_list, default="500", show_default=True,
               help="Layer widths to calibrate, comma-separated.")
 @click.option("--quantization", default="float32,dynamic,int8,int16x8", show_default=True)
+@click.option("--conv-channels", callback=_int_list, default="64", show_default=True,
+              help="Channel counts of the path-convolution stages to calibrate, comma-separated "
+              "(float32, dynamic and int8; 0: none).")
+@click.option("--no-xnnpack", is_flag=True,
+              help="Calibrate LiteRT's built-in kernels: for a runtime without the XNNPACK "
+              "delegate (its grouped convolutions run on reference kernels).")
 @click.option("--cpus", callback=_int_list, default=None, help="Pin to these CPU cores.")
 @click.option("--repeats", type=int, default=1, show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False), default="calibration",
@@ -435,26 +442,35 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
 @click.option("--benchmark-model", type=click.Path(dir_okay=False), default=None,
               help="adb: the benchmark_model binary.")
 @_input_errors
-def calibrate(target, widths, quantization, cpus, repeats, workdir, output, python,
-              ssh_config, benchmark_model):
-    """Time stacks of block-diagonal layers in every lowering on a target, for
-    `mpath-tf export --lowering auto --calibration FILE`.
+def calibrate(target, widths, quantization, conv_channels, no_xnnpack, cpus, repeats, workdir,
+              output, python, ssh_config, benchmark_model):
+    """Time stacks of block-diagonal layers and stages of path convolutions in
+    every lowering on a target, for `mpath-tf export --lowering auto
+    --calibration FILE`.
 
     \b
     Example:
         mpath-tf calibrate --target ssh://pi@raspberrypi.local --output pi.json
     """
     from converters.calibrate import calibrate as run_calibration
+    from converters.calibrate import calibrate_conv
     from converters.calibration import merge
     from edge_bench import BenchSettings, get_target
     from mpath_tf.storage import atomic_write_json
 
     bench_target = get_target(target, python=python, ssh_config=ssh_config,
                               benchmark_model=benchmark_model)
-    settings = BenchSettings(cpus=tuple(cpus or ()), min_secs=0.5, warmup_min_secs=0.2)
-    tables = [run_calibration(bench_target, w, tuple(quantization.split(",")),
-                              workdir=os.path.join(workdir, f"w{w}"), settings=settings,
-                              repeats=repeats, log=click.echo) for w in widths]
+    settings = BenchSettings(cpus=tuple(cpus or ()), min_secs=0.5, warmup_min_secs=0.2,
+                             xnnpack=not no_xnnpack)
+    modes = tuple(quantization.split(","))
+    tables = [run_calibration(bench_target, w, modes, workdir=os.path.join(workdir, f"w{w}"),
+                              settings=settings, repeats=repeats, log=click.echo) for w in widths]
+    conv_modes = tuple(m for m in modes if m != "int16x8")
+    tables[0]["conv_layers"] = [
+        row for c in conv_channels or () if c > 0 and conv_modes
+        for row in calibrate_conv(bench_target, c, conv_modes,
+                                  workdir=os.path.join(workdir, f"conv{c}"), settings=settings,
+                                  repeats=repeats, log=click.echo)]
     atomic_write_json(output, merge(tables))
     click.echo(f"calibration: {output}")
 

@@ -267,8 +267,10 @@ def with_implementation(model: keras.Model, implementation: str | dict[str, str]
 
 
 
-def with_conv_implementation(model: keras.Model, implementation: str) -> keras.Model:
-    """A copy of ``model`` whose ``PathConv2D`` layers use ``implementation``.
+def with_conv_implementation(model: keras.Model, implementation: str | dict[str, str]
+                             ) -> keras.Model:
+    """A copy of ``model`` whose ``PathConv2D`` layers use ``implementation``
+    (one for all, or ``{layer name: implementation}``; layers not named keep theirs).
 
     A path convolution's kernels are stored per run of its implementation,
     so the copy gets the same diagonal blocks and bias: the same function.
@@ -279,7 +281,7 @@ def with_conv_implementation(model: keras.Model, implementation: str) -> keras.M
 
     Args:
         model: A functional model, such as one returned by ``derive``.
-        implementation: ``"grouped"`` or ``"split"``.
+        implementation: ``"grouped"`` or ``"split"``, or a dict of them by layer name.
 
     Returns:
         The new model (``model`` itself if nothing changes).
@@ -291,14 +293,16 @@ def with_conv_implementation(model: keras.Model, implementation: str) -> keras.M
         >>> {l.implementation for l in split.layers if isinstance(l, PathConv2D)}
         {'split'}
     """
-    convs = [l for l in model.layers if isinstance(l, PathConv2D)]
-    if all(l.implementation == implementation for l in convs):
+    wanted = {l.name: (implementation.get(l.name, l.implementation)
+                       if isinstance(implementation, dict) else implementation)
+              for l in model.layers if isinstance(l, PathConv2D)}
+    if all(l.implementation == wanted[l.name] for l in model.layers if l.name in wanted):
         return model
 
     def clone(layer):
         config = layer.get_config()
         if isinstance(layer, PathConv2D):
-            config["implementation"] = implementation
+            config["implementation"] = wanted[layer.name]
         return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=clone)
