@@ -225,12 +225,15 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
             "settings": (settings.to_dict() if settings else None), "layers": layers}
 
 
-def ensure_own_table(quantization: str, log=print) -> None:
+def ensure_own_table(quantization: str, log=print, conv: bool = False) -> None:
     """Calibrate ``quantization`` on this CPU (``calibrate_this_cpu``) unless
-    this CPU kind already has a table with it."""
+    this CPU kind already has a table with it (and, with ``conv``, with conv
+    entries in it: a table cached before they existed is measured again)."""
     mode = calibrated_mode(quantization)
-    if calibration.own_table_path(mode) is None:
-        log(f"calibrating the {mode} lowerings on this CPU (under a minute, once)")
+    own = calibration.own_table_path(mode)
+    if own is None or (conv and not calibration.fit_conv_costs(
+            calibration.load_calibration(own), mode)):
+        log(f"calibrating the {mode} lowerings on this CPU (about a minute, once)")
         calibrate_this_cpu(mode, log=log)
 
 

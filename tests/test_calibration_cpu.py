@@ -58,17 +58,23 @@ def test_a_cpu_without_a_table_is_told_which_one_auto_used(cache, monkeypatch, t
 
 
 def test_a_short_calibration_is_cached_and_then_used(cache):
-    path = calibrate_this_cpu("float32", width=8, paths=(1, 2, 4), log=lambda *_: None)
+    path = calibrate_this_cpu("float32", width=8, paths=(1, 2, 4), conv_channels=8,
+                              conv_paths=(1, 8), log=lambda *_: None)
     key = cpu_key(calibration.this_cpu())
     assert path == cache / f"{key}.json"
     table = json.loads(path.read_text())
     assert table["device"]["cpu_isa"] == calibration.this_cpu()["cpu_isa"]
     assert {l["lowering"] for l in table["layers"]} == {"per_path", "batch_matmul", "conv"}
+    assert {(l["lowering"], len(l["path_widths"])) for l in table["conv_layers"]} == {
+        ("grouped", 1), ("grouped", 8), ("split", 8)}
     assert own_table_path("float32") == path and load_calibration(None, "float32") == table
     assert own_table_path("int8") is None  # a mode not calibrated here: not this CPU's own
-    calibrate_this_cpu("int8", width=8, paths=(1, 2), log=lambda *_: None)  # added, not replaced
-    modes = {l["quantization"] for l in json.loads(path.read_text())["layers"]}
+    calibrate_this_cpu("int8", width=8, paths=(1, 2), conv_channels=0,
+                       log=lambda *_: None)  # added, not replaced
+    table = json.loads(path.read_text())
+    modes = {l["quantization"] for l in table["layers"]}
     assert modes == {"float32", "int8"} and own_table_path("int8") == path
+    assert {l["quantization"] for l in table["conv_layers"]} == {"float32"}
     table = load_calibration(None, "float32")
     plan = lowering_plan(derive(build_supernet((6,), 2, 3, 8, seed=0), 3), "float32", "auto")
     assert plan["calibration_source"] == {"table": str(path), "cpu": key, "table_cpu": key,

@@ -192,8 +192,10 @@ def export_model(
     log = log or (lambda message: print(message, file=sys.stderr))
     if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
         from converters.calibrate import ensure_own_table
+        from mpath_tf.core.conv import PathConv2D
 
-        ensure_own_table(scheme.name, log)
+        ensure_own_table(scheme.name, log,
+                         conv=any(isinstance(l, PathConv2D) for l in model.layers))
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)
     if plan["calibration_source"]:
         from converters.calibration import foreign_table_notice
