@@ -144,7 +144,7 @@ def foreign_table_notice(source: dict, lowering: str = "auto") -> str | None:
         return None
     return (f"lowering {lowering}: no calibration table of this CPU ({source['cpu']}); used "
             f"the table of {source['table_cpu']} (`mpath-tf export --calibrate` measures "
-            "this CPU in under a minute, cached)")
+            "this CPU in about a minute, cached)")
 
 
 def merge(tables: list[dict]) -> dict:

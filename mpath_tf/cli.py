@@ -274,7 +274,7 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               "measured, else the bundled one; make one with `mpath-tf calibrate`).")
 @click.option("--calibrate", is_flag=True,
               help="With --lowering auto: if this CPU kind has no calibration table for the "
-              "mode, measure one first (under a minute) and cache it for later exports.")
+              "mode, measure one first (about a minute) and cache it for later exports.")
 @click.option("--int8-io", is_flag=True, default=False,
               help="With --quantize int8: int8 input and output tensors (default float32).")
 @click.option("--equalize", type=float, default=None,
@@ -363,7 +363,7 @@ def _fmt(value: float | None) -> str:
               "bucketed, grouped or split (path convolutions), or auto.")
 @click.option("--calibrate", is_flag=True,
               help="Target local, --lowering auto: if this CPU kind has no calibration "
-              "table, measure one first (under a minute per mode) and cache it.")
+              "table, measure one first (about a minute per mode) and cache it.")
 @click.option("--fit-paths", callback=_int_list, default=None,
               help="Path counts to fit the latency model on (default: up to 5 spread over --paths).")
 @click.option("--python", default=None,

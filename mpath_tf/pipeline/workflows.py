@@ -121,7 +121,7 @@ def export_model(
             (the test split, or random inputs without a dataset).
         calibrate: With ``auto`` or ``bucketed`` and no ``calibration``: if
             this CPU kind has no table of its own for the mode, measure one
-            first (under a minute) and cache it for every later export
+            first (about a minute) and cache it for every later export
             (``converters.calibrate.calibrate_this_cpu``).
         log: Where notices go (which calibration table ``auto`` used when it
             is not this CPU's); default stderr.
