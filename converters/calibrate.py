@@ -6,6 +6,8 @@ quantization on a grid of path counts with ``edge_bench``, and returns a
 table (format: ``converters.calibration``). ``calibrate_this_cpu`` is the
 short local calibration cached per CPU kind (``mpath-tf export
 --calibrate``); ``ensure_own_table`` runs it when this CPU has no table.
+``calibrate_conv`` times stages of path convolutions (``conv_stack_model``)
+in both conv lowerings: a table's ``conv_layers``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,36 @@ def irregular_widths(width: int, paths: int, seed: int = 0) -> list[int]:
     """
     membranes = np.random.default_rng(seed).choice(width - 1, paths - 1, replace=False)
     return widths_from_cuts(membranes, width)
+
+
+def width_variants(width: int, paths: int) -> dict[str, list[int]]:
+    """The path widths calibrated for ``paths`` paths over ``width``: equal,
+    and (for 2 < paths < width) the sorted irregular widths of random cuts,
+    so that the cost of each op group can be told apart from each path's.
+
+    Example:
+        >>> width_variants(8, 2)
+        {'equal': [4, 4]}
+        >>> sorted(width_variants(8, 3))
+        ['equal', 'irregular']
+    """
+    variants = {"equal": equal_widths(width, paths)}
+    if 2 < paths < width:
+        variants["irregular"] = sorted(irregular_widths(width, paths))
+    return variants
+
+
+def _exported(model, path: Path, quantization: str, representative, lowering: str, log) -> bool:
+    """Export ``model`` to ``path`` unless it is there; False (and a line)
+    if this mode cannot convert it."""
+    if path.is_file():
+        return True
+    try:
+        export_tflite(model, path, get_quantization(quantization), representative, lowering)
+    except ConfigError as err:  # one stack the mode cannot run
+        log(f"skipped {path.name}: {err}")
+        return False
+    return True
 
 
 def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
@@ -132,22 +164,15 @@ def calibrate_conv(target, channels: int, quantizations=("float32", "dynamic", "
         representative = np.random.default_rng(0).normal(
             size=(50, side, side, channels)).astype("float32")
         for b in paths:
-            variants = {"equal": equal_widths(channels, b)}
-            if 2 < b < channels:
-                variants["irregular"] = sorted(irregular_widths(channels, b))
-            for variant, widths in variants.items():
+            for variant, widths in width_variants(channels, b).items():
                 model = conv_stack_model(widths, side)
                 for lowering in CONV_LOWERINGS if b > 1 else CONV_LOWERINGS[:1]:
                     for quantization in quantizations:
                         path = workdir / (f"conv-{CONV_DEPTH}x{channels}-{side}px-b{b}-{variant}_"
                                           f"{lowering}_{quantization}.tflite")
-                        if not path.is_file():
-                            try:
-                                export_tflite(model, path, get_quantization(quantization),
-                                              representative, lowering)
-                            except ConfigError as err:
-                                log(f"skipped {path.name}: {err}")
-                                continue
+                        if not _exported(model, path, quantization, representative, lowering,
+                                         log):
+                            continue
                         jobs.append(({"quantization": quantization, "lowering": lowering,
                                       "depth": CONV_DEPTH, "path_widths": widths,
                                       "pixels": side * side, "kernel": 9}, path))
@@ -194,10 +219,7 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
     representative = np.random.default_rng(0).normal(size=(200, width)).astype("float32")
     jobs = []
     for b in paths:
-        variants = {"equal": equal_widths(width, b)}
-        if 2 < b < width:
-            variants["irregular"] = sorted(irregular_widths(width, b))
-        for variant, widths in variants.items():
+        for variant, widths in width_variants(width, b).items():
             model = stack_model(widths)
             for lowering in CALIBRATED if b > 1 else ["per_path"]:
                 if lowering == "per_path" and b > MAX_PER_PATH_CALIBRATION:
@@ -207,13 +229,8 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
                         continue
                     path = workdir / (f"stack-{STACK_DEPTH}x{width}-b{b}-{variant}_{lowering}_"
                                       f"{quantization}.tflite")
-                    if not path.is_file():
-                        try:
-                            export_tflite(model, path, get_quantization(quantization),
-                                          representative, lowering)
-                        except ConfigError as err:  # one stack the mode cannot run
-                            log(f"skipped {path.name}: {err}")
-                            continue
+                    if not _exported(model, path, quantization, representative, lowering, log):
+                        continue
                     jobs.append(({"path_widths": widths, "depth": STACK_DEPTH,
                                   "quantization": quantization, "lowering": lowering}, path))
     log(f"calibrating {len(jobs)} stacks on {target.name}")
