@@ -58,6 +58,11 @@ def test_search_arch_cnn_end_to_end(tmp_path):
     assert "verification" in chosen["exports"]["int8"]
     assert "% of the dense network)" in result.output
     assert "calibration table" not in result.output  # it lowers Dense paths, not convolutions
+    # the record says how each path convolution was lowered, and whether measured
+    record = chosen["exports"]["int8"]
+    convs = [n for n, l in record["lowerings"].items() if l in ("grouped", "split")]
+    assert len(convs) == len(record["lowerings"]) == 2, record
+    assert isinstance(record["conv_lowerings_measured"], bool)
     # the exported file holds only the diagonal blocks: 9 * sum(w^2) weights
     # per derived conv (2 of them) + biases, and the dense first conv
     widths = chosen["path_widths"]

@@ -439,7 +439,7 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
     """Export ``model`` to float32 and int8 ``RUN/<name>_<q>.tflite`` (with
     ``labels.txt``), verified against ``expected`` (its Keras outputs on the
     test split; None: not verified); done once per model (``state["exports"]``)."""
-    from converters import Float32, Int8, export_tflite, verify
+    from converters import Float32, Int8, export_tflite, lowering_plan, verify
 
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
                                      for w in model.get_weights())).hexdigest()[:16]
@@ -453,7 +453,10 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
         path = run.path / f"{name}_{scheme.name}.tflite"
         export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
                       labels=data.class_names)
-        exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size}
+        plan = lowering_plan(model, scheme.name, "auto")
+        exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size,
+                                "lowerings": plan["lowerings"],
+                                "conv_lowerings_measured": plan["conv_lowerings_measured"]}
         if expected is not None:
             check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
             exports[scheme.name].update(test_accuracy=check.tflite_accuracy,
@@ -466,7 +469,10 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
 
 def calibration_notice(model: keras.Model, log) -> None:
     """Say so when ``auto`` lowered ``model``'s block-diagonal Dense layers
-    with a calibration table of another CPU (a CNN's convolutions use none)."""
+    with a calibration table of another CPU (a CNN's path convolutions use
+    the table's conv entries where it has them, else stay ``grouped``, the
+    fast form with XNNPACK; each export records which:
+    ``conv_lowerings_measured``)."""
     from converters.calibration import calibration_source, foreign_table_notice
     from mpath_tf.core.layers import PathDense
 
