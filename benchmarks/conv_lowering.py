@@ -4,7 +4,7 @@ A stage of path convolutions (``converters.calibrate.conv_stack_model``:
 two 3x3 ``PathConv2D`` of C channels, equal and irregular path widths for
 b in 1..C paths, on 8x8 and 16x16 maps) is exported in both conv lowerings,
 ``grouped`` (one grouped CONV_2D per distinct width, DEPTHWISE_CONV_2D for
-single channels) and ``split`` (SPLIT_V, one CONV_2D per path,
+single channels) and ``split`` (a STRIDED_SLICE and a CONV_2D per path,
 CONCATENATION), and timed with edge_bench's local target with XNNPACK and
 with LiteRT's built-in kernels (where a grouped CONV_2D runs on the
 reference path). Per setting and mode, auto's cost model is fitted on the

@@ -227,9 +227,10 @@ def _fit(rows: list[tuple[list[float], float]]) -> np.ndarray:
 
 # How a stage's path convolutions (``PathConv2D``) become ops: ``grouped``, one
 # grouped CONV_2D per distinct path width (DEPTHWISE_CONV_2D for single
-# channels); ``split``, SPLIT_V + one CONV_2D per path + CONCATENATION. LiteRT's
-# built-in kernels run a grouped CONV_2D on the reference path only (many times
-# slower than dense), XNNPACK runs it fast: which wins is the target's.
+# channels); ``split``, a STRIDED_SLICE and a CONV_2D per path, then a
+# CONCATENATION. LiteRT's built-in kernels run a grouped CONV_2D on the
+# reference path only (many times slower than dense), XNNPACK runs it fast:
+# which wins is the target's.
 CONV_LOWERINGS = ("grouped", "split")
 
 

@@ -176,9 +176,9 @@ class PathConv2D(_ChannelConv):
     - ``"grouped"`` (default): each run of adjacent paths of one width w >= 2
       is one grouped convolution (TFLite: one CONV_2D with groups), each run
       of single-channel paths one depthwise convolution (DEPTHWISE_CONV_2D);
-    - ``"split"``: one convolution per path (SPLIT_V, CONV_2D per path,
-      CONCATENATION), which runtimes without a grouped-convolution kernel run
-      at full speed.
+    - ``"split"``: one convolution per path (a STRIDED_SLICE and a CONV_2D
+      per path, CONCATENATION), which runtimes without a grouped-convolution
+      kernel run at full speed.
 
     Input shape: (batch, height, width, C). Output shape: (batch, new_height,
     new_width, C).
