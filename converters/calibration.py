@@ -175,7 +175,39 @@ def load_calibration(path: str | os.PathLike | None = None,
         raise ConfigError(f"{path} is not a lowering calibration table of version {VERSION} (format "
                           f"{table.get('format')!r}, version {table.get('version')!r}); "
                           "recalibrate with `mpath-tf calibrate`.")
+    _check_entries(table, path)
     return table
+
+
+# The fields every entry of a table's parts needs (``kernel`` is optional).
+_ENTRY_FIELDS = {"layers": ("quantization", "lowering", "depth", "path_widths", "us"),
+                 "conv_layers": ("quantization", "lowering", "depth", "path_widths", "pixels",
+                                 "us")}
+
+
+def _check_entries(table: dict, path) -> None:
+    """Refuse a table whose entries the cost models cannot read, naming the first.
+
+    Raises:
+        ConfigError: A part is not a list, or an entry lacks a field or has
+            one of the wrong type.
+    """
+    for part, fields in _ENTRY_FIELDS.items():
+        entries = table.get(part, [])
+        if not isinstance(entries, list):
+            raise ConfigError(f"{path}: '{part}' must be a list of measured entries; "
+                              "recalibrate with `mpath-tf calibrate`.")
+        for i, entry in enumerate(entries):
+            ok = isinstance(entry, dict) and all(f in entry for f in fields) and (
+                isinstance(entry["path_widths"], list) and entry["path_widths"]
+                and all(isinstance(w, int) and w >= 1 for w in entry["path_widths"])
+                and all(isinstance(entry[f], (int, float)) and not isinstance(entry[f], bool)
+                        and entry[f] >= 0 for f in fields if f in ("depth", "pixels", "us")))
+            if not ok:
+                raise ConfigError(
+                    f"{path}: entry {i} of '{part}' is not a measured entry (it needs "
+                    f"{', '.join(fields)}; got {str(entry)[:120]}); recalibrate with "
+                    "`mpath-tf calibrate` or fix that entry.")
 
 
 def layer_features(path_widths: list[int], depth: int = 1) -> list[float]:

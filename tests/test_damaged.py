@@ -162,3 +162,25 @@ def test_a_binary_calibration_table_is_named(tmp_path):
     _garbage(table)
     with pytest.raises(ConfigError, match="Cannot read the calibration table .*mpath-tf calibrate"):
         load_calibration(table)
+
+
+@pytest.mark.parametrize("part, entry", [
+    ("conv_layers", {"quantization": "int8", "lowering": "split", "depth": 2,
+                     "path_widths": [8, 8], "us": 3.0}),  # no pixels
+    ("layers", {"quantization": "int8", "lowering": "conv", "depth": 3,
+                "path_widths": [0, 4], "us": 3.0}),  # a zero width
+    ("conv_layers", "garbage"),
+])
+def test_a_calibration_entry_the_cost_model_cannot_read_is_named(tmp_path, part, entry):
+    import json
+
+    from converters.calibration import BUNDLED, load_calibration
+    from mpath_tf.errors import ConfigError
+
+    table = json.loads(BUNDLED.read_text())
+    table[part] = table.get(part, []) + [entry]
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(table))
+    index = len(table[part]) - 1
+    with pytest.raises(ConfigError, match=f"entry {index} of '{part}' is not a measured entry"):
+        load_calibration(path)
