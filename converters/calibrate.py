@@ -248,7 +248,7 @@ def ensure_own_table(quantization: str, log=print, conv: bool = False) -> None:
     entries in it: a table cached before they existed is measured again)."""
     mode = calibrated_mode(quantization)
     own = calibration.own_table_path(mode)
-    if own is None or (conv and not calibration.fit_conv_costs(
+    if own is None or (conv and not calibration.has_conv_entries(
             calibration.load_calibration(own), mode)):
         log(f"calibrating the {mode} lowerings on this CPU (about a minute, once)")
         calibrate_this_cpu(mode, log=log)

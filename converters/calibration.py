@@ -302,6 +302,16 @@ def conv_features(path_widths: list[int], pixels: int, lowering: str = "grouped"
             float(depth * pixels * sum(n for w, n in runs if n > 1 and w > 1))]
 
 
+def has_conv_entries(table: dict, quantization: str) -> bool:
+    """Whether ``table`` times path convolutions in this quantization.
+
+    Example:
+        >>> has_conv_entries({"conv_layers": [{"quantization": "int8"}]}, "float32")
+        False
+    """
+    return any(layer["quantization"] == quantization for layer in table.get("conv_layers", []))
+
+
 def fit_conv_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
     """Per conv lowering, coefficients of ``conv_features`` fitted to the
     table's ``conv_layers`` in this quantization ({} when it has none)."""
@@ -330,11 +340,11 @@ def choose_conv_lowering(table: dict, path_widths: list[int], pixels: int, quant
         ...     table, [2] * 8, 64, "int8"), choose_conv_lowering(table, [2] * 8, 64, "float32")
         ('split', 'grouped', None)
     """
-    coefficients = fit_conv_costs(table, quantization)
-    if not coefficients:
+    if not has_conv_entries(table, quantization):
         return None
     if len(set(path_widths)) == len(path_widths):
         return "grouped"  # no two paths of one width: both lowerings are one CONV_2D per path
+    coefficients = fit_conv_costs(table, quantization)
     costs = {lowering: float(np.array(conv_features(path_widths, pixels, lowering, 1, kernel))
                              @ coef) for lowering, coef in coefficients.items()}
     return min(costs, key=costs.get)

@@ -131,20 +131,21 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
     Raises:
         ConfigError: As ``choose_lowerings``.
     """
-    from converters.calibration import (calibrated_mode, calibration_source, fit_conv_costs,
+    from converters.calibration import (calibrated_mode, calibration_source, has_conv_entries,
                                         load_calibration)
     from converters.lowering import stack_padding
     from mpath_tf.core.conv import PathConv2D
 
-    lowerings = choose_lowerings(model, quantization_name, lowering, calibration)
-    edges = _bucket_edges(model, lowerings, quantization_name, calibration)
     mode = calibrated_mode(quantization_name)
+    table = calibration
+    if lowering == "auto" and not isinstance(calibration, dict):
+        table = load_calibration(calibration, mode)  # read once for every choice below
+    lowerings = choose_lowerings(model, quantization_name, lowering, table)
+    edges = _bucket_edges(model, lowerings, quantization_name, table)
     uses_table = lowering == "auto" or edges is not None
     measured = None
     if lowering == "auto" and any(isinstance(l, PathConv2D) for l in model.layers):
-        table = (calibration if isinstance(calibration, dict)
-                 else load_calibration(calibration, mode))
-        measured = bool(fit_conv_costs(table, mode))
+        measured = has_conv_entries(table, mode)
     return {"lowerings": lowerings, "bucket_edges": edges,
             "padding_weights": stack_padding(model, edges) if edges else 0,
             "calibration_source": (calibration_source(calibration, mode) if uses_table
