@@ -472,3 +472,66 @@ def latency_costs(width: int, depth: int, calibration: dict | None = None,
                           f"{quantization} entries; choose one of {sorted(coefficients)}.")
     return CostTable.latency(width, depth, coefficients[lowering], calibration.get("target"),
                              quantization, lowering)
+
+
+def stack_latency_costs(supernet, calibration: dict | None = None,
+                        quantization: str = "int8") -> list:
+    """The latency ``CostTable`` of each stack of a built supernet (a CNN, a
+    ResNet, a user's model), for ``GatedStacks``' cost term.
+
+    A Dense stack's table is ``latency_costs``'s (per-path lowering). A
+    convolution stack's block cost is what the split lowering's fitted conv
+    costs add per path (a slice and a convolution of width w, on each
+    membrane layer's output positions), so it is additive over paths as the
+    cost term needs; the grouped lowering shares ops between paths of one
+    width, so for it this is an upper bound.
+
+    Args:
+        supernet: A built ``mpath_tf.core.supernet.Supernet``.
+        calibration: A table of ``calibrate`` (default: the bundled one).
+        quantization: ``float32``, ``dynamic`` or ``int8``.
+
+    Returns:
+        One ``CostTable`` of kind ``latency`` per stack.
+
+    Raises:
+        ConfigError: The calibration lacks this quantization, or has no
+            path-convolution entries for a convolution stack.
+    """
+    from mpath_tf.core.conv import MembraneConv2D
+    from mpath_tf.core.costs import CostTable
+    from mpath_tf.core.supernet import run_chain
+
+    calibration = calibration or load_calibration()
+    shapes = {}
+
+    def record(layer, shape):
+        shapes[layer.name] = tuple(layer.compute_output_shape(shape))
+        return shapes[layer.name]
+
+    shape = (None, *supernet.example_shape)
+    if supernet.trunk is not None:
+        shape = tuple(supernet.trunk.compute_output_shape(shape))
+    run_chain(supernet.chain, shape, record)
+    tables = []
+    for names in supernet.stacks:
+        layers = [supernet.get_layer(name) for name in names]
+        width, depth = layers[0].width, len(names) + 1
+        if not isinstance(layers[0], MembraneConv2D):
+            tables.append(latency_costs(width, depth, calibration, quantization))
+            continue
+        if not has_conv_entries(calibration, quantization):
+            raise ConfigError(
+                f"The calibration of {calibration.get('target')} has no path-convolution "
+                f"{quantization} entries, so it cannot price the convolution stack "
+                f"{names[0]}..; calibrate with them (`mpath-tf calibrate --conv-channels "
+                f"{width} --output FILE`) and pass --cost-table FILE, or use --cost params.")
+        coefficients = fit_conv_costs(calibration, quantization)["split"]
+        block = tuple(float(sum(
+            coefficients[1:] @ np.asarray(conv_features(
+                [w], int(np.prod(shapes[layer.name][1:3])), "split", 1,
+                int(np.prod(layer.kernel_size))), "float64")[1:]
+            for layer in layers)) for w in range(1, width + 1))
+        tables.append(CostTable("latency", width, depth, block, "us",
+                                calibration.get("target"), quantization, "split").validate())
+    return tables

@@ -74,7 +74,6 @@ def test_search_arch_cnn_end_to_end(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--data", "{csv}", "--label", "y"], "--arch {arch} needs image-shaped examples"),
     (["--model", "{model}"], "--arch {arch} chooses a built-in one"),
-    (["--method", "lambda", "--lam", "0.3"], "--method lambda takes only the built-in MLP"),
 ])
 def test_arch_cnn_refusals(tmp_path, arch, args, message):
     csv = tmp_path / "flat.csv"

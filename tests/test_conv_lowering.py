@@ -102,3 +102,28 @@ def test_the_calibrate_command_times_path_convolutions_without_xnnpack(tmp_path)
     assert {(r["lowering"], r["pixels"]) for r in table["conv_layers"]} == {
         (lowering, side * side) for lowering in ("grouped", "split") for side in (8, 16)}
     assert {r["lowering"] for r in table["layers"]} == {"per_path", "batch_matmul", "conv"}
+
+
+def test_a_conv_stack_latency_table_prices_layouts_as_measured(reference_kernel_table):
+    """``--cost latency`` on a CNN: a stack's cost table adds, path by path,
+    what the split lowering's fitted costs say, so a layout's cost plus the
+    stage's fixed cost is the measured time of that stage."""
+    from converters.calibration import fit_conv_costs, stack_latency_costs
+    from mpath_tf.core.supernet import to_supernet
+
+    inputs = keras.Input((8, 8, 1))
+    h = inputs
+    for i in range(3):  # the last two are the stack: two convolutions on 8x8 maps
+        h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    supernet = to_supernet(keras.Model(inputs, keras.layers.Dense(3)(h)))
+    (table,) = stack_latency_costs(supernet, reference_kernel_table, "float32")
+    assert (table.kind, table.unit, table.lowering, table.width) == ("latency", "us", "split", 16)
+    assert all(a <= b for a, b in zip(table.block, table.block[1:]))  # wider paths cost more
+    fixed = fit_conv_costs(reference_kernel_table, "float32")["split"][0]
+    measured = {len(r["path_widths"]): r["us"] for r in reference_kernel_table["conv_layers"]
+                if r["lowering"] == "split"}
+    priced = {2: fixed + table.cost([8, 8]), 16: fixed + table.cost([1] * 16)}
+    for paths, us in measured.items():
+        assert priced[paths] == pytest.approx(us, rel=0.25), (priced, measured)
+    assert (priced[16] > priced[2]) == (measured[16] > measured[2])

@@ -97,8 +97,12 @@ class SearchConfig:
             gates are the architecture) or ``hypernet`` (one-shot training,
             then a lam-hypernetwork; the architecture at ``lam``, or the
             cheapest within ``max_params``, or by ``max_accuracy_drop``).
+            With ``arch`` cnn or resnet8 or a ``model``, every stack gets
+            its own gates, so one lam chooses a path count per stack.
         cost: The cost term of ``lambda``/``hypernet``: ``params`` or
-            ``latency`` (per-path latency from a lowering calibration).
+            ``latency`` (per-path latency from a lowering calibration; a
+            convolution stack needs its path-convolution entries,
+            ``mpath-tf calibrate --conv-channels``).
         cost_table: A ``CostTable`` JSON or a lowering calibration table
             (``mpath-tf calibrate``) for ``cost=latency`` (default: the
             bundled calibration of target ``local``).
@@ -223,19 +227,12 @@ class SearchConfig:
             raise ConfigError(
                 f"Unknown dataset '{self.dataset}'. Choose one of: {', '.join(DATASETS)}."
             )
-        if self.model is not None and self.method != "rank":
-            raise ConfigError(
-                f"--model searches your own model with the paper's ranking; --method "
-                f"{self.method} takes only the built-in MLP. Drop --method or --model.")
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"Unknown architecture '{self.arch}'. Choose one of: "
                               f"{', '.join(ARCHITECTURES)}.")
         if self.arch != "mlp" and self.model is not None:
             raise ConfigError(f"--model searches your own network; --arch {self.arch} chooses "
                               "a built-in one. Drop one of them.")
-        if self.arch != "mlp" and self.method != "rank":
-            raise ConfigError(f"--method {self.method} takes only the built-in MLP; --arch "
-                              f"{self.arch} is searched with the paper's ranking. Drop --method.")
         if self.model is not None and not Path(self.model).is_file():
             raise ConfigError(f"--model {self.model}: no such file. Pass a .keras file saved "
                               "with model.save('FILE.keras').")

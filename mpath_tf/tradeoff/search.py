@@ -9,6 +9,11 @@
   largest lam whose accuracy is within ``--max-accuracy-drop`` of lam = 0's;
   fine-tune, export.
 
+The built-in MLP trains the MLP classes (``GatedSupernet``,
+``HyperSupernet``); ``--arch cnn|resnet8`` and ``--model`` train
+``GatedStacks`` / ``HyperStacks``, with gates and a cost table in every stack
+of their supernet, so one lam chooses a path count per stack.
+
 Trainings checkpoint every epoch and each finished step is recorded in
 ``state.json``, so a killed run resumes where it stopped.
 """
@@ -18,11 +23,10 @@ from __future__ import annotations
 import time
 
 import keras
-import numpy as np
 
 from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
-from mpath_tf.core.derivation import count_parameters, derive
+from mpath_tf.core.derivation import derive
 from mpath_tf.errors import ConfigError
 from mpath_tf.reporting.results import SearchResults
 from mpath_tf.storage import atomic_save_model
@@ -31,8 +35,9 @@ from mpath_tf.training.loop import accuracy, top1, train
 CURVE_POINTS = 21
 
 
-def cost_table(config, width: int, depth: int) -> CostTable:
-    """The run's ``CostTable``: parameters, or latency from a calibration.
+def cost_table(config, width: int, depth: int, supernet=None) -> CostTable | list[CostTable]:
+    """The run's cost: parameters, or latency from a calibration; for a
+    ``supernet`` of another shape than the MLP, one table per stack.
 
     Raises:
         ConfigError: The table is for another network or target, or unreadable.
@@ -40,10 +45,10 @@ def cost_table(config, width: int, depth: int) -> CostTable:
     import json
     from pathlib import Path
 
-    from converters.calibration import latency_costs, load_calibration
+    from converters.calibration import latency_costs, load_calibration, stack_latency_costs
 
     if config.cost == "params":
-        return CostTable.params(width, depth)
+        return CostTable.params(width, depth) if supernet is None else None
     calibration = None
     if config.cost_table:
         try:
@@ -51,6 +56,11 @@ def cost_table(config, width: int, depth: int) -> CostTable:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ConfigError(f"Cannot read the cost table {config.cost_table}: {err}.") from None
         if content.get("format") == "mpath-tf-cost-table":
+            if supernet is not None:
+                raise ConfigError(
+                    f"{config.cost_table} is a cost table for one Dense stack (the built-in "
+                    "MLP); this network's stacks are priced from a calibration: pass the "
+                    "table of `mpath-tf calibrate --output FILE` as --cost-table FILE.")
             table = CostTable.from_dict(content)
             if table.kind != "latency":
                 raise ConfigError(f"{config.cost_table} is a {table.kind} table; --cost latency "
@@ -65,10 +75,12 @@ def cost_table(config, width: int, depth: int) -> CostTable:
             f"'{calibration.get('target')}', not '{config.target}'; calibrate it "
             f"(`mpath-tf calibrate --target {config.target} --output FILE`) and pass "
             "--cost-table FILE.")
+    if supernet is not None:
+        return stack_latency_costs(supernet, calibration, quantization="int8")
     return latency_costs(width, depth, calibration, quantization="int8")
 
 
-def _train_gated(run, data: Dataset, cost: CostTable, log, progress):
+def _train_gated(run, data: Dataset, cost, base, log, progress):
     from mpath_tf.tradeoff.train import train_fixed_lambda
 
     config, path = run.config, run.path / "gated.keras"
@@ -81,14 +93,14 @@ def _train_gated(run, data: Dataset, cost: CostTable, log, progress):
     model = train_fixed_lambda(data, config.lam, config.depth, config.width, cost, config.epochs,
                                config.batch_size, config.learning_rate, config.seed,
                                checkpoint_dir=run.path / "checkpoints" / "gated",
-                               callbacks=[progress.callback()])
+                               callbacks=[progress.callback()], supernet=base)
     progress.done()
     run.finish_model(model, path, run.state, "gated", {"seconds": time.perf_counter() - start,
-                                                      "path_widths": model.derived_widths()})
+                                                      "path_widths": model.derived_layout()})
     return model
 
 
-def _train_hypernet(run, supernet, data: Dataset, cost: CostTable, log, progress):
+def _train_hypernet(run, supernet, data: Dataset, cost, log, progress):
     from mpath_tf.tradeoff.train import estimate_lambda, lambda_curve, train_hypernet
 
     config, path = run.config, run.path / "hypernet.keras"
@@ -151,30 +163,32 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
     Raises:
         ConfigError: A cost table for another network or target, or an unmet budget.
     """
-    from mpath_tf.pipeline.steps import export_model, train_supernet
+    from mpath_tf.pipeline.steps import build_supernet_for, export_model, train_supernet
 
     config = run.config
-    cost = cost_table(config, config.width, config.depth)
+    # the MLP has its own classes; any other network is gated stack by stack
+    base = None if config.model is None and config.arch == "mlp" else build_supernet_for(
+        config, data)
+    cost = cost_table(config, config.width, config.depth, base)
     curve = None
     if config.method == "lambda":
-        gated = _train_gated(run, data, cost, log, progress)
+        source = _train_gated(run, data, cost, base, log, progress)
         lam, search_seconds = config.lam, run.state["gated"]["seconds"]
-        widths = gated.derived_widths()
-        source = gated
+        layout = source.derived_layout()
     else:
         supernet = train_supernet(run, data, log, progress)
-        hyper = _train_hypernet(run, supernet, data, cost, log, progress)
+        source = _train_hypernet(run, supernet, data, cost, log, progress)
         curve = run.state["hypernet"]["curve"]
-        lam = _choose_lam(run, hyper, log)
-        widths = hyper.derived_widths(lam=lam)
+        lam = _choose_lam(run, source, log)
+        layout = source.derived_layout(lam=lam)
         search_seconds = run.state["supernet"]["seconds"] + run.state["hypernet"]["seconds"]
-        source = hyper
+    paths = sum(len(widths) for widths in layout)
     epochs = config.final_budget
     key = f"lam={lam:.6g}-e{epochs}"
     path = run.path / "models" / f"{key}.keras"
     model = run.done_model(run.state["final"].get(key), path, log, "final fine-tuning")
     if model is None:
-        log(f"fine-tuning the network at lam={lam:.4g} ({len(widths)} paths) for {epochs} epochs")
+        log(f"fine-tuning the network at lam={lam:.4g} ({paths} paths) for {epochs} epochs")
         progress.phase("final fine-tuning", 1, epochs)
         keras.utils.set_random_seed(config.seed)
         model = derive(source, lam=lam) if config.method == "hypernet" else derive(source)
@@ -186,14 +200,13 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         run.finish_model(model, path, run.state["final"], key,
                          {"val_accuracy_before": before, "epochs": epochs})
     atomic_save_model(model, run.path / "model.keras")
-    mlp = count_parameters(int(np.prod(data.input_shape)), data.num_classes, config.depth,
-                           [config.width])
+    dense = source.layout_parameters([[sum(widths)] for widths in layout])
     parameters = model.count_params()
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
     chosen = {
-        "paths": len(widths), "path_widths": widths, "lam": lam, "parameters": parameters,
-        "percent_of_mlp": 100.0 * parameters / mlp,
-        "relative_cost": cost.cost(widths) / cost.dense,
+        "paths": paths, "path_widths": layout[0] if len(layout) == 1 else layout,
+        "lam": lam, "parameters": parameters, "percent_of_mlp": 100.0 * parameters / dense,
+        "relative_cost": source.layout_cost(layout),
         "predicted_val_accuracy": None,
         "val_accuracy_before_finetuning": run.state["final"][key]["val_accuracy_before"],
         "val_accuracy": accuracy(model, data.x_val, data.y_val),
@@ -203,7 +216,7 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
     result = SearchResults(
         run_dir=str(run.path), data_source=data.source, classes=data.class_labels,
         settings=config.to_dict(), method=config.method,
-        cost=cost.to_dict() | {"block": None}, search_seconds=search_seconds,
+        cost=_cost_record(config, cost, source), search_seconds=search_seconds,
         one_shot=run.state.get("supernet"),
         hypernet=None if curve is None else {
             k: run.state["hypernet"][k] for k in ("curve", "estimated_lambda", "warmup_steps")},
@@ -211,6 +224,17 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         budget=None if config.max_params is None else {"limits": f"max_params={config.max_params}"},
     )
     result.write(run.path)
-    log(f"chosen: lam={lam:.4g}, {len(widths)} paths, {parameters} parameters "
-        f"({chosen['percent_of_mlp']:.1f}% of the MLP), test accuracy {chosen['test_accuracy']:.4f}")
+    counts = "" if len(layout) == 1 else f" ({' + '.join(str(len(w)) for w in layout)} by stack)"
+    log(f"chosen: lam={lam:.4g}, {paths} paths{counts}, {parameters} parameters "
+        f"({chosen['percent_of_mlp']:.1f}% of the {'MLP' if base is None else 'dense network'}), "
+        f"test accuracy {chosen['test_accuracy']:.4f}")
     return result.to_dict()
+
+
+def _cost_record(config, cost, source) -> dict:
+    """What results.json records of the cost: the MLP's table (without its
+    block costs), or the kind and each stack's table header."""
+    if isinstance(cost, CostTable):
+        return cost.to_dict() | {"block": None}
+    return {"kind": config.cost, "stacks": [t.to_dict() | {"block": None}
+                                            for t in source.costs]}

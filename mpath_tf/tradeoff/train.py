@@ -6,7 +6,8 @@ Three ways to get a network for an accuracy/cost balance, behind one API:
   permeable membranes cut (``mpath_tf.derive(supernet, paths=b)``);
 - ``lambda``: ``train_fixed_lambda`` trains a ``GatedSupernet`` from scratch
   with ``cross-entropy + lam * E[cost] / cost(MLP)``; its gates are the
-  architecture (``derive(model)``);
+  architecture (``derive(model)``); given a supernet of another shape (a CNN,
+  a ResNet, a user's model), a ``GatedStacks`` with gates in every stack;
 - ``hypernet``: ``train_hypernet`` takes a trained supernet (Algorithm 1,
   line 1), warms a ``HyperSupernet`` up until its lam = 0 network is better
   than chance (lines 3-7), then trains with lam ~ U[0, Lambda] per step
@@ -35,7 +36,8 @@ from mpath_tf.pipeline.config import METHODS
 from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
 from mpath_tf.core.derivation import count_parameters
-from mpath_tf.core.gates import GatedSupernet, HyperSupernet, TemperatureSchedule, check_lam
+from mpath_tf.core.gates import (GatedStacks, GatedSupernet, HyperSupernet, TemperatureSchedule,
+                                 check_lam, gate)
 from mpath_tf.core.models import adapt_normalization
 from mpath_tf.core.supernet import Supernet, mlp_layers
 from mpath_tf.core.permeability import discrete_permeability
@@ -51,10 +53,11 @@ def _seed(seed):
 
 
 def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 64,
-                       cost: CostTable | None = None, epochs: int = 10, batch_size: int = 32,
-                       learning_rate: float = 1e-3, seed: int | None = 0,
+                       cost: CostTable | list[CostTable] | None = None, epochs: int = 10,
+                       batch_size: int = 32, learning_rate: float = 1e-3, seed: int | None = 0,
                        temperature: tuple[float, float] = (1.0, 0.1), checkpoint_dir=None,
-                       callbacks: list | None = None) -> GatedSupernet:
+                       callbacks: list | None = None,
+                       supernet: Supernet | None = None) -> GatedSupernet | GatedStacks:
     """One-shot training with a fixed cost weight; the gates are the architecture.
 
     The last epoch is kept (the temperature is lowest there); the best
@@ -63,9 +66,10 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
     Args:
         data: The dataset.
         lam: Weight of the relative cost (>= 0).
-        depth: Hidden layers.
-        width: Neurons per hidden layer W.
-        cost: ``CostTable`` for this network (default: parameters).
+        depth: Hidden layers (of the built-in MLP).
+        width: Neurons per hidden layer W (of the built-in MLP).
+        cost: ``CostTable`` for this network (default: parameters); with
+            ``supernet``, one per stack.
         epochs: Training epochs.
         batch_size: Mini-batch size.
         learning_rate: Adam learning rate.
@@ -73,9 +77,13 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
         temperature: Gate temperature at the first and the last epoch.
         checkpoint_dir: Per-epoch checkpoints (a killed training resumes).
         callbacks: More Keras callbacks.
+        supernet: A built supernet of any shape (``to_supernet`` of a CNN or
+            your own model) to train instead of the MLP: its weights are the
+            start, its stacks get the gates (``gate``).
 
     Returns:
-        The trained ``GatedSupernet``; ``derive(model)`` builds its network.
+        The trained ``GatedSupernet`` (``GatedStacks`` with ``supernet``);
+        ``derive(model)`` builds its network.
 
     Raises:
         ValueError: If ``lam`` is negative or not finite.
@@ -89,10 +97,13 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
     """
     lam = check_lam(lam)
     _seed(seed)
-    model = GatedSupernet(data.input_shape, data.num_classes, depth, width, lam=lam, cost=cost,
-                          seed=seed, normalize=data.normalize)
-    model.build((None, *data.input_shape))
-    adapt_normalization(model, data.x_train)
+    if supernet is not None:
+        model = gate(supernet, lam=lam, costs=cost, seed=seed)
+    else:
+        model = GatedSupernet(data.input_shape, data.num_classes, depth, width, lam=lam,
+                              cost=cost, seed=seed, normalize=data.normalize)
+        model.build((None, *data.input_shape))
+        adapt_normalization(model, data.x_train)
     train(model, data, epochs, batch_size=batch_size, learning_rate=learning_rate,
           keep_best=False, checkpoint_dir=checkpoint_dir,
           callbacks=[TemperatureSchedule(epochs, *temperature), *(callbacks or [])])
@@ -125,7 +136,8 @@ def theorem_lambda(supernet: Supernet, data: Dataset, samples: int = 5) -> float
 
     ``(H(y) - max_b L_val(derive(supernet, b))) / 1``, the max over
     ``samples`` evenly spaced path counts in [1, W] (the sup over every
-    network is out of reach; the one with every membrane cut is among them).
+    network is out of reach; the one with every membrane cut is among them),
+    each stack of a supernet of several split into min(b, W_s) paths.
 
     Args:
         supernet: A trained supernet.
@@ -140,10 +152,12 @@ def theorem_lambda(supernet: Supernet, data: Dataset, samples: int = 5) -> float
             the bound is not positive: train the supernet longer.
     """
     entropy = label_entropy(data.y_train, data.num_classes)
-    counts = sorted({int(b) for b in np.linspace(1, supernet.width, samples).round()})
+    counts = sorted({int(b) for b in np.linspace(1, max(supernet.widths), samples).round()})
+    layouts = [Supernet.derived_layout(supernet, tuple(min(b, w) for w in supernet.widths))
+               for b in counts]
     worst = max(_loss(supernet, data.x_val, data.y_val,
-                      discrete_permeability(Supernet.derived_widths(supernet, b)))[0]
-                for b in counts)
+                      [discrete_permeability(widths) for widths in layout])[0]
+                for layout in layouts)
     bound = entropy - worst
     if not bound > 0:
         raise ValueError(
@@ -158,7 +172,7 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
                    learning_rate: float = 1e-3, seed: int | None = 0,
                    temperature: tuple[float, float] = (1.0, 0.1), warmup_steps: int = 500,
                    checkpoint_dir=None, callbacks: list | None = None,
-                   log=None) -> HyperSupernet:
+                   log=None) -> HyperSupernet | GatedStacks:
     """Algorithm 1 of paper 002: a hypernetwork from lam to membrane logits.
 
     The supernet's weights are copied (line 1). Warm-up (lines 3-7): while
@@ -171,10 +185,13 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
     permeabilities).
 
     Args:
-        supernet: A trained ``Supernet`` (``mpath-tf search``'s one-shot model).
+        supernet: A trained ``Supernet`` (``mpath-tf search``'s one-shot
+            model): the built-in MLP gives a ``HyperSupernet``, any other
+            shape a ``HyperStacks`` (one set of gates per stack).
         data: Its dataset.
         lam_max: Lambda; default ``theorem_lambda(supernet, data)``.
-        cost: ``CostTable`` for this network (default: parameters).
+        cost: ``CostTable`` for this network (default: parameters); for a
+            ``HyperStacks``, one per stack.
         epochs: Training epochs after the warm-up.
         batch_size: Mini-batch size.
         learning_rate: Adam learning rate.
@@ -186,7 +203,8 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
         log: Called with progress lines.
 
     Returns:
-        The trained ``HyperSupernet``; ``derive(model, lam=x)`` builds a network.
+        The trained ``HyperSupernet`` or ``HyperStacks``; ``derive(model,
+        lam=x)`` builds a network.
 
     Raises:
         ValueError: If ``lam_max`` is not a finite number > 0, or Theorem 1's bound is not positive.
@@ -196,7 +214,21 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
         lam_max = theorem_lambda(supernet, data)
         log(f"Lambda (Theorem 1): {lam_max:.4f}")
     _seed(seed)
-    parts = mlp_layers(supernet)
+    model = _hyper_copy(supernet, data, lam_max, cost, seed)
+    model.warmup_steps = warmup(model, data, warmup_steps)
+    log(f"warm-up: {model.warmup_steps} steps")
+    train(model, data, epochs, batch_size=batch_size, learning_rate=learning_rate,
+          keep_best=False, checkpoint_dir=checkpoint_dir,
+          callbacks=[TemperatureSchedule(epochs, *temperature), *(callbacks or [])])
+    return model
+
+
+def _hyper_copy(supernet, data: Dataset, lam_max: float, cost, seed):
+    """The hypernetwork model with ``supernet``'s weights (Algorithm 1, line 1)."""
+    try:
+        parts = mlp_layers(supernet)
+    except ValueError:  # not the built-in MLP: gates in every stack
+        return gate(supernet, lam_max=lam_max, costs=cost, seed=seed)
     model = HyperSupernet(data.input_shape, data.num_classes, supernet.depth, supernet.width,
                           parts["activation"], lam_max=lam_max, cost=cost, seed=seed,
                           normalize=parts["normalizer"] is not None)
@@ -207,12 +239,13 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
     for mine, theirs in zip(model.membrane_layers, parts["membranes"]):
         mine.set_weights(theirs.get_weights())
     model.classifier.set_weights(parts["classifier"].get_weights())
-    model.warmup_steps = warmup(model, data, warmup_steps)
-    log(f"warm-up: {model.warmup_steps} steps")
-    train(model, data, epochs, batch_size=batch_size, learning_rate=learning_rate,
-          keep_best=False, checkpoint_dir=checkpoint_dir,
-          callbacks=[TemperatureSchedule(epochs, *temperature), *(callbacks or [])])
     return model
+
+
+def _logits(model, lam) -> list:
+    """The membrane logits of every stack at ``lam`` (a list for either model kind)."""
+    logits = model.membrane_logits(lam)
+    return logits if isinstance(logits, list) else [logits]
 
 
 def warmup(model: HyperSupernet, data: Dataset, max_steps: int = 500, check_every: int = 25,
@@ -226,7 +259,6 @@ def warmup(model: HyperSupernet, data: Dataset, max_steps: int = 500, check_ever
 
     chance = 1.0 / data.num_classes
     x, y = data.x_val[:1000], data.y_val[:1000]
-    target = tf.fill((model.width - 1,), model.initial_logit)
     optimizer = keras.optimizers.Adam(0.05)
     rng = np.random.default_rng(seed)
     steps = 0
@@ -236,8 +268,8 @@ def warmup(model: HyperSupernet, data: Dataset, max_steps: int = 500, check_ever
         for _ in range(check_every):
             lams = rng.uniform(0, model.lam_max, 8).astype("float32")
             with tf.GradientTape() as tape:
-                loss = tf.add_n([tf.reduce_mean((model.membrane_logits(lam) - target) ** 2)
-                                 for lam in lams])
+                loss = tf.add_n([tf.reduce_mean((logits - model.initial_logit) ** 2)
+                                 for lam in lams for logits in _logits(model, lam)])
             variables = model.hyper_variables
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         steps += check_every
@@ -253,18 +285,19 @@ def lambda_curve(model: HyperSupernet, data: Dataset, lams) -> list[dict]:
         lams: The lam values.
 
     Returns:
-        One dict per lam: ``lam``, ``paths``, ``parameters``,
-        ``relative_cost`` (of the layout, 1 = MLP), ``val_loss``, ``val_accuracy``,
+        One dict per lam: ``lam``, ``paths`` (over all stacks),
+        ``path_counts`` (per stack), ``parameters``, ``relative_cost`` (of the
+        layout, 1 = the dense network), ``val_loss``, ``val_accuracy``,
         ``val_examples``.
     """
-    input_dim = int(np.prod(model.example_shape))
     rows = []
     for lam in lams:
-        widths = model.derived_widths(lam=float(lam))
-        loss, acc = _loss(model, data.x_val, data.y_val, discrete_permeability(widths))
-        rows.append({"lam": float(lam), "paths": len(widths),
-                     "parameters": count_parameters(input_dim, model.num_classes, model.depth, widths),
-                     "relative_cost": model.cost.cost(widths) / model.cost.dense,
+        layout = model.derived_layout(lam=float(lam))
+        loss, acc = _loss(model, data.x_val, data.y_val, model.layout_permeability(layout))
+        rows.append({"lam": float(lam), "paths": sum(len(widths) for widths in layout),
+                     "path_counts": [len(widths) for widths in layout],
+                     "parameters": model.layout_parameters(layout),
+                     "relative_cost": model.layout_cost(layout),
                      "val_loss": loss, "val_accuracy": acc, "val_examples": len(data.y_val)})
     return rows
 
@@ -296,21 +329,19 @@ def lam_for_budget(model: HyperSupernet, max_parameters: float | None = None,
     Args:
         model: A trained ``HyperSupernet``.
         max_parameters: Most parameters of the derived network.
-        max_relative_cost: Most cost of the layout relative to the MLP's (``model.cost``).
+        max_relative_cost: Most cost of the layout relative to the dense network's.
         steps: Bisection steps.
 
     Returns:
         The lam, or None when even ``lam_max`` does not meet the budget.
     """
-    input_dim = int(np.prod(model.example_shape))
-
     def meets(lam: float) -> bool:
-        widths = model.derived_widths(lam=lam)
+        layout = model.derived_layout(lam=lam)
         ok = True
         if max_parameters is not None:
-            ok &= count_parameters(input_dim, model.num_classes, model.depth, widths) <= max_parameters
+            ok &= model.layout_parameters(layout) <= max_parameters
         if max_relative_cost is not None:
-            ok &= model.cost.cost(widths) / model.cost.dense <= max_relative_cost
+            ok &= model.layout_cost(layout) <= max_relative_cost
         return ok
 
     if meets(0.0):
