@@ -13,6 +13,11 @@ stages of 16/32/64 channels) on Fashion-MNIST (or MNIST), per seed:
 - **groups**: ResNet-8 with the convolutions a stage's paths split (both of
   stage 1, the second of stages 2 and 3) in g equal groups (``--groups``,
   ``Conv2D(groups=g)``: the ShuffleNet / Deep Roots choice);
+- **gated**: ``mpath-tf search --method lambda`` on ResNet-8: the supernet
+  trained ``--epochs`` with gates in every stage and the parameter cost at
+  each lam of ``--lams`` (``train_fixed_lambda``), so each stage gets its own
+  path count; the network its gates give fine-tuned ``--finetune-epochs`` as
+  the search does (``train_derived``, the last epoch kept);
 
 every baseline trained from scratch for ``--epochs + --finetune-epochs``
 epochs, the budget each derived network got (one-shot plus fine-tuning).
@@ -143,8 +148,12 @@ def fit(model, data, epochs: int, args) -> dict:
 
 def train_units(journal, data, args, folder: Path) -> None:
     """Every (kind, setting, seed) unit not in the journal yet."""
-    from mpath_tf import SearchConfig, build_resnet8, build_supernet, finetune
+    import keras
+
+    from mpath_tf import SearchConfig, build_resnet8, build_supernet, derive, finetune
     from mpath_tf.core.saving import load_model
+    from mpath_tf.pipeline.steps import train_derived
+    from mpath_tf.tradeoff.train import train_fixed_lambda
     from mpath_tf.storage import atomic_save_model
     from mpath_tf.training.loop import accuracy
 
@@ -173,6 +182,23 @@ def train_units(journal, data, args, folder: Path) -> None:
             if not journal.get(key):
                 model = grouped_resnet8(shape, classes, groups, seed)
                 record(key, model, "groups", groups, seed, **fit(model, data, total, args))
+        for lam in args.lams:
+            key = f"gated/{lam}/seed{seed}"
+            if not journal.get(key):
+                timer, start = epoch_timer(), time.perf_counter()
+                gated = train_fixed_lambda(
+                    data, lam, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
+                    callbacks=[timer], supernet=build_supernet(shape, classes, 0, WIDTH,
+                                                               seed=seed, arch="resnet8"))
+                keras.utils.set_random_seed(seed)
+                model = train_derived(derive(gated), data, args.finetune_epochs,
+                                      batch_size=args.batch_size, keep_best=False,
+                                      callbacks=[timer])
+                widths = {layer.name: list(layer.path_widths) for layer in model.layers
+                          if hasattr(layer, "path_widths")}
+                record(key, model, "gated", lam, seed, widths=widths,
+                       paths_per_stage=[len(w) for w in gated.derived_layout()],
+                       **timing(timer, start))
         todo = [b for b in args.paths if not journal.get(f"mpath/{b}/seed{seed}")]
         if not todo:
             continue
@@ -210,12 +236,13 @@ def export_and_time(journal, data, args, folder: Path) -> dict:
     representative = np.asarray(data.x_train[:500], "float32")
     jobs = []
     for rec in journal.records.values():
-        if "model" not in rec or (rec["kind"] != "mpath" and rec["seed"] != 0):
+        derived = rec.get("kind") in ("mpath", "gated")  # widths differ by seed
+        if "model" not in rec or (not derived and rec["seed"] != 0):
             continue
         # a derived network in both of PathConv2D's implementations: one
         # convolution per distinct width (as mpath-tf search exports), one per path
-        lowerings = {"mpath": "grouped", "mpath-split": "split"} if rec["kind"] == "mpath" else {
-            rec["kind"]: "grouped"}
+        lowerings = ({rec["kind"]: "grouped", f"{rec['kind']}-split": "split"} if derived
+                     else {rec["kind"]: "grouped"})
         for kind, implementation in lowerings.items():
             model = None
             for mode in MODES:
@@ -262,15 +289,19 @@ def report(journal, latency: dict, args, figure: Path) -> str:
     points = []
     order = ([("width", s) for s in sorted(args.scales, reverse=True)]
              + [("groups", g) for g in args.groups] + [("mpath", b) for b in args.paths]
-             + [("mpath-split", b) for b in args.paths])
+             + [("gated", lam) for lam in args.lams]
+             + [("mpath-split", b) for b in args.paths] + [("gated-split", lam) for lam in args.lams])
     for kind, setting in order:
-        recs = units.get(("mpath" if kind == "mpath-split" else kind, setting))
+        recs = units.get((kind.removesuffix("-split"), setting))
         if not recs:
             continue
         acc = np.array([r["test_accuracy"] for r in recs])
+        stages = "; ".join("/".join(map(str, r.get("paths_per_stage", []))) for r in recs)
         name = {"width": f"width x{setting}", "groups": f"{setting} equal groups",
                 "mpath": f"mpath, b = {setting}",
-                "mpath-split": f"mpath, b = {setting}, a convolution per path"}[kind]
+                "mpath-split": f"mpath, b = {setting}, a convolution per path",
+                "gated": f"gated, lam = {setting} (paths per stage {stages})",
+                "gated-split": f"gated, lam = {setting}, a convolution per path"}[kind]
         cells = []
         us = {}
         for mode in MODES:
@@ -299,7 +330,8 @@ def report(journal, latency: dict, args, figure: Path) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for kind, marker, label in (("width", "s", "uniform width"), ("groups", "^", "equal groups"),
                                 ("mpath", "o", "mpath (learned paths)"),
-                                ("mpath-split", "x", "mpath, a convolution per path")):
+                                ("mpath-split", "x", "mpath, a convolution per path"),
+                                ("gated", "D", "gated (lam; paths per stage)")):
         pts = sorted((p[3], p[2], p[1]) for p in points if p[0] == kind and p[3])
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=label)
@@ -328,6 +360,8 @@ def main() -> None:
     parser.add_argument("--paths", default="2,4,8,16")
     parser.add_argument("--scales", default="0.25,0.5,0.75,1.0")
     parser.add_argument("--groups", default="2,4,8")
+    parser.add_argument("--lams", default="0.5,2,8",
+                        help="cost weights of the gated rows ('' for none)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cpus", default="", help="pin the timing to these cores, e.g. 1")
     parser.add_argument("--repeats", type=int, default=3)
@@ -339,6 +373,7 @@ def main() -> None:
     args.paths = [int(b) for b in args.paths.split(",")]
     args.scales = [float(s) for s in args.scales.split(",")]
     args.groups = [int(g) for g in args.groups.split(",")]
+    args.lams = [float(lam) for lam in args.lams.split(",") if lam]
     if 1.0 not in args.scales:
         parser.error("--scales must include 1.0 (the dense reference)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

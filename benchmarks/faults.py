@@ -3,7 +3,7 @@
     python benchmarks/faults.py [--kills 50] [--per-run 5] [--seed 0] [--out DIR]
 
 One uninterrupted run of a small search (``tests/faults.py``: digits,
-mpath-2-6, one-shot, dense reference, three samples, final fine-tuning,
+mpath-2-6, one-shot, dense reference, two samples, final fine-tuning,
 export, timing), then interrupted runs of the same search until ``--kills``
 kills have landed: each run is killed ``--per-run`` times, at phases drawn
 with the seed (cycling through all of them) and delays uniform in [0, 1.5) s

@@ -73,17 +73,50 @@ def tflite_models(tmp_path_factory) -> dict[int, Path]:
     return {b: export_tflite(derive(net, b), folder / f"paths-{b}.tflite") for b in (1, 2, 12)}
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """A finished search run on the embedded digits data (mpath-3-6, seconds)."""
+# The settings of ``tiny_run`` (``mpath-tf search`` with these options:
+# tests/test_cli.py's TINY).
+TINY_CONFIG = dict(depth=3, width=6, epochs=2, finetune_epochs=1, samples=3, batch_size=64,
+                   bench=False)
+
+
+def _built_once(tmp_path_factory, name: str, build) -> Path:
+    """A directory that ``build(path)`` makes once per test session, even
+    across xdist's workers (the first to ask builds it under a file lock, the
+    others wait for it); each caller gets its own copy to write into."""
+    import fcntl
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    built = shared / f"{name}-built"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (built / ".complete").is_file():
+            shutil.rmtree(built, ignore_errors=True)
+            build(built / name)
+            (built / ".complete").touch()
+    copy = tmp_path_factory.mktemp(name) / name
+    shutil.copytree(built / name, copy)
+    return copy
+
+
+def _tiny_search(run: Path) -> None:
     from mpath_tf.pipeline.config import SearchConfig
     from mpath_tf.pipeline.run import search
 
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    config = SearchConfig(depth=3, width=6, epochs=2, finetune_epochs=1, samples=3, batch_size=64,
-                          bench=False)
-    search(config.validate(), run, log=lambda *_: None)
-    return run
+    search(SearchConfig(**TINY_CONFIG).validate(), run, log=lambda *_: None)
+
+
+def tiny_run_copy(tmp_path_factory) -> Path:
+    """A copy of the session's tiny finished run, for a module that changes it."""
+    return _built_once(tmp_path_factory, "tiny", _tiny_search)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished search run on the embedded digits data (mpath-3-6, seconds):
+    ``TINY_CONFIG``, built once per session."""
+    return tiny_run_copy(tmp_path_factory)
 
 
 def assert_int8_close(check) -> None:

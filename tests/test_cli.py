@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from mpath_tf.cli import cli
 from mpath_tf.core.derivation import parameter_counts
-from tests.conftest import search_finished
+from tests.conftest import search_finished, tiny_run_copy
 
 TINY = ["--no-bench", "--depth", "3", "--width", "6", "--epochs", "2", "--finetune-epochs", "1",
         "--samples", "3", "--batch-size", "64"]
@@ -23,10 +23,9 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    result = invoke("search", *TINY, "--run-dir", run)
-    assert search_finished(result.exit_code, result.output), result.output
-    return run
+    """The session's tiny run (conftest's TINY_CONFIG: these options), a copy
+    this module may change."""
+    return tiny_run_copy(tmp_path_factory)
 
 
 def test_search_writes_a_complete_run_directory(finished_run):

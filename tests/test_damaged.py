@@ -12,16 +12,16 @@ from click.testing import CliRunner
 from mpath_tf import SearchConfig, search
 from mpath_tf.cli import cli
 from tests import faults
+from tests.conftest import TINY_CONFIG, tiny_run_copy
 
-CONFIG = SearchConfig(depth=2, width=6, epochs=2, finetune_epochs=1, samples=3, batch_size=64,
-                      bench=False)
+CONFIG = SearchConfig(**TINY_CONFIG)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    run = tmp_path_factory.mktemp("damaged") / "run"
-    result = search(CONFIG, run, log=lambda *_: None)
-    return run, faults.comparable(result)
+    """The session's tiny run (a copy) and its comparable results."""
+    run = tiny_run_copy(tmp_path_factory)
+    return run, faults.comparable(json.loads((run / "results.json").read_text()))
 
 
 def _garbage(path):

@@ -211,7 +211,7 @@ TINY = ["--no-bench", "--depth", "3", "--width", "8", "--epochs", "3", "--finetu
 
 @pytest.mark.parametrize("method,extra", [
     pytest.param("lambda", ["--lam", "0.5", "--cost", "latency"], id="lambda-latency"),
-    pytest.param("hypernet", ["--lam", "1.0", "--lam-max", "2"], id="hypernet"),
+    pytest.param("hypernet", ["--lam", "1.0", "--lam-max", "2", "--hyper-epochs", "1"], id="hypernet"),
 ])
 def test_search_methods_from_the_cli(method, extra, tmp_path):
     run = tmp_path / "run"

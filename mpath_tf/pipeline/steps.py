@@ -102,29 +102,35 @@ def finetune(
     epochs = config.finetune_epochs if epochs is None else epochs
     if epochs == 0:
         return model
+    return train_derived(model, data, epochs, batch_size=config.batch_size,
+                         learning_rate=config.tune_learning_rate, keep_best=True,
+                         score_start=True, history=history, checkpoint_dir=checkpoint_dir,
+                         callbacks=callbacks, summary=summary, log=log)
+
+
+def train_derived(model: keras.Model, data: Dataset, epochs: int, **train_args) -> keras.Model:
+    """Train a derived network: its batch normalizations (if any) first get
+    the statistics of the training data under its paths
+    (``recalibrate_batch_norms``) and again after training, and its path
+    convolutions train as one convolution per path (TensorFlow trains a
+    grouped ``Conv2D`` slowly on CPU) and come back grouped (same function).
+
+    Args:
+        model: A derived network (``derive``).
+        data: The dataset.
+        epochs: Training epochs.
+        **train_args: ``mpath_tf.training.loop.train``'s other arguments.
+
+    Returns:
+        The trained model (a new one when its convolutions were regrouped).
+    """
     # the supernet's batch-norm statistics do not fit what the cut membranes leave
     recalibrate_batch_norms(model, data.x_train[:RECALIBRATION_ROWS])
-    # paths of one width side by side are a grouped Conv2D, which TensorFlow
-    # trains slowly on CPU: train them as separate convolutions, same function
     grouped = any(n > 1 and w > 1 for layer in model.layers if isinstance(layer, PathConv2D)
                   for _, n, w in layer.runs())
     if grouped:
         model = with_conv_implementation(model, "split")
-    train(
-        model,
-        data,
-        epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.tune_learning_rate,
-        keep_best=True,
-        score_start=True,
-        history=history,
-        checkpoint_dir=checkpoint_dir,
-        callbacks=callbacks,
-        summary=summary,
-        log=log,
-        recalibrate=True,
-    )
+    train(model, data, epochs, recalibrate=True, **train_args)
     return with_conv_implementation(model, "grouped") if grouped else model
 
 

@@ -30,7 +30,7 @@ from mpath_tf.core.derivation import derive
 from mpath_tf.errors import ConfigError
 from mpath_tf.reporting.results import SearchResults
 from mpath_tf.storage import atomic_save_model
-from mpath_tf.training.loop import accuracy, top1, train
+from mpath_tf.training.loop import accuracy, top1
 
 CURVE_POINTS = 21
 
@@ -163,7 +163,8 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
     Raises:
         ConfigError: A cost table for another network or target, or an unmet budget.
     """
-    from mpath_tf.pipeline.steps import build_supernet_for, export_model, train_supernet
+    from mpath_tf.pipeline.steps import (build_supernet_for, export_model, train_derived,
+                                         train_supernet)
 
     config = run.config
     # the MLP has its own classes; any other network is gated stack by stack
@@ -193,9 +194,10 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         keras.utils.set_random_seed(config.seed)
         model = derive(source, lam=lam) if config.method == "hypernet" else derive(source)
         before = accuracy(model, data.x_val, data.y_val)
-        train(model, data, epochs, batch_size=config.batch_size,
-              learning_rate=config.learning_rate, keep_best=False,
-              checkpoint_dir=run.path / "checkpoints" / key, callbacks=[progress.callback()])
+        model = train_derived(model, data, epochs, batch_size=config.batch_size,
+                              learning_rate=config.learning_rate, keep_best=False,
+                              checkpoint_dir=run.path / "checkpoints" / key,
+                              callbacks=[progress.callback()])
         progress.done()
         run.finish_model(model, path, run.state["final"], key,
                          {"val_accuracy_before": before, "epochs": epochs})
