@@ -83,7 +83,8 @@ def cli():
               help="Built-in network: mlp, cnn (image data: --depth 3x3 convolutions of "
               "--width channels, split into channel paths) or resnet8 (image data: MLPerf "
               "Tiny's ResNet-8, stages of --width, 2x and 4x channels, each split into the "
-              "same path count; 16 is MLPerf's width).")
+              "same path count with --method rank, its own with lambda or hypernet; 16 is "
+              "MLPerf's width).")
 @click.option("--depth", type=int, default=_DEFAULTS.depth, show_default=True,
               help="Hidden layers (>= 2; with --arch cnn, convolutions; with --model, its "
               "stack's; not used by --arch resnet8).")
@@ -138,13 +139,15 @@ def cli():
               show_default=True,
               help="rank: the paper's rank-and-prune; lambda: one-shot training with the cost "
               "term at --lam, the gates are the network; hypernet: a lam-hypernetwork after "
-              "one-shot training, any trade-off from one run.")
+              "one-shot training, any trade-off from one run. lambda and hypernet gate every "
+              "stack of a CNN or --model, one path count each.")
 @click.option("--cost", type=click.Choice(["params", "latency"]), default="params",
               show_default=True, help="Cost term of lambda/hypernet: parameters, or latency "
               "on --target from a lowering calibration.")
 @click.option("--cost-table", type=click.Path(dir_okay=False), default=None,
               help="Cost table JSON, or a `mpath-tf calibrate` table, for --cost latency "
-              "(default: the bundled calibration of target local).")
+              "(default: the bundled calibration of target local; a CNN needs a table with "
+              "path-convolution entries, `mpath-tf calibrate --conv-channels`).")
 @click.option("--lam", type=float, default=None,
               help="Weight of the relative cost (lambda: required; hypernet: the trade-off "
               "to derive). Larger gives a cheaper network.")

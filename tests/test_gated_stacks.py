@@ -126,7 +126,7 @@ def test_search_lambda_on_your_own_model_splits_each_stack(tmp_path):
     model, run = user_model(tmp_path / "mine.keras"), tmp_path / "run"
     result = invoke("search", "--model", model, "--method", "lambda", "--lam", "2",
                     "--epochs", "2", "--final-epochs", "1", "--batch-size", "64",
-                    "--no-bench", "--no-reference", "--run-dir", run)
+                    "--learning-rate", "0.01", "--no-bench", "--no-reference", "--run-dir", run)
     assert search_finished(result.exit_code, result.output), result.output
     results = json.loads((run / "results.json").read_text())
     chosen = results["chosen"]
@@ -142,7 +142,7 @@ def test_search_hypernet_on_the_cnn(tmp_path):
     result = invoke("search", "--arch", "cnn", "--depth", "3", "--width", "6", "--method",
                     "hypernet", "--lam-max", "2", "--lam", "1", "--epochs", "2",
                     "--hyper-epochs", "1", "--final-epochs", "1", "--batch-size", "64",
-                    "--no-bench", "--no-reference", "--run-dir", run)
+                    "--learning-rate", "0.01", "--no-bench", "--no-reference", "--run-dir", run)
     assert search_finished(result.exit_code, result.output), result.output
     results = json.loads((run / "results.json").read_text())
     curve, chosen = results["hypernet"]["curve"], results["chosen"]
