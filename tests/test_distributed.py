@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import search_finished
 
-ARGS = ["--depth", "3", "--width", "8", "--epochs", "3", "--finetune-epochs", "6",
+ARGS = ["--depth", "3", "--width", "8", "--epochs", "3", "--finetune-epochs", "4",
         "--samples", "3", "--batch-size", "64", "--workers", "2", "--no-reference", "--no-bench"]
 
 

@@ -216,16 +216,18 @@ def test_chief_and_worker_roles(monkeypatch):
     assert cluster_from_env().is_chief
 
 
-def test_cli_refuses_a_strategy_it_cannot_use(tmp_path):
-    proc = subprocess.run([*MAIN, "search", "--strategy", "multiworker", "--method", "lambda",
-                           "--lam", "0.3", "--run-dir", str(tmp_path / "run")], env=ENV,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "Drop --strategy" in proc.stderr
-    env = {k: v for k, v in ENV.items() if k != "TF_CONFIG"}
-    proc = subprocess.run([*MAIN, "search", "--strategy", "multiworker", "--epochs", "1",
-                           "--run-dir", str(tmp_path / "run")], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2 and "TF_CONFIG environment variable" in proc.stderr
+def test_cli_refuses_a_strategy_it_cannot_use(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from mpath_tf.cli import cli
+
+    result = CliRunner().invoke(cli, ["search", "--strategy", "multiworker", "--method",
+                                      "lambda", "--lam", "0.3", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Drop --strategy" in result.output
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, ["search", "--strategy", "multiworker", "--epochs", "1",
+                                      "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "TF_CONFIG environment variable" in result.output
     assert not (tmp_path / "run").exists()
 
 
