@@ -39,10 +39,10 @@ import numpy as np
 from keras import ops
 
 from mpath_tf.core.costs import CostTable, expected_cost
-from mpath_tf.errors import ConfigError
 from mpath_tf.core.models import MLPSupernet
 from mpath_tf.core.permeability import discrete_permeability, widths_from_cuts
 from mpath_tf.core.supernet import Supernet
+from mpath_tf.errors import ConfigError
 
 # Adam moves a variable by about the learning rate per step, but a gate's logit
 # must travel several units within a few hundred steps to close a membrane;

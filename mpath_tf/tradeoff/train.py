@@ -35,9 +35,8 @@ from keras import ops
 from mpath_tf.pipeline.config import METHODS
 from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
-from mpath_tf.core.derivation import count_parameters
-from mpath_tf.core.gates import (GatedStacks, GatedSupernet, HyperSupernet, TemperatureSchedule,
-                                 check_lam, gate)
+from mpath_tf.core.gates import (GatedStacks, GatedSupernet, HyperStacks, HyperSupernet,
+                                 TemperatureSchedule, check_lam, gate)
 from mpath_tf.core.models import adapt_normalization
 from mpath_tf.core.supernet import Supernet, mlp_layers
 from mpath_tf.core.permeability import discrete_permeability
@@ -168,11 +167,11 @@ def theorem_lambda(supernet: Supernet, data: Dataset, samples: int = 5) -> float
 
 
 def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = None,
-                   cost: CostTable | None = None, epochs: int = 10, batch_size: int = 32,
-                   learning_rate: float = 1e-3, seed: int | None = 0,
+                   cost: CostTable | list[CostTable] | None = None, epochs: int = 10,
+                   batch_size: int = 32, learning_rate: float = 1e-3, seed: int | None = 0,
                    temperature: tuple[float, float] = (1.0, 0.1), warmup_steps: int = 500,
                    checkpoint_dir=None, callbacks: list | None = None,
-                   log=None) -> HyperSupernet | GatedStacks:
+                   log=None) -> HyperSupernet | HyperStacks:
     """Algorithm 1 of paper 002: a hypernetwork from lam to membrane logits.
 
     The supernet's weights are copied (line 1). Warm-up (lines 3-7): while
