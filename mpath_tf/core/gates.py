@@ -58,6 +58,15 @@ def check_lam(lam, name: str = "lam") -> float:
     return float(lam)
 
 
+def check_lam_max(lam_max) -> float:
+    """Lambda of a hypernetwork: a finite number > 0 (its training range is U[0, lam_max])."""
+    lam_max = check_lam(lam_max, "lam_max")
+    if lam_max == 0:
+        raise ValueError("`lam_max` must be > 0 (the training range is U[0, lam_max]). "
+                         "Received: lam_max=0.0")
+    return lam_max
+
+
 def _cost_table(cost, width: int, depth: int) -> CostTable:
     if cost is None:
         return CostTable.params(width, depth)
@@ -243,10 +252,7 @@ class HyperSupernet(GatedSupernet):
         kwargs.pop("lam", None)
         super().__init__(input_shape, num_classes, depth, width, activation, 0.0, cost,
                          initial_logit, seed, **kwargs)
-        self.lam_max = check_lam(lam_max, "lam_max")
-        if self.lam_max == 0:
-            raise ValueError("`lam_max` must be > 0 (the training range is U[0, lam_max]). "
-                             "Received: lam_max=0.0")
+        self.lam_max = check_lam_max(lam_max)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -480,10 +486,7 @@ class HyperStacks(GatedStacks):
         kwargs.pop("lam", None)
         super().__init__(chain, stacks, trunk, shared_paths, 0.0, costs, initial_logit, seed,
                          **kwargs)
-        self.lam_max = check_lam(lam_max, "lam_max")
-        if self.lam_max == 0:
-            raise ValueError("`lam_max` must be > 0 (the training range is U[0, lam_max]). "
-                             "Received: lam_max=0.0")
+        self.lam_max = check_lam_max(lam_max)
 
     def build(self, input_shape):
         super().build(input_shape)
