@@ -412,11 +412,12 @@ class GatedStacks(Supernet):
     def _training_lam(self):
         return self.lam
 
-    def call(self, inputs, permeability=None, training=False):
-        """Forward pass with sampled gates (training) or hard gates (inference);
-        ``permeability`` (a list, one matrix per stack) overrides both."""
+    def call(self, inputs, permeability=None, training=False, lam=None):
+        """Forward pass with sampled gates (training) or hard gates (inference;
+        for ``HyperStacks`` those of ``lam``, default 0); ``permeability`` (a
+        list, one matrix per stack) overrides both."""
         if permeability is None:
-            lam = self._training_lam() if training else None
+            lam = self._training_lam() if training else lam
             permeability = [
                 self._range_mins[s](sample_gates(logits, training, self.temperature,
                                                  self.seed_generator))
@@ -509,13 +510,6 @@ class HyperStacks(GatedStacks):
     def _training_lam(self):
         return keras.random.uniform((), 0.0, self.lam_max, seed=self.seed_generator)
 
-    def call(self, inputs, permeability=None, training=False, lam=None):
-        """As ``GatedStacks``; at inference the gates are those of ``lam`` (default 0)."""
-        if permeability is None and not training:
-            permeability = [self._range_mins[s](sample_gates(logits, False, None, None))
-                            for s, logits in enumerate(self.membrane_logits(lam))]
-        return super().call(inputs, permeability, training=training)
-
     def derived_layout(self, paths=None, lam: float | None = None) -> list[list[int]]:
         """Widths per stack at ``lam`` (read off the gates), or ranked at lam = 0
         for ``paths``. Warns when ``lam`` is above ``lam_max``."""
@@ -559,11 +553,9 @@ def gate(supernet: Supernet, lam: float | None = None, lam_max: float | None = N
     config = {key: value for key, value in supernet.get_config().items()
               if key in ("chain", "stacks", "trunk", "shared_paths")}
     config = {**config, "name": f"gated-{supernet.name}", "costs": costs, "seed": seed}
-    config["chain"] = [keras.saving.deserialize_keras_object(c) for c in config["chain"]]
-    if config["trunk"] is not None:
-        config["trunk"] = keras.saving.deserialize_keras_object(config["trunk"])
-    model = (GatedStacks(**config, lam=lam) if lam is not None
-             else HyperStacks(**config, lam_max=lam_max))
+    cls, trade_off = ((GatedStacks, {"lam": lam}) if lam is not None
+                      else (HyperStacks, {"lam_max": lam_max}))
+    model = cls.from_config({**config, **trade_off})  # fresh layers, as a .keras file gives
     model.build((None, *supernet.example_shape))
     for mine, theirs in zip(model.chain, supernet.chain):
         mine.set_weights(theirs.get_weights())
