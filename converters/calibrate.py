@@ -23,6 +23,7 @@ from converters.calibration import (CALIBRATED, CALIBRATION_PATHS, CONV_LOWERING
                                     MAX_PER_PATH_CALIBRATION, STACK_DEPTH, VERSION,
                                     calibrated_mode, cpu_key)
 from converters.quantization import get_quantization
+from edge_bench.stats import row_cost, row_unit
 from converters.tflite import AUTO_EXCLUDED, export_tflite
 from mpath_tf.core.permeability import widths_from_cuts
 from mpath_tf.errors import ConfigError
@@ -179,12 +180,8 @@ def calibrate_conv(target, channels: int, quantizations=("float32", "dynamic", "
     log(f"calibrating {len(jobs)} conv stages on {target.name}")
     rows = measure_models(target, jobs, Journal(workdir / "conv_calibration.jsonl"), settings,
                           repeats=repeats, log=log)
-    return [{**labels, "us": _us(row["stats"])}
+    return [{**labels, "us": row_cost(row)}
             for (labels, _), row in zip(jobs, rows) if row["status"] == "ok"]
-
-
-def _us(stats: dict) -> float:
-    return stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
 
 
 def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "int16x8"),
@@ -236,9 +233,14 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
     log(f"calibrating {len(jobs)} stacks on {target.name}")
     rows = measure_models(target, jobs, Journal(workdir / "calibration.jsonl"), settings,
                           repeats=repeats, log=log)
-    layers = [{**labels, "us": _us(row["stats"])}
-              for (labels, _), row in zip(jobs, rows) if row["status"] == "ok"]
+    ok = [(labels, row) for (labels, _), row in zip(jobs, rows) if row["status"] == "ok"]
+    # An entry's "us" is its cost in the table's unit: microseconds, or
+    # instructions per inference on a counting target (tflm:cortex-m4).
+    layers = [{**labels, "us": row_cost(row)} for labels, row in ok]
+    refused = sorted({f"{labels['lowering']} at {len(labels['path_widths'])} paths"
+                      for (labels, _), row in zip(jobs, rows) if row["status"] != "ok"})
     return {"format": FORMAT, "version": VERSION, "target": target.name, "device": target.describe(),
+            "unit": row_unit(ok[0][1]) if ok else "us", "refused": refused,
             "settings": (settings.to_dict() if settings else None), "layers": layers}
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_bench.stats import row_latency_us
+from edge_bench.stats import row_cost, row_unit
 from mpath_tf.errors import ConfigError
 
 
@@ -21,8 +21,11 @@ def proxy_verdict(rows: list[dict]) -> dict:
             are used only as the reference).
 
     Returns:
-        Per quantization: ``pearson`` and ``spearman`` correlation of
-        parameters vs median latency over the derived models, the fastest
+        Per quantization: the cost's ``unit`` (``us``, or ``instructions``
+        on a counting target), ``pearson`` and ``spearman`` correlation of
+        parameters vs median latency over the derived models (``macs_*``:
+        of multiply-adds, where the rows have them; ``arena_*``: of
+        parameters vs TFLM's arena, on TFLM targets), the fastest
         path count, the path count beyond which latency stops falling (the
         first measured count after which no larger count is faster by more
         than the fastest's confidence interval), latency at the most paths
@@ -40,10 +43,11 @@ def proxy_verdict(rows: list[dict]) -> dict:
         if len(derived) < 3:
             continue
         params = np.array([r["parameters"] for r in derived], dtype=float)
-        latency = np.array([row_latency_us(r) for r in derived])
+        latency = np.array([row_cost(r) for r in derived])
         best = int(np.argmin(latency))
         entry = {
             "models": len(derived),
+            "unit": row_unit(derived[0]),
             "pearson": _correlation(pearsonr, params, latency),
             "spearman": _correlation(spearmanr, params, latency),
             "fastest_paths": derived[best]["paths"],
@@ -52,8 +56,19 @@ def proxy_verdict(rows: list[dict]) -> dict:
             "most_paths": derived[-1]["paths"],
             "most_paths_vs_fastest": float(latency[-1] / latency[best]),
         }
+        if all(r.get("macs") is not None for r in derived):
+            macs = np.array([r["macs"] for r in derived], dtype=float)
+            entry["macs_pearson"] = _correlation(pearsonr, macs, latency)
+            entry["macs_spearman"] = _correlation(spearmanr, macs, latency)
+        if all(r.get("arena_bytes") is not None for r in derived):  # TFLM targets
+            arena = np.array([r["arena_bytes"] for r in derived], dtype=float)
+            entry["arena_pearson"] = _correlation(pearsonr, params, arena)
+            entry["arena_spearman"] = _correlation(spearmanr, params, arena)
+            entry["largest_arena_bytes"] = int(arena.max())
+            if dense and dense[0].get("arena_bytes"):
+                entry["dense_arena_bytes"] = int(dense[0]["arena_bytes"])
         if dense:
-            dense_us = row_latency_us(dense[0])
+            dense_us = row_cost(dense[0])
             entry["dense_us"] = dense_us
             entry["fastest_speedup_vs_dense"] = float(dense_us / latency[best])
             entry["most_paths_speedup_vs_dense"] = float(dense_us / latency[-1])
@@ -158,7 +173,7 @@ class LatencyModel:
                 f"{len(self.features) + 1} measured models; received {len(rows)}."
             )
         x = self._design(rows)
-        y = np.array([row_latency_us(r) for r in rows])
+        y = np.array([row_cost(r) for r in rows])
         scale = np.abs(x).max(axis=0)  # columns of very different size: solve in unit scale
         scale[scale == 0] = 1.0  # a feature the target does not report (0 everywhere)
         coef, _ = nnls((x / scale) / y[:, None], np.ones_like(y))
@@ -178,7 +193,7 @@ class LatencyModel:
                     and r.get("kind") == "mpath" and r["paths"] not in self.fit_paths_]
         if not held_out:
             return {"fit_paths": self.fit_paths_, "held_out": 0}
-        truth = np.array([row_latency_us(r) for r in held_out])
+        truth = np.array([row_cost(r) for r in held_out])
         error = self.predict(held_out) / truth - 1
         return {
             "fit_paths": self.fit_paths_,

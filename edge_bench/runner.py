@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from edge_bench.journal import Journal, result_key
-from edge_bench.stats import row_latency_us
+from edge_bench.stats import row_cost, row_unit
 from edge_bench.targets import BenchSettings, Target, sha256_file
 from mpath_tf.errors import ConfigError, ModelError
 
@@ -63,7 +63,7 @@ def measure_models(
                 continue
             try:
                 row = target.measure(path, settings)
-                log(f"  {path.name}: median {row_latency_us(row):.1f} us"
+                log(f"  {path.name}: {_shown(row)}"
                     + (f" (try {attempt + 1}/{repeats})" if repeats > 1 else "")
                     + (" [suspect]" if row["suspect"] else ""))
             except ModelError as err:
@@ -95,14 +95,23 @@ def combine_tries(tries: list[dict]) -> dict:
         return failed[0]
     if len(tries) == 1:
         return tries[0]
-    ordered = sorted(tries, key=row_latency_us)
-    medians = [row_latency_us(t) for t in ordered]
+    ordered = sorted(tries, key=row_cost)
+    medians = [row_cost(t) for t in ordered]
     spread = medians[-1] / medians[0] - 1
     row = dict(ordered[(len(ordered) - 1) // 2])
-    row["repeat_medians_us"] = [row_latency_us(t) for t in tries]
+    row["repeat_medians_us"] = [row_cost(t) for t in tries]
     row["repeat_spread"] = spread
     if spread > MAX_REPEAT_SPREAD:
         row["warnings"] = [*row.get("warnings", []),
                            f"{len(tries)} tries disagree by {spread:.1%} (> 5%): the machine was busy"]
         row["suspect"] = True
     return row
+
+
+def _shown(row: dict) -> str:
+    """A row's cost for a progress line, in its unit."""
+    if row_unit(row) == "instructions":
+        return (f"{row_cost(row) / 1000:,.1f}k instructions per inference (not cycles), "
+                f"arena {row['arena_bytes']:,} bytes")
+    arena = f", arena {row['arena_bytes']:,} bytes" if row.get("arena_bytes") else ""
+    return f"median {row_cost(row):.1f} us{arena}"

@@ -57,6 +57,30 @@ def row_latency_us(row: dict) -> float:
     return stats["median_us"] if stats.get("median_us") is not None else stats["mean_us"]
 
 
+def row_cost(row: dict) -> float:
+    """The cost a result row stands for, in ``row_unit(row)``: instructions
+    per inference on a counting target (``tflm:cortex-m4``), else its latency
+    in microseconds (``row_latency_us``).
+
+    Example:
+        >>> row_cost({"unit": "instructions", "instructions_per_inference": 5e4})
+        50000.0
+    """
+    if row.get("unit") == "instructions":
+        return float(row["instructions_per_inference"])
+    return row_latency_us(row)
+
+
+def row_unit(row: dict) -> str:
+    """``"instructions"`` or ``"us"``: the unit of ``row_cost(row)``.
+
+    Example:
+        >>> row_unit({"stats": {"median_us": 3.0}})
+        'us'
+    """
+    return "instructions" if row.get("unit") == "instructions" else "us"
+
+
 def summarize(times_us) -> dict:
     """Median, p90, min, mean, std and the 95% interval of the median.
 

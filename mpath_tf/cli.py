@@ -118,9 +118,18 @@ def cli():
               help="Budget: largest int8 .tflite file, in KB.")
 @click.option("--max-latency-ms", type=float, default=None,
               help="Budget: slowest median latency of the int8 file on --target (measured).")
+@click.option("--max-ram", "max_ram_kb", type=float, default=None,
+              help="Budget: largest TFLM arena of the int8 file, in KB (measured on --target "
+              "when it is tflm or tflm:CORE, else on this machine's TFLM interpreter).")
+@click.option("--max-flash", "max_flash_kb", type=float, default=None,
+              help="Budget: largest int8 file for TFLM without its metadata, in KB.")
 @click.option("--target", default=_DEFAULTS.target, show_default=True,
-              help="edge_bench target of --max-latency-ms (and of --cost latency): local, "
-              "ssh://host or adb[:SERIAL].")
+              help="Where costs are measured: the edge_bench target of --max-latency-ms (and "
+              "of --cost latency): local, ssh://host or adb[:SERIAL]; or a microcontroller "
+              "runtime, tflm (TFLM on this machine) or tflm:cortex-m4 / cortex-m4f / cortex-m7 "
+              "(TFLM with CMSIS-NN on an emulated core, `mpath-tf setup mcu`): the int8 "
+              "files are lowered for it and the chosen model and the dense reference are "
+              "measured there (instructions, arena, flash).")
 @click.option("--final-epochs", type=int, default=None,
               help="Fine-tuning epochs of the chosen model (default: --epochs, the dense "
               "reference's budget); "
@@ -208,6 +217,9 @@ def search(run_dir, quiet, as_json, **settings):
     \b
     The most accurate model within budgets (measured on a Raspberry Pi):
         mpath-tf search --max-params 20000 --max-latency-ms 0.05 --target ssh://pi@rpi
+    \b
+    For a Cortex-M4 microcontroller (TFLM with CMSIS-NN, `mpath-tf setup mcu` first):
+        mpath-tf search --target tflm:cortex-m4 --max-ram 16
     \b
     Cost-regularized: one trade-off, or a hypernetwork for all of them:
         mpath-tf search --method lambda --lam 0.3 --cost latency
@@ -297,17 +309,31 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--dataset", default=None,
               help="Dataset for int8 / int16x8 calibration and verification (default: the "
               "dataset of the run MODEL belongs to, if any).")
+@click.option("--target", default=None,
+              help="Export for a microcontroller: tflm or tflm:cortex-m4 / cortex-m4f / "
+              "cortex-m7. --lowering auto then uses that target's calibration and never a "
+              "lowering TFLM refuses; the C array (<stem>_model_data.h/.cc) and the op "
+              "resolver (<stem>_op_resolver.h) are written beside the file, and the report "
+              "gives the arena TFLM needs.")
+@click.option("--strip-metadata", is_flag=True, default=False,
+              help="With --target tflm...: leave the metadata (labels, converter records) "
+              "out of the file and the C array, which TFLM does not read.")
 @_data_options
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: MODEL with suffix _<quantization>.tflite).")
 @_input_errors
 def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, equalize,
-           qat_epochs, bundle, bundle_paths, verify, dataset, data_dir, output):
+           qat_epochs, bundle, bundle_paths, verify, dataset, target, strip_metadata, data_dir,
+           output):
     """Export a .keras MODEL to TFLite and check it against Keras.
 
     \b
     Example:
         mpath-tf export runs/digits-mpath-4-64-seed0/model.keras --quantize int8 --lowering auto
+    \b
+    For a Cortex-M4 microcontroller project (C array, op resolver, arena size):
+        mpath-tf export runs/digits-mpath-4-64-seed0/model.keras --quantize int8 \\
+            --target tflm:cortex-m4 --strip-metadata
     """
     if bundle:
         from mpath_tf.reporting.bundle import write_bundle
@@ -322,7 +348,7 @@ def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, 
         model, quantization, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
         lowering=lowering, calibration=calibration, qat_epochs=qat_epochs, int8_io=int8_io,
         equalize=equalize, verify=verify, calibrate=calibrate,
-        log=lambda m: click.echo(m, err=True),
+        log=lambda m: click.echo(m, err=True), target=target, strip_metadata=strip_metadata,
     )
     click.echo(json.dumps(report, indent=2))
     # A QAT model is fine-tuned, so it is not expected to match the Keras model
@@ -341,7 +367,9 @@ def _fmt(value: float | None) -> str:
 @cli.command()
 @click.argument("run", type=click.Path())
 @click.option("--target", default="local", show_default=True,
-              help="local, ssh://[user@]host[:port] or adb[:SERIAL].")
+              help="local, ssh://[user@]host[:port], adb[:SERIAL], tflm (TFLM on this "
+              "machine) or tflm:cortex-m4 / cortex-m4f / cortex-m7 (TFLM with CMSIS-NN on an "
+              "emulated core, counted in instructions; `mpath-tf setup mcu`).")
 @click.option("--paths", callback=_int_list, default=None,
               help="Path counts to measure, e.g. 1,4,16 (default: the run's samples plus 1).")
 @click.option("--quantization", default="float32,dynamic,int8", show_default=True,
@@ -409,11 +437,17 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
     )
     for q, entry in report["proxy"].items():
         model = report["latency_model"].get(q, {})
+        counted = entry.get("unit") == "instructions"  # an emulated core: not a time
+        cost, word = ("instructions", "instructions (not cycles)") if counted else ("latency", "us")
         click.echo(
-            f"{q:>8}: params vs latency Pearson {_fmt(entry['pearson'])}, Spearman "
-            f"{_fmt(entry['spearman'])}; fastest at {entry['fastest_paths']} paths "
-            f"({entry['fastest_us']:.1f} us); latency stops falling after "
-            f"{entry['stops_falling_after_paths']} paths"
+            f"{q:>8}: params vs {cost} Pearson {_fmt(entry['pearson'])}, Spearman "
+            f"{_fmt(entry['spearman'])}; cheapest at {entry['fastest_paths']} paths "
+            f"({entry['fastest_us']:,.1f} {word}"
+            + (f", {entry['fastest_speedup_vs_dense']:.2f}x of dense's"
+               if entry.get("fastest_speedup_vs_dense") else "")
+            + f"); {cost} stops falling after {entry['stops_falling_after_paths']} paths"
+            + (f"; params vs TFLM arena Spearman {_fmt(entry['arena_spearman'])}, largest "
+               f"{entry['largest_arena_bytes']:,} bytes" if "arena_spearman" in entry else "")
             + (f"; latency model within 10% on {model['hit_rate_10pct']:.0%} of "
                f"{model['held_out']} held-out" if model.get("held_out") else "")
         )
@@ -476,6 +510,36 @@ def calibrate(target, widths, quantization, conv_channels, no_xnnpack, cpus, rep
                                   repeats=repeats, log=click.echo)]
     atomic_write_json(output, merge(tables))
     click.echo(f"calibration: {output}")
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["mcu"]))
+@click.option("--core", "cores", default="cortex-m4", show_default=True,
+              help="Cortex-M cores to build for, comma-separated: cortex-m4 (no FPU), "
+              "cortex-m4f (hard float), cortex-m7.")
+@click.option("--sources", type=click.Path(file_okay=False), default=None,
+              help="The folder of source snapshots (tflite-micro.tar.gz, CMSIS-NN.tar.gz, ...; "
+              "default: shared/third_party above the current directory, or "
+              "$MPATH_TF_THIRD_PARTY).")
+@_input_errors
+def setup(what, cores, sources):
+    """Build what a target needs, once, in the cache (~/.cache/mpath-tf).
+
+    \b
+    mcu: TFLM with CMSIS-NN kernels for each Cortex-M core, its benchmark
+    program, and the QEMU plugin that counts instructions (about 6 minutes a
+    core on 2 cores; needs Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi,
+    libstdc++-arm-none-eabi-newlib and qemu-system-arm).
+    \b
+    Example:
+        mpath-tf setup mcu --core cortex-m4,cortex-m7
+    """
+    from edge_bench.mcu.build import setup_mcu
+
+    built = setup_mcu([c for c in cores.split(",") if c], sources,
+                      log=lambda m: click.echo(m, err=True))
+    for core, runner in built.items():
+        click.echo(f"tflm:{core}: {runner}")
 
 
 @cli.command()

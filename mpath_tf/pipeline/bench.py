@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from pathlib import Path
 
@@ -30,10 +31,11 @@ from mpath_tf.pipeline.rundir import RunDir
 QUANTIZATION_MODES = ("float32", "dynamic", "int8")
 
 CSV_COLUMNS = (
-    "model", "kind", "paths", "quantization", "lowering", "parameters", "model_bytes", "status",
+    "model", "kind", "paths", "quantization", "lowering", "chosen_lowering", "parameters", "macs", "model_bytes", "status",
     "median_us", "p90_us", "min_us", "mean_us", "std_us", "median_ci_low_us",
-    "median_ci_high_us", "runs", "repeat_spread", "partitions", "undelegated_ops", "suspect",
-    "error",
+    "median_ci_high_us", "runs", "repeat_spread", "partitions", "undelegated_ops",
+    "instructions_per_inference", "arena_bytes", "flash_bytes", "flash_bytes_no_metadata",
+    "suspect", "error",
 )
 
 
@@ -55,6 +57,23 @@ def fully_connected_ops(model) -> int:
 
     return sum(len(layer.path_widths) if isinstance(layer, PathDense) else 1
                for layer in model.layers if isinstance(layer, (PathDense, keras.layers.Dense)))
+
+
+def multiply_adds(model) -> int | None:
+    """Multiply-adds of one inference of an MLP (dense or multipath): one per
+    kernel weight of its Dense and block-diagonal layers; None for other
+    networks (a convolution's count depends on its output size)."""
+    import keras
+
+    from mpath_tf.core.layers import PathDense
+
+    layers = [l for l in model.layers if l.weights]
+    if not all(isinstance(l, (PathDense, keras.layers.Dense, keras.layers.Normalization))
+               for l in layers):
+        return None
+    return sum(math.prod(w.shape) for l in layers
+               if not isinstance(l, keras.layers.Normalization)
+               for w in l.weights if w.path.endswith("kernel"))
 
 
 def measured_latency(run_dir: str | os.PathLike) -> dict[tuple[str, str], dict[int, float]]:
@@ -120,9 +139,18 @@ def predict_latency(run_dir: str | os.PathLike, target: str = "local",
 
 
 def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
-                log) -> list[tuple[dict, Path]]:
-    """Export the dense MLP and each derived model; reuse exports already on disk."""
-    from converters import export_tflite, get_quantization
+                log, target: str = "local") -> list[tuple[dict, Path]]:
+    """Export the dense MLP and each derived model; reuse exports already on disk.
+
+    For a TFLM target, ``auto`` reads that target's calibration table and
+    never keeps a file TFLM refuses (``converters.tflm.tflm_convert``); each
+    row records the lowering the stack got (``chosen_lowering``)."""
+    from converters import choose_lowerings, export_tflite, get_quantization
+    import json
+
+    from converters.tflm import is_tflm_target, tflm_convert
+    from edge_bench.targets import target_slug
+    from mpath_tf.storage import atomic_write_bytes
     from mpath_tf.core.derivation import derive
     from mpath_tf.core.derivation import to_dense
 
@@ -135,6 +163,10 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     for kind, count in [("dense", None)] + [("mpath", b) for b in paths]:
         name = "dense" if kind == "dense" else f"paths-{count}"
         suffix = "" if lowering == "per_path" or kind == "dense" else f"_{lowering}"
+        # a multipath model with auto on a TFLM target: that target's own choice
+        for_tflm = is_tflm_target(target) and lowering == "auto" and kind != "dense"
+        if for_tflm:
+            suffix += f"-{target_slug(target)}"
         model = None
         for quantization in quantizations:
             path = models_dir / f"{name}{suffix}_{quantization}.tflite"
@@ -154,12 +186,26 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                     data = load_data(config)
                 log(f"  exporting {path.name}")
                 classes = run.meta.get("classes")
-                export_tflite(model, path, get_quantization(quantization),
-                              data.x_train if data is not None else None, lowering=lowering,
-                              labels=None if classes is None else [str(c) for c in classes])
+                if for_tflm:
+                    content, record = tflm_convert(model, get_quantization(quantization),
+                                                   data.x_train if data is not None else None,
+                                                   target=target, log=log)
+                    atomic_write_json(path.with_name(path.name + ".json"), record)
+                    atomic_write_bytes(path, content)
+                else:
+                    export_tflite(model, path, get_quantization(quantization),
+                                  data.x_train if data is not None else None, lowering=lowering,
+                                  labels=None if classes is None else [str(c) for c in classes])
+            if for_tflm:  # what tflm_convert kept (auto's choice, or per_path if refused)
+                chosen = set(json.loads(path.with_name(path.name + ".json").read_text())[
+                    "lowerings"].values())
+            else:
+                chosen = set(choose_lowerings(model, quantization, lowering).values())
             jobs.append(({"model": name, "kind": kind, "paths": count if count else 1,
                           "quantization": quantization, "lowering": lowering,
+                          "chosen_lowering": ",".join(sorted(chosen)) or "dense",
                           "parameters": int(model.count_params()),
+                          "macs": multiply_adds(model),
                           "fc_ops": fully_connected_ops(model)},
                          path))
     return jobs
@@ -182,7 +228,8 @@ def bench_run(
 
     Args:
         run_dir: A run directory with a trained supernet.
-        target: ``local``, ``ssh://[user@]host[:port]``, ``adb`` or ``adb:SERIAL``.
+        target: ``local``, ``ssh://[user@]host[:port]``, ``adb``, ``adb:SERIAL``,
+            ``tflm`` or ``tflm:CORE`` (``edge_bench.get_target``).
         paths: Path counts to measure (default: the run's samples plus 1).
         quantizations: Any of ``float32``, ``dynamic``, ``int8``.
         settings: ``edge_bench.BenchSettings`` (default: its defaults).
@@ -226,7 +273,9 @@ def bench_run(
                           f"{', '.join(unknown) or 'none'}")
     settings = settings or BenchSettings()
     bench_target = get_target(target, **(target_options or {}))
-    out = run.path / "bench" / target_slug(bench_target.name)
+    # one folder per target and lowering: each verdict is about one way of exporting
+    out = run.path / "bench" / (target_slug(bench_target.name)
+                                + ("" if lowering == "per_path" else f"-{lowering}"))
     device = bench_target.describe()  # an unreachable target fails before any export
     if calibrate and target == "local" and lowering in ("auto", "bucketed"):
         from converters.calibrate import ensure_own_table
@@ -236,14 +285,14 @@ def bench_run(
             ensure_own_table(mode, log)
     out.mkdir(parents=True, exist_ok=True)  # (and leaves no empty folder)
     log(f"exporting {len(paths) + 1} models x {len(quantizations)} quantizations")
-    jobs = _export_all(run, paths, quantizations, lowering, log)
+    jobs = _export_all(run, paths, quantizations, lowering, log, bench_target.name)
     atomic_write_json(out / "settings.json", {
         "target": bench_target.name, "device": device, "settings": settings.to_dict(),
         "paths": paths, "quantizations": list(quantizations), "repeats": repeats,
         "lowering": lowering,
         "versions": library_versions(),
     })
-    log(f"timing on {bench_target.name} ({device.get('cpu_model') or device.get('model')})")
+    log(f"measuring on {bench_target.name} ({device.get('cpu_model') or device.get('model') or device.get('core') or device.get('runtime')})")
     rows = measure_models(bench_target, jobs, Journal(out / "latency.jsonl"), settings,
                           repeats=repeats, log=log)
 

@@ -29,7 +29,10 @@ class Budget:
         max_params: Most parameters.
         max_size_kb: Largest int8 ``.tflite`` file, in KB (1000 bytes).
         max_latency_ms: Slowest median latency of the int8 file on ``target``.
-        target: ``edge_bench`` target of the latency limit.
+        target: ``edge_bench`` target of the latency limit (and of the RAM
+            and flash limits when it is a TFLM one).
+        max_ram_kb: Largest TFLM arena of the int8 file, in KB.
+        max_flash_kb: Largest int8 file for TFLM without metadata, in KB.
 
     Example:
         >>> Budget(max_params=5000).active
@@ -41,12 +44,15 @@ class Budget:
     max_size_kb: float | None = None
     max_latency_ms: float | None = None
     target: str = "local"
+    max_ram_kb: float | None = None
+    max_flash_kb: float | None = None
 
     @property
     def active(self) -> bool:
         """True when any limit is set."""
         return any(v is not None for v in (self.min_accuracy, self.max_params, self.max_size_kb,
-                                           self.max_latency_ms))
+                                           self.max_latency_ms, self.max_ram_kb,
+                                           self.max_flash_kb))
 
     def validate(self) -> "Budget":
         """Check each limit; return self.
@@ -58,10 +64,15 @@ class Budget:
             raise ConfigError("--min-accuracy is a fraction in (0, 1] (0.97 = 97%). "
                               f"Received: --min-accuracy {self.min_accuracy}")
         for name, flag in (("max_params", "--max-params"), ("max_size_kb", "--max-size"),
-                           ("max_latency_ms", "--max-latency-ms")):
+                           ("max_latency_ms", "--max-latency-ms"), ("max_ram_kb", "--max-ram"),
+                           ("max_flash_kb", "--max-flash")):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f"{flag} must be a finite number > 0. Received: {flag} {value}")
+        if self.max_latency_ms is not None and self.target.startswith("tflm:"):
+            raise ConfigError(f"--max-latency-ms needs a target that measures time; {self.target} "
+                              "counts instructions (an emulated core). Use --target tflm, or "
+                              "--max-ram/--max-flash on this target.")
         return self
 
     def describe(self) -> str:
@@ -75,6 +86,11 @@ class Budget:
             parts.append(f"--max-size {self.max_size_kb:g} KB")
         if self.max_latency_ms is not None:
             parts.append(f"--max-latency-ms {self.max_latency_ms:g} on {self.target}")
+        where = self.target if self.target.startswith("tflm") else "tflm"
+        if self.max_ram_kb is not None:
+            parts.append(f"--max-ram {self.max_ram_kb:g} KB on {where}")
+        if self.max_flash_kb is not None:
+            parts.append(f"--max-flash {self.max_flash_kb:g} KB")
         return " and ".join(parts)
 
 
@@ -101,6 +117,7 @@ def choose_by_budget(
     budget: Budget,
     size_kb: Callable[[int], float] | None = None,
     latency_ms: Callable[[int], float] | None = None,
+    tflm_row: Callable[[int], dict] | None = None,
 ) -> dict:
     """The most accurate path count meeting every limit of ``budget``.
 
@@ -115,6 +132,9 @@ def choose_by_budget(
         size_kb: Int8 file size of a path count, in KB (needed with ``max_size_kb``).
         latency_ms: Median latency of a path count on the target, in ms
             (needed with ``max_latency_ms``).
+        tflm_row: The TFLM measurement of a path count's int8 file for TFLM
+            (``arena_bytes``, ``flash_bytes_no_metadata``; needed with
+            ``max_ram_kb`` or ``max_flash_kb``).
 
     Returns:
         ``{"paths": b, "checked": {b: {...numbers...}}}``.
@@ -150,6 +170,13 @@ def choose_by_budget(
         if over == 0 and budget.max_latency_ms is not None:
             numbers["latency_ms"] = latency_ms(b)
             over += max(0.0, numbers["latency_ms"] / budget.max_latency_ms - 1)
+        if over == 0 and (budget.max_ram_kb is not None or budget.max_flash_kb is not None):
+            measured = tflm_row(b)
+            numbers["ram_kb"] = measured["arena_bytes"] / 1000
+            numbers["flash_kb"] = measured["flash_bytes_no_metadata"] / 1000
+            for limit, key in ((budget.max_ram_kb, "ram_kb"), (budget.max_flash_kb, "flash_kb")):
+                if limit is not None:
+                    over += max(0.0, numbers[key] / limit - 1)
         checked[b] = numbers
         excess[b] = over
         if over == 0:

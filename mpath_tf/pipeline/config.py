@@ -16,7 +16,7 @@ from mpath_tf.errors import ConfigError
 # lives is not part of what the run computes, and the choice of the final model
 # is redone on every resumption (it reuses any model already fine-tuned).
 NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accuracy", "max_params",
-                          "max_size_kb", "max_latency_ms", "target", "final_epochs", "workers",
+                          "max_size_kb", "max_latency_ms", "max_ram_kb", "max_flash_kb", "target", "final_epochs", "workers",
                           "cluster_timeout_s", "many_classes", "reference", "bench",
                           "bench_seconds")
 # The default training budget: at least this many epochs, and on small data
@@ -77,7 +77,16 @@ class SearchConfig:
         max_size_kb: Budget: largest int8 ``.tflite`` file (KB).
         max_latency_ms: Budget: slowest median latency of the int8 file on
             ``target``, measured with ``edge_bench``.
-        target: ``edge_bench`` target of ``max_latency_ms``.
+        max_ram_kb: Budget: largest TFLM arena (KB) of the int8 file, as
+            TFLM's allocator reports it on ``target`` (on the host's TFLM
+            interpreter when ``target`` is not a TFLM one).
+        max_flash_kb: Budget: largest int8 file for TFLM (KB), without its
+            metadata, lowered for ``target``.
+        target: Where costs are measured: the ``edge_bench`` target of
+            ``max_latency_ms``; with ``tflm`` or ``tflm:CORE`` (a
+            microcontroller) also the runtime the int8 files are lowered for
+            and on which the chosen model and the dense reference are
+            measured at the end (instructions, arena, flash, parity).
             With any budget set, the most accurate path count meeting all of
             them is chosen (``mpath_tf.pipeline.budget``) instead of ``max_accuracy_drop``.
         final_epochs: Fine-tuning epochs of the chosen model (None: the
@@ -180,6 +189,8 @@ class SearchConfig:
     max_params: int | None = None
     max_size_kb: float | None = None
     max_latency_ms: float | None = None
+    max_ram_kb: float | None = None
+    max_flash_kb: float | None = None
     target: str = "local"
     final_epochs: int | None = None
     workers: int = 0
@@ -273,6 +284,10 @@ class SearchConfig:
                 f"--paths must be in [1, --width {self.width}]. Received: --paths {self.paths}"
             )
         budget = self.budget().validate()
+        if self.target.startswith("tflm"):  # the spelling only; nothing starts
+            from edge_bench.targets import get_target
+
+            get_target(self.target)
         if self.paths is not None and budget.active:
             raise ConfigError(
                 f"--paths chooses the model itself, so it cannot be combined with a budget "
@@ -336,7 +351,8 @@ class SearchConfig:
                                   f"({budget.describe()}); use --method hypernet to choose by "
                                   "--max-params, or --method rank for any budget.")
         if self.method == "hypernet":
-            others = [n for n in ("min_accuracy", "max_size_kb", "max_latency_ms")
+            others = [n for n in ("min_accuracy", "max_size_kb", "max_latency_ms", "max_ram_kb",
+                                  "max_flash_kb")
                       if getattr(self, n) is not None]
             if others:
                 raise ConfigError(f"--method hypernet chooses by --lam or --max-params; "
@@ -391,7 +407,7 @@ class SearchConfig:
         from mpath_tf.pipeline.budget import Budget
 
         return Budget(self.min_accuracy, self.max_params, self.max_size_kb, self.max_latency_ms,
-                      self.target)
+                      self.target, self.max_ram_kb, self.max_flash_kb)
 
     def to_dict(self) -> dict:
         """The settings as a JSON-ready dict."""

@@ -122,3 +122,67 @@ def compare_speed(run_path: Path, files: dict[str, dict[str, Path]], log,
     for what, error in errors.items():
         log(f"  timing {what} failed: {error}")
     return out
+
+
+def compare_on_tflm(run_path: Path, files: dict[str, Path], target: str, log) -> dict:
+    """The chosen model's and the dense reference's int8 files on a TFLM target.
+
+    On ``tflm:CORE`` each file is also prepared and run on the host's TFLM
+    interpreter (``tflm``), so the record says whether TFLM prepares both
+    and whether their outputs match LiteRT's there as well as on the core.
+
+    Args:
+        run_path: The run directory (journals in ``RUN/speed/``).
+        files: ``{"chosen": path, "reference": path}`` (int8 files for TFLM).
+        target: ``tflm`` or ``tflm:CORE``.
+        log: Message printer.
+
+    Returns:
+        ``{"target", "unit", "chosen": row summary, "reference": ...,
+        "ratio": reference cost / chosen cost, "host": {...} or None,
+        "errors": {...}}``; a row summary has ``cost``, ``arena_bytes``,
+        ``flash_bytes``, ``flash_bytes_no_metadata`` and ``parity``.
+    """
+    from edge_bench import BenchSettings, Journal, get_target, measure_models
+    from edge_bench.stats import row_cost, row_unit
+    from edge_bench.targets import target_slug
+
+    folder = run_path / "speed"
+    folder.mkdir(exist_ok=True)
+    settings = BenchSettings(warmup_runs=2, warmup_min_secs=0.0, runs=200, min_secs=0.5,
+                             timeout_s=300.0)
+    models = [({"role": who, "quantization": "int8"}, path) for who, path in files.items()]
+
+    def measure(name: str) -> tuple[dict, dict]:
+        bench_target = get_target(name)
+        rows = measure_models(bench_target, models,
+                              Journal(folder / f"latency-{target_slug(name)}.jsonl"), settings,
+                              log=lambda *_: None)
+        found, errors = {}, {}
+        for (labels, _), row in zip(models, rows):
+            if row["status"] == "ok":
+                found[labels["role"]] = {
+                    "cost": row_cost(row), "unit": row_unit(row),
+                    **{k: row.get(k) for k in ("arena_bytes", "flash_bytes",
+                                               "flash_bytes_no_metadata", "parity")}}
+            else:
+                errors[labels["role"]] = row.get("error")
+                log(f"  {labels['role']} on {name}: FAILED: {row.get('error')}")
+        return found, errors
+
+    out = {"target": target, "errors": {}, "host": None}
+    try:
+        found, out["errors"] = measure(target)
+        if target != "tflm":
+            host, host_errors = measure("tflm")
+            out["host"] = {**host, "errors": host_errors}
+    except TargetError as err:  # a report after the search; the files are kept
+        log(f"  measuring on {target} failed: {err}")
+        out["errors"]["all"] = str(err)
+        return out
+    out.update(found)
+    if "chosen" in found:
+        out["unit"] = found["chosen"]["unit"]
+    if "chosen" in found and "reference" in found:
+        out["ratio"] = found["reference"]["cost"] / found["chosen"]["cost"]
+    return out

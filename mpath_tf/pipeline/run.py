@@ -178,6 +178,10 @@ def search(
 def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Dataset, log,
             progress: Progress, strategy) -> dict:
     """``search`` after the data is loaded and the run directory locked."""
+    if config.target.startswith("tflm"):  # usable before hours of training, or exit 2 now
+        from edge_bench import get_target
+
+        get_target(config.target).describe()
     run = RunDir.create_or_resume(path, settings, data.class_labels)
     run.config = config
     log = run.logger(log)
@@ -226,7 +230,8 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
     test_accuracy = top1(expected, data.y_test)
     exports = export_model(run, model, data, log, expected=expected)
-    calibration_notice(model, log)
+    if not config.target.startswith("tflm"):  # a TFLM target's int8 used that target's table
+        calibration_notice(model, log)
     reference = None
     if reference_model is not None:
         reference = {**reference_record,
@@ -244,12 +249,23 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
             files["reference"] = {q: run.path / e["file"]
                                   for q, e in reference["exports"].items()}
         speed = compare_speed(run.path, files, log, config.bench_seconds)
+    device = None
+    if config.target.startswith("tflm"):
+        from mpath_tf.pipeline.reference import compare_on_tflm
+
+        log("measuring the chosen model" + (" and the dense reference" if reference else "")
+            + f" on {config.target} (int8)")
+        files = {"chosen": run.path / exports["int8"]["file"]}
+        if reference:
+            files["reference"] = run.path / reference["exports"]["int8"]["file"]
+        device = compare_on_tflm(run.path, files, config.target, log)
     result = SearchResults(
         run_dir=str(run.path),
         data_source=data.source,
         classes=data.class_labels,
         settings=config.to_dict(),
         method="rank",
+        device=device,
         one_shot=run.state["supernet"],
         chosen={
             **chosen_row,

@@ -404,16 +404,22 @@ def budget_gain_of(run: RunDir, config: SearchConfig) -> float:
 
 
 def budget_files(run: RunDir, supernet, data: Dataset, log):
-    """(size_kb, latency_ms) callables that export a path count's int8 file
-    once (``RUN/budget/paths-<b>_int8.tflite``, weights of the supernet: size
-    and latency do not depend on fine-tuning) and measure it on the target."""
+    """(size_kb, latency_ms, tflm_row) callables that export a path count's
+    int8 file once (``RUN/budget/paths-<b>_int8.tflite``, weights of the
+    supernet: size and latency do not depend on fine-tuning) and measure it
+    on the target; ``tflm_row`` measures the file lowered for TFLM
+    (``paths-<b>_int8_tflm.tflite``) on the TFLM target (``tflm`` when the
+    run's target is not a TFLM one)."""
     from converters import Int8, export_tflite
+    from converters.tflm import is_tflm_target, tflm_convert
     from edge_bench import Journal, get_target, measure_models
     from edge_bench.targets import target_slug
+    from mpath_tf.storage import atomic_write_bytes
 
     config = run.config
     folder = run.path / "budget"
     folder.mkdir(exist_ok=True)
+    tflm_target = config.target if is_tflm_target(config.target) else "tflm"
 
     def file(b: int) -> Path:
         path = folder / f"paths-{b}_int8.tflite"
@@ -423,29 +429,51 @@ def budget_files(run: RunDir, supernet, data: Dataset, log):
                           labels=data.class_names)
         return path
 
+    def measured(target_name: str, b: int, path: Path) -> dict:
+        target = get_target(target_name)
+        journal = Journal(folder / f"latency-{target_slug(target.name)}.jsonl")
+        row = measure_models(target, [({"paths": b, "quantization": "int8"}, path)], journal,
+                             log=lambda *_: None)[0]
+        if row["status"] != "ok":
+            raise WorkerError(f"Cannot measure {b} paths on {target_name}: {row.get('error')}")
+        return row
+
     def size_kb(b: int) -> float:
         return file(b).stat().st_size / 1000
 
     def latency_ms(b: int) -> float:
-        target = get_target(config.target)
-        journal = Journal(folder / f"latency-{target_slug(target.name)}.jsonl")
-        row = measure_models(target, [({"paths": b, "quantization": "int8"}, file(b))], journal,
-                             log=lambda *_: None)[0]
-        if row["status"] != "ok":
-            raise WorkerError(f"Cannot measure {b} paths on {config.target}: {row.get('error')}")
+        row = measured(config.target, b, file(b))
         log(f"  budget: {b} paths run in {row['stats']['median_us'] / 1000:.4f} ms on "
-            f"{target.name}")
+            f"{config.target}")
         return row["stats"]["median_us"] / 1000
 
-    return size_kb, latency_ms
+    def tflm_row(b: int) -> dict:
+        path = folder / f"paths-{b}_int8_tflm.tflite"
+        if not path.is_file():
+            log(f"  budget: exporting {b} paths (int8, for {tflm_target})")
+            content, _ = tflm_convert(derive(supernet, b), Int8(), data.x_train,
+                                      target=tflm_target, log=log)
+            atomic_write_bytes(path, content)
+        row = measured(tflm_target, b, path)
+        log(f"  budget: {b} paths: arena {row['arena_bytes']:,} bytes, flash "
+            f"{row['flash_bytes_no_metadata']:,} bytes on {tflm_target}")
+        return row
+
+    return size_kb, latency_ms, tflm_row
 
 
 def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "model",
             expected: np.ndarray | None = None) -> dict:
     """Export ``model`` to float32 and int8 ``RUN/<name>_<q>.tflite`` (with
     ``labels.txt``), verified against ``expected`` (its Keras outputs on the
-    test split; None: not verified); done once per model (``state["exports"]``)."""
+    test split; None: not verified); done once per model (``state["exports"]``).
+
+    With a TFLM target (``run.config.target``: ``tflm`` or ``tflm:CORE``)
+    the int8 file is lowered for that target, never in a way TFLM refuses
+    (``converters.tflm.tflm_convert``), and its C array and op resolver are
+    written to ``RUN/mcu/``."""
     from converters import Float32, Int8, export_tflite, lowering_plan, verify
+    from converters.tflm import is_tflm_target
 
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
                                      for w in model.get_weights())).hexdigest()[:16]
@@ -457,12 +485,15 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
     exports = {}
     for scheme in (Float32(), Int8()):
         path = run.path / f"{name}_{scheme.name}.tflite"
-        export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
-                      labels=data.class_names)
-        plan = lowering_plan(model, scheme.name, "auto")
-        exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size,
-                                "lowerings": plan["lowerings"],
-                                "conv_lowerings_measured": plan["conv_lowerings_measured"]}
+        if scheme.name == "int8" and is_tflm_target(run.config.target):
+            exports[scheme.name] = _export_for_tflm(run, model, path, data, name, log)
+        else:
+            export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
+                          labels=data.class_names)
+            plan = lowering_plan(model, scheme.name, "auto")
+            exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size,
+                                    "lowerings": plan["lowerings"],
+                                    "conv_lowerings_measured": plan["conv_lowerings_measured"]}
         if expected is not None:
             check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
             exports[scheme.name].update(test_accuracy=check.tflite_accuracy,
@@ -471,6 +502,29 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
     run.state["exports"][key] = exports
     run.save_state()
     return exports
+
+
+def _export_for_tflm(run: RunDir, model: keras.Model, path: Path, data: Dataset, name: str,
+                     log) -> dict:
+    """The int8 file lowered for the run's TFLM target, with its C sources."""
+    from converters import Int8
+    from converters.metadata import label_file_text, with_labels
+    from converters.tflm import tflm_convert, write_mcu_sources
+    from mpath_tf.storage import atomic_write_bytes, atomic_write_text
+
+    content, record = tflm_convert(model, Int8(), data.x_train, target=run.config.target,
+                                   log=lambda m: log(f"  {m}"))
+    sources = write_mcu_sources(content, run.path / "mcu", name)  # no metadata: C has no use
+    if data.class_names is not None:
+        labels = [str(c) for c in data.class_names]
+        content = with_labels(content, labels)
+        atomic_write_text(path.parent / "labels.txt", label_file_text(labels))
+    atomic_write_bytes(path, content)
+    return {"file": path.name, "bytes": path.stat().st_size, "target": run.config.target,
+            "lowerings": record["lowerings"], "refused_lowerings": record["refused"],
+            "calibration": record["calibration"], "conv_lowerings_measured": None,
+            "mcu_sources": {k: str(Path(v).relative_to(run.path)) if k != "ops" else v
+                            for k, v in sources.items()}}
 
 
 def calibration_notice(model: keras.Model, log) -> None:

@@ -93,6 +93,8 @@ def export_model(
     verify: bool = True,
     calibrate: bool = False,
     log=None,
+    target: str | None = None,
+    strip_metadata: bool = False,
 ) -> dict:
     """Export a ``.keras`` model to ``.tflite`` and verify it in LiteRT.
 
@@ -125,6 +127,16 @@ def export_model(
             (``converters.calibrate.calibrate_this_cpu``).
         log: Where notices go (which calibration table ``auto`` used when it
             is not this CPU's); default stderr.
+        target: ``tflm`` or ``tflm:CORE``: export for TensorFlow Lite for
+            Microcontrollers. ``auto`` then reads that target's calibration
+            table, no lowering TFLM refuses is used
+            (``converters.tflm.tflm_convert``), the C array
+            (``<stem>_model_data.h/.cc``) and op resolver
+            (``<stem>_op_resolver.h``) are written beside the file, and the
+            report gives the arena TFLM needs (``tflm``, and the core's when
+            its runner is built).
+        strip_metadata: With a TFLM ``target``: leave the file's metadata
+            out of the file and the C array (TFLM does not read it).
 
     Returns:
         A report with the output file, its size, the settings, the lowering of
@@ -190,6 +202,18 @@ def export_model(
             )
         scheme = replace(scheme, equalize=0.0)  # the record says what was done
     log = log or (lambda message: print(message, file=sys.stderr))
+    if target is not None:
+        from converters.tflm import is_tflm_target, target_calibration
+
+        if not is_tflm_target(target):
+            raise ConfigError(f"target exports for a microcontroller runtime: tflm or tflm:CORE "
+                              f"(cortex-m4, cortex-m4f, cortex-m7). Received: target={target!r}")
+        if qat_epochs:
+            raise ConfigError("A TFLM target chooses the lowering; qat_epochs keeps one "
+                              "FULLY_CONNECTED per path. Drop one of them.")
+        calibration = calibration or target_calibration(target)
+    elif strip_metadata:
+        raise ConfigError("strip_metadata applies to a TFLM target (target='tflm...').")
     if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
         from converters.calibrate import ensure_own_table
         from mpath_tf.core.conv import PathConv2D
@@ -197,6 +221,7 @@ def export_model(
         ensure_own_table(scheme.name, log,
                          conv=any(isinstance(l, PathConv2D) for l in model.layers))
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)
+    tflm_report = {}
     if plan["calibration_source"]:
         from converters.calibration import foreign_table_notice
 
@@ -209,6 +234,9 @@ def export_model(
             from converters.qat import export_qat_int8
 
             export_qat_int8(model, output, data.x_train, data.y_train, qat_epochs)
+        elif target is not None:
+            tflm_report = _export_tflm(model, output, scheme, data, lowering, calibration,
+                                       target, strip_metadata, log)
         else:
             export_tflite(model, output, scheme, data.x_train if data is not None else None,
                           lowering=lowering, calibration=calibration,
@@ -226,6 +254,8 @@ def export_model(
         "qat_epochs": qat_epochs,
         "versions": library_versions(),
     }
+    if target is not None:
+        report |= tflm_report
     if verify:
         # One Keras prediction and one LiteRT run over the test set give the
         # parity numbers and both accuracies.
@@ -239,3 +269,44 @@ def export_model(
         }
     atomic_write_json(output.with_name(output.name + ".json"), report)
     return report
+
+
+def _export_tflm(model, output: Path, scheme, data, lowering: str, calibration, target: str,
+                 strip: bool, log) -> dict:
+    """Write the file for a TFLM target and its C sources; measure its arena."""
+    from converters.metadata import LABEL_FILE, label_file_text, with_labels
+    from converters.tflm import strip_metadata, tflm_convert, write_mcu_sources
+    from edge_bench import BenchSettings, get_target
+    from edge_bench.mcu.build import is_built
+    from edge_bench.stats import row_cost
+    from mpath_tf.errors import ModelError
+    from mpath_tf.storage import atomic_write_bytes, atomic_write_text
+
+    content, record = tflm_convert(model, scheme, data.x_train if data is not None else None,
+                                   lowering, target, calibration, log)
+    if strip:
+        content = strip_metadata(content)
+    elif data is not None and data.class_names is not None:
+        labels = [str(c) for c in data.class_names]
+        content = with_labels(content, labels)
+        atomic_write_text(output.with_name(LABEL_FILE), label_file_text(labels))
+    atomic_write_bytes(output, content)
+    name = "".join(c if c.isalnum() else "_" for c in output.stem).strip("_") or "model"
+    name = name if name[0].isalpha() else f"m_{name}"
+    sources = write_mcu_sources(content, output.parent, name)
+    measured = {}
+    names = ["tflm"] + ([target] if target != "tflm" and is_built(get_target(target).core)
+                        else [])
+    settings = BenchSettings(runs=20, min_secs=0.1, warmup_min_secs=0.0)
+    for where in names:
+        try:
+            row = get_target(where).measure(output, settings)
+        except ModelError as err:
+            raise ConfigError(f"{err}") from None
+        measured[where] = {"arena_bytes": row["arena_bytes"], "cost": row_cost(row),
+                           "unit": row.get("unit", "us"), "parity": row.get("parity")}
+    return {"target": target, "lowerings": record["lowerings"],
+            "refused_lowerings": record["refused"], "metadata_stripped": strip,
+            "flash_bytes": len(content), "mcu_sources": sources, "tflm": measured,
+            "arena_bytes": measured[names[-1]]["arena_bytes"],
+            "arena_measured_on": names[-1]}

@@ -94,7 +94,8 @@ def plot_latency(rows: list[dict], path: str | os.PathLike, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edge_bench.stats import row_latency_us as latency
+    from edge_bench.stats import row_cost as latency
+    from edge_bench.stats import row_unit
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     ok = [r for r in rows if r["status"] == "ok"]
@@ -113,7 +114,8 @@ def plot_latency(rows: list[dict], path: str | os.PathLike, title: str) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("median latency (us)")
+        ax.set_ylabel("instructions per inference (not cycles)"
+                      if ok and row_unit(ok[0]) == "instructions" else "median latency (us)")
         ax.grid(alpha=0.3, which="both")
     axes[1].legend(fontsize=8)
     fig.suptitle(title)

@@ -40,6 +40,8 @@ class SearchResults:
         budget_gain: Accuracy the final fine-tuning's longer budget adds.
         reference: The dense reference's record and exports, or None.
         speed: Timings of the chosen model and the reference, or None.
+        device: With a TFLM target: both int8 files measured there
+            (``mpath_tf.pipeline.reference.compare_on_tflm``), or None.
         cost: The cost table of a cost-regularized search, or None.
         search_seconds: Time of a cost-regularized search, or None.
         hypernet: The hypernetwork's lambda curve, or None.
@@ -63,6 +65,7 @@ class SearchResults:
     budget_gain: float = 0.0
     reference: dict | None = None
     speed: dict | None = None
+    device: dict | None = None
     cost: dict | None = None
     search_seconds: float | None = None
     hypernet: dict | None = None
@@ -152,6 +155,7 @@ def summary(result: dict) -> dict:
             k: result["reference"][k] for k in ("test_accuracy", "parameters",
                                                 "accuracy_difference_pt")},
         "speed": result.get("speed"),
+        "device": result.get("device"),
     }
 
 
@@ -185,12 +189,67 @@ def outcome_lines(result: dict) -> list[str]:
         line = speed_line(result["speed"])
         if line:
             lines.append(f"speed on this machine: {line}")
+    if result.get("device"):
+        lines.extend(device_lines(result["device"]))
     failed = [f"{q}: {'; '.join(e['verification']['failures'])}"
               for q, e in chosen["exports"].items()
               if not e.get("verification", {}).get("passed", True)]
     if failed:
         lines.append("FAILED: the chosen model's exported files miss their checks ("
                      + "; ".join(failed) + "); they are kept, see results.json")
+    return lines
+
+
+def device_lines(device: dict) -> list[str]:
+    """The closing lines of a search measured on a TFLM target.
+
+    Example:
+        >>> for line in device_lines({"target": "tflm:cortex-m4", "unit": "instructions",
+        ...         "ratio": 1.2, "chosen": {"cost": 50000.0, "arena_bytes": 6000,
+        ...         "flash_bytes_no_metadata": 20000, "parity": None},
+        ...         "reference": {"cost": 60000.0, "arena_bytes": 4000,
+        ...         "flash_bytes_no_metadata": 23000, "parity": None}, "errors": {}}):
+        ...     print(line)
+        on tflm:cortex-m4 (int8): 50.0k vs dense 60.0k instructions per inference (instructions, not cycles), 1.20x fewer; arena 6,000 vs 4,000 bytes; flash 20,000 vs 23,000 bytes
+    """
+    target, lines = device["target"], []
+    chosen, reference = device.get("chosen"), device.get("reference")
+    if chosen:
+        if device.get("unit") == "instructions":
+            cost = f"{chosen['cost'] / 1000:,.1f}k"
+            if reference:
+                cost += f" vs dense {reference['cost'] / 1000:,.1f}k"
+            cost += " instructions per inference (instructions, not cycles)"
+        else:
+            cost = f"{chosen['cost']:.1f} us" + (
+                f" vs dense {reference['cost']:.1f} us" if reference else "") + " per inference"
+        if device.get("ratio"):
+            ratio = device["ratio"]
+            fewer = "fewer" if device.get("unit") == "instructions" else "faster"
+            more = "more" if device.get("unit") == "instructions" else "slower"
+            if abs(ratio - 1) < 0.005:
+                cost += ", the same as dense"
+            else:
+                cost += (f", {ratio:.2f}x {fewer}" if ratio >= 1 else f", {1 / ratio:.2f}x {more}")
+        memory = (f"arena {chosen['arena_bytes']:,}"
+                  + (f" vs {reference['arena_bytes']:,}" if reference else "") + " bytes; flash "
+                  f"{chosen['flash_bytes_no_metadata']:,}"
+                  + (f" vs {reference['flash_bytes_no_metadata']:,}" if reference else "")
+                  + " bytes")
+        lines.append(f"on {target} (int8): {cost}; {memory}")
+    host = device.get("host") or (device if target == "tflm" else None)
+    if host:
+        roles = [r for r in ("chosen", "reference") if host.get(r)]
+        parity = [host[r]["parity"] for r in roles if host[r].get("parity")]
+        if roles:
+            lines.append(
+                f"TFLM prepares {' and '.join(roles)} file{'s' if len(roles) > 1 else ''}"
+                + (f"; outputs against LiteRT: largest difference "
+                   f"{max(p['max_abs_diff'] for p in parity):.4g}, top-1 agreement "
+                   f"{min(p['top1_agreement'] for p in parity):.2%}" if parity else ""))
+    for role, error in {**device.get("errors", {}),
+                        **((device.get("host") or {}).get("errors") or {})}.items():
+        lines.append(f"FAILED on {target}: {role}: {error}")
     return lines
 
 
