@@ -45,7 +45,7 @@ AUTO_EXCLUDED = {"int16x8": {"per_path"}}
 
 
 def choose_lowerings(model, quantization_name: str = "float32", lowering: str = "per_path",
-                     calibration=None) -> dict[str, str]:
+                     calibration=None, excluded=()) -> dict[str, str]:
     """The lowering of each ``PathDense`` and ``PathConv2D`` layer of ``model``.
 
     Args:
@@ -64,6 +64,8 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
             (``grouped`` if the table has none in this mode).
         calibration: A table or its path for ``auto`` (default: the bundled
             table, measured on this project's x86 machine).
+        excluded: Lowerings of block-diagonal Dense layers that ``auto``
+            must not pick (a runtime refuses them; ``converters.tflm``).
 
     Returns:
         ``{layer name: lowering}``.
@@ -95,7 +97,7 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     conv_choices = {l.name: choose_conv_lowering(table, l.path_widths, _pixels(l), mode,
                                                  int(np.prod(l.kernel_size))) or "grouped"
                     for l in convs}
-    excluded = AUTO_EXCLUDED.get(mode, set())
+    excluded = AUTO_EXCLUDED.get(mode, set()) | set(excluded)
     if not paddable(model):
         excluded = excluded | {"bucketed"}
     if stack:

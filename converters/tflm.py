@@ -7,9 +7,10 @@ exactly the ops the file uses. ``tflm_convert`` picks the lowering for a TFLM
 target from that target's calibration table and never returns a file TFLM
 refuses: each candidate is prepared in TFLM's own interpreter
 (``tflm_refusal``) and a refused one (for example a CONCATENATION with more
-inputs than TFLM's limit of 10, which ``batch_matmul`` makes at 16 distinct
-path widths) gives way to the next, ending with ``per_path`` (FULLY_CONNECTED
-per path, CONCATENATIONs of at most 5 inputs).
+inputs than TFLM's limit of 10, which ``batch_matmul`` makes at more than 10
+distinct path widths) gives way to the next cheapest by the table, ending
+with ``per_path`` (FULLY_CONNECTED per path, CONCATENATIONs of at most 5
+inputs).
 """
 
 from __future__ import annotations
@@ -223,24 +224,34 @@ def tflm_convert(model, quantization, representative_data=None, lowering: str = 
         ConfigError: An explicit lowering, or every candidate, is refused
             by TFLM (the op and reason named).
     """
-    from converters.tflite import choose_lowerings, convert
+    from converters.tflite import LOWERINGS, choose_lowerings, convert
 
     table = calibration or target_calibration(target)
     refused: list[tuple[str, str]] = []
-    candidates = [lowering] if lowering != "auto" else ["auto", "per_path"]
-    for candidate in candidates:
+    excluded: set[str] = set()
+    while True:
+        if lowering != "auto":
+            candidate = lowering
+        else:  # the cheapest by the target's table among those not refused yet
+            chosen = choose_lowerings(model, quantization.name, "auto", table, excluded)
+            dense_lowerings = {v for v in chosen.values() if v in LOWERINGS}
+            candidate = (dense_lowerings.pop() if len(dense_lowerings) == 1
+                         else "auto" if not excluded else "per_path")
         content = convert(model, quantization, representative_data, candidate, table)
         reason = tflm_refusal(content)
         if reason is None:
-            chosen = choose_lowerings(model, quantization.name, candidate, table)
-            return content, {"lowering": lowering, "lowerings": chosen, "refused": refused,
+            kept = choose_lowerings(model, quantization.name, candidate, table, excluded)
+            return content, {"lowering": lowering, "lowerings": kept, "refused": refused,
                              "calibration": None if isinstance(table, dict) else
                              (str(table) if table else None)}
         refused.append((candidate, reason))
         if log:
             log(f"TFLM refuses the {candidate} lowering: {reason}; trying the next")
+        if lowering != "auto" or candidate in ("per_path", "auto"):
+            break
+        excluded.add(candidate)
     raise ConfigError(
-        f"TFLM refuses the file with lowering {lowering}: {refused[-1][1]}. "
+        f"TFLM refuses the file with lowering {candidate}: {refused[-1][1]}. "
         + ("Use --lowering per_path (FULLY_CONNECTED per path), which TFLM prepares."
            if lowering != "auto" else "No lowering gave a file TFLM prepares."))
 

@@ -116,7 +116,7 @@ def _table_preferring(lowering: str) -> dict:
     for b in (1, 2, 4, 8, 16, 32):
         for widths in ([64 // b] * b, sorted([64 // b + (1 if i < 3 else 0) for i in range(b)])):
             for name in ("per_path", "batch_matmul", "conv"):
-                cost = 1.0 + 0.01 * b if name == lowering else 10.0 + b
+                cost = {lowering: 1.0 + 0.01 * b, "conv": 5.0}.get(name, 10.0 + b)
                 rows.append({"quantization": "int8", "lowering": name, "depth": 3,
                              "path_widths": widths, "us": cost})
     return {"format": "mpath-tf-lowering-calibration", "version": 3, "layers": rows}
@@ -130,8 +130,10 @@ def test_auto_for_tflm_never_returns_a_file_tflm_refuses():
     assert set(choose_lowerings(model, "int8", "auto", table).values()) == {"batch_matmul"}
     content, record = tflm_convert(model, Int8(), _representative(), "auto", "tflm", table)
     assert tflm_refusal(content) is None
-    assert record["refused"] and "CONCATENATION" in record["refused"][0][1]
-    assert set(record["lowerings"].values()) == {"per_path"}
+    assert record["refused"][0][0] == "batch_matmul"
+    assert "CONCATENATION" in record["refused"][0][1]
+    # the next cheapest by the table: conv (one grouped CONV_2D per width), which TFLM takes
+    assert set(record["lowerings"].values()) == {"conv"}
 
 
 @pytest.mark.parametrize("target", ["tflm", "tflm:cortex-m4"])

@@ -106,9 +106,6 @@ def default_sources() -> Path | None:
             candidate = folder / "shared" / "third_party"
             if (candidate / "tflite-micro.tar.gz").is_file():
                 return candidate
-            candidate = folder.parent / "shared" / "third_party"
-            if (candidate / "tflite-micro.tar.gz").is_file():
-                return candidate
     return None
 
 
