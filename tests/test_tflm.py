@@ -143,7 +143,7 @@ def test_the_bundled_tflm_tables_choose_files_tflm_prepares(target):
 
     assert target_calibration(target) is not None, f"no bundled table for {target}"
     net = build_supernet((16,), 4, depth=3, width=64, seed=1)
-    for b in (2, 8, 24, 64):
+    for b in (8, 64):
         content, _ = tflm_convert(derive(net, b), Int8(), _representative(), "auto", target)
         assert tflm_refusal(content) is None, b
 
@@ -230,6 +230,78 @@ def test_cortex_m4_names_a_refused_op(tmp_path):
                          lowering="batch_matmul")
     with pytest.raises(ModelError, match=re.escape("TFLM (cortex-m4, CMSIS-NN) refuses")):
         target.measure(path, QUICK)
+
+
+TINY = ["--no-bench", "--depth", "3", "--width", "6", "--epochs", "2", "--finetune-epochs", "1",
+        "--samples", "3", "--batch-size", "64"]  # tests/conftest.py's TINY_CONFIG
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from tests.conftest import tiny_run_copy
+
+    return tiny_run_copy(tmp_path_factory)
+
+
+def test_search_on_cortex_m4_ends_with_both_models_measured_there(finished_run):
+    """The finished tiny run, resumed with the microcontroller target: the int8
+    files are lowered for it and both are measured on the core and the host."""
+    import json
+
+    from mpath_tf.cli import cli
+
+    _cortex_m4()
+    result = CliRunner().invoke(cli, ["search", *TINY, "--run-dir", str(finished_run),
+                                      "--target", "tflm:cortex-m4"])
+    assert "Traceback" not in result.output, result.output
+    lines = result.output.splitlines()
+    closing = next(line for line in lines if line.startswith("on tflm:cortex-m4 (int8): "))
+    assert re.search(r"k vs dense [\d.,]+k instructions per inference \(instructions, not "
+                     r"cycles\)", closing), closing
+    assert re.search(r"arena [\d,]+ vs [\d,]+ bytes; flash [\d,]+ vs [\d,]+ bytes", closing)
+    assert any(line.startswith("TFLM prepares chosen and reference files; outputs against "
+                               "LiteRT") for line in lines), result.output
+    device = json.loads((finished_run / "results.json").read_text())["device"]
+    assert device["unit"] == "instructions" and device["chosen"]["cost"] > 0
+    assert device["host"]["chosen"]["parity"]["top1_agreement"] == 1.0
+    assert device["host"]["reference"]["arena_bytes"] > 0
+    assert (finished_run / "mcu" / "model_model_data.cc").is_file()
+    # a RAM budget no model meets: exit 2, naming the nearest and its arena
+    result = CliRunner().invoke(cli, ["search", *TINY, "--run-dir", str(finished_run),
+                                      "--target", "tflm:cortex-m4", "--max-ram", "0.1"])
+    assert result.exit_code == 2, result.output
+    assert "No model meets --max-ram 0.1 KB on tflm:cortex-m4" in result.output
+    assert "ram kb" in result.output
+
+
+def test_bench_on_tflm_reports_arena_flash_and_auto_choices(finished_run):
+    import csv
+    import json
+
+    from mpath_tf.cli import cli
+
+    result = CliRunner().invoke(cli, ["bench", str(finished_run), "--target", "tflm", "--paths",
+                                      "1,2,3", "--quantization", "int8", "--lowering", "auto",
+                                      "--repeats", "1", "--runs", "5", "--min-secs", "0.02",
+                                      "--warmup-min-secs", "0"])
+    assert result.exit_code == 0, result.output
+    out = finished_run / "bench" / "tflm-auto"
+    rows = list(csv.DictReader((out / "latency.csv").open()))
+    assert [r["kind"] for r in rows] == ["dense", "mpath", "mpath", "mpath"]
+    assert all(int(r["arena_bytes"]) > 0 and int(r["flash_bytes_no_metadata"]) > 0 for r in rows)
+    assert {r["chosen_lowering"] for r in rows[2:]} <= {"per_path", "batch_matmul", "conv",
+                                                        "bucketed"}
+    verdict = json.loads((out / "verdict.json").read_text())["proxy"]["int8"]
+    assert verdict["unit"] == "us" and "arena_spearman" in verdict and "macs_pearson" in verdict
+    assert "params vs TFLM arena Spearman" in result.output
+
+
+def test_max_latency_is_refused_on_a_counting_target():
+    from mpath_tf.cli import cli
+
+    result = CliRunner().invoke(cli, ["search", "--target", "tflm:cortex-m4",
+                                      "--max-latency-ms", "1"])
+    assert result.exit_code == 2 and "counts instructions" in result.output
 
 
 def test_an_unknown_core_is_refused_with_the_known_ones():

@@ -478,6 +478,8 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
                                      for w in model.get_weights())).hexdigest()[:16]
     key = f"{name}:{model.name}:{digest}"  # the same weights: the same files
+    if is_tflm_target(run.config.target):  # ... for the same runtime
+        key += f":{run.config.target}"
     done = run.state.setdefault("exports", {}).get(key)
     if done and all((run.path / e["file"]).is_file() for e in done.values()):
         log(f"  {name} exports: done earlier")
