@@ -37,6 +37,14 @@ no normalization on the shortcut); both fold into the same ops:
 
     python benchmarks/cnn_latency.py --family resnet8 --paths 2,4,8,16,64 --cpus 1
 
+``--target tflm:cortex-m4`` measures the int8 files on TFLM with CMSIS-NN on
+an emulated Cortex-M4 instead (``mpath-tf setup mcu`` first; instructions
+per inference, not cycles), ``--target tflm`` on TFLM's reference kernels
+on this machine:
+
+    python benchmarks/cnn_latency.py --family resnet8 --shape 32,32,3 --paths 2,4,8,16 \
+        --target tflm:cortex-m4
+
 Exports and measurements are journaled under ``--workdir`` (resumable).
 """
 
@@ -105,6 +113,8 @@ def main() -> None:
     parser.add_argument("--no-xnnpack", action="store_true",
                         help="time LiteRT's built-in kernels (a target without the delegate)")
     parser.add_argument("--workdir", default="runs/cnn-latency")
+    parser.add_argument("--target", default="local",
+                        help="local, tflm or tflm:CORE (TFLM targets: int8 only)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -112,7 +122,9 @@ def main() -> None:
     import numpy as np
 
     from converters import export_tflite, get_quantization
-    from edge_bench import BenchSettings, Journal, LocalTarget, measure_models
+    from edge_bench import BenchSettings, Journal, get_target, measure_models
+    from edge_bench.stats import row_cost, row_unit
+    from edge_bench.targets import target_slug
     from mpath_tf import build_supernet, derive, to_dense
 
     shape = tuple(int(d) for d in args.shape.split(","))
@@ -121,7 +133,10 @@ def main() -> None:
     size = "x".join(map(str, shape))
     workdir = Path(args.workdir) / (f"{size}-{args.depth}-{args.width}" if args.family == "cnn"
                                     else f"{size}-resnet8")
-    journal = workdir / f"latency{'-no-xnnpack' if args.no_xnnpack else ''}.jsonl"
+    journal = workdir / (f"latency{'-no-xnnpack' if args.no_xnnpack else ''}"
+                         + ("" if args.target == "local" else f"-{target_slug(args.target)}")
+                         + ".jsonl")
+    modes = ("int8",) if args.target.startswith("tflm") else MODES
     workdir.mkdir(parents=True, exist_ok=True)
     settings = BenchSettings(cpus=tuple(int(c) for c in args.cpus.split(",") if c),
                              xnnpack=not args.no_xnnpack)
@@ -139,33 +154,42 @@ def main() -> None:
         ratio = {g: macs(models[1]) / macs(m) for g, m in models.items()}
     jobs = []
     for b, model in models.items():
-        for mode in MODES:
+        for mode in modes:
             path = workdir / f"paths-{b}_{mode}.tflite"
             if not path.is_file():
                 print(f"exporting {path.name}", flush=True)
                 export_tflite(model, path, get_quantization(mode), representative,
                               lowering="auto")
             jobs.append(({"paths": b, "quantization": mode}, path))
-    target = LocalTarget()
+    target = get_target(args.target)
+    repeats = 1 if args.target.startswith("tflm:") else args.repeats  # counts repeat exactly
     rows = measure_models(target, jobs, Journal(journal), settings,
-                          repeats=args.repeats, log=lambda line: print(line, flush=True))
-    median = {(labels["paths"], labels["quantization"]): row["stats"]["median_us"]
+                          repeats=repeats, log=lambda line: print(line, flush=True))
+    median = {(labels["paths"], labels["quantization"]): row_cost(row)
               for (labels, _), row in zip(jobs, rows) if row["status"] == "ok"}
-
-    print(f"\n{datetime.date.today()}  {target.describe()['cpu_model']}, {network} on {shape}, "
-          f"settings {settings.to_dict()}, {args.repeats} tries (median try)")
-    print("| b | path widths | params | f32 us | f32 speed-up | int8 us | int8 speed-up "
-          "| conv MAC ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    arena = {labels["paths"]: row.get("arena_bytes") for (labels, _), row in zip(jobs, rows)
+             if row["status"] == "ok" and labels["quantization"] == "int8"}
+    unit = row_unit(next(r for r in rows if r["status"] == "ok"))
+    device = target.describe()
+    print(f"\n{datetime.date.today()}  {device.get('cpu_model') or device.get('core') or 'tflm'}"
+          f" ({args.target}), {network} on {shape}, settings {settings.to_dict()}, {repeats} "
+          "tries (median try)" + ("; instructions per inference, not cycles"
+                                  if unit == "instructions" else ""))
+    u = "instructions" if unit == "instructions" else "us"
+    print("| b | path widths | params | "
+          + " | ".join(f"{m} {u} | {m} speed-up" for m in modes)
+          + " | conv MAC ratio |" + (" int8 arena bytes |" if args.target != "local" else ""))
+    print("|---" * (4 + 2 * len(modes) + (args.target != "local")) + "|")
     for b, model in models.items():
         cells = []
-        for mode in MODES:
+        for mode in modes:
             us = median.get((b, mode))
             dense = median.get((1, mode))
             cells += (["-", "-"] if us is None or dense is None
-                      else [f"{us:.1f}", f"{dense / us:.2f}x"])
+                      else [f"{us:,.1f}", f"{dense / us:.2f}x"])
         print(f"| {b} | {widths[b]} | {model.count_params():,} | {' | '.join(cells)} | "
-              f"{ratio[b]:.2f} |")
+              f"{ratio[b]:.2f} |" + (f" {arena[b]:,} |" if arena.get(b) else " - |"
+                                     if args.target != "local" else ""))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,6 +222,28 @@ def test_cortex_m4_counts_instructions_repeatably_and_matches_litert(small_int8)
     assert first["parity"]["max_abs_diff"] <= 2 / 256
     dense = target.measure(small_int8["dense"], QUICK)
     assert dense["instructions_per_inference"] != first["instructions_per_inference"]
+
+
+def test_the_readme_firmware_snippet_compiles_for_cortex_m4(small_int8, tmp_path):
+    """README "On a microcontroller": the generated sources and the snippet
+    build against TFLM with the core's compiler (what a firmware project does)."""
+    from edge_bench.mcu.build import cache_root
+
+    _cortex_m4()
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## On a microcontroller"):]
+    snippet = section[section.index("```c++") + 6:]
+    snippet = snippet[:snippet.index("```")]
+    write_mcu_sources(small_int8["derived"].read_bytes(), tmp_path, "model_int8")
+    (tmp_path / "firmware.cc").write_text(snippet)
+    tree = cache_root() / "tflite-micro"
+    downloads = tree / "tensorflow/lite/micro/tools/make/downloads"
+    for source in ("firmware.cc", "model_int8_model_data.cc"):
+        subprocess.run(["arm-none-eabi-g++", "-mthumb", "-mcpu=cortex-m4+nofp", "-std=c++17",
+                        "-fno-rtti", "-fno-exceptions", "-DTF_LITE_STATIC_MEMORY", "-c",
+                        f"-I{tmp_path}", f"-I{tree}", f"-I{downloads / 'flatbuffers/include'}",
+                        f"-I{downloads / 'gemmlowp'}", source, "-o", source + ".o"],
+                       check=True, cwd=tmp_path, capture_output=True)
 
 
 def test_cortex_m4_names_a_refused_op(tmp_path):

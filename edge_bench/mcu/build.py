@@ -17,6 +17,7 @@ linking a runner takes seconds.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,7 @@ class Core:
         board: The QEMU machine with this core.
         device: The ``Cortex_DFP`` device folder (startup code).
         float_abi: ``soft`` (no FPU) or ``hard``.
+        memory: ``(code base, code size, data base, data size)`` on the board.
     """
 
     name: str
@@ -49,11 +51,14 @@ class Core:
     board: str
     device: str
     float_abi: str
+    memory: tuple[int, int, int, int] = (0x00000000, 4 << 20, 0x20000000, 4 << 20)
 
 
-# Cores and the QEMU 7.2 boards that have them (mps2-an386: Cortex-M4,
-# mps2-an500: Cortex-M7; both 4 MB of code memory at 0x0 and 4 MB of data
-# RAM at 0x20000000, which the linker script below assumes).
+# Cores and the QEMU 7.2 boards that have them: mps2-an386 (Cortex-M4) and
+# mps2-an500 (Cortex-M7) have 4 MB of code memory at 0x0 and 4 MB of data RAM
+# at 0x20000000; mps3-an547 (Cortex-M55, SSE-300, which starts in the secure
+# state) has 512 KB of ITCM at its secure alias 0x10000000 and 4 MB of SRAM
+# at the secure alias 0x31000000 (QEMU's hw/arm/mps2-tz.c, an547_raminfo).
 CORES = {
     "cortex-m4": Core("cortex-m4", "cortex-m4", ("-mcpu=cortex-m4+nofp", "-mfloat-abi=soft"),
                       "mps2-an386", "ARMCM4", "soft"),
@@ -63,6 +68,9 @@ CORES = {
     "cortex-m7": Core("cortex-m7", "cortex-m7+fp",
                       ("-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
                       "mps2-an500", "ARMCM7", "hard"),
+    "cortex-m55": Core("cortex-m55", "cortex-m55", ("-mcpu=cortex-m55", "-mfloat-abi=hard"),
+                       "mps3-an547", "ARMCM55", "hard",
+                       (0x10000000, 512 << 10, 0x31000000, 4 << 20)),
 }
 
 # Source snapshots: archive -> folder under TFLM's tools/make/downloads/.
@@ -78,14 +86,8 @@ TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-ar", "qemu-sys
 APT_HINT = ("apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
             "libstdc++-arm-none-eabi-newlib qemu-system-arm")
 
-LINKER_MEMORY = """\
-__ROM_BASE = 0x00000000;
-__ROM_SIZE = 0x00400000;
-__RAM_BASE = 0x20000000;
-__RAM_SIZE = 0x00400000;
-__STACK_SIZE = 0x00008000;
-__HEAP_SIZE  = 0x00180000;
-"""
+# Stack and heap of the runner (the heap holds the model file, up to 1.5 MB).
+STACK_BYTES, HEAP_BYTES = 0x8000, 0x180000
 
 
 def cache_root() -> Path:
@@ -213,9 +215,8 @@ def _link_runner(tree: Path, library: Path, core: Core, out: Path, log) -> None:
     cmsis = downloads / "cmsis" / "CMSIS" / "Core" / "Include"
     with tempfile.TemporaryDirectory(dir=out.parent) as work:
         work = Path(work)
-        script = (dfp / "Config" / f"{core.device}_gcc.ld").read_text()
-        start, end = script.index("__ROM_BASE"), script.index("MEMORY")
-        (work / "board.ld").write_text(script[:start] + LINKER_MEMORY + script[end:])
+        (work / "board.ld").write_text(linker_script(
+            (dfp / "Config" / f"{core.device}_gcc.ld").read_text(), core))
         flags = ["-mthumb", *core.cflags, "-O2", f"-D{core.device}",
                  f"-I{tree}", f"-I{dfp / 'Include'}", f"-I{cmsis}",
                  f"-I{downloads / 'flatbuffers' / 'include'}", f"-I{downloads / 'gemmlowp'}",
@@ -235,6 +236,24 @@ def _link_runner(tree: Path, library: Path, core: Core, out: Path, log) -> None:
               f"-T{work / 'board.ld'}", *objects, str(library), "-lm", "-Wl,--gc-sections",
               "-o", str(temp)], work, log, f"linking the runner ({core.name})")
         os.replace(temp, out)
+
+
+def linker_script(template: str, core: Core) -> str:
+    """``Cortex_DFP``'s linker script with the board's memory, stack and heap.
+
+    Example:
+        >>> print(linker_script("__RAM_BASE = 0x20000000;\\n__HEAP_SIZE  = 0x00000C00;",
+        ...                     get_core("cortex-m55")))
+        __RAM_BASE = 0x31000000;
+        __HEAP_SIZE = 0x00180000;
+    """
+    rom, rom_size, ram, ram_size = core.memory
+    values = {"__ROM_BASE": rom, "__ROM_SIZE": rom_size, "__RAM_BASE": ram,
+              "__RAM_SIZE": ram_size, "__STACK_SIZE": STACK_BYTES, "__HEAP_SIZE": HEAP_BYTES}
+    for symbol, value in values.items():
+        template = re.sub(rf"^{symbol}\s*=\s*[^;]+;", f"{symbol} = 0x{value:08X};", template,
+                          flags=re.M)
+    return template
 
 
 def _plugin(out: Path, log) -> None:
@@ -270,7 +289,7 @@ def setup_mcu(cores=("cortex-m4",), sources: str | os.PathLike | None = None,
 
     Example:
         >>> sorted(CORES)
-        ['cortex-m4', 'cortex-m4f', 'cortex-m7']
+        ['cortex-m4', 'cortex-m4f', 'cortex-m55', 'cortex-m7']
     """
     chosen = [get_core(name) for name in cores]
     root = Path(root) if root else cache_root()
