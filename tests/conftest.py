@@ -19,7 +19,7 @@ SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datas
 # the default order is by test count): longest first, so the two workers end
 # together instead of one running a long file alone at the end.
 SLOWEST_FIRST = (
-    "test_faults.py", "test_strategy.py", "test_baselines.py", "test_cli.py",
+    "test_faults.py", "test_strategy.py", "test_baselines.py", "test_cli.py", "test_tflm.py",
     "test_distributed.py", "test_residual.py", "test_tradeoff.py", "test_gated_stacks.py",
     "test_damaged.py", "test_lowering.py",
     "test_equalize.py", "test_qat.py", "test_verify.py",

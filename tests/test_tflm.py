@@ -328,5 +328,30 @@ def test_max_latency_is_refused_on_a_counting_target():
 
 
 def test_an_unknown_core_is_refused_with_the_known_ones():
+    from mpath_tf.cli import cli
+
     with pytest.raises(ConfigError, match="Unknown Cortex-M core 'cortex-m99'.*cortex-m4"):
         get_target("tflm:cortex-m99")
+    result = CliRunner().invoke(cli, ["setup", "mcu", "--core", "cortex-m99"])
+    assert result.exit_code == 2 and "Unknown Cortex-M core 'cortex-m99'" in result.output
+
+
+def test_setup_is_cached_and_says_where_the_runner_is():
+    import time
+
+    from mpath_tf.cli import cli
+
+    _cortex_m4()
+    start = time.perf_counter()
+    result = CliRunner().invoke(cli, ["setup", "mcu", "--core", "cortex-m4"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"tflm:cortex-m4: .*runner-cortex-m4\.elf", result.output)
+    assert time.perf_counter() - start < 30  # nothing rebuilt
+
+
+def test_setup_without_sources_names_the_fix(tmp_path, monkeypatch):
+    from edge_bench.mcu.build import setup_mcu
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="No TFLM source snapshots found.*--sources DIR"):
+        setup_mcu(["cortex-m4"], sources=tmp_path, root=tmp_path / "cache", log=lambda *_: None)

@@ -298,13 +298,13 @@ def setup_mcu(cores=("cortex-m4",), sources: str | os.PathLike | None = None,
     missing = [core for core in chosen if not runner_path(core, root).is_file()]
     if not missing:
         return {core.name: runner_path(core, root) for core in chosen}
-    _check_tools()
     sources = Path(sources) if sources else default_sources()
     if sources is None or not (sources / "tflite-micro.tar.gz").is_file():
         looked = sources or "shared/third_party above the current directory"
         raise ConfigError(
             f"No TFLM source snapshots found (looked in {looked}): pass --sources DIR (the "
             "folder with tflite-micro.tar.gz, CMSIS-NN.tar.gz, ...) or set MPATH_TF_THIRD_PARTY.")
+    _check_tools()
     tree = _prepare_tree(sources, root, log)
     for core in missing:
         library = _library(tree, core, log)
