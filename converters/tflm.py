@@ -44,16 +44,20 @@ def is_tflm_target(target: str | None) -> bool:
 
 
 def target_calibration(target: str) -> Path | None:
-    """The bundled calibration table measured on ``target`` (None if none):
-    ``converters/calibration/tflm-cortex-m4.json`` for ``tflm:cortex-m4``.
+    """The bundled calibration table measured on ``target``: its own
+    (``converters/calibration/tflm-cortex-m4.json`` for ``tflm:cortex-m4``),
+    else, for another Cortex-M core, the Cortex-M4's (the same CMSIS-NN
+    kernels, counted the same way); None if neither exists.
 
     Example:
         >>> target_calibration("tflm:cortex-m4").name
         'tflm-cortex-m4.json'
     """
-    name = target.replace(":", "-") + ".json"
-    path = CALIBRATION_DIR / name
-    return path if path.is_file() else None
+    for name in (target.replace(":", "-"), "tflm-cortex-m4" if target.startswith("tflm:")
+                 else None):
+        if name and (CALIBRATION_DIR / f"{name}.json").is_file():
+            return CALIBRATION_DIR / f"{name}.json"
+    return None
 
 
 def op_names(content: bytes) -> list[str]:
