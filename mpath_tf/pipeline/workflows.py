@@ -222,7 +222,7 @@ def export_model(
                          conv=any(isinstance(l, PathConv2D) for l in model.layers))
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)
     tflm_report = {}
-    if plan["calibration_source"]:
+    if plan["calibration_source"] and target is None:  # a TFLM target reads its own table
         from converters.calibration import foreign_table_notice
 
         notice = foreign_table_notice(plan["calibration_source"], lowering)
