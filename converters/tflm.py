@@ -102,7 +102,7 @@ def op_resolver_source(ops: list[str], name: str = "model") -> str:
     """C++ that registers exactly ``ops`` with TFLM (paste into the project).
 
     Example:
-        >>> print(op_resolver_source(["FULLY_CONNECTED", "SOFTMAX"]).splitlines()[-3])
+        >>> print(op_resolver_source(["FULLY_CONNECTED", "SOFTMAX"]).splitlines()[-2])
           resolver.AddSoftmax();
     """
     lines = [f"// The ops of {name}.tflite, for tflite::MicroInterpreter.",
