@@ -15,6 +15,7 @@ inputs).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -164,8 +165,7 @@ def strip_metadata(content: bytes) -> bytes:
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
     dropped = {m.buffer for m in (model.metadata or [])}
-    model.metadata = None
-    model.signatureDefs = model.signatureDefs  # kept: interpreters look tensors up by them
+    model.metadata = None  # (signature defs stay: interpreters look tensors up by them)
     for index in dropped:  # emptied, not removed: tensors refer to buffers by index
         model.buffers[index].data = None
     builder = flatbuffers.Builder(len(content))
@@ -192,8 +192,6 @@ def tflm_refusal(content: bytes, python: str = sys.executable) -> str | None:
                               capture_output=True, text=True, timeout=600)
     if "No module named 'tflite_micro'" in proc.stderr:
         _schema()  # raises with the install hint
-    import json
-
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = " ".join(proc.stderr.strip().splitlines()[-2:])
