@@ -2,7 +2,7 @@
 
 ``tflm`` runs each file in the ``tflite-micro`` package's interpreter on this
 machine (TFLM's reference kernels, timed in microseconds). ``tflm:cortex-m4``
-(and ``cortex-m4f``, ``cortex-m7``, ``cortex-m55``) runs it in TFLM built with CMSIS-NN's
+(and ``cortex-m4f``, ``cortex-m7``) runs it in TFLM built with CMSIS-NN's
 kernels for that core (``mpath-tf setup mcu``), bare-metal on a QEMU board,
 and counts the instructions executed per inference with a QEMU plugin.
 Instructions are not cycles: a Cortex-M4 takes one to several cycles per
@@ -132,8 +132,7 @@ class CortexMTarget(Target):
     checks the output against LiteRT's on the same input (``parity``).
 
     Args:
-        spec: ``tflm:cortex-m4``, ``tflm:cortex-m4f`` (hard float), ``tflm:cortex-m7``
-            or ``tflm:cortex-m55`` (Helium).
+        spec: ``tflm:cortex-m4``, ``tflm:cortex-m4f`` (hard float) or ``tflm:cortex-m7``.
 
     Example:
         >>> CortexMTarget("tflm:cortex-m4").core.board
