@@ -87,9 +87,10 @@ def main() -> None:
     dense = next(r for r in tables["per_path"] if r["kind"] == "dense")
     dense_cost, dense_macs = _cost(dense), int(dense["macs"])
     unit = "instructions" if counting else "us"
+    fmt = "{:,.0f}" if counting else "{:,.2f}"  # instructions, or microseconds
     print(f"\n{run.path.name} on {args.target}, int8, {unit} per inference"
           + (" (instructions, not cycles)" if counting else "") + f"; {datetime.date.today()}")
-    print(f"dense: {dense_cost:,.0f} {unit}, arena {int(dense['arena_bytes']):,} bytes, "
+    print(f"dense: {fmt.format(dense_cost)} {unit}, arena {int(dense['arena_bytes']):,} bytes, "
           f"flash {int(dense['flash_bytes_no_metadata']):,} bytes")
     print("| b | " + " | ".join(LOWERINGS) + " | auto (pick) | auto / best | dense / best | "
           "dense / auto | MAC ratio | arena (auto) |")
@@ -106,9 +107,9 @@ def main() -> None:
         best = min(c for c in costs.values() if c is not None)
         within += auto_cost is not None and auto_cost <= 1.10 * best
         ratios[b] = (dense_cost / best, dense_cost / auto_cost if auto_cost else None)
-        cells = [f"{c:,.0f}" if c is not None else "refused" for c in costs.values()]
+        cells = [fmt.format(c) if c is not None else "refused" for c in costs.values()]
         print(f"| {b} | " + " | ".join(cells)
-              + f" | {auto_cost:,.0f} ({auto['chosen_lowering']}) | {auto_cost / best:.3f} | "
+              + f" | {fmt.format(auto_cost)} ({auto['chosen_lowering']}) | {auto_cost / best:.3f} | "
               f"{dense_cost / best:.2f}x | {dense_cost / auto_cost:.2f}x | "
               f"{dense_macs / int(auto['macs']):.2f} | {int(auto['arena_bytes']):,} |")
     print(f"\nauto within 10% of the best lowering at {within} of {len(paths)} path counts")
