@@ -22,11 +22,13 @@ from converters.tflite import (
     op_summary,
     run_tflite,
 )
+from converters.tflm import c_array_source, strip_metadata, tflm_convert, write_mcu_sources
 from converters.verify import Verification, compare_outputs, output_step, verify
 
 __all__ = [
     "LOWERINGS",
     "QUANTIZATIONS",
+    "c_array_source",
     "calibrate",
     "choose_lowering",
     "choose_lowerings",
@@ -46,7 +48,10 @@ __all__ = [
     "op_summary",
     "read_labels",
     "run_tflite",
+    "strip_metadata",
+    "tflm_convert",
     "output_step",
     "verify",
     "with_labels",
+    "write_mcu_sources",
 ]
