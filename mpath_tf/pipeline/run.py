@@ -287,7 +287,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
         rows,
         chosen,
         run.path / "results.png",
-        f"{config.dataset}: {config.network()}, predictor '{config.predictor}'",
+        f"{data.name}: {config.network()}, predictor '{config.predictor}'",
     )
     result.write(run.path)
     for line in outcome_lines(result.to_dict()):
