@@ -389,7 +389,7 @@ def get_target(spec: str, **options) -> Target:
         spec: ``local``, ``ssh://[user@]host[:port]``, ``adb``, ``adb:SERIAL``,
             ``tflm`` (TFLM's interpreter on this machine) or ``tflm:CORE``
             (TFLM with CMSIS-NN on an emulated Cortex-M core: ``cortex-m4``,
-            ``cortex-m4f``, ``cortex-m7``; ``edge_bench.tflm``).
+            ``cortex-m4f``, ``cortex-m7``, ``cortex-m55``; ``edge_bench.tflm``).
         **options: Passed to the target class (``python``, ``ssh_config``,
             ``identity``, ``benchmark_model``, ``adb``); options that a target
             does not take are ignored when None.
@@ -425,7 +425,7 @@ def get_target(spec: str, **options) -> Target:
     else:
         raise ConfigError(
             f"Unknown target '{spec}'. Use local, ssh://[user@]host[:port], adb, adb:SERIAL, "
-            "tflm or tflm:CORE (cortex-m4, cortex-m4f, cortex-m7)."
+            "tflm or tflm:CORE (cortex-m4, cortex-m4f, cortex-m7, cortex-m55)."
         )
     extra = set(options) - allowed
     if extra:

@@ -2,7 +2,7 @@
 
 ``tflm`` runs each file in the ``tflite-micro`` package's interpreter on this
 machine (TFLM's reference kernels, timed in microseconds). ``tflm:cortex-m4``
-(and ``cortex-m4f``, ``cortex-m7``) runs it in TFLM built with CMSIS-NN's
+(and ``cortex-m4f``, ``cortex-m7``, ``cortex-m55``) runs it in TFLM built with CMSIS-NN's
 kernels for that core (``mpath-tf setup mcu``), bare-metal on a QEMU board,
 and counts the instructions executed per inference with a QEMU plugin.
 Instructions are not cycles: a Cortex-M4 takes one to several cycles per
@@ -132,7 +132,8 @@ class CortexMTarget(Target):
     checks the output against LiteRT's on the same input (``parity``).
 
     Args:
-        spec: ``tflm:cortex-m4``, ``tflm:cortex-m4f`` (hard float) or ``tflm:cortex-m7``.
+        spec: ``tflm:cortex-m4``, ``tflm:cortex-m4f`` (hard float), ``tflm:cortex-m7``
+            or ``tflm:cortex-m55`` (Helium).
 
     Example:
         >>> CortexMTarget("tflm:cortex-m4").core.board
@@ -159,12 +160,16 @@ class CortexMTarget(Target):
                 "emulator": version, "unit": "instructions (not cycles)",
                 "runner_sha256": _sha256(runner_path(self.core))}
 
-    def _qemu(self, args: list[str], timeout: float) -> tuple[dict, int]:
-        """Run the runner with ``args``; its result lines and the instruction count."""
+    def _qemu(self, args: list[str], timeout: float, loads=()) -> tuple[dict, int]:
+        """Run the runner with ``args`` (``loads``: ``(file, address)`` pairs
+        QEMU's loader device puts in memory first); its result lines and the
+        instruction count."""
         semihosting = ",".join(["enable=on", "target=native", "arg=runner",
                                 *(f"arg={a}" for a in args)])
+        devices = [arg for path, address in loads
+                   for arg in ("-device", f"loader,file={path},addr=0x{address:x},force-raw=on")]
         command = ["qemu-system-arm", "-M", self.core.board, "-nographic", "-monitor", "none",
-                   "-serial", "none", "-semihosting-config", semihosting,
+                   "-serial", "none", *devices, "-semihosting-config", semihosting,
                    "-plugin", str(plugin_path()), "-kernel", str(runner_path(self.core))]
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -189,18 +194,33 @@ class CortexMTarget(Target):
 
         if any(c in str(model) for c in ", "):
             raise ModelError(f"{self.name}: the path {model} has a comma or space, which QEMU's "
-                             "semihosting command line cannot pass; move the file.")
+                             "command line cannot pass; move the file.")
         interpreter = Interpreter(model_path=str(model))
         interpreter.allocate_tensors()
         feed, fetch = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         x = tflm_agent.random_inputs({"shape": feed["shape"], "dtype": feed["dtype"]}, 1,
-                               settings.seed)[0]
+                                     settings.seed)[0]
         with tempfile.TemporaryDirectory(prefix="mpath-tflm-") as work:
             given, got = Path(work) / "input.bin", Path(work) / "output.bin"
             given.write_bytes(x.tobytes())
-            first, once = self._qemu([str(model), "1", str(given), str(got)], settings.timeout_s)
-            output = np.frombuffer(got.read_bytes(), dtype=fetch["dtype"]).reshape(fetch["shape"])
-            _, more = self._qemu([str(model), str(1 + COUNTED)], settings.timeout_s)
+            if self.core.model_memory is None:  # the runner reads the files (semihosting)
+                first, once = self._qemu([str(model), "1", str(given), str(got)],
+                                         settings.timeout_s)
+                raw = got.read_bytes()
+                _, more = self._qemu([str(model), str(1 + COUNTED)], settings.timeout_s)
+            else:  # QEMU's loader puts them in memory: the model, the input in the last 64 KB
+                base, window = self.core.model_memory
+                if model.stat().st_size > window - (64 << 10):
+                    raise ModelError(f"{self.name}: {model.name} is larger than the "
+                                     f"{(window - (64 << 10)) >> 10} KB this board leaves it.")
+                at_input = base + window - (64 << 10)
+                loads = [(model, base), (given, at_input)]
+                first, once = self._qemu([f"@0x{base:x}", "1", f"@0x{at_input:x}", "-"],
+                                         settings.timeout_s, loads)
+                raw = bytes.fromhex(first["output"])
+                _, more = self._qemu([f"@0x{base:x}", str(1 + COUNTED)], settings.timeout_s,
+                                     loads[:1])
+        output = np.frombuffer(raw, dtype=fetch["dtype"]).reshape(fetch["shape"])
         interpreter.set_tensor(feed["index"], x)
         interpreter.invoke()
         reference = interpreter.get_tensor(fetch["index"])

@@ -126,7 +126,7 @@ def cli():
 @click.option("--target", default=_DEFAULTS.target, show_default=True,
               help="Where costs are measured: the edge_bench target of --max-latency-ms (and "
               "of --cost latency): local, ssh://host or adb[:SERIAL]; or a microcontroller "
-              "runtime, tflm (TFLM on this machine) or tflm:cortex-m4 / m4f / m7 "
+              "runtime, tflm (TFLM on this machine) or tflm:cortex-m4 / m4f / m7 / m55 "
               "(TFLM with CMSIS-NN on an emulated core, `mpath-tf setup mcu`): the int8 "
               "files are lowered for it and the chosen model and the dense reference are "
               "measured there (instructions, arena, flash).")
@@ -310,7 +310,7 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               help="Dataset for int8 / int16x8 calibration and verification (default: the "
               "dataset of the run MODEL belongs to, if any).")
 @click.option("--target", default=None,
-              help="Export for a microcontroller: tflm or tflm:cortex-m4 / m4f / m7. "
+              help="Export for a microcontroller: tflm or tflm:cortex-m4 / m4f / m7 / m55. "
               "--lowering auto then uses that target's calibration and never a "
               "lowering TFLM refuses; the C array (<stem>_model_data.h/.cc) and the op "
               "resolver (<stem>_op_resolver.h) are written beside the file, and the report "
@@ -368,7 +368,7 @@ def _fmt(value: float | None) -> str:
 @click.argument("run", type=click.Path())
 @click.option("--target", default="local", show_default=True,
               help="local, ssh://[user@]host[:port], adb[:SERIAL], tflm (TFLM on this "
-              "machine) or tflm:cortex-m4 / m4f / m7 (TFLM with CMSIS-NN on an emulated "
+              "machine) or tflm:cortex-m4 / m4f / m7 / m55 (TFLM with CMSIS-NN on an emulated "
               "core, counted in instructions; `mpath-tf setup mcu`).")
 @click.option("--paths", callback=_int_list, default=None,
               help="Path counts to measure, e.g. 1,4,16 (default: the run's samples plus 1).")
@@ -516,7 +516,7 @@ def calibrate(target, widths, quantization, conv_channels, no_xnnpack, cpus, rep
 @click.argument("what", type=click.Choice(["mcu"]))
 @click.option("--core", "cores", default="cortex-m4", show_default=True,
               help="Cortex-M cores to build for, comma-separated: cortex-m4 (no FPU), "
-              "cortex-m4f (hard float), cortex-m7.")
+              "cortex-m4f (hard float), cortex-m7, cortex-m55 (Helium).")
 @click.option("--sources", type=click.Path(file_okay=False), default=None,
               help="The folder of source snapshots (tflite-micro.tar.gz, CMSIS-NN.tar.gz, ...; "
               "default: shared/third_party above the current directory, or "

@@ -43,6 +43,13 @@ class Core:
         device: The ``Cortex_DFP`` device folder (startup code).
         float_abi: ``soft`` (no FPU) or ``hard``.
         memory: ``(code base, code size, data base, data size)`` on the board.
+        heap: Heap bytes (the model file is read into the heap, up to 1.5 MB).
+        model_memory: ``(address, bytes)`` of the memory where QEMU's loader
+            device puts the model (and the input in its last 64 KB) on boards
+            whose semihosting cannot read files; None: read as files.
+        no_stack_limit: Start with no stack limit (ARMv8-M's MSPLIM): newlib's
+            semihosting start-up moves the stack where the limit from the
+            linker script would call it an overflow.
     """
 
     name: str
@@ -52,13 +59,18 @@ class Core:
     device: str
     float_abi: str
     memory: tuple[int, int, int, int] = (0x00000000, 4 << 20, 0x20000000, 4 << 20)
+    heap: int = 0x180000
+    model_memory: tuple[int, int] | None = None
+    no_stack_limit: bool = False
 
 
 # Cores and the QEMU 7.2 boards that have them: mps2-an386 (Cortex-M4) and
 # mps2-an500 (Cortex-M7), with 4 MB of code memory at 0x0 and 4 MB of data
-# RAM at 0x20000000. The Cortex-M55 (mps3-an547) is not here: TFLM and the
-# runner build for it, but on QEMU 7.2 the runner cannot read the model
-# file through semihosting there (docs/results.md, "Cortex-M55").
+# RAM at 0x20000000; mps3-an547 (Cortex-M55, SSE-300) boots from its 512 KB
+# ITCM at 0x0 (init-svtor 0) and has 4 MB of SRAM at 0x21000000 (QEMU's
+# hw/arm/mps2-tz.c): the runner's data takes its first 2 MB, the model the
+# rest, put there by QEMU's loader device (semihosting reads of files fail
+# on that board).
 CORES = {
     "cortex-m4": Core("cortex-m4", "cortex-m4", ("-mcpu=cortex-m4+nofp", "-mfloat-abi=soft"),
                       "mps2-an386", "ARMCM4", "soft"),
@@ -68,6 +80,10 @@ CORES = {
     "cortex-m7": Core("cortex-m7", "cortex-m7+fp",
                       ("-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
                       "mps2-an500", "ARMCM7", "hard"),
+    "cortex-m55": Core("cortex-m55", "cortex-m55", ("-mcpu=cortex-m55", "-mfloat-abi=hard"),
+                       "mps3-an547", "ARMCM55", "hard",
+                       (0x00000000, 512 << 10, 0x21000000, 2 << 20), heap=0x10000,
+                       model_memory=(0x21200000, 2 << 20), no_stack_limit=True),
 }
 
 # Source snapshots: archive -> folder under TFLM's tools/make/downloads/.
@@ -83,8 +99,7 @@ TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-ar", "qemu-sys
 APT_HINT = ("apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
             "libstdc++-arm-none-eabi-newlib qemu-system-arm")
 
-# Stack and heap of the runner (the heap holds the model file, up to 1.5 MB).
-STACK_BYTES, HEAP_BYTES = 0x8000, 0x180000
+STACK_BYTES = 0x8000  # the runner's stack
 
 
 def cache_root() -> Path:
@@ -222,7 +237,8 @@ def _link_runner(tree: Path, library: Path, core: Core, out: Path, log) -> None:
         for source, compiler, extra in (
                 (HERE / "runner.cc", "arm-none-eabi-g++",
                  ["-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics"]),
-                (dfp / "Source" / f"startup_{core.device}.c", "arm-none-eabi-gcc", []),
+                (dfp / "Source" / f"startup_{core.device}.c", "arm-none-eabi-gcc",
+                 ["-D__STACK_LIMIT=mpath_no_stack_limit"] if core.no_stack_limit else []),
                 (dfp / "Source" / f"system_{core.device}.c", "arm-none-eabi-gcc", [])):
             obj = work / (source.stem + ".o")
             _run([compiler, *flags, *extra, "-c", str(source), "-o", str(obj)], work, log,
@@ -231,6 +247,7 @@ def _link_runner(tree: Path, library: Path, core: Core, out: Path, log) -> None:
         temp = work / "runner.elf"
         _run(["arm-none-eabi-g++", "-mthumb", *core.cflags, "--specs=rdimon.specs",
               f"-T{work / 'board.ld'}", *objects, str(library), "-lm", "-Wl,--gc-sections",
+              *(["-Wl,--defsym=mpath_no_stack_limit=0"] if core.no_stack_limit else []),
               "-o", str(temp)], work, log, f"linking the runner ({core.name})")
         os.replace(temp, out)
 
@@ -246,7 +263,7 @@ def linker_script(template: str, core: Core) -> str:
     """
     rom, rom_size, ram, ram_size = core.memory
     values = {"__ROM_BASE": rom, "__ROM_SIZE": rom_size, "__RAM_BASE": ram,
-              "__RAM_SIZE": ram_size, "__STACK_SIZE": STACK_BYTES, "__HEAP_SIZE": HEAP_BYTES}
+              "__RAM_SIZE": ram_size, "__STACK_SIZE": STACK_BYTES, "__HEAP_SIZE": core.heap}
     for symbol, value in values.items():
         template = re.sub(rf"^{symbol}\s*=\s*[^;]+;", f"{symbol} = 0x{value:08X};", template,
                           flags=re.M)
@@ -286,7 +303,7 @@ def setup_mcu(cores=("cortex-m4",), sources: str | os.PathLike | None = None,
 
     Example:
         >>> sorted(CORES)
-        ['cortex-m4', 'cortex-m4f', 'cortex-m7']
+        ['cortex-m4', 'cortex-m4f', 'cortex-m55', 'cortex-m7']
     """
     chosen = [get_core(name) for name in cores]
     root = Path(root) if root else cache_root()

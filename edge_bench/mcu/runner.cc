@@ -2,13 +2,17 @@
 // built with (CMSIS-NN), run bare-metal on a QEMU board with semihosting.
 //
 // Usage (semihosting command line): runner MODEL INVOKES [INPUT OUTPUT]
-//   MODEL    a .tflite file on the host, read through semihosting
+//   MODEL    a .tflite file on the host, read through semihosting, or
+//            @0xADDRESS: already in memory there (QEMU's loader device put
+//            it there; boards whose semihosting cannot read files)
 //   INVOKES  inferences to run (>= 1); instructions per inference are the
 //            difference of two runs' counts (edge_bench.mcu), so start-up,
 //            file reading and preparation cancel out
-//   INPUT    raw bytes of the input tensor (default: a fixed pattern)
+//   INPUT    raw bytes of the input tensor (default: a fixed pattern), a
+//            file or @0xADDRESS as MODEL
 //   OUTPUT   where to write the raw bytes of the output tensor after the
-//            last inference (for the parity check against LiteRT)
+//            last inference (for the parity check against LiteRT); "-":
+//            print them as "mpath-result output HEX"
 // Prints "mpath-result key value" lines: status, arena_bytes, and on a
 // refusal the reason TFLM logged.
 #include <cstdio>
@@ -56,6 +60,11 @@ long read_file(const char* path, uint8_t** data) {
   return size;
 }
 
+// "@0x..." names memory that QEMU's loader device filled; else nullptr.
+uint8_t* in_memory(const char* arg) {
+  return arg[0] == '@' ? reinterpret_cast<uint8_t*>(strtoul(arg + 1, nullptr, 16)) : nullptr;
+}
+
 int fail(const char* status) {
   printf("mpath-result status %s\n", status);
   fflush(stdout);
@@ -67,8 +76,8 @@ int fail(const char* status) {
 int main(int argc, char** argv) {
   RegisterDebugLogCallback(log_to_host);
   if (argc < 3) return fail("usage");
-  uint8_t* model_data = nullptr;
-  if (read_file(argv[1], &model_data) < 0) return fail("unreadable_model");
+  uint8_t* model_data = in_memory(argv[1]);
+  if (!model_data && read_file(argv[1], &model_data) < 0) return fail("unreadable_model");
   const tflite::Model* model = tflite::GetModel(model_data);
   if (model->version() != TFLITE_SCHEMA_VERSION) return fail("schema_version");
   static Resolver resolver;
@@ -78,7 +87,9 @@ int main(int argc, char** argv) {
   printf("mpath-result arena_bytes %u\n", static_cast<unsigned>(interpreter.arena_used_bytes()));
 
   TfLiteTensor* input = interpreter.input(0);
-  if (argc >= 5) {
+  if (argc >= 5 && in_memory(argv[3])) {
+    memcpy(input->data.raw, in_memory(argv[3]), input->bytes);
+  } else if (argc >= 5) {
     uint8_t* given = nullptr;
     long size = read_file(argv[3], &given);
     if (size != static_cast<long>(input->bytes)) return fail("input_size");
@@ -94,7 +105,12 @@ int main(int argc, char** argv) {
   for (int i = 0; i < invokes; ++i) {
     if (interpreter.Invoke() != kTfLiteOk) return fail("invoke_failed");
   }
-  if (argc >= 5) {
+  if (argc >= 5 && strcmp(argv[4], "-") == 0) {
+    TfLiteTensor* output = interpreter.output(0);
+    printf("mpath-result output ");
+    for (size_t i = 0; i < output->bytes; ++i) printf("%02x", output->data.uint8[i]);
+    printf("\n");
+  } else if (argc >= 5) {
     TfLiteTensor* output = interpreter.output(0);
     FILE* f = fopen(argv[4], "wb");
     if (!f || fwrite(output->data.raw, 1, output->bytes, f) != output->bytes) return fail("output");

@@ -207,7 +207,7 @@ def export_model(
 
         if not is_tflm_target(target):
             raise ConfigError(f"target exports for a microcontroller runtime: tflm or tflm:CORE "
-                              f"(cortex-m4, cortex-m4f, cortex-m7). Received: target={target!r}")
+                              f"(cortex-m4, cortex-m4f, cortex-m7, cortex-m55). Received: target={target!r}")
         if qat_epochs:
             raise ConfigError("A TFLM target chooses the lowering; qat_epochs keeps one "
                               "FULLY_CONNECTED per path. Drop one of them.")
