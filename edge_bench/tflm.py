@@ -126,10 +126,11 @@ class CortexMTarget(Target):
 
     Needs the runner built by ``mpath-tf setup mcu --core CORE`` (cached) and
     Debian's ``qemu-system-arm``. Each model runs twice on the core's QEMU
-    board: one inference, then ``1 + COUNTED``; instructions per inference are
-    the difference over ``COUNTED``, so start-up, reading the file and
-    preparing cancel out. The first run also feeds a seeded random input and
-    checks the output against LiteRT's on the same input (``parity``).
+    board: one inference, then ``1 + COUNTED``, each with the same seeded
+    random input and writing the same output; instructions per inference are
+    the difference over ``COUNTED``, so start-up, reading the files,
+    preparing and writing the output cancel out. The output is checked
+    against LiteRT's on the same input (``parity``).
 
     Args:
         spec: ``tflm:cortex-m4``, ``tflm:cortex-m4f`` (hard float), ``tflm:cortex-m7``
@@ -203,11 +204,14 @@ class CortexMTarget(Target):
         with tempfile.TemporaryDirectory(prefix="mpath-tflm-") as work:
             given, got = Path(work) / "input.bin", Path(work) / "output.bin"
             given.write_bytes(x.tobytes())
+            # Both runs read the same input and give the same output; they differ
+            # only in the inferences, so the difference counts inferences alone.
             if self.core.model_memory is None:  # the runner reads the files (semihosting)
                 first, once = self._qemu([str(model), "1", str(given), str(got)],
                                          settings.timeout_s)
                 raw = got.read_bytes()
-                _, more = self._qemu([str(model), str(1 + COUNTED)], settings.timeout_s)
+                _, more = self._qemu([str(model), str(1 + COUNTED), str(given), str(got)],
+                                     settings.timeout_s)
             else:  # QEMU's loader puts them in memory: the model, the input in the last 64 KB
                 base, window = self.core.model_memory
                 if model.stat().st_size > window - (64 << 10):
@@ -218,8 +222,8 @@ class CortexMTarget(Target):
                 first, once = self._qemu([f"@0x{base:x}", "1", f"@0x{at_input:x}", "-"],
                                          settings.timeout_s, loads)
                 raw = bytes.fromhex(first["output"])
-                _, more = self._qemu([f"@0x{base:x}", str(1 + COUNTED)], settings.timeout_s,
-                                     loads[:1])
+                _, more = self._qemu([f"@0x{base:x}", str(1 + COUNTED), f"@0x{at_input:x}", "-"],
+                                     settings.timeout_s, loads)
         output = np.frombuffer(raw, dtype=fetch["dtype"]).reshape(fetch["shape"])
         interpreter.set_tensor(feed["index"], x)
         interpreter.invoke()
