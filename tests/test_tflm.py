@@ -137,7 +137,7 @@ def test_auto_for_tflm_never_returns_a_file_tflm_refuses():
     assert set(record["lowerings"].values()) == {"conv"}
 
 
-@pytest.mark.parametrize("target", ["tflm", "tflm:cortex-m4"])
+@pytest.mark.parametrize("target", ["tflm", "tflm:cortex-m4", "tflm:cortex-m55"])
 def test_the_bundled_tflm_tables_choose_files_tflm_prepares(target):
     """Every path count of a 64-wide stack, with the target's own table."""
     from converters.tflm import target_calibration
