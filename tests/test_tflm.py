@@ -319,6 +319,35 @@ def test_bench_on_tflm_reports_arena_flash_and_auto_choices(finished_run):
     assert "params vs TFLM arena Spearman" in result.output
 
 
+def test_bench_exports_auto_again_when_the_target_table_changed(finished_run, monkeypatch,
+                                                               tmp_path):
+    """An auto export is tied to the calibration table it read: a bench after
+    the table changed exports again instead of measuring a stale choice."""
+    import json
+    import shutil
+
+    from converters import tflm as tflm_module
+    from mpath_tf.cli import cli
+
+    args = ["bench", str(finished_run), "--target", "tflm", "--paths", "2", "--quantization",
+            "int8", "--lowering", "auto", "--repeats", "1", "--runs", "5", "--min-secs", "0.02",
+            "--warmup-min-secs", "0"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    exported = finished_run / "bench" / "models" / "paths-2_auto-tflm_int8.tflite"
+    record = json.loads(exported.with_name(exported.name + ".json").read_text())
+    assert record["calibration_sha256"] and record["lowerings"]
+    again = CliRunner().invoke(cli, args)
+    assert "exporting paths-2_auto-tflm_int8.tflite" not in again.output  # same table: reused
+    table = tmp_path / "tflm.json"
+    shutil.copy(tflm_module.target_calibration("tflm"), table)
+    table.write_text(table.read_text() + "\n")  # the same entries, another file
+    monkeypatch.setattr(tflm_module, "CALIBRATION_DIR", tmp_path)
+    changed = CliRunner().invoke(cli, args)
+    assert changed.exit_code == 0, changed.output
+    assert "exporting paths-2_auto-tflm_int8.tflite again: the calibration table changed" in \
+        changed.output
+
+
 def test_max_latency_is_refused_on_a_counting_target():
     from mpath_tf.cli import cli
 

@@ -143,8 +143,11 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     """Export the dense MLP and each derived model; reuse exports already on disk.
 
     For a TFLM target, ``auto`` reads that target's calibration table and
-    never keeps a file TFLM refuses (``converters.tflm.tflm_convert``); each
-    row records the lowering the stack got (``chosen_lowering``)."""
+    never keeps a file TFLM refuses (``converters.tflm.tflm_convert``). Each
+    file has a record beside it (``<file>.json``: the lowering of each layer
+    and the sha256 of the calibration table ``auto``/``bucketed`` read), so
+    a file exported with a table that has changed since is exported again;
+    each row records the lowering the stack got (``chosen_lowering``)."""
     from converters import choose_lowerings, export_tflite, get_quantization
     import json
 
@@ -179,6 +182,13 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                     model = load_model(run.model_path(count))
                 else:
                     model = derive(supernet, count)
+            record_path = path.with_name(path.name + ".json")
+            table = None if kind == "dense" else _table_digest(
+                lowering, target if for_tflm else None, quantization)
+            if path.is_file() and table and (not record_path.is_file() or json.loads(
+                    record_path.read_text()).get("calibration_sha256") != table):
+                log(f"  exporting {path.name} again: the calibration table changed since")
+                path.unlink()
             if not path.is_file():
                 if get_quantization(quantization).calibrated and data is None:
                     from mpath_tf.pipeline.steps import load_data
@@ -190,17 +200,18 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                     content, record = tflm_convert(model, get_quantization(quantization),
                                                    data.x_train if data is not None else None,
                                                    target=target, log=log)
-                    atomic_write_json(path.with_name(path.name + ".json"), record)
                     atomic_write_bytes(path, content)
+                    kept = record["lowerings"]
                 else:
                     export_tflite(model, path, get_quantization(quantization),
                                   data.x_train if data is not None else None, lowering=lowering,
                                   labels=None if classes is None else [str(c) for c in classes])
-            if for_tflm:  # what tflm_convert kept (auto's choice, or per_path if refused)
-                chosen = set(json.loads(path.with_name(path.name + ".json").read_text())[
-                    "lowerings"].values())
-            else:
-                chosen = set(choose_lowerings(model, quantization, lowering).values())
+                    kept = choose_lowerings(model, quantization, lowering)
+                atomic_write_json(record_path, {"lowerings": kept, "calibration_sha256": table})
+            # what the file holds (for a TFLM target: auto's choice, or the next if refused)
+            chosen = (set(json.loads(record_path.read_text())["lowerings"].values())
+                      if record_path.is_file()
+                      else set(choose_lowerings(model, quantization, lowering).values()))
             jobs.append(({"model": name, "kind": kind, "paths": count if count else 1,
                           "quantization": quantization, "lowering": lowering,
                           "chosen_lowering": ",".join(sorted(chosen)) or "dense",
@@ -209,6 +220,22 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                           "fc_ops": fully_connected_ops(model)},
                          path))
     return jobs
+
+
+def _table_digest(lowering: str, tflm_target: str | None, quantization: str) -> str | None:
+    """sha256 of the calibration table an ``auto`` or ``bucketed`` export
+    reads (None for the lowerings that read none), so an export made with
+    an older table is made again."""
+    import hashlib
+
+    from converters.calibration import calibrated_mode, calibration_source
+    from converters.tflm import target_calibration
+
+    if lowering not in ("auto", "bucketed"):
+        return None
+    table = (target_calibration(tflm_target) if tflm_target
+             else calibration_source(None, calibrated_mode(quantization))["table"])
+    return hashlib.sha256(Path(table).read_bytes()).hexdigest() if table else None
 
 
 def bench_run(
