@@ -348,6 +348,17 @@ def test_bench_exports_auto_again_when_the_target_table_changed(finished_run, mo
         changed.output
 
 
+def test_search_on_an_unbuilt_core_stops_before_training_and_names_setup(tmp_path, monkeypatch):
+    from mpath_tf.cli import cli
+
+    monkeypatch.setenv("MPATH_TF_CACHE_DIR", str(tmp_path / "empty-cache"))
+    result = CliRunner().invoke(cli, ["search", *TINY, "--run-dir", str(tmp_path / "run"),
+                                      "--target", "tflm:cortex-m7"])
+    assert result.exit_code == 2, result.output
+    assert "mpath-tf setup mcu --core cortex-m7" in result.output
+    assert not (tmp_path / "run" / "supernet.keras").exists()  # nothing trained
+
+
 def test_max_latency_is_refused_on_a_counting_target():
     from mpath_tf.cli import cli
 
