@@ -289,6 +289,10 @@ def test_search_on_cortex_m4_ends_with_both_models_measured_there(finished_run):
     assert device["host"]["chosen"]["parity"]["top1_agreement"] == 1.0
     assert device["host"]["reference"]["arena_bytes"] > 0
     assert (finished_run / "mcu" / "model_model_data.cc").is_file()
+    from mpath_tf.reporting.report import write_report
+
+    page = write_report(finished_run).read_text()  # the report says it too
+    assert "on tflm:cortex-m4 (int8): " in page and "instructions, not cycles" in page
     # a RAM budget no model meets: exit 2, naming the nearest and its arena
     result = CliRunner().invoke(cli, ["search", *TINY, "--run-dir", str(finished_run),
                                       "--target", "tflm:cortex-m4", "--max-ram", "0.1"])

@@ -22,7 +22,7 @@ from mpath_tf.pipeline.bench import measured_latency
 from mpath_tf.pipeline.budget import pareto_paths
 from mpath_tf.storage import atomic_write_text
 from mpath_tf.pipeline.rundir import RunDir
-from mpath_tf.reporting.results import speed_line
+from mpath_tf.reporting.results import device_lines, speed_line
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -159,6 +159,9 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
         if results.get("speed"):
             chosen_html += (f"<p>Speed on the search machine (LiteRT, one thread): "
                             f"{html.escape(speed_line(results['speed']))}.</p>")
+        if results.get("device"):  # a TFLM target: instructions (or time), arena, flash
+            chosen_html += "".join(f"<p>{html.escape(line)}.</p>"
+                                   for line in device_lines(results["device"]))
     class_names = results.get("classes") or meta.get("classes")
     if class_names:
         chosen_html += ("<p>Classes (by output index, as in <code>labels.txt</code>): "
