@@ -4,7 +4,10 @@ For a search run, the dense equivalent MLP and the derived model at each
 chosen path count are exported in each quantization, timed on the target
 (``edge_bench``), and summarized::
 
-    RUN/bench/models/<model>_<quantization>.tflite   exports (shared by targets)
+    RUN/bench/models/<model>_<quantization>.tflite   exports (shared by targets;
+                                       <file>.json: its lowerings and table)
+    (below, <target> is the target's slug, followed by -<lowering> for a
+    lowering other than per_path: each verdict is about one way of exporting)
     RUN/bench/<target>/settings.json   target, device, timing settings, versions
     RUN/bench/<target>/latency.jsonl   journal: one row per measurement
     RUN/bench/<target>/latency.csv     the table
