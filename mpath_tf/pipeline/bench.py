@@ -84,15 +84,19 @@ def measured_latency(run_dir: str | os.PathLike) -> dict[tuple[str, str], dict[i
 
     Returns:
         ``{(target, quantization): {b: microseconds}}`` from every
-        ``RUN/bench/<target>/latency.csv`` (target named as in its settings).
+        ``RUN/bench/<target>/latency.csv`` (target named as in its settings,
+        followed by the lowering when it is not per_path). Counting targets
+        (instructions, ``tflm:CORE``) have no times and are left out.
     """
     import json
 
     out: dict[tuple[str, str], dict[int, float]] = {}
     for table in sorted((Path(run_dir) / "bench").glob("*/latency.csv")):
-        settings = table.parent / "settings.json"
-        target = (json.loads(settings.read_text())["target"] if settings.is_file()
-                  else table.parent.name)
+        settings_path = table.parent / "settings.json"
+        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        target = settings.get("target", table.parent.name)
+        if settings.get("lowering", "per_path") != "per_path":
+            target += f" {settings['lowering']}"
         with open(table, newline="") as f:
             for row in csv.DictReader(f):
                 if row["kind"] == "mpath" and row["status"] == "ok" and row["median_us"]:
