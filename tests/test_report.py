@@ -90,3 +90,26 @@ def test_report_shows_the_speed_comparison(tiny_run, tmp_path):
     page = write_report(run, tmp_path / "report.html").read_text()
     assert "Speed on the search machine (LiteRT, one thread): int8: 3.1 us vs dense 11.6 us, " \
            "3.74x faster" in page
+
+
+def test_closing_lines_say_why_a_slower_model_was_chosen_and_what_it_gains():
+    from mpath_tf.reporting.results import outcome_lines
+
+    result = {
+        "chosen": {"paths": 46, "parameters": 5332, "percent_of_mlp": 30.8, "test_accuracy": 0.96,
+                   "exports": {"int8": {"bytes": 25962}}},
+        "reference": {"test_accuracy": 0.96, "parameters": 17290, "accuracy_difference_pt": 0.0,
+                      "exports": {"int8": {"bytes": 29954}}},
+        "speed": {"int8": {"chosen_us": 2.0, "reference_us": 1.3, "speedup": 0.65}},
+        "settings": {"max_accuracy_drop": 0.01},
+    }
+    lines = outcome_lines(result)
+    slower = next(line for line in lines if line.startswith("the chosen model is slower"))
+    assert "fewest parameters within --max-accuracy-drop 0.01" in slower
+    assert "3.24x fewer parameters and a 1.15x smaller int8 file" in slower
+    assert "mpath-tf bench --target" in slower
+    picked = outcome_lines({**result, "settings": {"paths": 46}})
+    assert any("--paths 46 asked for it" in line for line in picked)
+    faster = outcome_lines({**result, "speed": {"int8": {**result["speed"]["int8"],
+                                                         "speedup": 1.2}}})
+    assert not any(line.startswith("the chosen model is slower") for line in faster)

@@ -189,6 +189,9 @@ def outcome_lines(result: dict) -> list[str]:
         line = speed_line(result["speed"])
         if line:
             lines.append(f"speed on this machine: {line}")
+        slower = slower_line(result)
+        if slower:
+            lines.append(slower)
     if result.get("device"):
         lines.extend(device_lines(result["device"]))
     failed = [f"{q}: {'; '.join(e['verification']['failures'])}"
@@ -251,6 +254,48 @@ def device_lines(device: dict) -> list[str]:
                         **((device.get("host") or {}).get("errors") or {})}.items():
         lines.append(f"FAILED on {target}: {role}: {error}")
     return lines
+
+
+def slower_line(result: dict) -> str | None:
+    """When the chosen int8 file runs slower than the dense reference's on
+    this machine: why it was still chosen, what it gains, and where such
+    models pay (None when it is not slower, or nothing was timed).
+
+    Example:
+        >>> print(slower_line({"speed": {"int8": {"speedup": 0.5}},
+        ...     "chosen": {"parameters": 50, "exports": {"int8": {"bytes": 900}}},
+        ...     "reference": {"parameters": 100, "exports": {"int8": {"bytes": 1000}}},
+        ...     "settings": {"max_accuracy_drop": 0.01}}))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        the chosen model is slower than dense in int8 here: it was chosen as the one with the
+        fewest parameters within --max-accuracy-drop 0.01; it has 2.00x fewer parameters and a
+        1.11x smaller int8 file. Multipath models run faster where multiply-adds dominate, as
+        with 500-wide layers on a Cortex-M4 (docs/results.md, "Microcontrollers"): measure your
+        device with mpath-tf bench --target
+    """
+    speed = (result.get("speed") or {}).get("int8")
+    reference = result.get("reference")
+    if not speed or not reference or speed["speedup"] >= 1:
+        return None
+    chosen, settings = result["chosen"], result.get("settings") or {}
+    if result.get("method", "rank") != "rank":
+        why = f"--method {result['method']} chose it"
+    elif settings.get("paths"):
+        why = f"--paths {settings['paths']} asked for it"
+    elif result.get("budget"):
+        why = f"it is the most accurate within {result['budget']['limits']}"
+    else:
+        why = ("it was chosen as the one with the fewest parameters within "
+               f"--max-accuracy-drop {settings.get('max_accuracy_drop')}")
+    sizes = [(e.get("int8") or {}).get("bytes") for e in (chosen["exports"],
+                                                           reference.get("exports") or {})]
+    gains = f"{reference['parameters'] / chosen['parameters']:.2f}x fewer parameters"
+    if all(sizes):
+        gains += f" and a {sizes[1] / sizes[0]:.2f}x smaller int8 file"
+    return (f"the chosen model is slower than dense in int8 here: {why}; it has {gains}. "
+            "Multipath models run faster where multiply-adds dominate, as with 500-wide "
+            "layers on a Cortex-M4 (docs/results.md, \"Microcontrollers\"): measure your "
+            "device with mpath-tf bench --target")
 
 
 def speed_line(speed: dict) -> str:
