@@ -429,8 +429,19 @@ def export_tflite(
         >>> export_tflite(build_mlp((4,), 2, 2, 3), out).stat().st_size > 0
         True
     """
-    path = Path(path)
     content = convert(model, quantization, representative_data, lowering, calibration)
+    return write_tflite(content, path, labels)
+
+
+def write_tflite(content: bytes, path: str | os.PathLike, labels: list | None = None) -> Path:
+    """Write ``.tflite`` bytes to ``path`` atomically; with ``labels``, the
+    class names are embedded as metadata and written beside as ``labels.txt``
+    (one a line, in class-index order).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
     if labels is not None:
         from converters.metadata import LABEL_FILE, label_file_text, with_labels
 

@@ -15,9 +15,7 @@ inputs).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -177,27 +175,23 @@ def tflm_refusal(content: bytes, python: str = sys.executable) -> str | None:
     """Why TFLM refuses to prepare this file (the op and reason it logged), or None.
 
     The file is prepared in the ``tflite-micro`` package's interpreter in a
-    separate process (a TFLM abort cannot take the caller down).
+    separate process (``edge_bench.tflm.TflmTarget.refusal``: a TFLM abort
+    cannot take the caller down; a crash counts as a refusal).
 
     Raises:
         ConfigError: ``tflite-micro`` is not installed.
     """
-    from edge_bench import tflm_agent
+    from edge_bench.tflm import TflmTarget
+    from mpath_tf.errors import ModelError
 
+    _schema()  # the install hint, before a subprocess fails on it
     with tempfile.TemporaryDirectory(prefix="mpath-tflm-") as work:
         path = Path(work) / "model.tflite"
         path.write_bytes(content)
-        proc = subprocess.run([python, tflm_agent.__file__, str(path), "--runs", "0",
-                               "--min-secs", "0", "--warmup-runs", "0", "--parity-inputs", "0"],
-                              capture_output=True, text=True, timeout=600)
-    if "No module named 'tflite_micro'" in proc.stderr:
-        _schema()  # raises with the install hint
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = " ".join(proc.stderr.strip().splitlines()[-2:])
-        return f"TFLM's interpreter crashed preparing the file (exit {proc.returncode}): {tail}"
-    result = json.loads(lines[-1])
-    return None if result.get("prepared") else result.get("refusal") or result.get("error")
+        try:
+            return TflmTarget(python).refusal(path)
+        except ModelError as err:
+            return str(err)
 
 
 def tflm_convert(model, quantization, representative_data=None, lowering: str = "auto",

@@ -414,14 +414,16 @@ def get_target(spec: str, **options) -> Target:
     elif spec == "adb" or spec.startswith("adb:"):
         allowed = {"benchmark_model", "adb", "remote_dir"}
         cls = AdbTarget
-    elif spec == "tflm" or spec.startswith("tflm:"):
-        from edge_bench.tflm import CortexMTarget, TflmTarget
+    elif spec == "tflm":
+        from edge_bench.tflm import TflmTarget
 
-        allowed = {"python"} if spec == "tflm" else set()
-        extra = set(options) - allowed
-        if extra:
-            raise ConfigError(f"Target {spec} does not take {', '.join(sorted(extra))}.")
-        return TflmTarget(**options) if spec == "tflm" else CortexMTarget(spec)
+        allowed = {"python"}
+        cls = TflmTarget
+    elif spec.startswith("tflm:"):
+        from edge_bench.tflm import CortexMTarget
+
+        allowed = set()
+        cls = CortexMTarget
     else:
         raise ConfigError(
             f"Unknown target '{spec}'. Use local, ssh://[user@]host[:port], adb, adb:SERIAL, "
@@ -430,7 +432,8 @@ def get_target(spec: str, **options) -> Target:
     extra = set(options) - allowed
     if extra:
         raise ConfigError(f"Target {spec} does not take {', '.join(sorted(extra))}.")
-    return cls(spec, **options) if cls is not LocalTarget else cls(**options)
+    # the targets of this machine take no spec; the others are named by it
+    return cls(**options) if spec in ("local", "tflm") else cls(spec, **options)
 
 
 def target_slug(name: str) -> str:

@@ -18,7 +18,7 @@ inputs (``parity``).
 
 from __future__ import annotations
 
-import json
+import os
 import platform
 import re
 import shutil
@@ -31,7 +31,8 @@ import numpy as np
 
 from edge_bench import tflm_agent
 from edge_bench.benchmark_model import last_lines
-from edge_bench.mcu.build import (APT_HINT, get_core, is_built, plugin_path, runner_path)
+from edge_bench.mcu.build import APT_HINT, get_core, is_built, plugin_path, runner_path
+from edge_bench.stats import row_cost, row_unit
 from edge_bench.target_base import Target, sha256_file
 from mpath_tf.errors import ModelError, TargetError
 
@@ -68,6 +69,19 @@ def _flash(model: Path) -> dict:
             "flash_bytes_no_metadata": len(content) - metadata_bytes(content)}
 
 
+def summary(row: dict) -> dict:
+    """What a TFLM row says of a file: ``cost`` in ``unit`` (``row_cost``),
+    ``arena_bytes``, ``flash_bytes``, ``flash_bytes_no_metadata``, ``parity``.
+
+    Example:
+        >>> summary({"stats": {"median_us": 2.0}, "arena_bytes": 64})["cost"]
+        2.0
+    """
+    return {"cost": row_cost(row), "unit": row_unit(row),
+            **{k: row.get(k) for k in ("arena_bytes", "flash_bytes", "flash_bytes_no_metadata",
+                                       "parity")}}
+
+
 class TflmTarget(Target):
     """TFLM's interpreter on this machine (``tflite-micro``, reference kernels).
 
@@ -95,23 +109,33 @@ class TflmTarget(Target):
                 "kernels": "reference", "machine": platform.machine(),
                 "processor": platform.processor() or None}
 
-    def _measure(self, model, sha256, settings):
-        command = [self.python, str(AGENT), str(model), "--runs", str(settings.runs),
-                   "--min-secs", str(settings.min_secs), "--warmup-runs",
-                   str(max(settings.warmup_runs, 1)), "--seed", str(settings.seed)]
+    def _run_agent(self, model: Path, args: list[str], timeout: float) -> dict:
+        """The agent's result for ``model`` (prepared or not); ModelError if it
+        crashed, hung or gave none (``Target._agent_result``)."""
         try:
-            proc = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=settings.timeout_s)
+            proc = subprocess.run([self.python, str(AGENT), str(model), *args],
+                                  capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise ModelError(f"tflm: {model.name} did not finish in {settings.timeout_s} s "
+            raise ModelError(f"tflm: {model.name} did not finish in {timeout} s "
                              "(timeout_s); it was killed.") from None
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise ModelError(f"tflm: the TFLM interpreter failed on {model.name} (exit "
-                             f"{proc.returncode}). {last_lines(proc.stderr)}")
-        result = json.loads(lines[-1])
-        if not result.get("ok"):
-            raise ModelError(f"tflm: {model.name}: {result.get('error')}")
+        return self._agent_result(proc, model)
+
+    def refusal(self, model: str | os.PathLike, timeout: float = 600) -> str | None:
+        """Why TFLM refuses to prepare ``model`` (the op and reason it logged), or None.
+
+        Raises:
+            ModelError: The interpreter crashed or hung on the file.
+        """
+        result = self._run_agent(Path(model), ["--runs", "0", "--min-secs", "0",
+                                               "--warmup-runs", "0", "--parity-inputs", "0"],
+                                 timeout)
+        return None if result["prepared"] else result["refusal"]
+
+    def _measure(self, model, sha256, settings):
+        result = self._run_agent(model, [
+            "--runs", str(settings.runs), "--min-secs", str(settings.min_secs),
+            "--warmup-runs", str(max(settings.warmup_runs, 1)), "--seed", str(settings.seed)],
+            settings.timeout_s)
         if not result["prepared"]:
             raise ModelError(f"tflm: TFLM refuses {model.name}: {result['refusal']}")
         return {"tool": "mpath-tf tflm agent", "runtime": result["runtime"],
@@ -159,7 +183,7 @@ class CortexMTarget(Target):
         return {"runtime": "tflite-micro", "kernels": "cmsis_nn", "core": self.core.name,
                 "float_abi": self.core.float_abi, "board": self.core.board,
                 "emulator": version, "unit": "instructions (not cycles)",
-                "runner_sha256": _sha256(runner_path(self.core))}
+                "runner_sha256": sha256_file(runner_path(self.core))}
 
     def _qemu(self, args: list[str], timeout: float, loads=()) -> tuple[dict, int]:
         """Run the runner with ``args`` (``loads``: ``(file, address)`` pairs
@@ -199,8 +223,7 @@ class CortexMTarget(Target):
         interpreter = Interpreter(model_path=str(model))
         interpreter.allocate_tensors()
         feed, fetch = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-        x = tflm_agent.random_inputs({"shape": feed["shape"], "dtype": feed["dtype"]}, 1,
-                                     settings.seed)[0]
+        x = tflm_agent.random_inputs(feed, 1, settings.seed)[0]
         with tempfile.TemporaryDirectory(prefix="mpath-tflm-") as work:
             given, got = Path(work) / "input.bin", Path(work) / "output.bin"
             given.write_bytes(x.tobytes())
@@ -240,7 +263,3 @@ class CortexMTarget(Target):
             "parity": tflm_agent.parity([output], [reference], fetch),
             "warnings": [], "suspect": False,
         }
-
-
-def _sha256(path: Path) -> str:
-    return sha256_file(path)

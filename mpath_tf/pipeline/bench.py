@@ -155,14 +155,13 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     and the sha256 of the calibration table ``auto``/``bucketed`` read), so
     a file exported with a table that has changed since is exported again;
     each row records the lowering the stack got (``chosen_lowering``)."""
-    from converters import choose_lowerings, export_tflite, get_quantization
     import json
 
+    from converters import choose_lowerings, export_tflite, get_quantization
     from converters.tflm import is_tflm_target, tflm_convert
     from edge_bench.targets import target_slug
+    from mpath_tf.core.derivation import derive, to_dense
     from mpath_tf.storage import atomic_write_bytes
-    from mpath_tf.core.derivation import derive
-    from mpath_tf.core.derivation import to_dense
 
     config = run.config
     models_dir = run.path / "bench" / "models"

@@ -144,8 +144,8 @@ def compare_on_tflm(run_path: Path, files: dict[str, Path], target: str, log) ->
         ``flash_bytes``, ``flash_bytes_no_metadata`` and ``parity``.
     """
     from edge_bench import BenchSettings, Journal, get_target, measure_models
-    from edge_bench.stats import row_cost, row_unit
     from edge_bench.targets import target_slug
+    from edge_bench.tflm import summary
 
     folder = run_path / "speed"
     folder.mkdir(exist_ok=True)
@@ -161,10 +161,7 @@ def compare_on_tflm(run_path: Path, files: dict[str, Path], target: str, log) ->
         found, errors = {}, {}
         for (labels, _), row in zip(models, rows):
             if row["status"] == "ok":
-                found[labels["role"]] = {
-                    "cost": row_cost(row), "unit": row_unit(row),
-                    **{k: row.get(k) for k in ("arena_bytes", "flash_bytes",
-                                               "flash_bytes_no_metadata", "parity")}}
+                found[labels["role"]] = summary(row)
             else:
                 errors[labels["role"]] = row.get("error")
                 log(f"  {labels['role']} on {name}: FAILED: {row.get('error')}")

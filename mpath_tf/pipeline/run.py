@@ -178,7 +178,9 @@ def search(
 def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Dataset, log,
             progress: Progress, strategy) -> dict:
     """``search`` after the data is loaded and the run directory locked."""
-    if config.target.startswith("tflm"):  # usable before hours of training, or exit 2 now
+    from converters.tflm import is_tflm_target
+
+    if is_tflm_target(config.target):  # usable before hours of training, or exit 2 now
         from edge_bench import get_target
 
         get_target(config.target).describe()
@@ -230,7 +232,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
     test_accuracy = top1(expected, data.y_test)
     exports = export_model(run, model, data, log, expected=expected)
-    if not config.target.startswith("tflm"):  # a TFLM target's int8 used that target's table
+    if not is_tflm_target(config.target):  # a TFLM target's int8 used that target's table
         calibration_notice(model, log)
     reference = None
     if reference_model is not None:
@@ -250,7 +252,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
                                   for q, e in reference["exports"].items()}
         speed = compare_speed(run.path, files, log, config.bench_seconds)
     device = None
-    if config.target.startswith("tflm"):
+    if is_tflm_target(config.target):
         from mpath_tf.pipeline.reference import compare_on_tflm
 
         log("measuring the chosen model" + (" and the dense reference" if reference else "")

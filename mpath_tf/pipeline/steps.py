@@ -429,8 +429,10 @@ def budget_files(run: RunDir, supernet, data: Dataset, log):
                           labels=data.class_names)
         return path
 
+    targets = {}  # one per name: a target describes its device once
+
     def measured(target_name: str, b: int, path: Path) -> dict:
-        target = get_target(target_name)
+        target = targets.setdefault(target_name, get_target(target_name))
         journal = Journal(folder / f"latency-{target_slug(target.name)}.jsonl")
         row = measure_models(target, [({"paths": b, "quantization": "int8"}, path)], journal,
                              log=lambda *_: None)[0]
@@ -510,18 +512,13 @@ def _export_for_tflm(run: RunDir, model: keras.Model, path: Path, data: Dataset,
                      log) -> dict:
     """The int8 file lowered for the run's TFLM target, with its C sources."""
     from converters import Int8
-    from converters.metadata import label_file_text, with_labels
+    from converters.tflite import write_tflite
     from converters.tflm import tflm_convert, write_mcu_sources
-    from mpath_tf.storage import atomic_write_bytes, atomic_write_text
 
     content, record = tflm_convert(model, Int8(), data.x_train, target=run.config.target,
                                    log=lambda m: log(f"  {m}"))
-    sources = write_mcu_sources(content, run.path / "mcu", name)  # no metadata: C has no use
-    if data.class_names is not None:
-        labels = [str(c) for c in data.class_names]
-        content = with_labels(content, labels)
-        atomic_write_text(path.parent / "labels.txt", label_file_text(labels))
-    atomic_write_bytes(path, content)
+    sources = write_mcu_sources(content, run.path / "mcu", name)  # no labels: C has no use
+    write_tflite(content, path, data.class_names)
     return {"file": path.name, "bytes": path.stat().st_size, "target": run.config.target,
             "lowerings": record["lowerings"], "refused_lowerings": record["refused"],
             "calibration": record["calibration"], "conv_lowerings_measured": None,

@@ -274,23 +274,18 @@ def export_model(
 def _export_tflm(model, output: Path, scheme, data, lowering: str, calibration, target: str,
                  strip: bool, log) -> dict:
     """Write the file for a TFLM target and its C sources; measure its arena."""
-    from converters.metadata import LABEL_FILE, label_file_text, with_labels
+    from converters.tflite import write_tflite
     from converters.tflm import strip_metadata, tflm_convert, write_mcu_sources
     from edge_bench import BenchSettings, get_target
     from edge_bench.mcu.build import is_built
-    from edge_bench.stats import row_cost
+    from edge_bench.tflm import summary
     from mpath_tf.errors import ModelError
-    from mpath_tf.storage import atomic_write_bytes, atomic_write_text
 
     content, record = tflm_convert(model, scheme, data.x_train if data is not None else None,
                                    lowering, target, calibration, log)
-    if strip:
-        content = strip_metadata(content)
-    elif data is not None and data.class_names is not None:
-        labels = [str(c) for c in data.class_names]
-        content = with_labels(content, labels)
-        atomic_write_text(output.with_name(LABEL_FILE), label_file_text(labels))
-    atomic_write_bytes(output, content)
+    labels = None if strip or data is None else data.class_names
+    write_tflite(strip_metadata(content) if strip else content, output, labels)
+    content = output.read_bytes()  # as written: the C array holds the same bytes
     name = "".join(c if c.isalnum() else "_" for c in output.stem).strip("_") or "model"
     name = name if name[0].isalpha() else f"m_{name}"
     sources = write_mcu_sources(content, output.parent, name)
@@ -303,8 +298,7 @@ def _export_tflm(model, output: Path, scheme, data, lowering: str, calibration, 
             row = get_target(where).measure(output, settings)
         except ModelError as err:
             raise ConfigError(f"{err}") from None
-        measured[where] = {"arena_bytes": row["arena_bytes"], "cost": row_cost(row),
-                           "unit": row.get("unit", "us"), "parity": row.get("parity")}
+        measured[where] = summary(row)
     return {"target": target, "lowerings": record["lowerings"],
             "refused_lowerings": record["refused"], "metadata_stripped": strip,
             "flash_bytes": len(content), "mcu_sources": sources, "tflm": measured,
