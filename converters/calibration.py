@@ -382,17 +382,36 @@ def choose_lowering(table: dict, path_widths: list[int], quantization: str,
         >>> choose_lowering(table, [2, 2, 2, 2], "float32")
         'conv'
     """
-    if len(path_widths) == 1:
-        return "per_path"
+    return auto_cost(table, path_widths, quantization, depth, excluded, neighbours)[0]
+
+
+def auto_cost(table: dict, path_widths: list[int], quantization: str, depth: int = 1,
+              excluded=(), neighbours: int = 0) -> tuple[str, float]:
+    """The lowering ``choose_lowering`` picks for a stack and its predicted
+    cost, in the table's unit (``unit``: us, or instructions on an emulated
+    core): what the stack costs on the table's device once ``auto`` lowered it.
+
+    Example:
+        >>> table = {"layers": [
+        ...     {"quantization": "float32", "lowering": lowering, "path_widths": [8 // b] * b,
+        ...      "depth": 1, "us": float(b) if lowering == "per_path" else 1.0}
+        ...     for b in (1, 2, 4, 8) for lowering in ("per_path", "conv")]}
+        >>> lowering, cost = auto_cost(table, [2, 2, 2, 2], "float32")
+        >>> lowering, round(cost, 3)
+        ('conv', 1.0)
+    """
     costs = {lowering: cost for lowering, cost in
              predicted_costs(table, path_widths, quantization, depth).items()
              if lowering not in excluded}
+    if len(path_widths) == 1:
+        return "per_path", costs.get("per_path", min(costs.values()))
     if "conv" in costs and "bucketed" not in excluded and len(set(path_widths)) > 1:
         edges = bucket_plan(table, path_widths, quantization, depth, neighbours)
         if edges != sorted(set(path_widths)):  # padding pays off
             costs["bucketed"] = _bucketed_cost(table, quantization, depth, neighbours,
                                                path_widths)(edges)
-    return min(costs, key=costs.get)
+    best = min(costs, key=costs.get)
+    return best, costs[best]
 
 
 # The most zero weights padding may add, as a share of the stack's own weights

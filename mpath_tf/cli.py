@@ -130,6 +130,12 @@ def cli():
               "(TFLM with CMSIS-NN on an emulated core, `mpath-tf setup mcu`): the int8 "
               "files are lowered for it and the chosen model and the dense reference are "
               "measured there (instructions, arena, flash).")
+@click.option("--objective", type=click.Choice(["params", "latency", "ram", "flash"]),
+              default=_DEFAULTS.objective, show_default=True,
+              help="What the choice minimizes within --max-accuracy-drop: params (the paper's: "
+              "the most paths), or latency on --target, ram (TFLM arena) or flash (file for "
+              "TFLM): the cheapest candidates by predicted cost and the dense reference are "
+              "measured there, and the cheapest measured one is chosen, dense included.")
 @click.option("--final-epochs", type=int, default=None,
               help="Fine-tuning epochs of the chosen model (default: --epochs, the dense "
               "reference's budget); "

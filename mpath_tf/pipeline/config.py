@@ -16,7 +16,8 @@ from mpath_tf.errors import ConfigError
 # lives is not part of what the run computes, and the choice of the final model
 # is redone on every resumption (it reuses any model already fine-tuned).
 NOT_COMPARED_ON_RESUME = ("data_dir", "max_accuracy_drop", "paths", "min_accuracy", "max_params",
-                          "max_size_kb", "max_latency_ms", "max_ram_kb", "max_flash_kb", "target", "final_epochs", "workers",
+                          "max_size_kb", "max_latency_ms", "max_ram_kb", "max_flash_kb", "target",
+                          "objective", "final_epochs", "workers",
                           "cluster_timeout_s", "many_classes", "reference", "bench",
                           "bench_seconds")
 # The default training budget: at least this many epochs, and on small data
@@ -89,6 +90,14 @@ class SearchConfig:
             measured at the end (instructions, arena, flash, parity).
             With any budget set, the most accurate path count meeting all of
             them is chosen (``mpath_tf.pipeline.budget``) instead of ``max_accuracy_drop``.
+        objective: What the choice minimizes among the models within
+            ``max_accuracy_drop`` (``mpath_tf.pipeline.objective``):
+            ``params`` (the paper's: the most paths, the fewest parameters),
+            ``latency`` on ``target``, ``ram`` (the TFLM arena) or ``flash``
+            (the file for TFLM without metadata). For the last three each
+            path count's cost is predicted for ``target``, the cheapest few
+            and the dense reference are measured there, and the cheapest
+            measured one is chosen: the dense reference when nothing beats it.
         final_epochs: Fine-tuning epochs of the chosen model (None: the
             one-shot ``epochs``, the dense reference's budget, so the model
             the user ships is trained as long as the MLP it is compared
@@ -192,6 +201,7 @@ class SearchConfig:
     max_ram_kb: float | None = None
     max_flash_kb: float | None = None
     target: str = "local"
+    objective: str = "params"
     final_epochs: int | None = None
     workers: int = 0
     sampling: str = "even"
@@ -288,6 +298,7 @@ class SearchConfig:
             from edge_bench.targets import get_target
 
             get_target(self.target)
+        self._validate_objective(budget)
         if self.paths is not None and budget.active:
             raise ConfigError(
                 f"--paths chooses the model itself, so it cannot be combined with a budget "
@@ -313,6 +324,24 @@ class SearchConfig:
             raise ConfigError(f"--final-epochs must be >= 1. Received: --final-epochs {self.final_epochs}")
         self._validate_method(budget)
         return self
+
+    def _validate_objective(self, budget) -> None:
+        from mpath_tf.pipeline.objective import check_objective
+
+        check_objective(self.objective, self.target)
+        if self.objective == "params":
+            return
+        flag = f"--objective {self.objective}"
+        if self.method != "rank":
+            raise ConfigError(f"{flag} chooses among the path counts of --method rank; --method "
+                              f"{self.method} weighs its own --cost. Drop one of them.")
+        if self.paths is not None:
+            raise ConfigError(f"--paths chooses the model itself, so it cannot be combined with "
+                              f"{flag}; drop one of them.")
+        if budget.active:
+            raise ConfigError(f"{flag} chooses the cheapest model within --max-accuracy-drop; a "
+                              f"budget ({budget.describe()}) chooses the most accurate within "
+                              "its limits. Drop one of them.")
 
     def _validate_method(self, budget) -> None:
         import math

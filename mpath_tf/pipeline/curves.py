@@ -88,3 +88,31 @@ def budget_gain(curves: dict[int, list[float]], epochs: int) -> float:
     """
     extrapolated = extrapolate(curves, epochs)
     return float(np.median([extrapolated[b] - curves[b][-1] for b in curves]))
+
+
+def gains_by_paths(curves: dict[int, list[float]], epochs: int, paths) -> dict[int, float]:
+    """The accuracy the longer budget adds at each path count: each sample's
+    own extrapolated gain (``extrapolate``), interpolated linearly between
+    the sampled path counts and held constant beyond them. A path count
+    near a sample that gains little is not raised by what another, far away,
+    gains (one median for all raised the many-path models and the one-path
+    ones alike).
+
+    Args:
+        curves: Validation accuracy after each epoch, per sampled path count.
+        epochs: The longer budget.
+        paths: The path counts to give a gain.
+
+    Returns:
+        ``{path count: gain >= 0}``.
+
+    Example:
+        >>> e = np.arange(1, 4)
+        >>> curves = {2: list(0.9 - 0.01 * e ** -1.0), 10: list(0.9 - 0.10 * e ** -1.0)}
+        >>> {b: round(g, 4) for b, g in gains_by_paths(curves, 30, [1, 2, 6, 10, 20]).items()}
+        {1: 0.003, 2: 0.003, 6: 0.0165, 10: 0.03, 20: 0.03}
+    """
+    extrapolated = extrapolate(curves, epochs)
+    sampled = sorted(curves)
+    gain = [max(0.0, extrapolated[b] - curves[b][-1]) for b in sampled]
+    return {int(b): float(np.interp(b, sampled, gain)) for b in paths}

@@ -26,6 +26,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from mpath_tf.pipeline.budget import choose_by_budget, pareto_paths
 from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.data import Dataset
@@ -38,10 +40,11 @@ from mpath_tf.reporting.results import SearchResults, outcome_lines, write_csv
 from mpath_tf.pipeline.predictors import make_predictor
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir, lock_run_dir
-from mpath_tf.pipeline.steps import (budget_files, budget_gain_of, calibration_notice, choose_paths,
-                                     default_run_dir, export_model, final_model, load_data,
-                                     resolution_notice, result_rows, sample_path_counts,
-                                     train_supernet, with_model_shape, worker_one_shot)
+from mpath_tf.pipeline.steps import (TargetFiles, budget_gains_of, calibration_notice,
+                                     choose_paths, default_run_dir, export_model, final_model,
+                                     load_data, raise_predictions, resolution_notice,
+                                     result_rows, sample_path_counts, train_supernet,
+                                     with_model_shape, worker_one_shot)
 from mpath_tf.training.loop import accuracy, top1
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
@@ -206,29 +209,54 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     predictor = make_predictor(config.predictor, parameter_counts(supernet)).fit(
         list(measured), list(measured.values()))
     rows = result_rows(supernet, measured, predictor)
-    gain = budget_gain_of(run, config)
-    if gain:
-        log(f"  the samples' learning curves add {gain:.4f} accuracy at {config.final_budget} "
-            "epochs; predictions raised by that much")
-        for row in rows:
-            row["predicted_val_accuracy"] = min(1.0, row["predicted_val_accuracy"] + gain)
+    gains = budget_gains_of(run, config, [r["paths"] for r in rows])
+    gain = float(np.median(list(gains.values()))) if gains else 0.0
+    if gains:
+        log(f"  the samples' learning curves add {min(gains.values()):.4f}-"
+            f"{max(gains.values()):.4f} accuracy at {config.final_budget} epochs (per path "
+            "count, between the samples'); predictions raised by that much")
+    best_measured = max([*measured.values()]
+                        + ([reference_record["val_accuracy"]] if reference_record else []))
+    raise_predictions(rows, gains, best_measured)
+    capped = sum(r["capped"] for r in rows)
+    if capped:
+        log(f"  {capped} predictions held at the best validation accuracy measured in the run "
+            f"({best_measured:.4f}) plus the predictor's +-")
     budget = config.budget()
-    selection = None
+    selection, objective = None, None
     if budget.active:
         log(f"choosing by budget: {budget.describe()}")
-        selection = choose_by_budget(rows, budget, *budget_files(run, supernet, data, log))
+        files = TargetFiles(run, supernet, data, log)
+        selection = choose_by_budget(rows, budget, files.size_kb, files.latency_ms, files.tflm_row)
         chosen = selection["paths"]
     elif config.paths:
         chosen = config.paths
+    elif config.objective != "params":
+        from mpath_tf.pipeline.objective import choose_for_target
+
+        objective = choose_for_target(
+            config, supernet, rows, TargetFiles(run, supernet, data, log, reference_model),
+            reference_record["val_accuracy"] if reference_record else None, log)
+        chosen = 1 if objective["choice"] == "dense" else objective["choice"]
     else:
         notice = resolution_notice(len(data.y_val), config.max_accuracy_drop)
         if notice:
             log(notice)
         chosen = choose_paths(rows, config.max_accuracy_drop,
                               reference_record["val_accuracy"] if reference_record else None)
-    model = final_model(run, supernet, chosen, data, log, progress)
+    dense_chosen = objective is not None and objective["choice"] == "dense"
+    if dense_chosen:  # the dense reference is the answer: it ships as the model
+        log(f"chosen: the dense reference (the cheapest for --objective {config.objective} "
+            f"on {objective['measured_on']})")
+        model = reference_model
+        chosen_row = {**next(r for r in rows if r["paths"] == 1), "dense": True,
+                      "parameters": reference_record["parameters"], "percent_of_mlp": 100.0,
+                      "predicted_val_accuracy": reference_record["val_accuracy"],
+                      "predicted_std": None}
+    else:
+        model = final_model(run, supernet, chosen, data, log, progress)
+        chosen_row = next(r for r in rows if r["paths"] == chosen)
     atomic_save_model(model, run.path / "model.keras")
-    chosen_row = next(r for r in rows if r["paths"] == chosen)
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
     test_accuracy = top1(expected, data.y_test)
     exports = export_model(run, model, data, log, expected=expected)
@@ -241,7 +269,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
                      "accuracy_difference_pt": 100 * (test_accuracy
                                                       - reference_record["test_accuracy"])}
     speed = None
-    if config.bench:
+    if config.bench and not dense_chosen:  # dense chosen: the same file as the reference
         from mpath_tf.pipeline.reference import compare_speed
 
         log("timing the chosen model" + (" and the dense reference" if reference else "")
@@ -260,6 +288,8 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
         files = {"chosen": run.path / exports["int8"]["file"]}
         if reference:
             files["reference"] = run.path / reference["exports"]["int8"]["file"]
+        if dense_chosen:
+            files.pop("reference", None)
         device = compare_on_tflm(run.path, files, config.target, log)
     result = SearchResults(
         run_dir=str(run.path),
@@ -271,7 +301,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
         one_shot=run.state["supernet"],
         chosen={
             **chosen_row,
-            "path_widths": path_widths(supernet, chosen),
+            "path_widths": [supernet.width] if dense_chosen else path_widths(supernet, chosen),
             "val_accuracy": accuracy(model, data.x_val, data.y_val),
             "test_accuracy": test_accuracy,
             "exports": exports,
@@ -283,6 +313,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
         budget=None if selection is None else {
             "limits": budget.describe(), "checked": {str(b): v for b, v in selection["checked"].items()}},
         budget_gain=gain,
+        objective=objective,
     )
     write_csv(rows, run.path / "results.csv")
     plot_search(

@@ -391,77 +391,161 @@ def final_model(run: RunDir, supernet, paths: int, data: Dataset, log,
     return model
 
 
-def budget_gain_of(run: RunDir, config: SearchConfig) -> float:
-    """The accuracy the final budget adds over the samples' (0: same budget)."""
-    from mpath_tf.pipeline.curves import budget_gain
+def budget_gains_of(run: RunDir, config: SearchConfig, paths) -> dict[int, float]:
+    """The accuracy the final budget adds over the samples' at each path
+    count (``mpath_tf.pipeline.curves.gains_by_paths``); empty with the same
+    budget, or samples from before curves were recorded."""
+    from mpath_tf.pipeline.curves import gains_by_paths
 
     if config.final_budget <= config.finetune_epochs:
-        return 0.0
+        return {}
     curves = {int(b): s["val_curve"] for b, s in run.state["samples"].items() if s.get("val_curve")}
     if len(curves) != len(run.state["samples"]) or not curves:
-        return 0.0  # samples from before curves were recorded
-    return budget_gain(curves, config.final_budget)
+        return {}
+    return gains_by_paths(curves, config.final_budget, paths)
 
 
-def budget_files(run: RunDir, supernet, data: Dataset, log):
-    """(size_kb, latency_ms, tflm_row) callables that export a path count's
-    int8 file once (``RUN/budget/paths-<b>_int8.tflite``, weights of the
-    supernet: size and latency do not depend on fine-tuning) and measure it
-    on the target; ``tflm_row`` measures the file lowered for TFLM
-    (``paths-<b>_int8_tflm.tflite``) on the TFLM target (``tflm`` when the
-    run's target is not a TFLM one)."""
-    from converters import Int8, export_tflite
-    from converters.tflm import is_tflm_target, tflm_convert
-    from edge_bench import Journal, get_target, measure_models
-    from edge_bench.targets import target_slug
-    from mpath_tf.storage import atomic_write_bytes
+def raise_predictions(rows: list[dict], gains: dict[int, float],
+                      best_measured: float) -> None:
+    """Add each path count's budget gain to its predicted accuracy, and hold
+    every prediction at most the predictor's stated +- above the best
+    validation accuracy measured in the run (a prediction above anything
+    measured is not one a user can trust). Rows get ``budget_gain`` and
+    ``capped`` (True where the ceiling applied).
 
-    config = run.config
-    folder = run.path / "budget"
-    folder.mkdir(exist_ok=True)
-    tflm_target = config.target if is_tflm_target(config.target) else "tflm"
+    Example:
+        >>> rows = [{"paths": 1, "predicted_val_accuracy": 0.90, "predicted_std": 0.01},
+        ...         {"paths": 2, "predicted_val_accuracy": 0.80, "predicted_std": None}]
+        >>> raise_predictions(rows, {1: 0.05, 2: 0.02}, best_measured=0.9)
+        >>> [(r["predicted_val_accuracy"], r["capped"]) for r in rows]
+        [(0.91, True), (0.82, False)]
+    """
+    for row in rows:
+        gain = gains.get(row["paths"], 0.0)
+        raised = min(1.0, row["predicted_val_accuracy"] + gain)
+        ceiling = best_measured + (row.get("predicted_std") or 0.0)
+        row["budget_gain"] = gain
+        row["capped"] = raised > ceiling
+        row["predicted_val_accuracy"] = round(min(raised, ceiling), 12)
 
-    def file(b: int) -> Path:
-        path = folder / f"paths-{b}_int8.tflite"
+
+class TargetFiles:
+    """The int8 files of path counts (weights of the supernet: cost does not
+    depend on fine-tuning) and of the dense reference, exported once under
+    ``RUN/budget/`` and measured once per target (a journal per target), for
+    budgets (``mpath_tf.pipeline.budget``) and objectives
+    (``mpath_tf.pipeline.objective``).
+
+    A key is a path count, or ``"dense"`` for the dense reference. Files for
+    LiteRT are ``<key>_int8.tflite`` lowered by ``auto``; files for a TFLM
+    target ``<key>_int8_tflm.tflite``, lowered for that target's table and
+    never in a way TFLM refuses (``converters.tflm.tflm_convert``).
+    """
+
+    def __init__(self, run: RunDir, supernet, data: Dataset, log, reference_model=None):
+        self.run, self.supernet, self.data, self.log = run, supernet, data, log
+        self.reference_model = reference_model
+        self.folder = run.path / "budget"
+        self.folder.mkdir(exist_ok=True)
+        self.targets: dict = {}  # one per name: a target describes its device once
+
+    def _model(self, key):
+        if key == "dense":
+            return self.reference_model
+        return derive(self.supernet, key)
+
+    @staticmethod
+    def _stem(key) -> str:
+        return "dense" if key == "dense" else f"paths-{key}"
+
+    def _what(self, key) -> str:
+        return "the dense reference" if key == "dense" else f"{key} paths"
+
+    def file(self, key) -> Path:
+        """The key's int8 file for LiteRT."""
+        from converters import Int8, export_tflite
+
+        path = self.folder / f"{self._stem(key)}_int8.tflite"
         if not path.is_file():
-            log(f"  budget: exporting {b} paths (int8)")
-            export_tflite(derive(supernet, b), path, Int8(), data.x_train, lowering="auto",
-                          labels=data.class_names)
+            self.log(f"  exporting {self._what(key)} (int8) to measure it")
+            export_tflite(self._model(key), path, Int8(), self.data.x_train, lowering="auto",
+                          labels=self.data.class_names)
         return path
 
-    targets = {}  # one per name: a target describes its device once
+    def tflm_file(self, key, target: str) -> Path:
+        """The key's int8 file lowered for the TFLM ``target``."""
+        from converters import Int8
+        from converters.tflm import tflm_convert
+        from mpath_tf.storage import atomic_write_bytes
 
-    def measured(target_name: str, b: int, path: Path) -> dict:
-        target = targets.setdefault(target_name, get_target(target_name))
-        journal = Journal(folder / f"latency-{target_slug(target.name)}.jsonl")
-        row = measure_models(target, [({"paths": b, "quantization": "int8"}, path)], journal,
+        suffix = "" if target == "tflm" else "-" + target.split(":", 1)[1]
+        path = self.folder / f"{self._stem(key)}_int8_tflm{suffix}.tflite"
+        if not path.is_file():
+            self.log(f"  exporting {self._what(key)} (int8, for {target}) to measure it")
+            content, _ = tflm_convert(self._model(key), Int8(), self.data.x_train, target=target,
+                                      log=self.log)
+            atomic_write_bytes(path, content)
+        return path
+
+    def row(self, target_name: str, key) -> dict:
+        """The key's int8 file measured on ``target_name`` (a TFLM target
+        measures the file lowered for it).
+
+        Raises:
+            WorkerError: The target could not run it.
+        """
+        from converters.tflm import is_tflm_target
+        from edge_bench import Journal, get_target, measure_models
+        from edge_bench.targets import target_slug
+
+        path = (self.tflm_file(key, target_name) if is_tflm_target(target_name)
+                else self.file(key))
+        target = self.targets.setdefault(target_name, get_target(target_name))
+        journal = Journal(self.folder / f"latency-{target_slug(target.name)}.jsonl")
+        row = measure_models(target, [({"paths": 0 if key == "dense" else key,
+                                        "quantization": "int8"}, path)], journal,
                              log=lambda *_: None)[0]
         if row["status"] != "ok":
-            raise WorkerError(f"Cannot measure {b} paths on {target_name}: {row.get('error')}")
+            raise WorkerError(f"Cannot measure {self._what(key)} on {target_name}: "
+                              f"{row.get('error')}")
         return row
 
-    def size_kb(b: int) -> float:
-        return file(b).stat().st_size / 1000
+    def size_kb(self, b: int) -> float:
+        """The int8 file's size in KB (1000 bytes)."""
+        return self.file(b).stat().st_size / 1000
 
-    def latency_ms(b: int) -> float:
-        row = measured(config.target, b, file(b))
-        log(f"  budget: {b} paths run in {row['stats']['median_us'] / 1000:.4f} ms on "
-            f"{config.target}")
+    def latency_ms(self, b: int) -> float:
+        """The median latency of the int8 file on the run's target, in ms."""
+        row = self.row(self.run.config.target, b)
+        self.log(f"  budget: {b} paths run in {row['stats']['median_us'] / 1000:.4f} ms on "
+                 f"{self.run.config.target}")
         return row["stats"]["median_us"] / 1000
 
-    def tflm_row(b: int) -> dict:
-        path = folder / f"paths-{b}_int8_tflm.tflite"
-        if not path.is_file():
-            log(f"  budget: exporting {b} paths (int8, for {tflm_target})")
-            content, _ = tflm_convert(derive(supernet, b), Int8(), data.x_train,
-                                      target=tflm_target, log=log)
-            atomic_write_bytes(path, content)
-        row = measured(tflm_target, b, path)
-        log(f"  budget: {b} paths: arena {row['arena_bytes']:,} bytes, flash "
-            f"{row['flash_bytes_no_metadata']:,} bytes on {tflm_target}")
+    def tflm_row(self, b: int) -> dict:
+        """The TFLM measurement (arena, flash) of the file lowered for the
+        run's TFLM target, or for ``tflm`` when the target is not one."""
+        from converters.tflm import is_tflm_target
+
+        target = self.run.config.target if is_tflm_target(self.run.config.target) else "tflm"
+        row = self.row(target, b)
+        self.log(f"  budget: {b} paths: arena {row['arena_bytes']:,} bytes, flash "
+                 f"{row['flash_bytes_no_metadata']:,} bytes on {target}")
         return row
 
-    return size_kb, latency_ms, tflm_row
+    def cost(self, key, objective: str) -> float:
+        """The key's measured cost for ``objective``: latency (us, or
+        instructions on a counting target) on the run's target; the TFLM
+        arena (``ram``) or the file without metadata (``flash``) in bytes."""
+        from edge_bench.stats import row_cost, row_unit
+        from mpath_tf.pipeline.objective import measured_on
+
+        target = measured_on(objective, self.run.config.target)
+        row = self.row(target, key)
+        value = {"latency": lambda: row_cost(row), "ram": lambda: float(row["arena_bytes"]),
+                 "flash": lambda: float(row["flash_bytes_no_metadata"])}[objective]()
+        unit = row_unit(row) if objective == "latency" else "bytes"
+        self.log(f"  {objective}: {self._what(key)}: {value:,.6g} {unit} on {target}")
+        return value
 
 
 def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "model",

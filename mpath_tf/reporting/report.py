@@ -22,7 +22,9 @@ from mpath_tf.pipeline.bench import measured_latency
 from mpath_tf.pipeline.budget import pareto_paths
 from mpath_tf.storage import atomic_write_text
 from mpath_tf.pipeline.rundir import RunDir
-from mpath_tf.reporting.results import device_lines, speed_line
+from mpath_tf.pipeline.config import SearchConfig
+from mpath_tf.reporting.results import (device_lines, objective_lines, prediction_line,
+                                      speed_line)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -50,13 +52,18 @@ def _file_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _pareto_figure(rows, latency, chosen):
+def _pareto_figure(rows, latency, chosen, objective=None):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [("parameters", {r["paths"]: r["parameters"] for r in rows})]
+    if objective:  # the objective's predicted cost, dense marked at its measured cost
+        panels.append((f"predicted {objective['name']} ({objective['unit']}) on "
+                       f"{objective['measured_on']}",
+                       {r["paths"]: r["predicted_cost"] for r in rows
+                        if r.get("predicted_cost") is not None}))
     panels += [(f"latency (us), {target} {q}", values) for (target, q), values in latency.items()]
     cols = min(2, len(panels))
     rows_n = -(-len(panels) // cols)
@@ -75,9 +82,45 @@ def _pareto_figure(rows, latency, chosen):
         if chosen in cost:
             ax.plot(cost[chosen], 100 * accuracy[chosen], "*", ms=15, color="tab:red",
                     label=f"chosen ({chosen} paths)")
+        dense = (objective or {}).get("dense")
+        if dense and label.startswith("predicted"):
+            ax.plot(dense[0], 100 * dense[1], "s", ms=9, color="black",
+                    label="dense reference (measured)")
         ax.set_xlabel(label)
         ax.set_ylabel("predicted validation accuracy (%)")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _objective_panel(results: dict) -> dict | None:
+    """The objective's record for the Pareto figure, with the dense
+    reference's measured cost and validation accuracy (None without one)."""
+    objective = results.get("objective")
+    if not objective:
+        return None
+    dense = objective["measured"].get("dense")
+    reference = results.get("reference") or {}
+    return {**objective, "dense": (dense, reference["val_accuracy"])
+            if dense is not None and reference.get("val_accuracy") is not None else None}
+
+
+def _curve_figure(curve: list[dict], lam) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    ax.plot([r["parameters"] for r in curve], [100 * r["val_accuracy"] for r in curve], "o-")
+    for r in curve:
+        if lam is not None and abs(r["lam"] - lam) < 1e-12:
+            ax.plot(r["parameters"], 100 * r["val_accuracy"], "*", ms=15, color="tab:red",
+                    label=f"chosen (lam={lam:.3g})")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("validation accuracy before fine-tuning (%)")
+    ax.grid(alpha=0.3)
+    if lam is not None:
         ax.legend(fontsize=8)
     return _png(fig)
 
@@ -89,6 +132,10 @@ def _table(headers: list[str], body: list[list[str]], classes: list[str] | None 
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
         lines.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _number(value) -> str:
+    return "" if value is None else f"{value:,.4g}"
 
 
 def _percent(value) -> str:
@@ -113,14 +160,20 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
         write_report("runs/digits-mpath-4-64-seed0")  # -> .../report.html
     """
     run = RunDir.open(run_dir)
-    results = run.path_table("report")
+    results = run.results()
     meta = json.loads((run.path / "run.json").read_text())
     rows = results["rows"]
     chosen = (results.get("chosen") or {}).get("paths")
-    latency = measured_latency(run.path)
+    if (results.get("chosen") or {}).get("dense"):
+        chosen = None  # the dense reference, not a path count
+    latency = measured_latency(run.path) if rows else {}
     front = set(pareto_paths(rows, {r["paths"]: r["parameters"] for r in rows}))
     headers = ["paths", "parameters", "% of MLP", "predicted val acc (%)", "+-",
                "measured val acc (%)"] + [f"{t} {q} (us)" for t, q in latency]
+    objective = results.get("objective")
+    if objective:
+        headers += [f"predicted {objective['name']} ({objective['unit']})",
+                    f"measured on {objective['measured_on']}"]
     body, classes = [], []
     for r in rows:
         std = r.get("predicted_std")
@@ -128,7 +181,9 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
                      _percent(r["predicted_val_accuracy"]), _percent(std),
                      _percent(r["measured_val_accuracy"])]
                     + [f"{latency[k][r['paths']]:.1f}" if r["paths"] in latency[k] else ""
-                       for k in latency])
+                       for k in latency]
+                    + ([_number(r.get("predicted_cost")), _number(r.get("measured_cost"))]
+                       if objective else []))
         classes.append("chosen" if r["paths"] == chosen else
                        "pareto" if r["paths"] in front else "")
     settings = _table(["setting", "value"], [[html.escape(k), html.escape(json.dumps(v))]
@@ -143,7 +198,8 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
              "passed" if e["verification"]["passed"] else "FAILED: " + html.escape(
                  "; ".join(e["verification"].get("failures", [])))]
             for e in c.get("exports", {}).values()])
-        chosen_html = (f"<p><b>{c['paths']} paths</b>: {c['parameters']:,} parameters "
+        name = "the dense reference" if c.get("dense") else f"{c['paths']} paths"
+        chosen_html = (f"<p><b>{name}</b>: {c['parameters']:,} parameters "
                        f"({c['percent_of_mlp']:.1f}% of the equivalent MLP), validation "
                        f"accuracy {_percent(c.get('val_accuracy'))}%, test accuracy "
                        f"{_percent(c.get('test_accuracy'))}%.</p>{exports}")
@@ -156,6 +212,8 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
                 f"({reference['accuracy_difference_pt']:+.2f} points for the chosen model); "
                 + ", ".join(f"{q} file {e['bytes']:,} bytes"
                             for q, e in reference.get("exports", {}).items()) + ".</p>")
+        for line in filter(None, [prediction_line(results), *objective_lines(results)]):
+            chosen_html += f"<p>{html.escape(line)}.</p>"
         if results.get("speed"):
             chosen_html += (f"<p>Speed on the search machine (LiteRT, one thread): "
                             f"{html.escape(speed_line(results['speed']))}.</p>")
@@ -166,7 +224,14 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
     if class_names:
         chosen_html += ("<p>Classes (by output index, as in <code>labels.txt</code>): "
                         + html.escape(", ".join(str(c) for c in class_names)) + ".</p>")
-    images = [("Pareto front", _pareto_figure(rows, latency, chosen))]
+    images = []
+    if rows:
+        images.append(("Pareto front", _pareto_figure(rows, latency, chosen,
+                                                      _objective_panel(results))))
+    curve = (results.get("hypernet") or {}).get("curve")
+    if curve:
+        images.append(("The hypernetwork's networks along lam (before fine-tuning)",
+                       _curve_figure(curve, (results.get("chosen") or {}).get("lam"))))
     if (run.path / "results.png").is_file():
         images.append(("Validation error against path count and parameters",
                        _file_png(run.path / "results.png")))
@@ -175,20 +240,35 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
     figures = "".join(f"<h2>{html.escape(t)}</h2><img alt=\"{html.escape(t)}\" src=\"{src}\">"
                       for t, src in images)
     s = meta["settings"]
-    title = f"mpath-tf search: {s.get('data') or s['dataset']}, mpath-{s['depth']}-{s['width']}"
+    title = (f"mpath-tf search: {s.get('data') or s['dataset']}, "
+             f"{SearchConfig.from_dict(s).network()}"
+             + (f", --method {results['method']}" if results.get("method", "rank") != "rank"
+                else ""))
+    if rows:
+        table_html = f"""<h2>Every path count</h2>
+<p>Bold: on the Pareto front of predicted accuracy against parameters; shaded: chosen.
++- is the predictor's leave-one-out error.</p>
+<div class="scroll">{_table(headers, body, classes)}</div>"""
+    elif curve:
+        table_html = "<h2>The hypernetwork's networks along lam</h2>" + _table(
+            ["lam", "paths", "parameters", "validation accuracy (%)"],
+            [[f"{r['lam']:.4g}", str(r["paths"]), f"{r['parameters']:,}",
+              _percent(r["val_accuracy"])] for r in curve])
+    else:
+        table_html = ("<p>This run trained one network at one trade-off (--method "
+                      f"{html.escape(str(results.get('method')))}); it has no table of path "
+                      "counts.</p>")
+    one_shot = ("" if not results.get("one_shot") else
+                f"; one-shot validation accuracy {_percent(results['one_shot']['val_accuracy'])}%")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>Run directory <code>{html.escape(str(run.path))}</code>, created {html.escape(meta['created'])};
-data: {html.escape(str(results.get('data_source')))}; one-shot validation accuracy
-{_percent(results['one_shot']['val_accuracy'])}%.</p>
+data: {html.escape(str(results.get('data_source')))}{one_shot}.</p>
 <h2>Chosen model</h2>{chosen_html}
 {figures}
-<h2>Every path count</h2>
-<p>Bold: on the Pareto front of predicted accuracy against parameters; shaded: chosen.
-+- is the predictor's leave-one-out error.</p>
-<div class="scroll">{_table(headers, body, classes)}</div>
+{table_html}
 <h2>Settings</h2>{settings}
 <h2>Library versions</h2>{versions}
 </body></html>

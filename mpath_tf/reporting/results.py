@@ -45,6 +45,9 @@ class SearchResults:
         cost: The cost table of a cost-regularized search, or None.
         search_seconds: Time of a cost-regularized search, or None.
         hypernet: The hypernetwork's lambda curve, or None.
+        objective: With ``--objective latency|ram|flash``: the candidates,
+            their measured costs and the choice
+            (``mpath_tf.pipeline.objective.choose_for_target``), or None.
 
     Example:
         >>> r = SearchResults("runs/x", "digits", ["0", "1"], {}, {"paths": 2}, [], [2])
@@ -69,6 +72,7 @@ class SearchResults:
     cost: dict | None = None
     search_seconds: float | None = None
     hypernet: dict | None = None
+    objective: dict | None = None
 
     def to_dict(self) -> dict:
         """The JSON-ready dict (``from_dict`` reads it back)."""
@@ -113,6 +117,8 @@ RESULT_COLUMNS = (
     "predicted_val_accuracy",
     "predicted_std",
     "measured_val_accuracy",
+    "predicted_cost",
+    "measured_cost",
 )
 
 
@@ -123,7 +129,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
     writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row[k] is None else row[k] for k in RESULT_COLUMNS})
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in RESULT_COLUMNS})
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -174,9 +180,16 @@ def outcome_lines(result: dict) -> list[str]:
     settings = result.get("settings") or {}
     dense = "the MLP" if settings.get("arch", "mlp") == "mlp" and not settings.get("model") else (
         "the dense network")
-    lines = [f"chosen: {chosen['paths']} paths, {chosen['parameters']} parameters "
-             f"({chosen['percent_of_mlp']:.1f}% of {dense}), test accuracy "
-             f"{chosen['test_accuracy']:.4f}"]
+    if chosen.get("dense"):
+        lines = [f"chosen: {dense} itself (dense), {chosen['parameters']} parameters, test "
+                 f"accuracy {chosen['test_accuracy']:.4f}"]
+    else:
+        lines = [f"chosen: {chosen['paths']} paths, {chosen['parameters']} parameters "
+                 f"({chosen['percent_of_mlp']:.1f}% of {dense}), test accuracy "
+                 f"{chosen['test_accuracy']:.4f}"]
+    line = prediction_line(result)
+    if line:
+        lines.append(line)
     reference = result.get("reference")
     if reference:
         sizes = ", ".join(f"{q} {chosen['exports'][q]['bytes']:,} vs "
@@ -185,6 +198,7 @@ def outcome_lines(result: dict) -> list[str]:
         lines.append(f"dense reference: test accuracy {reference['test_accuracy']:.4f} "
                      f"({reference['accuracy_difference_pt']:+.2f} points for the chosen "
                      f"model), {reference['parameters']:,} parameters; files: {sizes}")
+    lines.extend(objective_lines(result))
     if result.get("speed"):
         line = speed_line(result["speed"])
         if line:
@@ -256,6 +270,124 @@ def device_lines(device: dict) -> list[str]:
     return lines
 
 
+def prediction_line(result: dict) -> str | None:
+    """The chosen model's predicted validation accuracy against the one
+    measured after its final fine-tuning, and the dense reference's (None
+    for a dense choice or a run without predictions).
+
+    Example:
+        >>> prediction_line({"chosen": {"predicted_val_accuracy": 0.85, "predicted_std": 0.004,
+        ...     "val_accuracy": 0.836}, "reference": {"val_accuracy": 0.855}})
+        'validation accuracy: predicted 0.8500 +- 0.0040, measured 0.8360 (1.40 points below, outside the +-); dense reference 0.8550'
+    """
+    chosen = result["chosen"]
+    if chosen.get("dense") or chosen.get("predicted_val_accuracy") is None or (
+            chosen.get("val_accuracy") is None):
+        return None
+    predicted, measured = chosen["predicted_val_accuracy"], chosen["val_accuracy"]
+    std = chosen.get("predicted_std")
+    line = f"validation accuracy: predicted {predicted:.4f}"
+    if std is not None:
+        line += f" +- {std:.4f}"
+    difference = 100 * (measured - predicted)
+    line += f", measured {measured:.4f}"
+    if std is not None and abs(measured - predicted) > std:
+        line += (f" ({abs(difference):.2f} points {'below' if difference < 0 else 'above'}, "
+                 "outside the +-)")
+    reference = result.get("reference")
+    if reference and reference.get("val_accuracy") is not None:
+        line += f"; dense reference {reference['val_accuracy']:.4f}"
+    return line
+
+
+OBJECTIVE_WORDS = {"latency": "int8 inference", "ram": "TFLM arena (int8)",
+                   "flash": "int8 file for TFLM without metadata"}
+
+
+def cost_text(value: float, unit: str) -> str:
+    """A cost in its unit, as the closing lines write it.
+
+    Example:
+        >>> cost_text(88012.0, "instructions"), cost_text(2.04, "us"), cost_text(6000, "bytes")
+        ('88.0k instructions', '2.0 us', '6,000 bytes')
+    """
+    if unit == "instructions":
+        return f"{value / 1000:,.1f}k instructions"
+    if unit == "us":
+        return f"{value:,.1f} us"
+    return f"{value:,.0f} {unit}"
+
+
+def objective_lines(result: dict) -> list[str]:
+    """The closing lines of ``--objective latency|ram|flash``: what was
+    measured, what was chosen, and when dense is the answer, the runner-up
+    multipath model and the devices where such models pay.
+
+    Example:
+        >>> result = {"settings": {"max_accuracy_drop": 0.01},
+        ...     "rows": [{"paths": 4, "parameters": 500}, {"paths": 1, "parameters": 1000}],
+        ...     "reference": {"parameters": 1000},
+        ...     "objective": {"name": "latency", "measured_on": "local", "unit": "us",
+        ...         "choice": "dense", "runner_up": 4, "finalists": [4],
+        ...         "measured": {"4": 2.0, "dense": 1.5}, "paying": [
+        ...             {"target": "tflm:cortex-m4", "paths": 4, "gain": 1.3}]}}
+        >>> for line in objective_lines(result):
+        ...     print(line)  # doctest: +NORMALIZE_WHITESPACE
+        --objective latency on local: dense is the answer here: its int8 inference measures
+        1.5 us; the cheapest multipath model within --max-accuracy-drop 0.01, 4 paths,
+        measures 2.0 us (1.33x more) with 2.00x fewer parameters
+        multipath models of this network pay, by the bundled cost tables (block-diagonal
+        layers, predicted), on tflm:cortex-m4 (4 paths, 1.30x cheaper); measure yours with
+        mpath-tf bench --target
+    """
+    obj = result.get("objective")
+    if not obj:
+        return []
+    unit, measured, where = obj["unit"], obj["measured"], obj["measured_on"]
+    what = OBJECTIVE_WORDS[obj["name"]]
+    drop = (result.get("settings") or {}).get("max_accuracy_drop")
+    params = {r["paths"]: r["parameters"] for r in result.get("rows", [])}
+    head = f"--objective {obj['name']} on {where}"
+    dense = measured.get("dense", measured.get("1"))
+    runner = obj.get("runner_up")
+    if obj["choice"] == "dense" or (obj["choice"] == 1 and "dense" not in measured):
+        line = f"{head}: dense is the answer here: its {what} measures {cost_text(dense, unit)}"
+        if runner is not None and runner != 1:
+            cost = measured[str(runner)]
+            dense_params = (result.get("reference") or {}).get("parameters") or params.get(1)
+            line += (f"; the cheapest multipath model within --max-accuracy-drop {drop:g}, "
+                     f"{runner} paths, measures {cost_text(cost, unit)} "
+                     f"({cost / dense:.2f}x more)")
+            if dense_params and params.get(runner):
+                line += f" with {dense_params / params[runner]:.2f}x fewer parameters"
+        lines = [line]
+        if runner is None or runner == 1:
+            lines.append(f"no multipath model is predicted within --max-accuracy-drop {drop:g} "
+                         "of the best validation accuracy; allow a larger drop, or train longer")
+        elif obj.get("paying"):
+            lines.append("multipath models of this network pay, by the bundled cost tables "
+                         "(block-diagonal layers, predicted), on " + ", ".join(
+                             f"{p['target']} ({p['paths']} paths, {p['gain']:.2f}x cheaper)"
+                             for p in obj["paying"])
+                         + "; measure yours with mpath-tf bench --target")
+        elif obj.get("paying") is not None:
+            lines.append("no bundled cost table predicts a gain for layers of this width: "
+                         "multipath models pay where multiply-adds dominate, as with 500-wide "
+                         "layers (docs/results.md, \"Microcontrollers\")")
+        return lines
+    cost = measured[str(obj["choice"])]
+    line = f"{head}: chosen {obj['choice']} paths, {what} {cost_text(cost, unit)}"
+    if dense is not None:
+        ratio = dense / cost if cost else float("inf")
+        line += (f" vs dense {cost_text(dense, unit)}, "
+                 + (f"{ratio:.2f}x less" if ratio >= 1 else f"{1 / ratio:.2f}x more"))
+    others = [b for b in obj["finalists"] if b != obj["choice"]]
+    if others:
+        line += "; other finalists: " + ", ".join(
+            f"{b} paths {cost_text(measured[str(b)], unit)}" for b in others)
+    return [line]
+
+
 def slower_line(result: dict) -> str | None:
     """When the chosen int8 file runs slower than the dense reference's on
     this machine: why it was still chosen, what it gains, and where such
@@ -284,6 +416,10 @@ def slower_line(result: dict) -> str | None:
         why = f"--paths {settings['paths']} asked for it"
     elif result.get("budget"):
         why = f"it is the most accurate within {result['budget']['limits']}"
+    elif result.get("objective"):
+        objective = result["objective"]
+        why = (f"it is the cheapest in {objective['name']} on {objective['measured_on']} "
+               f"within --max-accuracy-drop {settings.get('max_accuracy_drop')}")
     else:
         why = ("it was chosen as the one with the fewest parameters within "
                f"--max-accuracy-drop {settings.get('max_accuracy_drop')}")

@@ -1,0 +1,160 @@
+"""Choosing for the device: ``--objective latency|ram|flash`` on a target,
+the dense reference a candidate, predictions a user can trust."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mpath_tf.pipeline.objective import (DENSE, candidates, choose, fit_to_measured,
+                                         paying_targets, table_costs)
+
+from .conftest import TINY_CONFIG
+
+
+
+def test_choose_never_ships_a_multipath_model_costlier_than_dense():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        paths = list(range(2, 12))
+        cost = {b: float(rng.uniform(1, 3)) for b in paths} | {DENSE: float(rng.uniform(1, 3))}
+        predicted = {b: cost[b] + float(rng.normal(0, 0.5)) for b in paths}
+        accuracy = {b: 0.9 for b in [*paths, DENSE]}
+        out = choose([*paths, DENSE], predicted, cost.get, accuracy, margin=0.05)
+        if out["choice"] != DENSE:
+            assert out["measured"][out["choice"]] <= 0.95 * cost[DENSE]
+        else:  # dense is chosen only when no finalist beats it by the margin
+            assert all(out["measured"][b] > 0.95 * cost[DENSE] for b in out["finalists"])
+        assert set(out["finalists"]) <= set(paths) and len(out["finalists"]) == 3
+
+
+def test_candidates_are_within_the_drop_and_dense_stands_for_one_path():
+    rows = [{"paths": b, "predicted_val_accuracy": a, "measured_val_accuracy": None}
+            for b, a in [(1, 0.96), (2, 0.955), (3, 0.94), (4, 0.90)]]
+    rows[1]["measured_val_accuracy"] = 0.955
+    assert candidates(rows, 0.02) == [1, 2, 3]
+    assert candidates(rows, 0.02, reference_accuracy=0.96) == [2, 3, DENSE]
+    assert candidates(rows, 0.0, reference_accuracy=0.99) == [DENSE]
+
+
+def test_fit_to_measured_puts_predictions_on_the_measured_scale():
+    predicted = {b: 100.0 / b for b in range(1, 20)}
+    measured = {b: 3 * predicted[b] + 7 for b in (1, 4, 9)}
+    fitted = fit_to_measured(predicted, measured)
+    assert fitted[13] == pytest.approx(3 * predicted[13] + 7)
+
+
+def test_table_costs_follow_the_bundled_cortex_m4_table():
+    """On the Cortex-M4 table, 500-wide multipath stacks are predicted
+    cheaper than dense (measured 1.84-2.03x, docs/results.md), 64-wide ones
+    at many paths are not (measured 0.69-0.88x from 8 paths)."""
+    from converters.calibration import load_calibration
+    from converters.tflm import target_calibration
+    from mpath_tf import build_supernet
+
+    table = load_calibration(target_calibration("tflm:cortex-m4"))
+    wide = table_costs(build_supernet((64,), 10, depth=4, width=500, seed=0), table)
+    assert wide[1][0] == "per_path"
+    assert min(cost for b, (_, cost) in wide.items() if 8 <= b <= 64) < wide[1][1] / 1.5
+    narrow = table_costs(build_supernet((64,), 10, depth=4, width=64, seed=0), table)
+    assert narrow[46][1] > narrow[1][1]
+    assert {lowering for lowering, _ in narrow.values()} <= {"per_path", "batch_matmul", "conv",
+                                                               "bucketed"}
+    paying = paying_targets(build_supernet((64,), 10, depth=4, width=500, seed=0),
+                            list(range(2, 65)))
+    assert "tflm:cortex-m4" in {p["target"] for p in paying}
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--objective", "latency", "--max-params", "900"], "Drop one of them"),
+    (["--objective", "ram", "--paths", "2"], "cannot be combined with --objective ram"),
+    (["--objective", "latency", "--method", "lambda", "--lam", "1"], "--method rank"),
+    (["--objective", "speed"], "Invalid value for '--objective'"),
+])
+def test_bad_objective_settings_exit_2(extra, message, tmp_path):
+    from click.testing import CliRunner
+
+    from mpath_tf.cli import cli
+
+    result = CliRunner().invoke(cli, ["search", "--run-dir", str(tmp_path / "r"), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def _search(tmp_path, **settings):
+    from mpath_tf.pipeline.config import SearchConfig
+    from mpath_tf.pipeline.run import search
+
+    config = SearchConfig(**{**TINY_CONFIG, "width": 8, "samples": 3, **settings}).validate()
+    lines: list[str] = []
+    return search(config, tmp_path / "run", log=lines.append), lines
+
+
+def _assert_trade_off_recorded(result, run):
+    objective = result["objective"]
+    rows = {r["paths"]: r for r in result["rows"]}
+    assert all(r["predicted_cost"] is not None for r in rows.values())
+    for key, cost in objective["measured"].items():
+        if key != DENSE:
+            assert rows[int(key)]["measured_cost"] == cost
+    with open(run / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert {"predicted_cost", "measured_cost"} <= set(table[0])
+    assert json.loads((run / "results.json").read_text())["objective"] == objective
+
+
+def test_objective_latency_on_cortex_m4_never_costs_more_than_dense(tmp_path):
+    """Instructions are counted exactly: the chosen model executes no more
+    than dense, measured in the run, and the closing lines say what was
+    chosen against dense."""
+    from edge_bench.mcu.build import get_core, is_built
+
+    if not is_built(get_core("cortex-m4")):
+        if os.environ.get("MPATH_TF_REQUIRE_MCU"):
+            pytest.fail("the Cortex-M4 runner is not built; .ci/run runs `mpath-tf setup mcu`")
+        pytest.skip("the Cortex-M4 runner is not built (`mpath-tf setup mcu`); CI builds it")
+    result, lines = _search(tmp_path, objective="latency", target="tflm:cortex-m4",
+                            max_accuracy_drop=1.0)
+    objective = result["objective"]
+    assert objective["unit"] == "instructions" and objective["measured_on"] == "tflm:cortex-m4"
+    measured = objective["measured"]
+    assert measured[str(objective["choice"])] <= measured[DENSE]
+    assert len(objective["finalists"]) == 3 and DENSE in measured
+    assert any(line.startswith("--objective latency on tflm:cortex-m4:") for line in lines)
+    if objective["choice"] == DENSE:
+        assert result["chosen"]["dense"] and result["chosen"]["parameters"] == (
+            result["reference"]["parameters"])
+        assert any("dense is the answer here" in line for line in lines)
+    _assert_trade_off_recorded(result, tmp_path / "run")
+
+
+def test_objective_ram_chooses_by_the_measured_tflm_arena(tmp_path):
+    """RAM is TFLM's arena on this machine's TFLM interpreter (target local):
+    the chosen model's arena is the smallest measured, dense included, and
+    a resumed run with another objective trains nothing again."""
+    result, lines = _search(tmp_path, objective="ram", max_accuracy_drop=1.0)
+    objective = result["objective"]
+    assert objective["measured_on"] == "tflm" and objective["unit"] == "bytes"
+    measured = objective["measured"]
+    assert measured[str(objective["choice"])] == min(measured.values())
+    _assert_trade_off_recorded(result, tmp_path / "run")
+
+    again, lines = _search(tmp_path, objective="flash", max_accuracy_drop=1.0)
+    assert not any("training" in line and "done earlier" not in line for line in lines
+                   if line.startswith(("one-shot", "dense reference", "sample")))
+    flash = again["objective"]["measured"]
+    assert flash[str(again["objective"]["choice"])] == min(flash.values())
+
+
+def test_predictions_never_exceed_what_the_run_measured_by_more_than_their_error(tiny_run):
+    results = json.loads((tiny_run / "results.json").read_text())
+    best = max([r["measured_val_accuracy"] for r in results["rows"]
+                if r["measured_val_accuracy"] is not None]
+               + [results["reference"]["val_accuracy"]])
+    for row in results["rows"]:
+        assert row["predicted_val_accuracy"] <= best + (row["predicted_std"] or 0) + 1e-9
