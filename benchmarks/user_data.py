@@ -10,7 +10,8 @@ Data sets:
   their class names as labels;
 - digits (the default data set).
 
-For each, one ``mpath-tf search`` with its defaults (mpath-4-64, 60 one-shot
+For each, one ``mpath-tf search`` with its defaults (mpath-4-256, or the
+``--width`` given; the tables in docs/results.md used mpath-4-64, 60 one-shot
 epochs, 10 samples of 10 fine-tuning epochs, dense reference, speed check),
 and two anchors on the same train/test split: scikit-learn's
 ``MLPClassifier`` with the same hidden sizes on standardized features, and
@@ -29,6 +30,14 @@ with each seed (the split stays the same) and adds a table of means: on the
 small tables one test example is 0.3-2.8 points, and scikit-learn's own MLP
 moves by up to 4.4 points between seeds.
 
+``--objective latency`` (or ``ram``, ``flash``) then chooses again on each
+target of ``--targets`` (default ``local,tflm``): the same run directory is
+resumed, so nothing is trained again but the fine-tuning of a newly chosen
+path count, and a second table gives per data set and target the chosen
+model (a path count or dense), its measured cost against dense's, measured
+in that run, and the chosen model's predicted validation accuracy against
+the one measured after its final fine-tuning.
+
 ``--folds K`` replaces one table's fixed 20% test split by K-fold
 cross-validation over all its rows (stratified, fold seed 0): one search per
 fold, on an ``.npz`` whose test arrays are that fold, and every accuracy in
@@ -45,6 +54,7 @@ import argparse
 import datetime
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +171,54 @@ def pooled_table(table: list[dict], folds: int) -> None:
               f"{sum(r['int8_passed'] for r in rows)} of {len(rows)} |")
 
 
+def objective_row(name: str, seed: int, target: str, result: dict, wall: float) -> dict:
+    """One data set's choice by objective on one target, from its results."""
+    objective, chosen = result["objective"], result["chosen"]
+    measured = objective["measured"]
+    choice = objective["choice"]
+    dense = measured.get("dense", measured.get("1"))
+    return {
+        "dataset": name, "seed": seed, "target": objective["measured_on"],
+        "unit": objective["unit"], "choice": choice, "cost": measured[str(choice)],
+        "dense_cost": dense, "runner_up": objective["runner_up"],
+        "runner_up_cost": (measured.get(str(objective["runner_up"]))
+                           if objective["runner_up"] is not None else None),
+        "predicted_val": None if chosen.get("dense") else chosen["predicted_val_accuracy"],
+        "predicted_std": chosen.get("predicted_std"), "val": chosen["val_accuracy"],
+        "test": chosen["test_accuracy"], "reference_test": result["reference"]["test_accuracy"],
+        "capped": sum(bool(r.get("capped")) for r in result["rows"]), "wall_s": wall,
+    }
+
+
+def objective_table(rows: list[dict], objective: str) -> None:
+    """The markdown table of ``--objective``."""
+    print(f"\n## --objective {objective} ({datetime.date.today()}; the default searches "
+          "resumed)\n")
+    print("| data | target | chosen | cost | dense | chosen / dense | runner-up (cost) | "
+          "predicted val | measured val | outside +- by (pt) | test (dense) | wall s |")
+    print("|" + "---|" * 12)
+
+    def cost(value, unit):
+        return (f"{value / 1000:,.1f}k instr." if unit == "instructions" else
+                f"{value:,.2f} us" if unit == "us" else f"{value:,.0f} B")
+
+    for r in rows:
+        unit = r["unit"]
+        runner = ("-" if r["runner_up"] is None else
+                  f"{r['runner_up']} ({cost(r['runner_up_cost'], unit)})")
+        if r["predicted_val"] is None:
+            predicted, outside = "dense: measured", "-"
+        else:
+            predicted = f"{r['predicted_val']:.4f} +- {r['predicted_std'] or 0:.4f}"
+            miss = abs(r["val"] - r["predicted_val"]) - (r["predicted_std"] or 0)
+            outside = f"{100 * miss:.2f}" if miss > 0 else "within"
+        print(f"| {r['dataset']} | {r['target']} | "
+              f"{'dense' if r['choice'] == 'dense' else str(r['choice']) + ' paths'} | "
+              f"{cost(r['cost'], unit)} | {cost(r['dense_cost'], unit)} | "
+              f"{r['cost'] / r['dense_cost']:.3f} | {runner} | {predicted} | {r['val']:.4f} | "
+              f"{outside} | {r['test']:.4f} ({r['reference_test']:.4f}) | {r['wall_s']:.0f} |")
+
+
 def main(argv=None) -> None:
     import warnings
 
@@ -175,6 +233,13 @@ def main(argv=None) -> None:
     parser.add_argument("--folds", type=int, default=0,
                         help="K-fold cross-validation of the CSV tables instead of one test split")
     parser.add_argument("--fold", default=None, help="with --folds: only these folds")
+    parser.add_argument("--width", type=int, default=None,
+                        help="hidden-layer width of every search (default: the search's)")
+    parser.add_argument("--objective", default=None, choices=("latency", "ram", "flash"),
+                        help="after each default search, choose again by this objective on "
+                        "each of --targets (the run is resumed, nothing trained again)")
+    parser.add_argument("--targets", default="local,tflm",
+                        help="comma-separated targets of --objective (default local,tflm)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     files = args.out / "data"
@@ -203,9 +268,10 @@ def main(argv=None) -> None:
                 if k in chosen_folds}
 
     seeds = [int(v) for v in args.seeds.split(",")]
-    table = []
+    table, objectives = [], []
     for (name, source), seed in [(item, seed) for item in sets.items() for seed in seeds]:
-        config = SearchConfig(**source, seed=seed)
+        config = SearchConfig(**source, seed=seed,
+                              **({"width": args.width} if args.width else {}))
         start = time.perf_counter()
         slug = name.replace(" ", "-")
         folder = args.out / (slug if seed == 0 else f"{slug}-seed{seed}")
@@ -234,8 +300,16 @@ def main(argv=None) -> None:
         }
         table.append(row)
         (args.out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
+        for target in (args.targets.split(",") if args.objective else []):
+            start = time.perf_counter()
+            chosen_by = search(replace(config, objective=args.objective, target=target), folder,
+                               log=lambda line: print(f"[{name} {target}] {line}", flush=True))
+            objectives.append(objective_row(name, seed, target, chosen_by,
+                                            time.perf_counter() - start))
+            (args.out / "objective.json").write_text(json.dumps(objectives, indent=2) + "\n")
 
-    print(f"\n## user data ({datetime.date.today()}; mpath-4-64, search defaults)\n")
+    print(f"\n## user data ({datetime.date.today()}; mpath-4-{args.width or SearchConfig.width}, "
+          "search defaults)\n")
     print("| data | classes | test n | paths | params (% MLP) | chosen | dense ref | "
           "vs ref (pt) | sklearn MLP | vs MLP (pt) | HGB | f32 file | int8 file | int8 agree "
           "| int8 gates | int8 us (dense) | f32 speed-up | wall s |")
@@ -252,6 +326,8 @@ def main(argv=None) -> None:
               f"{'passed' if r['int8_passed'] else 'FAILED'} | "
               f"{r['int8_us']:.1f} ({r['int8_dense_us']:.1f}) | {r['float32_speedup']:.2f}x | "
               f"{r['wall_s']:.0f} |")
+    if objectives:
+        objective_table(objectives, args.objective)
     if args.folds:
         pooled_table(table, args.folds)
     if len(seeds) > 1:

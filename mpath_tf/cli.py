@@ -189,7 +189,7 @@ def cli():
               "budget, and compare the chosen model with it.")
 @click.option("--bench/--no-bench", default=_DEFAULTS.bench, show_default=True,
               help="Time the chosen model and the dense reference on this machine (LiteRT, "
-              "float32 and int8, about 15 s) after export.")
+              "float32 and int8, about 10 s) after export.")
 @click.option("--bench-seconds", type=float, default=_DEFAULTS.bench_seconds, show_default=True,
               help="Measured time per file of that timing (four files, each after 0.3 s of "
               "warm-up).")
@@ -203,7 +203,7 @@ def search(run_dir, quiet, as_json, **settings):
     and export the chosen model to .tflite.
 
     \b
-    Example (embedded digits dataset, about three and a half minutes on 2 cores):
+    Example (embedded digits dataset, mpath-4-256, about two and a quarter minutes on 2 cores):
         mpath-tf search
     \b
     The paper's mpath-4-500 on MNIST:
@@ -269,7 +269,7 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 
     \b
     Example:
-        mpath-tf derive runs/digits-mpath-4-64-seed0 --paths 8 --finetune-epochs 5
+        mpath-tf derive runs/digits-mpath-4-256-seed0 --paths 8 --finetune-epochs 5
     """
     from mpath_tf.pipeline.workflows import derive_from_run
 
@@ -335,10 +335,10 @@ def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, 
 
     \b
     Example:
-        mpath-tf export runs/digits-mpath-4-64-seed0/model.keras --quantize int8 --lowering auto
+        mpath-tf export runs/digits-mpath-4-256-seed0/model.keras --quantize int8 --lowering auto
     \b
     For a Cortex-M4 microcontroller project (C array, op resolver, arena size):
-        mpath-tf export runs/digits-mpath-4-64-seed0/model.keras --quantize int8 \\
+        mpath-tf export runs/digits-mpath-4-256-seed0/model.keras --quantize int8 \\
             --target tflm:cortex-m4 --strip-metadata
     """
     if bundle:
@@ -420,7 +420,7 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
 
     \b
     Example (this machine, one thread, pinned to core 0):
-        mpath-tf bench runs/digits-mpath-4-64-seed0 --cpus 0
+        mpath-tf bench runs/digits-mpath-4-256-seed0 --cpus 0
     \b
     A Raspberry Pi (key login) and an Android phone:
         mpath-tf bench RUN --target ssh://pi@raspberrypi.local
@@ -558,7 +558,7 @@ def report(run, output):
 
     \b
     Example:
-        mpath-tf report runs/digits-mpath-4-64-seed0
+        mpath-tf report runs/digits-mpath-4-256-seed0
     """
     from mpath_tf.reporting.report import write_report
 

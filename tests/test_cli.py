@@ -37,7 +37,7 @@ def test_search_writes_a_complete_run_directory(finished_run):
     assert meta["settings"]["width"] == 6 and "tensorflow" in meta["versions"]
     lines = (finished_run / "results.csv").read_text().splitlines()
     assert lines[0] == ("paths,parameters,percent_of_mlp,predicted_val_accuracy,predicted_std,"
-                        "measured_val_accuracy")
+                        "measured_val_accuracy,predicted_cost,measured_cost")
     assert len(lines) == 1 + 6  # one row per path count 1..W
     result = json.loads((finished_run / "results.json").read_text())
     measured = [r["paths"] for r in result["rows"] if r["measured_val_accuracy"] is not None]

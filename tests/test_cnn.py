@@ -68,6 +68,11 @@ def test_search_arch_cnn_end_to_end(tmp_path):
     widths = chosen["path_widths"]
     summary = op_summary(run / chosen["exports"]["float32"]["file"])
     assert summary["conv_weights"] == (9 * 1 * 6 + 6) + 2 * (9 * sum(w * w for w in widths) + 6)
+    # `mpath-tf report` renders a CNN run: its table of path counts, titled by its network
+    report = invoke("report", run)
+    assert report.exit_code == 0, report.output
+    page = (run / "report.html").read_text()
+    assert "mpath-cnn-3-6" in page and "Every path count" in page
 
 
 @pytest.mark.parametrize("arch", ["cnn", "resnet8"])

@@ -227,9 +227,13 @@ def test_search_methods_from_the_cli(method, extra, tmp_path):
     assert (run / "model_int8.tflite").is_file()
     if method == "hypernet":
         assert len(results["hypernet"]["curve"]) == 21
-    # the path-count report is for rank runs, and says where this run's results are
+    # the report renders this run too: its chosen network, and the
+    # hypernetwork's networks along lam
     report = invoke("report", run)
-    assert report.exit_code == 2 and "model.keras" in report.output
+    assert report.exit_code == 0, report.output
+    page = (run / "report.html").read_text()
+    assert f"--method {method}" in page and "Every path count" not in page
+    assert ("networks along lam" in page) == (method == "hypernet")
     # a rerun resumes: nothing is trained again
     again = invoke("search", *TINY, "--method", method, *extra, "--run-dir", run)
     assert search_finished(again.exit_code, again.output) and "done earlier" in again.output

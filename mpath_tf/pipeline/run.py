@@ -138,7 +138,7 @@ def search(
     """Run (or resume) a whole search and write its run directory.
 
     Args:
-        config: Settings; default ``SearchConfig()`` (digits, mpath-4-64).
+        config: Settings; default ``SearchConfig()`` (digits, mpath-4-256).
         run_dir: Run directory; default ``default_run_dir(config)``. An existing
             run there is resumed; a run with other settings is refused.
         log: Called with one line per progress message (default: ``progress.log``).

@@ -128,7 +128,7 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
 
     Example (after ``mpath-tf search``)::
 
-        write_bundle("runs/digits-mpath-4-64-seed0", paths=[2, 11, 30])
+        write_bundle("runs/digits-mpath-4-256-seed0", paths=[2, 11, 30])
     """
     from converters import export_tflite, get_quantization, run_tflite
     from mpath_tf.storage import atomic_save_model

@@ -157,7 +157,7 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike | None = 
 
     Example (after ``mpath-tf search``)::
 
-        write_report("runs/digits-mpath-4-64-seed0")  # -> .../report.html
+        write_report("runs/digits-mpath-4-256-seed0")  # -> .../report.html
     """
     run = RunDir.open(run_dir)
     results = run.results()
