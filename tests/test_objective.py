@@ -158,3 +158,28 @@ def test_predictions_never_exceed_what_the_run_measured_by_more_than_their_error
                + [results["reference"]["val_accuracy"]])
     for row in results["rows"]:
         assert row["predicted_val_accuracy"] <= best + (row["predicted_std"] or 0) + 1e-9
+
+
+def test_a_model_chosen_for_another_device_says_so_when_slower_here():
+    from mpath_tf.reporting.results import outcome_lines
+
+    result = {
+        "chosen": {"paths": 57, "parameters": 26806, "percent_of_mlp": 12.4,
+                   "test_accuracy": 0.96, "exports": {"int8": {"bytes": 94834}}},
+        "reference": {"test_accuracy": 0.97, "parameters": 216586, "accuracy_difference_pt": -1,
+                      "exports": {"int8": {"bytes": 250010}}},
+        "speed": {"int8": {"chosen_us": 4.5, "reference_us": 3.2, "speedup": 0.71}},
+        "settings": {"max_accuracy_drop": 0.01},
+        "rows": [{"paths": 57, "parameters": 26806}],
+        "objective": {"name": "latency", "measured_on": "tflm:cortex-m4",
+                      "unit": "instructions", "choice": 57, "runner_up": 57,
+                      "finalists": [57, 58], "measured": {"57": 227.5e3, "58": 228.1e3,
+                                                          "dense": 486.5e3}},
+    }
+    lines = outcome_lines(result)
+    assert ("--objective latency on tflm:cortex-m4: chosen 57 paths, int8 inference 227.5k "
+            "instructions vs dense 486.5k instructions, 2.14x less; other finalists: 58 paths "
+            "228.1k instructions") in lines
+    slower = next(line for line in lines if line.startswith("the chosen model is slower"))
+    assert "cheapest in latency on tflm:cortex-m4" in slower
+    assert slower.endswith("It was chosen for tflm:cortex-m4, not for this machine.")

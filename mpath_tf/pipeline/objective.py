@@ -261,8 +261,9 @@ def choose_for_target(config, supernet, rows: list[dict], files, reference_accur
     Returns:
         The record ``results.json`` keeps as ``objective``: ``name``,
         ``target``, ``measured_on``, ``unit``, ``source`` of the
-        predictions, ``candidates``, ``finalists``, ``measured`` (cost per
-        candidate measured, ``dense`` included), ``choice`` (a path count or
+        predictions, ``pareto`` (path counts on the front of predicted
+        accuracy against predicted cost), ``candidates``, ``finalists``,
+        ``measured`` (cost per candidate measured, ``dense`` included), ``choice`` (a path count or
         ``dense``), ``runner_up`` (the cheapest multipath model measured),
         ``margin`` and, when dense is chosen, ``paying`` (``paying_targets``).
     """
@@ -304,8 +305,11 @@ def choose_for_target(config, supernet, rows: list[dict], files, reference_accur
     for row in rows:
         row["predicted_cost"] = fitted.get(row["paths"])
         row["measured_cost"] = measured.get(row["paths"])
+    from mpath_tf.pipeline.budget import pareto_paths
+
     record = {
         "name": objective, "target": target, "measured_on": where,
+        "pareto": pareto_paths(rows, fitted),
         "unit": _unit(objective, where), "source": source,
         "candidates": [str(c) for c in within], "finalists": result["finalists"],
         "measured": {str(k): v for k, v in measured.items()},

@@ -402,8 +402,9 @@ def slower_line(result: dict) -> str | None:
         the chosen model is slower than dense in int8 here: it was chosen as the one with the
         fewest parameters within --max-accuracy-drop 0.01; it has 2.00x fewer parameters and a
         1.11x smaller int8 file. Multipath models run faster where multiply-adds dominate, as
-        with 500-wide layers on a Cortex-M4 (docs/results.md, "Microcontrollers"): measure your
-        device with mpath-tf bench --target
+        with 500-wide layers on a Cortex-M4 (docs/results.md, "Microcontrollers"), or
+        --objective latency chooses the fastest here, dense included: measure your device with
+        mpath-tf bench --target
     """
     speed = (result.get("speed") or {}).get("int8")
     reference = result.get("reference")
@@ -428,9 +429,13 @@ def slower_line(result: dict) -> str | None:
     gains = f"{reference['parameters'] / chosen['parameters']:.2f}x fewer parameters"
     if all(sizes):
         gains += f" and a {sizes[1] / sizes[0]:.2f}x smaller int8 file"
-    return (f"the chosen model is slower than dense in int8 here: {why}; it has {gains}. "
-            "Multipath models run faster where multiply-adds dominate, as with 500-wide "
-            "layers on a Cortex-M4 (docs/results.md, \"Microcontrollers\"): measure your "
+    line = f"the chosen model is slower than dense in int8 here: {why}; it has {gains}."
+    objective = result.get("objective") or {}
+    if objective.get("measured_on", "local") != "local":
+        return line + f" It was chosen for {objective['measured_on']}, not for this machine."
+    return (line + " Multipath models run faster where multiply-adds dominate, as with "
+            "500-wide layers on a Cortex-M4 (docs/results.md, \"Microcontrollers\"), or "
+            "--objective latency chooses the fastest here, dense included: measure your "
             "device with mpath-tf bench --target")
 
 
