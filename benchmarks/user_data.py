@@ -190,6 +190,23 @@ def objective_row(name: str, seed: int, target: str, result: dict, wall: float) 
     }
 
 
+def prediction_table(rows: list[dict]) -> None:
+    """The chosen model's predicted validation accuracy against the one
+    measured after its final fine-tuning, and the highest prediction shown
+    against the best validation accuracy measured in the run."""
+    print("\nPredictions (validation accuracy; +-: the predictor's leave-one-out error):\n")
+    print("| data | chosen paths | predicted +- | measured | outside +- by (pt) | "
+          "highest prediction | best measured in the run |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        std = r["predicted_std"] or 0.0
+        miss = abs(r["val"] - r["predicted_val"]) - std
+        print(f"| {r['dataset']}{'' if r['seed'] == 0 else ' seed ' + str(r['seed'])} | "
+              f"{r['paths']} | {r['predicted_val']:.4f} +- {std:.4f} | {r['val']:.4f} | "
+              f"{f'{100 * miss:.2f}' if miss > 0 else 'within'} | "
+              f"{r['highest_prediction']:.4f} | {r['best_measured_val']:.4f} |")
+
+
 def objective_table(rows: list[dict], objective: str) -> None:
     """The markdown table of ``--objective``."""
     print(f"\n## --objective {objective} ({datetime.date.today()}; the default searches "
@@ -297,6 +314,12 @@ def main(argv=None) -> None:
             "int8_us": speed.get("int8", {}).get("chosen_us"),
             "int8_dense_us": speed.get("int8", {}).get("reference_us"),
             "wall_s": wall, "test_examples": int(len(load_data(config).y_test)),
+            "predicted_val": chosen["predicted_val_accuracy"],
+            "predicted_std": chosen.get("predicted_std"), "val": chosen["val_accuracy"],
+            "best_measured_val": max([r["measured_val_accuracy"] for r in result["rows"]
+                                      if r["measured_val_accuracy"] is not None]
+                                     + [reference["val_accuracy"]]),
+            "highest_prediction": max(r["predicted_val_accuracy"] for r in result["rows"]),
         }
         table.append(row)
         (args.out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
@@ -326,6 +349,7 @@ def main(argv=None) -> None:
               f"{'passed' if r['int8_passed'] else 'FAILED'} | "
               f"{r['int8_us']:.1f} ({r['int8_dense_us']:.1f}) | {r['float32_speedup']:.2f}x | "
               f"{r['wall_s']:.0f} |")
+    prediction_table(table)
     if objectives:
         objective_table(objectives, args.objective)
     if args.folds:

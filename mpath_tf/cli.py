@@ -162,7 +162,8 @@ def cli():
 @click.option("--cost-table", type=click.Path(dir_okay=False), default=None,
               help="Cost table JSON, or a `mpath-tf calibrate` table, for --cost latency "
               "(default: the bundled calibration of target local; a CNN needs a table with "
-              "path-convolution entries, `mpath-tf calibrate --conv-channels`).")
+              "path-convolution entries, `mpath-tf calibrate --conv-channels`); with "
+              "--objective latency, the `mpath-tf calibrate --target` table of --target.")
 @click.option("--lam", type=float, default=None,
               help="Weight of the relative cost (lambda: required; hypernet: the trade-off "
               "to derive). Larger gives a cheaper network.")

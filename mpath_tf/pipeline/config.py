@@ -125,7 +125,10 @@ class SearchConfig:
             ``mpath-tf calibrate --conv-channels``).
         cost_table: A ``CostTable`` JSON or a lowering calibration table
             (``mpath-tf calibrate``) for ``cost=latency`` (default: the
-            bundled calibration of target ``local``).
+            bundled calibration of target ``local``); with ``objective``
+            ``latency``, the lowering cost table of ``target`` (``mpath-tf
+            calibrate --target ...``) that predicts each candidate's cost
+            (default: the bundled table of ``local`` or of the TFLM target).
         lam: Weight of the relative cost (``lambda``: required; ``hypernet``:
             the trade-off to derive).
         lam_max: Lambda of ``hypernet``: its training range is U[0, lam_max].
@@ -330,7 +333,7 @@ class SearchConfig:
     def _validate_objective(self, budget) -> None:
         from mpath_tf.pipeline.objective import check_objective
 
-        check_objective(self.objective, self.target)
+        check_objective(self.objective)
         if self.objective == "params":
             return
         flag = f"--objective {self.objective}"
@@ -363,12 +366,19 @@ class SearchConfig:
         if self.hyper_epochs is not None and self.hyper_epochs < 1:
             raise ConfigError(f"--hyper-epochs must be >= 1. Received: --hyper-epochs {self.hyper_epochs}")
         if self.method == "rank":
+            table_for_objective = self.objective == "latency" and self.cost_table is not None
             extra = [flag for flag, given in (("--lam", self.lam is not None),
-                                                  ("--cost-table", self.cost_table is not None),
+                                                  ("--cost-table", self.cost_table is not None
+                                                   and not table_for_objective),
                                                   ("--cost latency", self.cost != "params")) if given]
             if extra:
-                raise ConfigError(f"{', '.join(extra)} apply to --method lambda or hypernet; the "
-                                  "paper's rank-and-prune ranks by permeability. Add --method.")
+                raise ConfigError(f"{', '.join(extra)} apply to --method lambda or hypernet (and "
+                                  "--cost-table to --objective latency); the paper's "
+                                  "rank-and-prune ranks by permeability. Add --method.")
+            if table_for_objective:  # a lowering cost table of the target, read now
+                from converters.calibration import load_calibration
+
+                load_calibration(self.cost_table)
             return
         if self.paths is not None:
             raise ConfigError(f"--paths chooses a path count of --method rank; --method "

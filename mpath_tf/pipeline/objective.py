@@ -14,9 +14,9 @@ parameters, within ``--max-accuracy-drop``). ``latency``, ``ram`` and
    ``tflm`` and the Cortex-M cores), or, for a target without a table and
    for RAM and flash, from a line fitted to a few path counts measured on
    the target (``fitted_costs``).
-3. The ``FINALISTS`` cheapest candidates and the dense reference are
-   exported and measured on the target (``Finalists``); the cheapest
-   measured one is chosen. On a target that times (rather than counts) a
+3. The ``FINALISTS`` cheapest candidates, the one with the most paths (the
+   ``params`` choice) and the dense reference are exported and measured on
+   the target (``TargetFiles``); the cheapest measured one is chosen. On a target that times (rather than counts) a
    multipath model must beat dense by ``TIMING_MARGIN``, so that timing
    noise never ships a model that is not faster.
 
@@ -42,11 +42,14 @@ UNITS = {"params": "parameters", "ram": "bytes", "flash": "bytes"}
 DENSE = "dense"
 
 
-def check_objective(objective: str, target: str) -> None:
+def check_objective(objective: str) -> None:
     """Refuse an unknown objective (exit 2 in the CLI).
 
+    Raises:
+        ConfigError: ``objective`` is not one of ``OBJECTIVES``.
+
     Example:
-        >>> check_objective("latency", "tflm:cortex-m4")
+        >>> check_objective("latency")
     """
     if objective not in OBJECTIVES:
         raise ConfigError(f"Unknown objective '{objective}'. Choose one of: "
@@ -120,15 +123,18 @@ def table_costs(supernet, table: dict, quantization: str = "int8") -> dict[int, 
             for b in range(1, supernet.width + 1)}
 
 
-def cost_table(supernet, target: str) -> dict | None:
+def cost_table(supernet, target: str, path=None) -> dict | None:
     """The lowering cost table that predicts ``target``'s latency for this
-    supernet, or None: a table exists for ``local`` (this CPU's, else the
-    bundled one) and the TFLM targets, and it covers MLP stacks only."""
+    supernet, or None: ``path`` (a table of ``mpath-tf calibrate --target``)
+    if given, else the bundled ones of ``local`` (this CPU's, else the
+    bundled one) and the TFLM targets; tables cover MLP stacks only."""
     from converters.calibration import load_calibration
     from converters.tflm import is_tflm_target, target_calibration
 
     if not _mlp(supernet):
         return None
+    if path is not None:
+        return load_calibration(path)
     if target == "local":
         return load_calibration(None, "int8")
     if is_tflm_target(target):
@@ -181,9 +187,9 @@ def fit_to_measured(predicted: dict[int, float], measured: dict[int, float]) -> 
 
 
 def choose(candidates_: list[int | str], predicted: dict, measure: Callable, accuracy: dict,
-           margin: float = 0.0, finalists: int = FINALISTS) -> dict:
+           margin: float = 0.0, finalists: int = FINALISTS, always=()) -> dict:
     """The cheapest candidate by measured cost among the ``finalists``
-    cheapest by predicted cost and ``DENSE``.
+    cheapest by predicted cost, those of ``always`` and ``DENSE``.
 
     Args:
         candidates_: Path counts (and ``DENSE``) within the accuracy limit.
@@ -193,7 +199,11 @@ def choose(candidates_: list[int | str], predicted: dict, measure: Callable, acc
             each candidate, to break ties.
         margin: A multipath model must cost less than ``(1 - margin)`` x
             dense's to be chosen over it.
-        finalists: How many path counts are measured.
+        finalists: How many path counts are measured by predicted cost.
+        always: Path counts measured whatever their prediction (the search
+            adds the most paths within the limit, the ``params`` choice, so
+            an objective never ends with a costlier model than the default
+            choice because a prediction missed it).
 
     Returns:
         ``{"choice": b or DENSE, "measured": {candidate: cost}, "finalists":
@@ -208,6 +218,7 @@ def choose(candidates_: list[int | str], predicted: dict, measure: Callable, acc
     """
     paths = [c for c in candidates_ if c != DENSE]
     finals = sorted(paths, key=lambda b: (predicted[b], -accuracy[b], b))[:finalists]
+    finals += [b for b in always if b in paths and b not in finals]
     measured = {c: float(measure(c)) for c in finals + [c for c in candidates_ if c == DENSE]}
     by_cost = sorted(finals, key=lambda b: (measured[b], -accuracy[b]))
     runner_up = by_cost[0] if by_cost else None
@@ -281,7 +292,7 @@ def choose_for_target(config, supernet, rows: list[dict], files, reference_accur
     log(f"choosing by {objective} on {where}: {len(paths)} path count"
         f"{'s' if len(paths) != 1 else ''} within --max-accuracy-drop "
         f"{config.max_accuracy_drop:g}" + (" and the dense reference" if DENSE in within else ""))
-    table = cost_table(supernet, target) if objective == "latency" else None
+    table = cost_table(supernet, target, config.cost_table) if objective == "latency" else None
     if table is not None:
         predicted = {b: cost for b, (_, cost) in table_costs(supernet, table).items()}
         source = f"the lowering cost table of {table.get('target', target)}"
@@ -297,7 +308,7 @@ def choose_for_target(config, supernet, rows: list[dict], files, reference_accur
     margin = TIMING_MARGIN if objective == "latency" and not _counts(where) else 0.0
     result = choose(within, predicted, measure, accuracy, margin,
                     finalists=FINALISTS if len(paths) > FINALISTS or table is not None
-                    else len(paths))
+                    else len(paths), always=[max(paths)] if paths else [])
     on_scale = {b: v for b, v in measured.items() if b != DENSE}
     if DENSE in measured and 1 not in on_scale:
         on_scale[1] = measured[DENSE]  # the same layers as one path
