@@ -171,6 +171,19 @@ def pooled_table(table: list[dict], folds: int) -> None:
               f"{sum(r['int8_passed'] for r in rows)} of {len(rows)} |")
 
 
+def _load(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def save(path: Path, rows: list[dict], key: tuple[str, ...]) -> None:
+    """Merge ``rows`` into the JSON list at ``path`` (a row replaces the saved
+    one with the same ``key`` values), so a run of some data sets keeps the
+    others' rows for ``--report-only``."""
+    kept = [r for r in _load(path)
+            if tuple(r[k] for k in key) not in {tuple(n[k] for k in key) for n in rows}]
+    path.write_text(json.dumps(kept + rows, indent=2) + "\n")
+
+
 def objective_row(name: str, seed: int, target: str, result: dict, wall: float) -> dict:
     """One data set's choice by objective on one target, from its results."""
     objective, chosen = result["objective"], result["chosen"]
@@ -250,6 +263,8 @@ def main(argv=None) -> None:
     parser.add_argument("--folds", type=int, default=0,
                         help="K-fold cross-validation of the CSV tables instead of one test split")
     parser.add_argument("--fold", default=None, help="with --folds: only these folds")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the tables of the rows saved under --out, running nothing")
     parser.add_argument("--width", type=int, default=None,
                         help="hidden-layer width of every search (default: the search's)")
     parser.add_argument("--objective", default=None, choices=("latency", "ram", "flash"),
@@ -286,7 +301,7 @@ def main(argv=None) -> None:
 
     seeds = [int(v) for v in args.seeds.split(",")]
     table, objectives = [], []
-    for (name, source), seed in [(item, seed) for item in sets.items() for seed in seeds]:
+    for (name, source), seed in ([] if args.report_only else [(item, seed) for item in sets.items() for seed in seeds]):
         config = SearchConfig(**source, seed=seed,
                               **({"width": args.width} if args.width else {}))
         start = time.perf_counter()
@@ -321,16 +336,23 @@ def main(argv=None) -> None:
                                      + [reference["val_accuracy"]]),
             "highest_prediction": max(r["predicted_val_accuracy"] for r in result["rows"]),
         }
+        earlier = [r for r in _load(args.out / "table.json")
+                   if (r["dataset"], r["seed"]) == (name, seed)]
+        if earlier:  # a resumed run: the wall time is the first run's
+            row["wall_s"] = earlier[0]["wall_s"]
         table.append(row)
-        (args.out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
+        save(args.out / "table.json", table, ("dataset", "seed"))
         for target in (args.targets.split(",") if args.objective else []):
             start = time.perf_counter()
             chosen_by = search(replace(config, objective=args.objective, target=target), folder,
                                log=lambda line: print(f"[{name} {target}] {line}", flush=True))
             objectives.append(objective_row(name, seed, target, chosen_by,
                                             time.perf_counter() - start))
-            (args.out / "objective.json").write_text(json.dumps(objectives, indent=2) + "\n")
+            save(args.out / "objective.json", objectives, ("dataset", "seed", "target"))
 
+    if args.report_only:  # every row the earlier runs saved
+        table = _load(args.out / "table.json")
+        objectives = _load(args.out / "objective.json")
     print(f"\n## user data ({datetime.date.today()}; mpath-4-{args.width or SearchConfig.width}, "
           "search defaults)\n")
     print("| data | classes | test n | paths | params (% MLP) | chosen | dense ref | "

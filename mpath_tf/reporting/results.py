@@ -141,14 +141,16 @@ def summary(result: dict) -> dict:
         result: What ``search`` returned.
 
     Returns:
-        Run directory, chosen model, exported files, Pareto front, budget, predictor.
+        Run directory, chosen model, exported files, Pareto front, budget,
+        predictor, and the objective's measurements and choice.
     """
     chosen = result["chosen"]
     return {
         "run_dir": result["run_dir"],
-        "chosen": {k: chosen[k] for k in ("paths", "parameters", "percent_of_mlp",
-                                          "predicted_val_accuracy", "val_accuracy",
-                                          "test_accuracy", "path_widths")},
+        "chosen": {**{k: chosen[k] for k in ("paths", "parameters", "percent_of_mlp",
+                                             "predicted_val_accuracy", "val_accuracy",
+                                             "test_accuracy", "path_widths")},
+                   "dense": bool(chosen.get("dense"))},
         "exports": {q: {"file": str(Path(result["run_dir"]) / e["file"]), "bytes": e["bytes"],
                         "test_accuracy": e["test_accuracy"],
                         "parity_passed": e["verification"]["passed"]}
@@ -162,6 +164,7 @@ def summary(result: dict) -> dict:
                                                 "accuracy_difference_pt")},
         "speed": result.get("speed"),
         "device": result.get("device"),
+        "objective": result.get("objective"),
     }
 
 
