@@ -192,6 +192,7 @@ def objective_row(name: str, seed: int, target: str, result: dict, wall: float) 
     dense = measured.get("dense", measured.get("1"))
     return {
         "dataset": name, "seed": seed, "target": objective["measured_on"],
+        "objective": objective["name"],
         "unit": objective["unit"], "choice": choice, "cost": measured[str(choice)],
         "dense_cost": dense, "runner_up": objective["runner_up"],
         "runner_up_cost": (measured.get(str(objective["runner_up"]))
@@ -373,7 +374,7 @@ def main(argv=None) -> None:
               f"{r['wall_s']:.0f} |")
     prediction_table(table)
     if objectives:
-        objective_table(objectives, args.objective)
+        objective_table(objectives, objectives[0].get("objective", args.objective))
     if args.folds:
         pooled_table(table, args.folds)
     if len(seeds) > 1:
