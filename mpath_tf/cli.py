@@ -204,7 +204,7 @@ def search(run_dir, quiet, as_json, **settings):
     and export the chosen model to .tflite.
 
     \b
-    Example (embedded digits dataset, mpath-4-256, about two and a quarter minutes on 2 cores):
+    Example (embedded digits dataset, mpath-4-256, about two minutes on 2 cores):
         mpath-tf search
     \b
     The paper's mpath-4-500 on MNIST:
