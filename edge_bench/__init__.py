@@ -13,6 +13,7 @@ Example:
 """
 
 from edge_bench.analysis import LatencyModel, proxy_verdict
+from edge_bench.arm64 import Arm64Target
 from edge_bench.journal import Journal, result_key
 from edge_bench.runner import measure_models
 from edge_bench.stats import median_ci, summarize
@@ -20,7 +21,7 @@ from edge_bench.targets import AdbTarget, BenchSettings, LocalTarget, SshTarget,
 from edge_bench.tflm import CortexMTarget, TflmTarget
 
 __all__ = [
-    "AdbTarget", "BenchSettings", "CortexMTarget", "Journal", "LatencyModel", "LocalTarget",
+    "AdbTarget", "Arm64Target", "BenchSettings", "CortexMTarget", "Journal", "LatencyModel", "LocalTarget",
     "SshTarget",
     "Target", "TflmTarget", "get_target", "measure_models", "median_ci", "proxy_verdict", "result_key",
     "summarize",

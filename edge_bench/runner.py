@@ -110,8 +110,7 @@ def combine_tries(tries: list[dict]) -> dict:
 
 def _shown(row: dict) -> str:
     """A row's cost for a progress line, in its unit."""
-    if row_unit(row) == "instructions":
-        return (f"{row_cost(row) / 1000:,.1f}k instructions per inference (not cycles), "
-                f"arena {row['arena_bytes']:,} bytes")
     arena = f", arena {row['arena_bytes']:,} bytes" if row.get("arena_bytes") else ""
+    if row_unit(row) == "instructions":
+        return f"{row_cost(row) / 1000:,.1f}k instructions per inference (not cycles){arena}"
     return f"median {row_cost(row):.1f} us{arena}"

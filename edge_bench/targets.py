@@ -389,7 +389,9 @@ def get_target(spec: str, **options) -> Target:
         spec: ``local``, ``ssh://[user@]host[:port]``, ``adb``, ``adb:SERIAL``,
             ``tflm`` (TFLM's interpreter on this machine) or ``tflm:CORE``
             (TFLM with CMSIS-NN on an emulated Cortex-M core: ``cortex-m4``,
-            ``cortex-m4f``, ``cortex-m7``, ``cortex-m55``; ``edge_bench.tflm``).
+            ``cortex-m4f``, ``cortex-m7``, ``cortex-m55``; ``edge_bench.tflm``), or
+            ``arm64:CORE`` (LiteRT on an emulated Cortex-A core: ``cortex-a53``,
+            ``cortex-a55``, ``cortex-a72``, ``cortex-a76``; ``edge_bench.arm64``).
         **options: Passed to the target class (``python``, ``ssh_config``,
             ``identity``, ``benchmark_model``, ``adb``); options that a target
             does not take are ignored when None.
@@ -424,10 +426,19 @@ def get_target(spec: str, **options) -> Target:
 
         allowed = set()
         cls = CortexMTarget
+    elif spec.startswith("arm64:"):
+        from edge_bench.arm64 import CORES, Arm64Target
+
+        if spec.split(":", 1)[1] not in CORES:
+            raise ConfigError(f"Unknown ARM core in '{spec}'. Choose one of: "
+                              + ", ".join(f"arm64:{c}" for c in CORES) + ".")
+        allowed = set()
+        cls = Arm64Target
     else:
         raise ConfigError(
             f"Unknown target '{spec}'. Use local, ssh://[user@]host[:port], adb, adb:SERIAL, "
-            "tflm or tflm:CORE (cortex-m4, cortex-m4f, cortex-m7, cortex-m55)."
+            "tflm or tflm:CORE (cortex-m4, cortex-m4f, cortex-m7, cortex-m55), or arm64:CORE "
+            "(cortex-a53, cortex-a55, cortex-a72, cortex-a76; emulated)."
         )
     extra = set(options) - allowed
     if extra:

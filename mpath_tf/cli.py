@@ -520,7 +520,7 @@ def calibrate(target, widths, quantization, conv_channels, no_xnnpack, cpus, rep
 
 
 @cli.command()
-@click.argument("what", type=click.Choice(["mcu"]))
+@click.argument("what", type=click.Choice(["mcu", "arm64"]))
 @click.option("--core", "cores", default="cortex-m4", show_default=True,
               help="Cortex-M cores to build for, comma-separated: cortex-m4 (no FPU), "
               "cortex-m4f (hard float), cortex-m7, cortex-m55 (Helium).")
@@ -538,9 +538,20 @@ def setup(what, cores, sources):
     core on 2 cores; needs Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi,
     libstdc++-arm-none-eabi-newlib and qemu-system-arm).
     \b
+    arm64: Debian's arm64 Python 3.11 and the aarch64 wheels of LiteRT, for
+    the emulated Cortex-A targets arm64:cortex-a53|a55|a72|a76 (downloads
+    about 70 MB from Debian's mirror and PyPI, under a minute; needs
+    Debian's qemu-user). --core and --sources are for mcu.
+    \b
     Example:
         mpath-tf setup mcu --core cortex-m4,cortex-m7
+        mpath-tf setup arm64
     """
+    if what == "arm64":
+        from edge_bench.arm64 import setup_arm64
+
+        click.echo(f"arm64: {setup_arm64(log=lambda m: click.echo(m, err=True))}")
+        return
     from edge_bench.mcu.build import setup_mcu
 
     built = setup_mcu([c for c in cores.split(",") if c], sources,

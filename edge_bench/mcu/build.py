@@ -271,7 +271,8 @@ def linker_script(template: str, core: Core) -> str:
     return template
 
 
-def _plugin(out: Path, log) -> None:
+def build_plugin(out: Path, log) -> None:
+    """Compile the instruction-counting QEMU plugin (``insn_count.c``) to ``out`` (once)."""
     if out.is_file():
         return
     compiler = shutil.which("gcc") or shutil.which("cc")
@@ -309,7 +310,7 @@ def setup_mcu(cores=("cortex-m4",), sources: str | os.PathLike | None = None,
     chosen = [get_core(name) for name in cores]
     root = Path(root) if root else cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    _plugin(plugin_path(root), log)
+    build_plugin(plugin_path(root), log)
     missing = [core for core in chosen if not runner_path(core, root).is_file()]
     if not missing:
         return {core.name: runner_path(core, root) for core in chosen}

@@ -6,6 +6,12 @@
  * instruction counting; no sampling). At exit the total is printed to
  * stderr as "mpath-insn-count N".
  *
+ * In user mode (qemu-aarch64, edge_bench.arm64) a program marks a window
+ * by calling close(-4242) before it and close(-4243) after it (harmless
+ * calls that fail with EBADF); the instructions between the two marks are
+ * printed too, as "mpath-insn-window N", so Python's start-up, whose count
+ * varies by millions between runs, is not counted at all.
+ *
  * Debian ships QEMU 7.2 without qemu-plugin.h, so the few functions of
  * plugin API version 1 used here are declared below as that header
  * declares them (include/qemu/qemu-plugin.h of QEMU 7.2).
@@ -30,10 +36,35 @@ void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qe
                                               void *ptr, uint64_t imm);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb,
                                     void *userdata);
+typedef void (*qemu_plugin_vcpu_syscall_cb_t)(qemu_plugin_id_t id, unsigned int vcpu_index,
+                                              int64_t num, uint64_t a1, uint64_t a2,
+                                              uint64_t a3, uint64_t a4, uint64_t a5,
+                                              uint64_t a6, uint64_t a7, uint64_t a8);
+void qemu_plugin_register_vcpu_syscall_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_syscall_cb_t cb);
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = 1;
 
 static uint64_t executed;  /* one vCPU: the boards used have a single core */
+static uint64_t window_start, window_end;
+static int window_marks;
+
+#define MARK_START ((uint64_t)(int64_t)-4242)
+#define MARK_END ((uint64_t)(int64_t)-4243)
+
+static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num, uint64_t a1,
+                       uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6,
+                       uint64_t a7, uint64_t a8)
+{
+    (void)id; (void)vcpu_index; (void)num; (void)a2; (void)a3; (void)a4; (void)a5; (void)a6;
+    (void)a7; (void)a8;
+    if (a1 == MARK_START) {
+        window_start = executed;
+        window_marks |= 1;
+    } else if (a1 == MARK_END) {
+        window_end = executed;
+        window_marks |= 2;
+    }
+}
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
@@ -47,6 +78,9 @@ static void on_exit(qemu_plugin_id_t id, void *userdata)
     (void)id;
     (void)userdata;
     fprintf(stderr, "mpath-insn-count %" PRIu64 "\n", executed);
+    if (window_marks == 3) {
+        fprintf(stderr, "mpath-insn-window %" PRIu64 "\n", window_end - window_start);
+    }
     fflush(stderr);
 }
 
@@ -58,5 +92,6 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     (void)argv;
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_atexit_cb(id, on_exit, NULL);
+    qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
     return 0;
 }
