@@ -307,13 +307,43 @@ class Arm64Target(Target):
                 "wheels": manifest["wheels"],
                 "python": manifest["packages"].get("python3.11-minimal")}
 
-    def _run(self, model: Path, count: int, given: Path, out: Path, timeout: float) -> int:
-        """Run the agent on the core; the instructions of its ``count`` inferences."""
+    def run(self, model: str | os.PathLike, x: np.ndarray, timeout: float = 600.0) -> np.ndarray:
+        """The outputs of a ``.tflite`` file on this core for a batch, as
+        ``converters.tflite.run_tflite`` gives them on this machine (int8
+        input and output tensors quantized and dequantized with the file's
+        scale and zero point).
+
+        Raises:
+            TargetError: The runtime is not set up.
+            ModelError: LiteRT failed on the file.
+        """
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.describe()
+        details = Interpreter(model_path=str(model))
+        feed, fetch = details.get_input_details()[0], details.get_output_details()[0]
+        x = np.asarray(x, dtype="float32")
+        if np.dtype(feed["dtype"]) == np.int8:
+            scale, zero_point = feed["quantization"]
+            x = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
+        with tempfile.TemporaryDirectory(prefix="mpath-arm64-") as work:
+            given, got = Path(work) / "input.npy", Path(work) / "output.npy"
+            np.save(given, x)
+            self._run(Path(model), 0, given, got, timeout)
+            y = np.load(got)
+        if np.dtype(fetch["dtype"]) == np.int8:
+            scale, zero_point = fetch["quantization"]
+            y = (y.astype(np.float32) - zero_point) * scale
+        return y
+
+    def _run(self, model: Path, count: int, given: Path, out: Path, timeout: float) -> int | None:
+        """Run the agent on the core; the instructions of its ``count``
+        inferences (None with ``count`` 0: a batch, not counted)."""
         sysroot = self.root / "sysroot"
-        command = ["qemu-aarch64", "-L", str(sysroot), "-cpu", self.core.qemu_cpu, "-plugin",
-                   str(self.root / "libinsn_count.so"), str(sysroot / "usr/bin/python3.11"),
-                   "-s", str(AGENT), str(model), str(count), str(given),
-                   str(out)]
+        plugin = ["-plugin", str(self.root / "libinsn_count.so")] if count else []
+        command = ["qemu-aarch64", "-L", str(sysroot), "-cpu", self.core.qemu_cpu, *plugin,
+                   str(sysroot / "usr/bin/python3.11"), "-s", str(AGENT), str(model),
+                   str(count), str(given), str(out)]
         mount = ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
         script = 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"'
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0",
@@ -326,10 +356,10 @@ class Arm64Target(Target):
             raise ModelError(f"{self.name}: the emulated run did not finish in {timeout:.0f} s "
                              "(timeout_s); it was killed.") from None
         found = re.search(r"mpath-insn-window (\d+)", proc.stderr)
-        if proc.returncode != 0 or found is None:
+        if proc.returncode != 0 or (count and found is None):
             raise ModelError(f"{self.name}: LiteRT failed on {model.name} (exit "
                              f"{proc.returncode}): {last_lines(proc.stderr)}")
-        return int(found[1])
+        return int(found[1]) if count else None
 
     def _measure(self, model, sha256, settings):
         from ai_edge_litert.interpreter import Interpreter

@@ -7,7 +7,9 @@ LiteRT. It reads the input from ``.npy``, invokes the interpreter
 a Raspberry Pi's CPU by default) after one uncounted inference, between
 two marks the counting plugin sees, and writes the output to ``.npy``.
 
-Usage: ``python arm64_agent.py MODEL COUNT INPUT.npy OUTPUT.npy``
+Usage: ``python arm64_agent.py MODEL COUNT INPUT.npy OUTPUT.npy``; with
+``COUNT`` 0, ``INPUT.npy`` is a batch of examples, run as one batch (the
+outputs of every example, for parity checks) without marks.
 """
 
 import os
@@ -20,10 +22,17 @@ from ai_edge_litert.interpreter import Interpreter
 def main(argv) -> int:
     model, count, given, out = argv[1], int(argv[2]), argv[3], argv[4]
     interpreter = Interpreter(model_path=model, num_threads=1)
+    x = np.load(given)
+    if count == 0:  # a batch, for parity
+        interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
     interpreter.allocate_tensors()
     feed = interpreter.get_input_details()[0]["index"]
     fetch = interpreter.get_output_details()[0]["index"]
-    interpreter.set_tensor(feed, np.load(given))
+    interpreter.set_tensor(feed, x)
+    if count == 0:
+        interpreter.invoke()
+        np.save(out, interpreter.get_tensor(fetch))
+        return 0
     interpreter.invoke()  # the first inference prepares the kernels: not counted
     mark(-4242)
     for _ in range(count):

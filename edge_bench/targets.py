@@ -447,6 +447,17 @@ def get_target(spec: str, **options) -> Target:
     return cls(**options) if spec in ("local", "tflm") else cls(spec, **options)
 
 
+def counts_instructions(spec: str) -> bool:
+    """True for a target that counts instructions on an emulated core
+    (``tflm:CORE``, ``arm64:CORE``) rather than timing a real one.
+
+    Example:
+        >>> counts_instructions("arm64:cortex-a72"), counts_instructions("tflm")
+        (True, False)
+    """
+    return spec.startswith(("tflm:", "arm64:"))
+
+
 def target_slug(name: str) -> str:
     """A directory name for a target: ``ssh://pi@host:22`` -> ``ssh-pi-host-22``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name.replace("://", "-")).strip("-") or "target"

@@ -325,13 +325,16 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--strip-metadata", is_flag=True, default=False,
               help="With --target tflm...: leave the metadata (labels, converter records) "
               "out of the file and the C array, which TFLM does not read.")
+@click.option("--verify-on", default=None,
+              help="Also run the parity check on an emulated ARM core's LiteRT kernels: "
+              "arm64:cortex-a53 / a55 / a72 / a76 (`mpath-tf setup arm64`).")
 @_data_options
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: MODEL with suffix _<quantization>.tflite).")
 @_input_errors
 def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, equalize,
-           qat_epochs, bundle, bundle_paths, verify, dataset, target, strip_metadata, data_dir,
-           output):
+           qat_epochs, bundle, bundle_paths, verify, dataset, target, strip_metadata, verify_on,
+           data_dir, output):
     """Export a .keras MODEL to TFLite and check it against Keras.
 
     \b
@@ -356,6 +359,7 @@ def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, 
         lowering=lowering, calibration=calibration, qat_epochs=qat_epochs, int8_io=int8_io,
         equalize=equalize, verify=verify, calibrate=calibrate,
         log=lambda m: click.echo(m, err=True), target=target, strip_metadata=strip_metadata,
+        verify_on=verify_on,
     )
     click.echo(json.dumps(report, indent=2))
     # A QAT model is fine-tuned, so it is not expected to match the Keras model
@@ -365,6 +369,11 @@ def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, 
             f"the exported file does not match Keras within the bounds of {quantization}: "
             + "; ".join(report["verification"]["failures"])
         )
+    for where, check in (report.get("verification_on") or {}).items():
+        if not check["passed"] and not qat_epochs:
+            raise click.ClickException(
+                f"on {where} the exported file does not match Keras within the bounds of "
+                f"{quantization}: " + "; ".join(check["failures"]))
 
 
 def _fmt(value: float | None) -> str:

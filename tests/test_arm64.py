@@ -6,6 +6,7 @@ The measuring tests need ``mpath-tf setup arm64`` (CI runs it, and sets
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -112,3 +113,78 @@ def test_bench_cli_counts_a_run_on_an_arm_core(tiny_run):
             (tiny_run / "bench" / "arm64-cortex-a72" / "latency.jsonl").read_text().splitlines()]
     measured = {r["model"].rsplit("/", 1)[-1] for r in rows if r.get("status") == "ok"}
     assert {"paths-3_int8.tflite", "dense_int8.tflite"} <= measured
+
+
+def test_every_file_of_a_search_passes_parity_on_the_cortex_a76(tiny_run):
+    """The chosen model's and the dense reference's float32 and int8 files
+    run on the A76's kernels (dot product) as on this machine: the int8
+    outputs are x86 LiteRT's bit for bit, so every parity number and gate
+    is the one the search checked; float32 is within 1e-5 of x86 and within
+    the float32 bounds of Keras. (The tiny run is trained 2 epochs: its
+    near-uniform int8 outputs need not pass the gates; equal outputs are
+    what this test asserts.)"""
+    from converters import get_quantization
+    from converters.tflite import run_tflite
+    from converters.verify import compare_outputs, output_step
+    from mpath_tf.core.saving import load_model
+    from mpath_tf.data import load_dataset
+
+    target = _arm64("arm64:cortex-a76")
+    data = load_dataset("digits")
+    for name in ("model", "reference"):
+        keras_model = load_model(tiny_run / f"{name}.keras")
+        expected = keras_model.predict(data.x_test, verbose=0)
+        for scheme in ("float32", "int8"):
+            path = tiny_run / f"{name}_{scheme}.tflite"
+            got = target.run(path, data.x_test)
+            here = run_tflite(path, data.x_test)
+            check = compare_outputs(expected, got, get_quantization(scheme), data.y_test,
+                                    output_step(path))
+            if scheme == "int8":
+                assert np.array_equal(got, here), path.name
+                assert check == compare_outputs(expected, here, get_quantization(scheme),
+                                                 data.y_test, output_step(path))
+            else:
+                assert np.max(np.abs(got - here)) <= 1e-5, path.name
+                assert check.passed, (path.name, check.failures)
+
+
+def test_export_verify_on_an_arm_core(tiny_run, tmp_path):
+    from click.testing import CliRunner
+
+    from mpath_tf.cli import cli
+
+    _arm64("arm64:cortex-a72")
+    output = tmp_path / "model_float32.tflite"
+    result = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--output",
+                                      str(output), "--verify-on", "arm64:cortex-a72"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(output.with_name(output.name + ".json").read_text())
+    check = report["verification_on"]["arm64:cortex-a72"]
+    assert check["examples"] == 360 and check["passed"] and check["agreement"] == 1.0
+    assert 0.0 <= check["identical_to_this_machine"] <= 1.0
+    assert check["max_abs_diff"] <= 1e-5
+    bad = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--output",
+                                   str(tmp_path / "m.tflite"), "--verify-on", "local"])
+    assert bad.exit_code == 2 and "emulated ARM core" in bad.output
+
+
+def test_search_chooses_by_instructions_on_an_arm_core(tmp_path):
+    """--objective latency --target arm64:CORE: no table for the core, so a
+    line fitted to measured path counts predicts; the choice costs no more
+    instructions than dense, measured on the core (no timing margin: counts
+    are exact)."""
+    from mpath_tf.pipeline.config import SearchConfig
+    from mpath_tf.pipeline.run import search
+
+    from .conftest import TINY_CONFIG
+
+    _arm64("arm64:cortex-a72")
+    config = SearchConfig(**{**TINY_CONFIG, "width": 6, "objective": "latency",
+                             "target": "arm64:cortex-a72", "max_accuracy_drop": 1.0})
+    result = search(config.validate(), tmp_path / "run", log=lambda *_: None)
+    objective = result["objective"]
+    assert objective["unit"] == "instructions" and objective["margin"] == 0.0
+    assert objective["source"].startswith("a line fitted to 4 path counts")
+    measured = objective["measured"]
+    assert measured[str(objective["choice"])] <= measured["dense"]

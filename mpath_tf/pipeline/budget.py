@@ -69,10 +69,11 @@ class Budget:
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f"{flag} must be a finite number > 0. Received: {flag} {value}")
-        if self.max_latency_ms is not None and self.target.startswith("tflm:"):
+        if self.max_latency_ms is not None and self.target.startswith(("tflm:", "arm64:")):
             raise ConfigError(f"--max-latency-ms needs a target that measures time; {self.target} "
-                              "counts instructions (an emulated core). Use --target tflm, or "
-                              "--max-ram/--max-flash on this target.")
+                              "counts instructions (an emulated core). Use a target that "
+                              "times (local, ssh://..., adb, tflm), or --objective latency, "
+                              "which chooses the fewest instructions within the accuracy limit.")
         return self
 
     def describe(self) -> str:

@@ -299,7 +299,7 @@ class SearchConfig:
                 f"--paths must be in [1, --width {self.width}]. Received: --paths {self.paths}"
             )
         budget = self.budget().validate()
-        if self.target.startswith("tflm"):  # the spelling only; nothing starts
+        if self.target.startswith(("tflm", "arm64")):  # the spelling only; nothing starts
             from edge_bench.targets import get_target
 
             get_target(self.target)

@@ -346,7 +346,9 @@ def _mlp(supernet) -> bool:
 
 def _counts(target: str) -> bool:
     """True for a target that counts instructions (an emulated core)."""
-    return target.startswith("tflm:")
+    from edge_bench.targets import counts_instructions
+
+    return counts_instructions(target)
 
 
 def _unit(objective: str, target: str) -> str:

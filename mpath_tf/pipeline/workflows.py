@@ -95,6 +95,7 @@ def export_model(
     log=None,
     target: str | None = None,
     strip_metadata: bool = False,
+    verify_on: str | None = None,
 ) -> dict:
     """Export a ``.keras`` model to ``.tflite`` and verify it in LiteRT.
 
@@ -137,6 +138,10 @@ def export_model(
             its runner is built).
         strip_metadata: With a TFLM ``target``: leave the file's metadata
             out of the file and the C array (TFLM does not read it).
+        verify_on: An emulated ARM core (``arm64:cortex-a76`` and so on,
+            ``mpath-tf setup arm64``): the parity check also runs the file on
+            that core's LiteRT kernels (``verification_on``: the same bounds,
+            and the share of outputs identical to this machine's).
 
     Returns:
         A report with the output file, its size, the settings, the lowering of
@@ -158,6 +163,11 @@ def export_model(
 
     if fmt != "tflite":
         raise ConfigError(f"Unknown export format '{fmt}'. Supported: tflite.")
+    if verify_on is not None and not verify_on.startswith("arm64:"):
+        raise ConfigError(f"verify_on runs the file on an emulated ARM core: arm64:cortex-a53, "
+                          f"-a55, -a72 or -a76. Received: verify_on={verify_on!r}")
+    if verify_on is not None and not verify:
+        raise ConfigError("verify_on is a parity check; it needs verify=True.")
     scheme = get_quantization(quantization)
     if int8_io:
         if scheme.name != "int8":
@@ -259,8 +269,13 @@ def export_model(
     if verify:
         # One Keras prediction and one LiteRT run over the test set give the
         # parity numbers and both accuracies.
-        check = verify_file(output, model, data.x_test if data is not None else x_check, scheme,
-                            data.y_test if data is not None else None)
+        x_eval = data.x_test if data is not None else x_check
+        labels = data.y_test if data is not None else None
+        expected = np.asarray(model.predict(x_eval, batch_size=1024, verbose=0))
+        check = verify_file(output, model, x_eval, scheme, labels, expected=expected)
+        if verify_on is not None:
+            report["verification_on"] = {verify_on: _verify_on(output, expected, x_eval, scheme,
+                                                               labels, verify_on)}
         report |= {
             "keras_test_accuracy": check.keras_accuracy,
             "tflite_test_accuracy": check.tflite_accuracy,
@@ -269,6 +284,21 @@ def export_model(
         }
     atomic_write_json(output.with_name(output.name + ".json"), report)
     return report
+
+
+def _verify_on(path: Path, expected, x, scheme, labels, target: str) -> dict:
+    """The parity check of ``path`` run on an emulated ARM core, and the
+    share of its outputs identical to this machine's LiteRT outputs."""
+    import numpy as np
+
+    from converters.tflite import run_tflite
+    from converters.verify import compare_outputs, output_step
+    from edge_bench import get_target
+
+    got = get_target(target).run(path, x)
+    check = compare_outputs(expected, got, scheme, labels, output_step(path))
+    return {**check.to_dict(),
+            "identical_to_this_machine": float(np.mean(got == run_tflite(path, x)))}
 
 
 def _export_tflm(model, output: Path, scheme, data, lowering: str, calibration, target: str,

@@ -1,0 +1,114 @@
+"""Multipath models on emulated ARM Cortex-A cores: every lowering against dense.
+
+For a search run, ``mpath-tf bench`` (``mpath_tf.pipeline.bench.bench_run``)
+exports the dense MLP and the derived model at each path count in int8 with
+each lowering (per_path, batch_matmul, conv, bucketed) and counts the
+instructions per inference of each file on each ``arm64:CORE`` target
+(LiteRT's aarch64 wheel under qemu-aarch64 with that core's cpuinfo;
+``edge_bench.arm64``; instructions, not cycles). Prints per core and path
+count the count of each lowering, the cheapest lowering, dense's count over
+the cheapest and the multiply-add ratio; then per core the Pearson and
+Spearman correlations of parameters and of multiply-adds with the cheapest
+count, and the share of int8 outputs identical to x86 LiteRT's.
+
+Run from a clean checkout (after the README's install command and
+``mpath-tf setup arm64``), on a search run (the weights do not change the
+count):
+
+    python benchmarks/arm64.py runs/digits-mpath-4-64-seed0 --paths 1,2,4,8,16,32,51,64
+
+Exports and counts are journaled in the run's bench/ folder (resumable).
+``per_path`` is exported up to ``--max-per-path`` paths (its exports of
+hundreds of paths take minutes, and it is never the cheapest there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+LOWERINGS = ("per_path", "batch_matmul", "conv", "bucketed")
+CORES = ("cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76")
+
+
+def _rows(folder: Path) -> list[dict]:
+    with open(folder / "latency.csv", newline="") as handle:
+        return [r for r in csv.DictReader(handle) if r["status"] == "ok"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run")
+    parser.add_argument("--paths", required=True, help="comma-separated path counts")
+    parser.add_argument("--cores", default=",".join(CORES))
+    parser.add_argument("--max-per-path", type=int, default=64)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    from scipy.stats import pearsonr, spearmanr
+
+    from edge_bench import BenchSettings
+    from edge_bench.targets import target_slug
+    from mpath_tf.cli import quiet_native_logs
+    from mpath_tf.pipeline.bench import bench_run
+    from mpath_tf.pipeline.rundir import RunDir
+
+    quiet_native_logs()
+    run = RunDir.open(args.run)
+    paths = [int(b) for b in args.paths.split(",")]
+    settings = BenchSettings(timeout_s=900)
+    for core in args.cores.split(","):
+        target = f"arm64:{core}"
+        tables, folders = {}, []
+        for lowering in LOWERINGS:
+            todo = [b for b in paths if lowering != "per_path" or b <= args.max_per_path]
+            print(f"{target} {lowering}: {len(todo)} path counts", flush=True)
+            bench_run(run.path, target, paths=todo, quantizations=("int8",), settings=settings,
+                      repeats=1, lowering=lowering, log=lambda *_: None)
+            folder = run.path / "bench" / (target_slug(target)
+                                           + ("" if lowering == "per_path" else f"-{lowering}"))
+            tables[lowering] = _rows(folder)
+            folders.append(folder)
+        dense = next(r for r in tables["per_path"] if r["kind"] == "dense")
+        dense_cost, dense_macs = float(dense["instructions_per_inference"]), int(dense["macs"])
+        print(f"\n{run.path.name} on {target}, int8, instructions per inference (not cycles); "
+              f"{datetime.date.today()}; dense {dense_cost:,.0f}")
+        print("| b | " + " | ".join(LOWERINGS) + " | cheapest | dense / cheapest | MAC ratio |")
+        print("|---" * (len(LOWERINGS) + 4) + "|")
+        best_costs, params, macs = [], [], []
+        for b in paths:
+            costs = {}
+            for lowering in LOWERINGS:
+                row = next((r for r in tables[lowering]
+                            if r["kind"] == "mpath" and int(r["paths"]) == b), None)
+                costs[lowering] = float(row["instructions_per_inference"]) if row else None
+                if row:
+                    params_b, macs_b = int(row["parameters"]), int(row["macs"])
+            cheapest = min((c, l) for l, c in costs.items() if c is not None)
+            best_costs.append(cheapest[0])
+            params.append(params_b)
+            macs.append(macs_b)
+            cells = [f"{c:,.0f}" if c is not None else "-" for c in costs.values()]
+            print(f"| {b} | " + " | ".join(cells) + f" | {cheapest[1]} | "
+                  f"{dense_cost / cheapest[0]:.2f}x | {dense_macs / macs_b:.2f} |")
+        best = np.array(best_costs)
+        print(f"\nparams vs cheapest count: Pearson {pearsonr(params, best)[0]:.3f}, Spearman "
+              f"{spearmanr(params, best)[0]:.3f}; MACs: Pearson {pearsonr(macs, best)[0]:.3f}, "
+              f"Spearman {spearmanr(macs, best)[0]:.3f}")
+        identical = [row["parity"]["identical_share"] for folder in folders
+                     for row in map(json.loads, (folder / "latency.jsonl").read_text().splitlines())
+                     if row.get("status") == "ok" and row.get("parity")]
+        if identical:
+            print(f"int8 outputs identical to x86 LiteRT's: {min(identical):.0%} of every file "
+                  f"at least ({len(identical)} files)")
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()
