@@ -169,7 +169,7 @@ def test_export_verify_on_an_arm_core(tiny_run, tmp_path):
     assert bad.exit_code == 2 and "emulated ARM core" in bad.output
 
 
-def test_search_chooses_by_instructions_on_an_arm_core(tmp_path):
+def test_search_chooses_by_instructions_on_an_arm_core(tmp_path_factory):
     """--objective latency --target arm64:CORE: no table for the core, so a
     line fitted to measured path counts predicts; the choice costs no more
     instructions than dense, measured on the core (no timing margin: counts
@@ -177,12 +177,13 @@ def test_search_chooses_by_instructions_on_an_arm_core(tmp_path):
     from mpath_tf.pipeline.config import SearchConfig
     from mpath_tf.pipeline.run import search
 
-    from .conftest import TINY_CONFIG
+    from .conftest import TINY_CONFIG, tiny_run_copy
 
     _arm64("arm64:cortex-a72")
-    config = SearchConfig(**{**TINY_CONFIG, "width": 6, "objective": "latency",
+    run = tiny_run_copy(tmp_path_factory)  # resumed: only the choice is made again
+    config = SearchConfig(**{**TINY_CONFIG, "objective": "latency",
                              "target": "arm64:cortex-a72", "max_accuracy_drop": 1.0})
-    result = search(config.validate(), tmp_path / "run", log=lambda *_: None)
+    result = search(config.validate(), run, log=lambda *_: None)
     objective = result["objective"]
     assert objective["unit"] == "instructions" and objective["margin"] == 0.0
     assert objective["source"].startswith("a line fitted to 4 path counts")

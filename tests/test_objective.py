@@ -54,23 +54,24 @@ def test_fit_to_measured_puts_predictions_on_the_measured_scale():
 
 
 def test_table_costs_follow_the_bundled_cortex_m4_table():
-    """On the Cortex-M4 table, 500-wide multipath stacks are predicted
-    cheaper than dense (measured 1.84-2.03x, docs/results.md), 64-wide ones
-    at many paths are not (measured 0.69-0.88x from 8 paths)."""
+    """On the Cortex-M4 table, 256-wide multipath stacks are predicted
+    cheaper than dense (the default digits run measured 2.14x fewer
+    instructions at 57 paths, docs/results.md), 64-wide ones at many paths
+    are not (measured 0.69-0.88x from 8 paths)."""
     from converters.calibration import load_calibration
     from converters.tflm import target_calibration
     from mpath_tf import build_supernet
 
     table = load_calibration(target_calibration("tflm:cortex-m4"))
-    wide = table_costs(build_supernet((64,), 10, depth=4, width=500, seed=0), table)
+    wide_net = build_supernet((64,), 10, depth=4, width=256, seed=0)
+    wide = table_costs(wide_net, table)
     assert wide[1][0] == "per_path"
     assert min(cost for b, (_, cost) in wide.items() if 8 <= b <= 64) < wide[1][1] / 1.5
     narrow = table_costs(build_supernet((64,), 10, depth=4, width=64, seed=0), table)
     assert narrow[46][1] > narrow[1][1]
     assert {lowering for lowering, _ in narrow.values()} <= {"per_path", "batch_matmul", "conv",
                                                                "bucketed"}
-    paying = paying_targets(build_supernet((64,), 10, depth=4, width=500, seed=0),
-                            list(range(2, 65)))
+    paying = paying_targets(wide_net, list(range(2, 65)))
     assert "tflm:cortex-m4" in {p["target"] for p in paying}
 
 
@@ -91,13 +92,22 @@ def test_bad_objective_settings_exit_2(extra, message, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def _search(tmp_path, **settings):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A copy of the session's tiny finished run: the objectives resume it
+    (objective and target are not part of what a run trains)."""
+    from .conftest import tiny_run_copy
+
+    return tiny_run_copy(tmp_path_factory)
+
+
+def _search(run, **settings):
     from mpath_tf.pipeline.config import SearchConfig
     from mpath_tf.pipeline.run import search
 
-    config = SearchConfig(**{**TINY_CONFIG, "width": 8, "samples": 3, **settings}).validate()
+    config = SearchConfig(**{**TINY_CONFIG, **settings}).validate()
     lines: list[str] = []
-    return search(config, tmp_path / "run", log=lines.append), lines
+    return search(config, run, log=lines.append), lines
 
 
 def _assert_trade_off_recorded(result, run):
@@ -113,7 +123,7 @@ def _assert_trade_off_recorded(result, run):
     assert json.loads((run / "results.json").read_text())["objective"] == objective
 
 
-def test_objective_latency_on_cortex_m4_never_costs_more_than_dense(tmp_path):
+def test_objective_latency_on_cortex_m4_never_costs_more_than_dense(trained):
     """Instructions are counted exactly: the chosen model executes no more
     than dense, measured in the run, and the closing lines say what was
     chosen against dense."""
@@ -123,34 +133,35 @@ def test_objective_latency_on_cortex_m4_never_costs_more_than_dense(tmp_path):
         if os.environ.get("MPATH_TF_REQUIRE_MCU"):
             pytest.fail("the Cortex-M4 runner is not built; .ci/run runs `mpath-tf setup mcu`")
         pytest.skip("the Cortex-M4 runner is not built (`mpath-tf setup mcu`); CI builds it")
-    result, lines = _search(tmp_path, objective="latency", target="tflm:cortex-m4",
+    result, lines = _search(trained, objective="latency", target="tflm:cortex-m4",
                             max_accuracy_drop=1.0)
     objective = result["objective"]
     assert objective["unit"] == "instructions" and objective["measured_on"] == "tflm:cortex-m4"
     measured = objective["measured"]
     assert measured[str(objective["choice"])] <= measured[DENSE]
     assert 3 <= len(objective["finalists"]) <= 4 and DENSE in measured
+    assert objective["source"].startswith("the lowering cost table of tflm:cortex-m4")
     assert max(r["paths"] for r in result["rows"]) in objective["finalists"]  # drop 1.0: all in
     assert any(line.startswith("--objective latency on tflm:cortex-m4:") for line in lines)
     if objective["choice"] == DENSE:
         assert result["chosen"]["dense"] and result["chosen"]["parameters"] == (
             result["reference"]["parameters"])
         assert any("dense is the answer here" in line for line in lines)
-    _assert_trade_off_recorded(result, tmp_path / "run")
+    _assert_trade_off_recorded(result, trained)
 
 
-def test_objective_ram_chooses_by_the_measured_tflm_arena(tmp_path):
+def test_objective_ram_chooses_by_the_measured_tflm_arena(trained):
     """RAM is TFLM's arena on this machine's TFLM interpreter (target local):
     the chosen model's arena is the smallest measured, dense included, and
     a resumed run with another objective trains nothing again."""
-    result, lines = _search(tmp_path, objective="ram", max_accuracy_drop=1.0)
+    result, lines = _search(trained, objective="ram", max_accuracy_drop=1.0)
     objective = result["objective"]
     assert objective["measured_on"] == "tflm" and objective["unit"] == "bytes"
     measured = objective["measured"]
     assert measured[str(objective["choice"])] == min(measured.values())
-    _assert_trade_off_recorded(result, tmp_path / "run")
+    _assert_trade_off_recorded(result, trained)
 
-    again, lines = _search(tmp_path, objective="flash", max_accuracy_drop=1.0)
+    again, lines = _search(trained, objective="flash", max_accuracy_drop=1.0)
     assert not any("training" in line and "done earlier" not in line for line in lines
                    if line.startswith(("one-shot", "dense reference", "sample")))
     flash = again["objective"]["measured"]

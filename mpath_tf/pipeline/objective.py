@@ -245,7 +245,7 @@ def paying_targets(supernet, candidates_: list[int], min_gain: float = 1.05) -> 
         table = load_calibration(path)
         costs = table_costs(supernet, table)
         best = min(paths, key=lambda b: costs[b][1])
-        gain = costs[1][1] / costs[best][1] if costs[best][1] > 0 else 0.0
+        gain = float(costs[1][1] / costs[best][1]) if costs[best][1] > 0 else 0.0
         if gain >= min_gain:
             found.append({"target": table.get("target", path.stem), "table": path.name,
                           "paths": best, "gain": gain,
