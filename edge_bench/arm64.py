@@ -75,6 +75,10 @@ class Core:
         part: The MIDR part number ``/proc/cpuinfo`` shows.
         features: The ``Features`` line ``/proc/cpuinfo`` shows.
         boards: Where the core is found, for messages.
+        variant: The MIDR variant (r<variant>p0). The A55 is shown as r1p0:
+            LiteRT's CPU detection (pytorch/cpuinfo) turns the dot-product
+            kernels off on an A55 r0p0, which counted 3.3x the instructions
+            of r1p0 on a dense 500-wide layer; shipping A55s are r1p0 or later.
     """
 
     name: str
@@ -82,17 +86,19 @@ class Core:
     part: str
     features: str
     boards: str
+    variant: str = "0x0"
 
     def cpuinfo(self) -> str:
         """The ``/proc/cpuinfo`` of one such core."""
         return (f"processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: {self.features}\n"
-                "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
+                "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: "
+                f"{self.variant}\n"
                 f"CPU part\t: {self.part}\nCPU revision\t: 0\n\n")
 
 
 CORES = {core.name: core for core in (
     Core("cortex-a53", "cortex-a53", "0xd03", _V80, "Raspberry Pi 3, Zero 2 W"),
-    Core("cortex-a55", "cortex-a76", "0xd05", _V82, "phones' small cores"),
+    Core("cortex-a55", "cortex-a76", "0xd05", _V82, "phones' small cores", variant="0x1"),
     Core("cortex-a72", "cortex-a72", "0xd08", _V80, "Raspberry Pi 4"),
     Core("cortex-a76", "cortex-a76", "0xd0b", _V82, "Raspberry Pi 5, phones' big cores"),
 )}
@@ -262,8 +268,6 @@ def setup_arm64(root: str | os.PathLike | None = None, log=print) -> Path:
         # bytecode once, here (the same for every platform): no run compiles or writes any
         subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(folder)],
                        capture_output=True)
-    for core in CORES.values():
-        (building / f"cpuinfo-{core.name}").write_text(core.cpuinfo())
     build_plugin(building / "libinsn_count.so", log)
     (building / "manifest.json").write_text(json.dumps(
         {"suite": SUITE, "packages": packages, "wheels": wheels}, indent=2) + "\n")
@@ -344,13 +348,15 @@ class Arm64Target(Target):
         command = ["qemu-aarch64", "-L", str(sysroot), "-cpu", self.core.qemu_cpu, *plugin,
                    str(sysroot / "usr/bin/python3.11"), "-s", str(AGENT), str(model),
                    str(count), str(given), str(out)]
+        cpuinfo = given.with_name("cpuinfo")  # written for each run: always this code's
+        cpuinfo.write_text(self.core.cpuinfo())
         mount = ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
         script = 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"'
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0",
                "PYTHONPATH": str(self.root / "site"), "PYTHONDONTWRITEBYTECODE": "1"}
         try:
             proc = subprocess.run([*mount, "sh", "-c", script, "sh",
-                                   str(self.root / f"cpuinfo-{self.core.name}"), *command],
+                                   str(cpuinfo), *command],
                                   capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             raise ModelError(f"{self.name}: the emulated run did not finish in {timeout:.0f} s "

@@ -49,6 +49,8 @@ def test_every_core_shows_its_own_cpuinfo():
         info = core.cpuinfo()
         assert f"CPU part\t: {core.part}" in info
         assert ("asimddp" in info) == (name in ("cortex-a55", "cortex-a76"))
+    # an A55 r0p0 gets no dot-product kernels from LiteRT's CPU detection
+    assert "CPU variant\t: 0x1" in CORES["cortex-a55"].cpuinfo()
 
 
 def test_the_sysroot_takes_what_python_needs_and_not_package_tools():
