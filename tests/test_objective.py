@@ -168,6 +168,17 @@ def test_objective_ram_chooses_by_the_measured_tflm_arena(trained):
     assert flash[str(again["objective"]["choice"])] == min(flash.values())
 
 
+def test_a_finished_run_chooses_again_with_a_cost_table(trained):
+    """--cost-table only predicts an objective's costs in a rank run, so a
+    finished run resumes with one (a table of the target from `mpath-tf
+    calibrate`), and its predictions come from that table."""
+    from converters.calibration import BUNDLED
+
+    result, _ = _search(trained, objective="latency", max_accuracy_drop=1.0,
+                        cost_table=str(BUNDLED))
+    assert result["objective"]["source"] == "the lowering cost table of local"
+
+
 def test_predictions_never_exceed_what_the_run_measured_by_more_than_their_error(tiny_run):
     results = json.loads((tiny_run / "results.json").read_text())
     best = max([r["measured_val_accuracy"] for r in results["rows"]

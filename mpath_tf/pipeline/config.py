@@ -477,5 +477,7 @@ class SearchConfig:
             for f in fields(self)
             if f.name not in NOT_COMPARED_ON_RESUME
             and not (f.name == "lam" and self.method == "hypernet")
+            # rank trains nothing with a cost table: it only predicts an objective's costs
+            and not (f.name == "cost_table" and self.method == "rank")
             and getattr(self, f.name) != getattr(other, f.name)
         ]
