@@ -351,7 +351,7 @@ def choose_conv_lowering(table: dict, path_widths: list[int], pixels: int, quant
 
 
 def predicted_costs(table: dict, path_widths: list[int], quantization: str,
-                    depth: int = 1) -> dict[str, float]:
+                    depth: int = 1, coefficients: dict | None = None) -> dict[str, float]:
     """Predicted latency (us) of a stack of ``depth`` layers with these path
     widths, per lowering.
 
@@ -359,10 +359,12 @@ def predicted_costs(table: dict, path_widths: list[int], quantization: str,
     op group, per path and per weight), fitted per lowering on the table's
     calibrated layers, so it applies to irregular path widths that were never
     calibrated (a derived model's paths rarely have equal widths).
+    ``coefficients``: ``fit_costs(table, quantization)`` when the caller has
+    it (predicting many stacks from one table).
     """
     features = np.array(layer_features(path_widths, depth))
     return {lowering: float(features @ coef)
-            for lowering, coef in fit_costs(table, quantization).items()}
+            for lowering, coef in (coefficients or fit_costs(table, quantization)).items()}
 
 
 def choose_lowering(table: dict, path_widths: list[int], quantization: str,
@@ -386,10 +388,13 @@ def choose_lowering(table: dict, path_widths: list[int], quantization: str,
 
 
 def auto_cost(table: dict, path_widths: list[int], quantization: str, depth: int = 1,
-              excluded=(), neighbours: int = 0) -> tuple[str, float]:
+              excluded=(), neighbours: int = 0,
+              coefficients: dict | None = None) -> tuple[str, float]:
     """The lowering ``choose_lowering`` picks for a stack and its predicted
     cost, in the table's unit (``unit``: us, or instructions on an emulated
     core): what the stack costs on the table's device once ``auto`` lowered it.
+    ``coefficients``: ``fit_costs(table, quantization)``, fitted once by a
+    caller that predicts many stacks.
 
     Example:
         >>> table = {"layers": [
@@ -400,16 +405,18 @@ def auto_cost(table: dict, path_widths: list[int], quantization: str, depth: int
         >>> lowering, round(cost, 3)
         ('conv', 1.0)
     """
+    coefficients = coefficients or fit_costs(table, quantization)
     costs = {lowering: cost for lowering, cost in
-             predicted_costs(table, path_widths, quantization, depth).items()
+             predicted_costs(table, path_widths, quantization, depth, coefficients).items()
              if lowering not in excluded}
     if len(path_widths) == 1:
         return "per_path", costs.get("per_path", min(costs.values()))
     if "conv" in costs and "bucketed" not in excluded and len(set(path_widths)) > 1:
-        edges = bucket_plan(table, path_widths, quantization, depth, neighbours)
+        cost = _bucketed_cost(table, quantization, depth, neighbours, path_widths,
+                              coefficients["conv"])
+        edges = _bucket_edges_for(path_widths, cost)
         if edges != sorted(set(path_widths)):  # padding pays off
-            costs["bucketed"] = _bucketed_cost(table, quantization, depth, neighbours,
-                                               path_widths)(edges)
+            costs["bucketed"] = cost(edges)
     best = min(costs, key=costs.get)
     return best, costs[best]
 
@@ -420,13 +427,14 @@ def auto_cost(table: dict, path_widths: list[int], quantization: str, depth: int
 MAX_PADDING = 0.25
 
 
-def _bucketed_cost(table: dict, quantization: str, depth: int, neighbours: int, path_widths):
+def _bucketed_cost(table: dict, quantization: str, depth: int, neighbours: int, path_widths,
+                   coef: np.ndarray | None = None):
     """``cost(edges)``: conv's calibrated cost of the padded stack plus the
     neighbouring layers' extra weights at conv's cost per weight; infinite
-    beyond ``MAX_PADDING``."""
+    beyond ``MAX_PADDING`` (``coef``: conv's fitted coefficients, if known)."""
     from converters.lowering import padded_widths
 
-    coef = fit_costs(table, quantization)["conv"]
+    coef = fit_costs(table, quantization)["conv"] if coef is None else coef
     own = depth * sum(w * w for w in path_widths) + neighbours * sum(path_widths)
 
     def cost(edges) -> float:
@@ -459,9 +467,14 @@ def bucket_plan(table: dict, path_widths: list[int], quantization: str,
         >>> bucket_plan(table, [5, 6, 7, 8, 9, 10, 30], "float32", neighbours=200)
         [6, 8, 10, 30]
     """
+    return _bucket_edges_for(path_widths,
+                             _bucketed_cost(table, quantization, depth, neighbours, path_widths))
+
+
+def _bucket_edges_for(path_widths, cost) -> list[int]:
+    """``lowering.bucket_edges`` under a ``_bucketed_cost``."""
     from converters.lowering import bucket_edges
 
-    cost = _bucketed_cost(table, quantization, depth, neighbours, path_widths)
     return bucket_edges(path_widths, lambda padded: cost(sorted(set(padded))))
 
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from edge_bench.targets import counts_instructions
 from mpath_tf.errors import ConfigError
 
 OBJECTIVES = ("params", "latency", "ram", "flash")
@@ -110,7 +111,7 @@ def table_costs(supernet, table: dict, quantization: str = "int8") -> dict[int, 
     Returns:
         ``{b: (lowering, cost in the table's unit)}`` for b in [1, W].
     """
-    from converters.calibration import auto_cost, calibrated_mode
+    from converters.calibration import auto_cost, calibrated_mode, fit_costs
     from converters.lowering import neighbour_weights, path_stack
     from converters.tflite import AUTO_EXCLUDED
     from mpath_tf.core.derivation import derive, path_widths
@@ -119,7 +120,9 @@ def table_costs(supernet, table: dict, quantization: str = "int8") -> dict[int, 
     depth, neighbours = len(path_stack(probe) or [None]), neighbour_weights(probe)
     mode = calibrated_mode(quantization)
     excluded = AUTO_EXCLUDED.get(mode, set())
-    return {b: auto_cost(table, path_widths(supernet, b), mode, depth, excluded, neighbours)
+    coefficients = fit_costs(table, mode)  # once for the W stacks
+    return {b: auto_cost(table, path_widths(supernet, b), mode, depth, excluded, neighbours,
+                         coefficients)
             for b in range(1, supernet.width + 1)}
 
 
@@ -306,7 +309,7 @@ def choose_for_target(config, supernet, rows: list[dict], files, reference_accur
     accuracy = {r["paths"]: r["predicted_val_accuracy"] for r in rows}
     if reference_accuracy is not None:
         accuracy[DENSE] = reference_accuracy
-    margin = TIMING_MARGIN if objective == "latency" and not _counts(where) else 0.0
+    margin = TIMING_MARGIN if objective == "latency" and not counts_instructions(where) else 0.0
     result = choose(within, predicted, measure, accuracy, margin,
                     finalists=FINALISTS if len(paths) > FINALISTS or table is not None
                     else len(paths), always=[max(paths)] if paths else [])
@@ -344,14 +347,7 @@ def _mlp(supernet) -> bool:
         isinstance(supernet.get_layer(n), MembraneConv2D) for n in supernet.stacks[0])
 
 
-def _counts(target: str) -> bool:
-    """True for a target that counts instructions (an emulated core)."""
-    from edge_bench.targets import counts_instructions
-
-    return counts_instructions(target)
-
-
 def _unit(objective: str, target: str) -> str:
     if objective != "latency":
         return UNITS[objective]
-    return "instructions" if _counts(target) else "us"
+    return "instructions" if counts_instructions(target) else "us"

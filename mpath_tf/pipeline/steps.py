@@ -524,9 +524,9 @@ class TargetFiles:
     def tflm_row(self, b: int) -> dict:
         """The TFLM measurement (arena, flash) of the file lowered for the
         run's TFLM target, or for ``tflm`` when the target is not one."""
-        from converters.tflm import is_tflm_target
+        from mpath_tf.pipeline.objective import measured_on
 
-        target = self.run.config.target if is_tflm_target(self.run.config.target) else "tflm"
+        target = measured_on("ram", self.run.config.target)
         row = self.row(target, b)
         self.log(f"  budget: {b} paths: arena {row['arena_bytes']:,} bytes, flash "
                  f"{row['flash_bytes_no_metadata']:,} bytes on {target}")
