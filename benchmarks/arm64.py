@@ -2,20 +2,26 @@
 
 For a search run, ``mpath-tf bench`` (``mpath_tf.pipeline.bench.bench_run``)
 exports the dense MLP and the derived model at each path count in int8 with
-each lowering (per_path, batch_matmul, conv, bucketed) and counts the
-instructions per inference of each file on each ``arm64:CORE`` target
-(LiteRT's aarch64 wheel under qemu-aarch64 with that core's cpuinfo;
+each lowering (per_path, batch_matmul, conv, bucketed, and ``auto``: the
+core's bundled calibration table's pick, ``converters/calibration/arm64-CORE.json``)
+and counts the instructions per inference of each file on each ``arm64:CORE``
+target (LiteRT's aarch64 wheel under qemu-aarch64 with that core's cpuinfo;
 ``edge_bench.arm64``; instructions, not cycles). Prints per core and path
-count the count of each lowering, the cheapest lowering, dense's count over
-the cheapest and the multiply-add ratio; then per core the Pearson and
-Spearman correlations of parameters and of multiply-adds with the cheapest
-count, and the share of int8 outputs identical to x86 LiteRT's.
+count the count of each lowering, auto's pick and its count over the best,
+dense's count over the best and the multiply-add ratio; then per core the
+Pearson and Spearman correlations of parameters and of multiply-adds with
+the cheapest count, per lowering ``mpath-tf bench``'s verdict (the same
+correlations, and the latency model's hit rate: edge_bench's c0 + c1 *
+parameters + c2 * FC ops fitted on 5 path counts, within 10% of the
+count on how many of the others), and the share of int8 outputs identical
+to x86 LiteRT's.
 
 Run from a clean checkout (after the README's install command and
 ``mpath-tf setup arm64``), on a search run (the weights do not change the
-count):
+count); the default path counts are the 25 of the TFLM benchmark up to the
+run's width:
 
-    python benchmarks/arm64.py runs/digits-mpath-4-64-seed0 --paths 1,2,4,8,16,32,51,64
+    python benchmarks/arm64.py runs/digits-mpath-4-64-seed0
 
 Exports and counts are journaled in the run's bench/ folder (resumable).
 ``per_path`` is exported up to ``--max-per-path`` paths (its exports of
@@ -33,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+PATHS_500 = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200,
+             250, 320, 400, 500)
 LOWERINGS = ("per_path", "batch_matmul", "conv", "bucketed")
 CORES = ("cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76")
 
@@ -42,10 +50,23 @@ def _rows(folder: Path) -> list[dict]:
         return [r for r in csv.DictReader(handle) if r["status"] == "ok"]
 
 
+def _verdict(lowering: str, report: dict) -> str:
+    entry = report["proxy"].get("int8")
+    if not entry:
+        return f"{lowering}: no verdict"
+    model = report["latency_model"].get("int8", {})
+    return (f"{lowering}: params vs count Pearson {entry['pearson']:.3f} Spearman "
+            f"{entry['spearman']:.3f}; MACs vs count Pearson {entry['macs_pearson']:.3f} "
+            f"Spearman {entry['macs_spearman']:.3f}; latency model within 10%: "
+            + (f"{model['hit_rate_10pct']:.0%} of {model['held_out']} (fitted on "
+               f"{','.join(map(str, model['fit_paths']))})" if model.get("held_out") else "n/a"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run")
-    parser.add_argument("--paths", required=True, help="comma-separated path counts")
+    parser.add_argument("--paths", default=None,
+                        help="comma-separated path counts (default: the 25 up to the width)")
     parser.add_argument("--cores", default=",".join(CORES))
     parser.add_argument("--max-per-path", type=int, default=64)
     args = parser.parse_args()
@@ -61,16 +82,19 @@ def main() -> None:
 
     quiet_native_logs()
     run = RunDir.open(args.run)
-    paths = [int(b) for b in args.paths.split(",")]
+    width = run.config.width
+    paths = ([int(b) for b in args.paths.split(",")] if args.paths
+             else sorted({b for b in PATHS_500 if b <= width} | {width}))
     settings = BenchSettings(timeout_s=900)
     for core in args.cores.split(","):
         target = f"arm64:{core}"
-        tables, folders = {}, []
-        for lowering in LOWERINGS:
+        tables, folders, reports = {}, [], {}
+        for lowering in (*LOWERINGS, "auto"):
             todo = [b for b in paths if lowering != "per_path" or b <= args.max_per_path]
             print(f"{target} {lowering}: {len(todo)} path counts", flush=True)
-            bench_run(run.path, target, paths=todo, quantizations=("int8",), settings=settings,
-                      repeats=1, lowering=lowering, log=lambda *_: None)
+            reports[lowering] = bench_run(run.path, target, paths=todo, quantizations=("int8",),
+                                          settings=settings, repeats=1, lowering=lowering,
+                                          log=lambda *_: None)
             folder = run.path / "bench" / (target_slug(target)
                                            + ("" if lowering == "per_path" else f"-{lowering}"))
             tables[lowering] = _rows(folder)
@@ -79,9 +103,10 @@ def main() -> None:
         dense_cost, dense_macs = float(dense["instructions_per_inference"]), int(dense["macs"])
         print(f"\n{run.path.name} on {target}, int8, instructions per inference (not cycles); "
               f"{datetime.date.today()}; dense {dense_cost:,.0f}")
-        print("| b | " + " | ".join(LOWERINGS) + " | cheapest | dense / cheapest | MAC ratio |")
-        print("|---" * (len(LOWERINGS) + 4) + "|")
-        best_costs, params, macs = [], [], []
+        print("| b | " + " | ".join(LOWERINGS) + " | cheapest | auto (pick) | auto / cheapest | "
+              "dense / cheapest | dense / auto | MAC ratio |")
+        print("|---" * (len(LOWERINGS) + 7) + "|")
+        best_costs, params, macs, within = [], [], [], 0
         for b in paths:
             costs = {}
             for lowering in LOWERINGS:
@@ -90,17 +115,25 @@ def main() -> None:
                 costs[lowering] = float(row["instructions_per_inference"]) if row else None
                 if row:
                     params_b, macs_b = int(row["parameters"]), int(row["macs"])
+            auto = next(r for r in tables["auto"] if r["kind"] == "mpath" and int(r["paths"]) == b)
+            auto_cost = float(auto["instructions_per_inference"])
             cheapest = min((c, l) for l, c in costs.items() if c is not None)
+            within += auto_cost <= 1.10 * cheapest[0]
             best_costs.append(cheapest[0])
             params.append(params_b)
             macs.append(macs_b)
             cells = [f"{c:,.0f}" if c is not None else "-" for c in costs.values()]
-            print(f"| {b} | " + " | ".join(cells) + f" | {cheapest[1]} | "
-                  f"{dense_cost / cheapest[0]:.2f}x | {dense_macs / macs_b:.2f} |")
+            print(f"| {b} | " + " | ".join(cells) + f" | {cheapest[1]} | {auto_cost:,.0f} "
+                  f"({auto['chosen_lowering']}) | {auto_cost / cheapest[0]:.3f} | "
+                  f"{dense_cost / cheapest[0]:.2f}x | {dense_cost / auto_cost:.2f}x | "
+                  f"{dense_macs / macs_b:.2f} |")
         best = np.array(best_costs)
-        print(f"\nparams vs cheapest count: Pearson {pearsonr(params, best)[0]:.3f}, Spearman "
+        print(f"\nauto within 10% of the cheapest lowering at {within} of {len(paths)} path counts")
+        print(f"params vs cheapest count: Pearson {pearsonr(params, best)[0]:.3f}, Spearman "
               f"{spearmanr(params, best)[0]:.3f}; MACs: Pearson {pearsonr(macs, best)[0]:.3f}, "
               f"Spearman {spearmanr(macs, best)[0]:.3f}")
+        for lowering, report in reports.items():
+            print(_verdict(lowering, report))
         identical = [row["parity"]["identical_share"] for folder in folders
                      for row in map(json.loads, (folder / "latency.jsonl").read_text().splitlines())
                      if row.get("status") == "ok" and row.get("parity")]

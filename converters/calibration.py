@@ -47,12 +47,31 @@ CALIBRATION_PATHS = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128, 200, 320, 500)
 # per_path's cost is linear in the path count and its exports of hundreds of
 # paths take minutes, so it is calibrated up to here and extrapolated beyond.
 MAX_PER_PATH_CALIBRATION = 128
-BUNDLED = Path(__file__).parent / "calibration" / "local-x86_64.json"
+CALIBRATION_DIR = Path(__file__).parent / "calibration"
+BUNDLED = CALIBRATION_DIR / "local-x86_64.json"
 VERSION = 3
 # Block-diagonal layers per calibrated stack (the upper layers of mpath-4-W).
 STACK_DEPTH = 3
 # Lowerings timed; bucketed is conv on padded widths, predicted from conv's costs.
 CALIBRATED = ("per_path", "batch_matmul", "conv")
+
+
+def target_calibration(target: str) -> Path | None:
+    """The bundled calibration table measured on an emulated ``target``:
+    its own (``converters/calibration/tflm-cortex-m4.json`` for
+    ``tflm:cortex-m4``, ``arm64-cortex-a72.json`` for ``arm64:cortex-a72``),
+    else, for another Cortex-M core, the Cortex-M4's (the same CMSIS-NN
+    kernels, counted the same way); None if neither exists.
+
+    Example:
+        >>> target_calibration("tflm:cortex-m4").name
+        'tflm-cortex-m4.json'
+    """
+    for name in (target.replace(":", "-"), "tflm-cortex-m4" if target.startswith("tflm:")
+                 else None):
+        if name and (CALIBRATION_DIR / f"{name}.json").is_file():
+            return CALIBRATION_DIR / f"{name}.json"
+    return None
 
 
 def cpu_key(device: dict) -> str:

@@ -20,10 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from converters.calibration import target_calibration
 from mpath_tf.errors import ConfigError
 from mpath_tf.storage import atomic_write_text
-
-CALIBRATION_DIR = Path(__file__).parent / "calibration"
 
 # Builtin op names whose MicroMutableOpResolver method is not the CamelCase of the name.
 _RESOLVER_NAMES = {"BATCH_MATMUL": "AddBatchMatMul", "LOG_SOFTMAX": "AddLogSoftmax",
@@ -40,23 +39,6 @@ def is_tflm_target(target: str | None) -> bool:
         (True, False)
     """
     return bool(target) and (target == "tflm" or target.startswith("tflm:"))
-
-
-def target_calibration(target: str) -> Path | None:
-    """The bundled calibration table measured on ``target``: its own
-    (``converters/calibration/tflm-cortex-m4.json`` for ``tflm:cortex-m4``),
-    else, for another Cortex-M core, the Cortex-M4's (the same CMSIS-NN
-    kernels, counted the same way); None if neither exists.
-
-    Example:
-        >>> target_calibration("tflm:cortex-m4").name
-        'tflm-cortex-m4.json'
-    """
-    for name in (target.replace(":", "-"), "tflm-cortex-m4" if target.startswith("tflm:")
-                 else None):
-        if name and (CALIBRATION_DIR / f"{name}.json").is_file():
-            return CALIBRATION_DIR / f"{name}.json"
-    return None
 
 
 def op_names(content: bytes) -> list[str]:

@@ -4,13 +4,8 @@ LiteRT's aarch64 wheel runs in Debian's arm64 Python under ``qemu-aarch64``
 (QEMU user mode), with ``/proc/cpuinfo`` replaced by the core's own for the
 process (a bind mount in a private mount namespace: QEMU 7.2 passes the
 host's x86 one through, and LiteRT picks its kernels, NEON, dot product,
-from it). The instruction-counting plugin of the Cortex-M targets
-(``edge_bench/mcu/insn_count.c``) counts what the emulated core executes
-between two marks the agent (``arm64_agent.py``) sets around ``COUNTED``
-inferences, after one uncounted inference that prepares the kernels:
-Python's start and imports, whose count varies by millions between runs,
-are outside the window. Instructions are not cycles: QEMU models no pipeline or cache, so a
-count ranks files run by the same kernels on the same core.
+from it), counted in instructions as every emulated LiteRT target is
+(``edge_bench.emulated``). Instructions are not cycles.
 
 ``mpath-tf setup arm64`` (``setup_arm64``) builds what this needs in the
 cache (``~/.cache/mpath-tf/arm64``, or ``$MPATH_TF_CACHE_DIR``), from the
@@ -43,11 +38,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from edge_bench.benchmark_model import last_lines
-from edge_bench.target_base import Target
-from mpath_tf.errors import ModelError, TargetError
+from edge_bench.emulated import AGENT, EmulatedLiteRT
+from edge_bench.mcu.build import build_plugin, cache_root as mcu_cache_root
+from mpath_tf.errors import TargetError
 
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
@@ -56,8 +50,6 @@ ROOT_PACKAGES = ("python3.11-minimal", "libpython3.11-stdlib", "libstdc++6", "li
 # Dependencies a Python process never loads (package tools, time zones).
 NOT_NEEDED = {"debconf", "debconf-2.0", "cdebconf", "perl-base", "dpkg", "tzdata", "media-types",
               "mime-support", "readline-common", "libc-bin", "install-info", "netbase"}
-COUNTED = 200  # inferences counted per file (after one that is not)
-AGENT = Path(__file__).with_name("arm64_agent.py")
 APT_HINT = "apt-get install qemu-user gcc"
 
 _V80 = "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
@@ -107,9 +99,7 @@ CORES = {core.name: core for core in (
 def cache_root() -> Path:
     """``arm64/`` under mpath-tf's cache (``$MPATH_TF_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/mpath-tf``, else ``~/.cache/mpath-tf``)."""
-    from edge_bench.mcu.build import cache_root as mcu_root
-
-    return mcu_root().parent / "arm64"
+    return mcu_cache_root().parent / "arm64"
 
 
 def is_built(root: Path | None = None) -> bool:
@@ -253,8 +243,6 @@ def setup_arm64(root: str | os.PathLike | None = None, log=print) -> Path:
 
         setup_arm64()  # then get_target("arm64:cortex-a72").measure("model.tflite")
     """
-    from edge_bench.mcu.build import build_plugin
-
     root = Path(root) if root else cache_root()
     if is_built(root):
         log(f"arm64: built earlier in {root}")
@@ -276,7 +264,7 @@ def setup_arm64(root: str | os.PathLike | None = None, log=print) -> Path:
     return root
 
 
-class Arm64Target(Target):
+class Arm64Target(EmulatedLiteRT):
     """LiteRT on an emulated ARM Cortex-A core, counted in instructions.
 
     Args:
@@ -287,6 +275,8 @@ class Arm64Target(Target):
         >>> Arm64Target("arm64:cortex-a72").core.part
         '0xd08'
     """
+
+    runtime = "litert (aarch64)"
 
     def __init__(self, spec: str):
         super().__init__()
@@ -302,6 +292,7 @@ class Arm64Target(Target):
         if not is_built(self.root):
             raise TargetError(f"{self.name}: the arm64 runtime is not set up; run `mpath-tf "
                               "setup arm64` first (downloads about 70 MB, once).")
+        build_plugin(self.root / "libinsn_count.so", log=lambda *_: None)  # this source's
         manifest = json.loads((self.root / "manifest.json").read_text())
         version = subprocess.run(["qemu-aarch64", "--version"], capture_output=True,
                                  text=True).stdout.splitlines()[0]
@@ -311,87 +302,15 @@ class Arm64Target(Target):
                 "wheels": manifest["wheels"],
                 "python": manifest["packages"].get("python3.11-minimal")}
 
-    def run(self, model: str | os.PathLike, x: np.ndarray, timeout: float = 600.0) -> np.ndarray:
-        """The outputs of a ``.tflite`` file on this core for a batch, as
-        ``converters.tflite.run_tflite`` gives them on this machine (int8
-        input and output tensors quantized and dequantized with the file's
-        scale and zero point).
-
-        Raises:
-            TargetError: The runtime is not set up.
-            ModelError: LiteRT failed on the file.
-        """
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.describe()
-        details = Interpreter(model_path=str(model))
-        feed, fetch = details.get_input_details()[0], details.get_output_details()[0]
-        x = np.asarray(x, dtype="float32")
-        if np.dtype(feed["dtype"]) == np.int8:
-            scale, zero_point = feed["quantization"]
-            x = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
-        with tempfile.TemporaryDirectory(prefix="mpath-arm64-") as work:
-            given, got = Path(work) / "input.npy", Path(work) / "output.npy"
-            np.save(given, x)
-            self._run(Path(model), 0, given, got, timeout)
-            y = np.load(got)
-        if np.dtype(fetch["dtype"]) == np.int8:
-            scale, zero_point = fetch["quantization"]
-            y = (y.astype(np.float32) - zero_point) * scale
-        return y
-
-    def _run(self, model: Path, count: int, given: Path, out: Path, timeout: float) -> int | None:
-        """Run the agent on the core; the instructions of its ``count``
-        inferences (None with ``count`` 0: a batch, not counted)."""
+    def _process(self, agent_args, counted, work):
         sysroot = self.root / "sysroot"
-        plugin = ["-plugin", str(self.root / "libinsn_count.so")] if count else []
+        plugin = ["-plugin", str(self.root / "libinsn_count.so")] if counted else []
         command = ["qemu-aarch64", "-L", str(sysroot), "-cpu", self.core.qemu_cpu, *plugin,
-                   str(sysroot / "usr/bin/python3.11"), "-s", str(AGENT), str(model),
-                   str(count), str(given), str(out)]
-        cpuinfo = given.with_name("cpuinfo")  # written for each run: always this code's
+                   str(sysroot / "usr/bin/python3.11"), "-s", str(AGENT), *agent_args]
+        cpuinfo = work / "cpuinfo"  # written for each run: always this code's
         cpuinfo.write_text(self.core.cpuinfo())
         mount = ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
         script = 'mount --bind "$1" /proc/cpuinfo && shift && exec "$@"'
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0",
                "PYTHONPATH": str(self.root / "site"), "PYTHONDONTWRITEBYTECODE": "1"}
-        try:
-            proc = subprocess.run([*mount, "sh", "-c", script, "sh",
-                                   str(cpuinfo), *command],
-                                  capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            raise ModelError(f"{self.name}: the emulated run did not finish in {timeout:.0f} s "
-                             "(timeout_s); it was killed.") from None
-        found = re.search(r"mpath-insn-window (\d+)", proc.stderr)
-        if proc.returncode != 0 or (count and found is None):
-            raise ModelError(f"{self.name}: LiteRT failed on {model.name} (exit "
-                             f"{proc.returncode}): {last_lines(proc.stderr)}")
-        return int(found[1]) if count else None
-
-    def _measure(self, model, sha256, settings):
-        from ai_edge_litert.interpreter import Interpreter
-
-        from edge_bench.tflm_agent import parity, random_inputs
-
-        interpreter = Interpreter(model_path=str(model), num_threads=1)
-        interpreter.allocate_tensors()
-        feed, fetch = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-        x = random_inputs(feed, 1, settings.seed)[0]
-        with tempfile.TemporaryDirectory(prefix="mpath-arm64-") as work:
-            given, got = Path(work) / "input.npy", Path(work) / "output.npy"
-            np.save(given, x)
-            counted = self._run(model, COUNTED, given, got, settings.timeout_s)
-            output = np.load(got)
-        interpreter.set_tensor(feed["index"], x)
-        interpreter.invoke()
-        reference = interpreter.get_tensor(fetch["index"])
-        per_inference = counted / COUNTED
-        return {
-            "tool": "mpath-tf arm64 agent", "runtime": "litert (aarch64)",
-            "runtime_version": None, "unit": "instructions",
-            "instructions_per_inference": per_inference,
-            "stats": {"runs": COUNTED, "median_us": None, "mean_us": None,
-                      "median_instructions": per_inference},
-            "parity": {**parity([output], [reference], fetch),
-                       "identical_share": float(np.mean(output == reference))},
-            "warnings": [], "suspect": False,
-        }
+        return [*mount, "sh", "-c", script, "sh", str(cpuinfo), *command], env

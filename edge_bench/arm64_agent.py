@@ -1,4 +1,4 @@
-"""Run one ``.tflite`` file under an emulated ARM core (``edge_bench.arm64``).
+"""Run one ``.tflite`` file in an emulated process (``edge_bench.emulated``).
 
 This script runs in the arm64 Python of ``mpath-tf setup arm64`` under
 ``qemu-aarch64``, so it imports nothing but the standard library, NumPy and
@@ -7,7 +7,7 @@ LiteRT. It reads the input from ``.npy``, invokes the interpreter
 a Raspberry Pi's CPU by default) after one uncounted inference, between
 two marks the counting plugin sees, and writes the output to ``.npy``.
 
-Usage: ``python arm64_agent.py MODEL COUNT INPUT.npy OUTPUT.npy``; with
+Usage: ``python emulated_agent.py MODEL COUNT INPUT.npy OUTPUT.npy``; with
 ``COUNT`` 0, ``INPUT.npy`` is a batch of examples, run as one batch (the
 outputs of every example, for parity checks) without marks.
 """

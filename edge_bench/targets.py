@@ -391,7 +391,10 @@ def get_target(spec: str, **options) -> Target:
             (TFLM with CMSIS-NN on an emulated Cortex-M core: ``cortex-m4``,
             ``cortex-m4f``, ``cortex-m7``, ``cortex-m55``; ``edge_bench.tflm``), or
             ``arm64:CORE`` (LiteRT on an emulated Cortex-A core: ``cortex-a53``,
-            ``cortex-a55``, ``cortex-a72``, ``cortex-a76``; ``edge_bench.arm64``).
+            ``cortex-a55``, ``cortex-a72``, ``cortex-a76``; ``edge_bench.arm64``),
+            or ``x86_64`` / ``x86_64:CPU`` (this machine's LiteRT on an
+            emulated x86-64 CPU, to check counts against time;
+            ``edge_bench.x86_64``).
         **options: Passed to the target class (``python``, ``ssh_config``,
             ``identity``, ``benchmark_model``, ``adb``); options that a target
             does not take are ignored when None.
@@ -434,11 +437,17 @@ def get_target(spec: str, **options) -> Target:
                               + ", ".join(f"arm64:{c}" for c in CORES) + ".")
         allowed = set()
         cls = Arm64Target
+    elif spec == "x86_64" or spec.startswith("x86_64:"):
+        from edge_bench.x86_64 import X86Target
+
+        allowed = set()
+        cls = X86Target
     else:
         raise ConfigError(
             f"Unknown target '{spec}'. Use local, ssh://[user@]host[:port], adb, adb:SERIAL, "
             "tflm or tflm:CORE (cortex-m4, cortex-m4f, cortex-m7, cortex-m55), or arm64:CORE "
-            "(cortex-a53, cortex-a55, cortex-a72, cortex-a76; emulated)."
+            "(cortex-a53, cortex-a55, cortex-a72, cortex-a76; emulated), or x86_64[:CPU] (this "
+            "machine's LiteRT, emulated and counted)."
         )
     extra = set(options) - allowed
     if extra:
@@ -449,13 +458,13 @@ def get_target(spec: str, **options) -> Target:
 
 def counts_instructions(spec: str) -> bool:
     """True for a target that counts instructions on an emulated core
-    (``tflm:CORE``, ``arm64:CORE``) rather than timing a real one.
+    (``tflm:CORE``, ``arm64:CORE``, ``x86_64[:CPU]``) rather than timing a real one.
 
     Example:
         >>> counts_instructions("arm64:cortex-a72"), counts_instructions("tflm")
         (True, False)
     """
-    return spec.startswith(("tflm:", "arm64:"))
+    return spec == "x86_64" or spec.startswith(("tflm:", "arm64:", "x86_64:"))
 
 
 def target_slug(name: str) -> str:

@@ -321,7 +321,8 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               "--lowering auto then uses that target's calibration and never a "
               "lowering TFLM refuses; the C array (<stem>_model_data.h/.cc) and the op "
               "resolver (<stem>_op_resolver.h) are written beside the file, and the report "
-              "gives the arena TFLM needs.")
+              "gives the arena TFLM needs. Or for LiteRT on an ARM core: arm64:cortex-a53 / "
+              "a55 / a72 / a76 (--lowering auto uses that core's calibration).")
 @click.option("--strip-metadata", is_flag=True, default=False,
               help="With --target tflm...: leave the metadata (labels, converter records) "
               "out of the file and the C array, which TFLM does not read.")

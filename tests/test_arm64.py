@@ -1,5 +1,7 @@
 """The emulated ARM Cortex-A targets (``edge_bench.arm64``): Debian's arm64
-Python and LiteRT's aarch64 wheel under qemu-aarch64, counted in instructions.
+Python and LiteRT's aarch64 wheel under qemu-aarch64, counted in
+instructions; and this machine's LiteRT counted the same way under
+qemu-x86_64 (``edge_bench.x86_64``), to check counts against time.
 
 The measuring tests need ``mpath-tf setup arm64`` (CI runs it, and sets
 ``MPATH_TF_REQUIRE_ARM64=1`` so that they fail there instead of skipping)."""
@@ -173,10 +175,11 @@ def test_export_verify_on_an_arm_core(tiny_run, tmp_path):
 
 
 def test_search_chooses_by_instructions_on_an_arm_core(tmp_path_factory):
-    """--objective latency --target arm64:CORE: no table for the core, so a
-    line fitted to measured path counts predicts; the choice costs no more
+    """--objective latency --target arm64:CORE: the core's bundled table
+    predicts, the files measured are lowered by it; the choice costs no more
     instructions than dense, measured on the core (no timing margin: counts
-    are exact)."""
+    are exact); the chosen model's files are exported for the core and
+    pass parity on its kernels."""
     from mpath_tf.pipeline.config import SearchConfig
     from mpath_tf.pipeline.run import search
 
@@ -189,6 +192,97 @@ def test_search_chooses_by_instructions_on_an_arm_core(tmp_path_factory):
     result = search(config.validate(), run, log=lambda *_: None)
     objective = result["objective"]
     assert objective["unit"] == "instructions" and objective["margin"] == 0.0
-    assert objective["source"].startswith("a line fitted to 4 path counts")
+    assert objective["source"] == "the lowering cost table of arm64:cortex-a72"
     measured = objective["measured"]
     assert measured[str(objective["choice"])] <= measured["dense"]
+    assert list((run / "budget").glob("paths-*_int8_arm64-cortex-a72.tflite"))
+    state = json.loads((run / "state.json").read_text())
+    exports = [e for key, e in state["exports"].items() if key.endswith(":arm64:cortex-a72")]
+    assert exports, "the chosen model was not exported again for the core"
+    for record in exports:
+        assert record["int8"]["calibration"] == "arm64-cortex-a72.json"
+        for scheme in ("float32", "int8"):
+            check = record[scheme]["verification_on"]["arm64:cortex-a72"]
+            assert check["examples"] == 360 and 0.9 <= check["agreement"] <= 1.0
+
+
+@pytest.mark.parametrize("core", sorted(CORES))
+def test_every_core_has_a_bundled_table_that_auto_reads(core):
+    """Each core's lowering cost table (``mpath-tf calibrate --target
+    arm64:CORE``, in instructions) is bundled and found for its target; on
+    a 500-wide stack of 16 paths it picks a lowering other than per_path
+    (measured: conv or bucketed is cheapest above 4 paths on every core)."""
+    from converters.calibration import auto_cost, load_calibration, target_calibration
+
+    path = target_calibration(f"arm64:{core}")
+    assert path is not None and path.name == f"arm64-{core}.json"
+    table = load_calibration(path)
+    assert table["target"] == f"arm64:{core}" and table["unit"] == "instructions"
+    lowering, cost = auto_cost(table, [500 // 16] * 16, "int8", depth=3)[:2]
+    dense_cost = auto_cost(table, [500], "int8", depth=3)[1]
+    assert lowering != "per_path" and 0 < cost < dense_cost
+
+
+def test_export_for_an_arm_core_reads_its_table_and_checks_on_it(tiny_run, tmp_path):
+    """`mpath-tf export --target arm64:CORE`: auto reads the core's table,
+    and the file is checked on the core's kernels without --verify-on."""
+    from click.testing import CliRunner
+
+    from mpath_tf.cli import cli
+
+    _arm64("arm64:cortex-a76")
+    output = tmp_path / "model_int8.tflite"
+    result = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--output",
+                                      str(output), "--quantization", "int8",
+                                      "--target", "arm64:cortex-a76"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(output.with_name(output.name + ".json").read_text())
+    assert report["target"] == "arm64:cortex-a76"
+    assert report["calibration"].endswith("arm64-cortex-a76.json")
+    assert report["verification_on"]["arm64:cortex-a76"]["examples"] == 360
+    bad = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--output",
+                                   str(tmp_path / "m.tflite"), "--target", "arm64:cortex-a9"])
+    assert bad.exit_code == 2 and "arm64:CORE" in bad.output
+
+
+def test_this_machines_litert_counted_under_qemu_x86_64(small_files):
+    """x86_64: the same LiteRT as the local target, counted between the
+    marks (x86-64 passes the marks' descriptor zero-extended): repeatable
+    counts, the outputs of this machine, and other kernels without AVX2
+    (QEMU's Nehalem model) than with it (max): another count."""
+    if os.environ.get("MPATH_TF_REQUIRE_ARM64") is None:
+        import shutil
+
+        if shutil.which("qemu-x86_64") is None:
+            pytest.skip("qemu-user is not installed; CI installs it")
+    target = get_target("x86_64")
+    first = target.measure(small_files["derived"], BenchSettings(timeout_s=300))
+    again = target.measure(small_files["derived"], BenchSettings(timeout_s=300))
+    count = first["instructions_per_inference"]
+    assert first["unit"] == "instructions" and first["device"]["qemu_cpu"] == "max"
+    assert 1_000 < count < 1_000_000
+    assert abs(again["instructions_per_inference"] / count - 1) <= 0.10
+    assert first["parity"]["identical_share"] == 1.0
+    sse = get_target("x86_64:Nehalem").measure(small_files["derived"])
+    assert sse["instructions_per_inference"] != count
+    with pytest.raises(Exception, match="no x86 CPU model 'pentium9'"):
+        get_target("x86_64:pentium9").describe()
+
+
+def test_the_counting_plugin_is_rebuilt_when_its_source_changes(tmp_path):
+    """A cache built by an older version gets this source's plugin."""
+    import hashlib
+
+    from edge_bench.mcu.build import HERE, build_plugin
+
+    out = tmp_path / "libinsn_count.so"
+    build_plugin(out, log=lambda *_: None)
+    stamp = out.with_name(out.name + ".sha256")
+    digest = hashlib.sha256((HERE / "insn_count.c").read_bytes()).hexdigest()
+    assert stamp.read_text().strip() == digest
+    built = out.stat().st_mtime_ns
+    build_plugin(out, log=lambda *_: None)
+    assert out.stat().st_mtime_ns == built  # up to date: not rebuilt
+    stamp.write_text("an older source\n")
+    build_plugin(out, log=lambda *_: None)
+    assert stamp.read_text().strip() == digest and out.stat().st_mtime_ns != built

@@ -59,7 +59,7 @@ def test_table_costs_follow_the_bundled_cortex_m4_table():
     instructions at 57 paths, docs/results.md), 64-wide ones at many paths
     are not (measured 0.69-0.88x from 8 paths)."""
     from converters.calibration import load_calibration
-    from converters.tflm import target_calibration
+    from converters.calibration import target_calibration
     from mpath_tf import build_supernet
 
     table = load_calibration(target_calibration("tflm:cortex-m4"))

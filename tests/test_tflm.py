@@ -140,7 +140,7 @@ def test_auto_for_tflm_never_returns_a_file_tflm_refuses():
 @pytest.mark.parametrize("target", ["tflm", "tflm:cortex-m4", "tflm:cortex-m55"])
 def test_the_bundled_tflm_tables_choose_files_tflm_prepares(target):
     """Every path count of a 64-wide stack, with the target's own table."""
-    from converters.tflm import target_calibration
+    from converters.calibration import target_calibration
 
     assert target_calibration(target) is not None, f"no bundled table for {target}"
     net = build_supernet((16,), 4, depth=3, width=64, seed=1)

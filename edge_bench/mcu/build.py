@@ -16,6 +16,7 @@ linking a runner takes seconds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpath_tf.errors import ConfigError, RuntimeFailure, TargetError
+from mpath_tf.storage import atomic_write_text
 
 HERE = Path(__file__).parent
 
@@ -272,17 +274,23 @@ def linker_script(template: str, core: Core) -> str:
 
 
 def build_plugin(out: Path, log) -> None:
-    """Compile the instruction-counting QEMU plugin (``insn_count.c``) to ``out`` (once)."""
-    if out.is_file():
+    """Compile the instruction-counting QEMU plugin (``insn_count.c``) to
+    ``out``, once per version of the source (``out.sha256`` records which)."""
+    source = HERE / "insn_count.c"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    stamp = out.with_name(out.name + ".sha256")
+    if out.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
         return
     compiler = shutil.which("gcc") or shutil.which("cc")
+    out.parent.mkdir(parents=True, exist_ok=True)
     if compiler is None:
         raise TargetError("Building the instruction-counting QEMU plugin needs a C compiler "
                           "(gcc); install it (apt-get install gcc).")
     temp = out.with_suffix(".tmp")
-    _run([compiler, "-shared", "-fPIC", "-O2", str(HERE / "insn_count.c"), "-o", str(temp)],
+    _run([compiler, "-shared", "-fPIC", "-O2", str(source), "-o", str(temp)],
          out.parent, log, "compiling the QEMU plugin")
     os.replace(temp, out)
+    atomic_write_text(stamp, digest + "\n")
 
 
 def setup_mcu(cores=("cortex-m4",), sources: str | os.PathLike | None = None,

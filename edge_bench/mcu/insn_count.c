@@ -6,9 +6,11 @@
  * instruction counting; no sampling). At exit the total is printed to
  * stderr as "mpath-insn-count N".
  *
- * In user mode (qemu-aarch64, edge_bench.arm64) a program marks a window
- * by calling close(-4242) before it and close(-4243) after it (harmless
- * calls that fail with EBADF); the instructions between the two marks are
+ * In user mode (qemu-aarch64, edge_bench.arm64; qemu-x86_64,
+ * edge_bench.x86_64) a program marks a window by calling close(-4242)
+ * before it and close(-4243) after it (harmless calls that fail with
+ * EBADF; only the descriptor's 32 bits are compared: x86-64 passes the int
+ * zero-extended, aarch64 sign-extended); the instructions between the two marks are
  * printed too, as "mpath-insn-window N", so Python's start-up, whose count
  * varies by millions between runs, is not counted at all.
  *
@@ -48,8 +50,8 @@ static uint64_t executed;  /* one vCPU: the boards used have a single core */
 static uint64_t window_start, window_end;
 static int window_marks;
 
-#define MARK_START ((uint64_t)(int64_t)-4242)
-#define MARK_END ((uint64_t)(int64_t)-4243)
+#define MARK_START ((uint32_t)-4242)
+#define MARK_END ((uint32_t)-4243)
 
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num, uint64_t a1,
                        uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6,
@@ -57,10 +59,10 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num
 {
     (void)id; (void)vcpu_index; (void)num; (void)a2; (void)a3; (void)a4; (void)a5; (void)a6;
     (void)a7; (void)a8;
-    if (a1 == MARK_START) {
+    if ((uint32_t)a1 == MARK_START) {
         window_start = executed;
         window_marks |= 1;
-    } else if (a1 == MARK_END) {
+    } else if ((uint32_t)a1 == MARK_END) {
         window_end = executed;
         window_marks |= 2;
     }

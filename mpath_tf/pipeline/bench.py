@@ -150,7 +150,8 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     """Export the dense MLP and each derived model; reuse exports already on disk.
 
     For a TFLM target, ``auto`` reads that target's calibration table and
-    never keeps a file TFLM refuses (``converters.tflm.tflm_convert``). Each
+    never keeps a file TFLM refuses; on an ARM core, ``auto`` and
+    ``bucketed`` read the core's bundled table (``converters.tflm.tflm_convert``). Each
     file has a record beside it (``<file>.json``: the lowering of each layer
     and the sha256 of the calibration table ``auto``/``bucketed`` read), so
     a file exported with a table that has changed since is exported again;
@@ -158,6 +159,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     import json
 
     from converters import choose_lowerings, export_tflite, get_quantization
+    from converters.calibration import target_calibration
     from converters.tflm import is_tflm_target, tflm_convert
     from edge_bench.targets import target_slug
     from mpath_tf.core.derivation import derive, to_dense
@@ -172,9 +174,12 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     for kind, count in [("dense", None)] + [("mpath", b) for b in paths]:
         name = "dense" if kind == "dense" else f"paths-{count}"
         suffix = "" if lowering == "per_path" or kind == "dense" else f"_{lowering}"
-        # a multipath model with auto on a TFLM target: that target's own choice
+        # a multipath model with auto on a TFLM target: that target's own choice;
+        # auto or bucketed on an ARM core with a bundled table: that core's
         for_tflm = is_tflm_target(target) and lowering == "auto" and kind != "dense"
-        if for_tflm:
+        own_table = (target_calibration(target) if not for_tflm and target != "local"
+                     and lowering in ("auto", "bucketed") and kind != "dense" else None)
+        if for_tflm or own_table:
             suffix += f"-{target_slug(target)}"
         model = None
         for quantization in quantizations:
@@ -190,7 +195,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                     model = derive(supernet, count)
             record_path = path.with_name(path.name + ".json")
             table = None if kind == "dense" else _table_digest(
-                lowering, target if for_tflm else None, quantization)
+                lowering, target if for_tflm or own_table else None, quantization)
             if path.is_file() and table and (not record_path.is_file() or json.loads(
                     record_path.read_text()).get("calibration_sha256") != table):
                 log(f"  exporting {path.name} again: the calibration table changed since")
@@ -211,13 +216,15 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                 else:
                     export_tflite(model, path, get_quantization(quantization),
                                   data.x_train if data is not None else None, lowering=lowering,
+                                  calibration=own_table,
                                   labels=None if classes is None else [str(c) for c in classes])
-                    kept = choose_lowerings(model, quantization, lowering)
+                    kept = choose_lowerings(model, quantization, lowering, own_table)
                 atomic_write_json(record_path, {"lowerings": kept, "calibration_sha256": table})
             # what the file holds (for a TFLM target: auto's choice, or the next if refused)
             chosen = (set(json.loads(record_path.read_text())["lowerings"].values())
                       if record_path.is_file()
-                      else set(choose_lowerings(model, quantization, lowering).values()))
+                      else set(choose_lowerings(model, quantization, lowering,
+                                                own_table).values()))
             jobs.append(({"model": name, "kind": kind, "paths": count if count else 1,
                           "quantization": quantization, "lowering": lowering,
                           "chosen_lowering": ",".join(sorted(chosen)) or "dense",
@@ -228,18 +235,17 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     return jobs
 
 
-def _table_digest(lowering: str, tflm_target: str | None, quantization: str) -> str | None:
+def _table_digest(lowering: str, own_target: str | None, quantization: str) -> str | None:
     """sha256 of the calibration table an ``auto`` or ``bucketed`` export
-    reads (None for the lowerings that read none), so an export made with
-    an older table is made again."""
+    reads (``own_target``'s bundled one, else this CPU's; None for the
+    lowerings that read none), so an export made with an older table is made again."""
     import hashlib
 
-    from converters.calibration import calibrated_mode, calibration_source
-    from converters.tflm import target_calibration
+    from converters.calibration import calibrated_mode, calibration_source, target_calibration
 
     if lowering not in ("auto", "bucketed"):
         return None
-    table = (target_calibration(tflm_target) if tflm_target
+    table = (target_calibration(own_target) if own_target
              else calibration_source(None, calibrated_mode(quantization))["table"])
     return hashlib.sha256(Path(table).read_bytes()).hexdigest() if table else None
 

@@ -130,9 +130,9 @@ def cost_table(supernet, target: str, path=None) -> dict | None:
     """The lowering cost table that predicts ``target``'s latency for this
     supernet, or None: ``path`` (a table of ``mpath-tf calibrate --target``)
     if given, else the bundled ones of ``local`` (this CPU's, else the
-    bundled one) and the TFLM targets; tables cover MLP stacks only."""
-    from converters.calibration import load_calibration
-    from converters.tflm import is_tflm_target, target_calibration
+    bundled one) and the emulated targets (TFLM, ARM cores); tables cover
+    MLP stacks only."""
+    from converters.calibration import load_calibration, target_calibration
 
     if not _mlp(supernet):
         return None
@@ -140,10 +140,8 @@ def cost_table(supernet, target: str, path=None) -> dict | None:
         return load_calibration(path)
     if target == "local":
         return load_calibration(None, "int8")
-    if is_tflm_target(target):
-        path = target_calibration(target)
-        return load_calibration(path) if path else None
-    return None
+    path = target_calibration(target)
+    return load_calibration(path) if path else None
 
 
 def fitted_costs(parameters: dict[int, int], measure: Callable[[int], float],
@@ -237,14 +235,13 @@ def paying_targets(supernet, candidates_: list[int], min_gain: float = 1.05) -> 
     tables: for each table's device, the candidate whose block-diagonal
     stack is predicted cheapest and its gain over the dense stack (only
     those of at least ``min_gain``). Predictions of the stack, not measurements."""
-    from converters.calibration import BUNDLED, load_calibration
-    from converters.tflm import CALIBRATION_DIR
+    from converters.calibration import CALIBRATION_DIR, load_calibration
 
     found = []
     paths = [b for b in candidates_ if isinstance(b, int) and b > 1]
     if not paths:
         return found
-    for path in sorted({BUNDLED, *CALIBRATION_DIR.glob("tflm*.json")}):
+    for path in sorted(CALIBRATION_DIR.glob("*.json")):
         table = load_calibration(path)
         costs = table_costs(supernet, table)
         best = min(paths, key=lambda b: costs[b][1])

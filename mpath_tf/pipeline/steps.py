@@ -437,7 +437,8 @@ class TargetFiles:
     (``mpath_tf.pipeline.objective``).
 
     A key is a path count, or ``"dense"`` for the dense reference. Files for
-    LiteRT are ``<key>_int8.tflite`` lowered by ``auto``; files for a TFLM
+    LiteRT are ``<key>_int8.tflite`` lowered by ``auto`` (for an ARM core
+    ``<key>_int8_arm64-CORE.tflite``, by the core's table); files for a TFLM
     target ``<key>_int8_tflm.tflite``, lowered for that target's table and
     never in a way TFLM refuses (``converters.tflm.tflm_convert``).
     """
@@ -461,15 +462,21 @@ class TargetFiles:
     def _what(self, key) -> str:
         return "the dense reference" if key == "dense" else f"{key} paths"
 
-    def file(self, key) -> Path:
-        """The key's int8 file for LiteRT."""
+    def file(self, key, target: str = "local") -> Path:
+        """The key's int8 file for LiteRT (on an ARM core ``target``:
+        lowered by that core's bundled table)."""
         from converters import Int8, export_tflite
+        from converters.calibration import target_calibration
+        from edge_bench.targets import target_slug
 
-        path = self.folder / f"{self._stem(key)}_int8.tflite"
+        table = target_calibration(target) if target.startswith("arm64:") else None
+        suffix = f"_{target_slug(target)}" if table else ""
+        path = self.folder / f"{self._stem(key)}_int8{suffix}.tflite"
         if not path.is_file():
-            self.log(f"  exporting {self._what(key)} (int8) to measure it")
+            self.log(f"  exporting {self._what(key)} (int8{', for ' + target if table else ''}) "
+                     "to measure it")
             export_tflite(self._model(key), path, Int8(), self.data.x_train, lowering="auto",
-                          labels=self.data.class_names)
+                          calibration=table, labels=self.data.class_names)
         return path
 
     def tflm_file(self, key, target: str) -> Path:
@@ -499,7 +506,7 @@ class TargetFiles:
         from edge_bench.targets import target_slug
 
         path = (self.tflm_file(key, target_name) if is_tflm_target(target_name)
-                else self.file(key))
+                else self.file(key, target_name))
         target = self.targets.setdefault(target_name, get_target(target_name))
         journal = Journal(self.folder / f"latency-{target_slug(target.name)}.jsonl")
         row = measure_models(target, [({"paths": 0 if key == "dense" else key,
@@ -559,37 +566,71 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
     (``converters.tflm.tflm_convert``), and its C array and op resolver are
     written to ``RUN/mcu/``."""
     from converters import Float32, Int8, export_tflite, lowering_plan, verify
+    from converters.calibration import target_calibration
     from converters.tflm import is_tflm_target
+    from edge_bench.arm64 import is_built
 
+    target = run.config.target
+    on_arm = target.startswith("arm64:")
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
                                      for w in model.get_weights())).hexdigest()[:16]
     key = f"{name}:{model.name}:{digest}"  # the same weights: the same files
-    if is_tflm_target(run.config.target):  # ... for the same runtime
-        key += f":{run.config.target}"
+    if is_tflm_target(target) or on_arm:  # ... for the same runtime
+        key += f":{target}"
     done = run.state.setdefault("exports", {}).get(key)
     if done and all((run.path / e["file"]).is_file() for e in done.values()):
         log(f"  {name} exports: done earlier")
         return done
+    # an ARM core's files: lowered by its table, checked on its kernels once set up
+    table = target_calibration(target) if on_arm else None
+    check_on = target if on_arm and expected is not None and is_built() else None
     exports = {}
     for scheme in (Float32(), Int8()):
         path = run.path / f"{name}_{scheme.name}.tflite"
-        if scheme.name == "int8" and is_tflm_target(run.config.target):
+        if scheme.name == "int8" and is_tflm_target(target):
             exports[scheme.name] = _export_for_tflm(run, model, path, data, name, log)
         else:
             export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
-                          labels=data.class_names)
-            plan = lowering_plan(model, scheme.name, "auto")
+                          calibration=table, labels=data.class_names)
+            plan = lowering_plan(model, scheme.name, "auto", table)
             exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size,
                                     "lowerings": plan["lowerings"],
                                     "conv_lowerings_measured": plan["conv_lowerings_measured"]}
+            if table:
+                exports[scheme.name].update(target=target, calibration=table.name)
         if expected is not None:
             check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
             exports[scheme.name].update(test_accuracy=check.tflite_accuracy,
                                         verification=check.to_dict())
             log(f"  {path.name}: {path.stat().st_size} bytes, {check.summary()}")
+        if check_on:
+            on = verify_on_target(path, expected, data.x_test, scheme, data.y_test, check_on)
+            exports[scheme.name]["verification_on"] = {check_on: on}
+            log(f"  {path.name} on {check_on}: top-1 agreement {on['agreement']:.4f}, "
+                f"{on['identical_to_this_machine']:.1%} of outputs identical to this machine's"
+                + (" [passed]" if on["passed"] else " [FAILED: " + "; ".join(on["failures"]) + "]"))
     run.state["exports"][key] = exports
     run.save_state()
     return exports
+
+
+def verify_on_target(path: Path, expected: np.ndarray, x: np.ndarray, scheme, labels,
+                     target: str) -> dict:
+    """The parity check of ``path`` run on an emulated ARM core (the
+    bounds of ``converters.verify``), and the share of its outputs
+    identical to this machine's LiteRT outputs (``identical_to_this_machine``).
+
+    Raises:
+        TargetError: The ARM runtime is not set up (``mpath-tf setup arm64``).
+    """
+    from converters.tflite import run_tflite
+    from converters.verify import compare_outputs, output_step
+    from edge_bench import get_target
+
+    got = get_target(target).run(path, x)
+    check = compare_outputs(expected, got, scheme, labels, output_step(path))
+    return {**check.to_dict(),
+            "identical_to_this_machine": float(np.mean(got == run_tflite(path, x)))}
 
 
 def _export_for_tflm(run: RunDir, model: keras.Model, path: Path, data: Dataset, name: str,

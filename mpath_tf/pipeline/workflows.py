@@ -12,7 +12,7 @@ from mpath_tf.core.derivation import path_widths
 from mpath_tf.errors import ConfigError
 from mpath_tf.storage import atomic_save_model, atomic_write_json, library_versions
 from mpath_tf.core.saving import load_model
-from mpath_tf.pipeline.steps import finetune, load_data
+from mpath_tf.pipeline.steps import finetune, load_data, verify_on_target
 from mpath_tf.pipeline.rundir import RunDir
 from mpath_tf.training.loop import accuracy
 
@@ -135,7 +135,10 @@ def export_model(
             (``<stem>_model_data.h/.cc``) and op resolver
             (``<stem>_op_resolver.h``) are written beside the file, and the
             report gives the arena TFLM needs (``tflm``, and the core's when
-            its runner is built).
+            its runner is built). ``arm64:CORE`` (``cortex-a53``,
+            ``cortex-a55``, ``cortex-a72``, ``cortex-a76``): export for LiteRT
+            on that ARM core, ``auto`` reading the core's bundled table
+            (measured in instructions on the emulated core).
         strip_metadata: With a TFLM ``target``: leave the file's metadata
             out of the file and the C array (TFLM does not read it).
         verify_on: An emulated ARM core (``arm64:cortex-a76`` and so on,
@@ -212,17 +215,30 @@ def export_model(
             )
         scheme = replace(scheme, equalize=0.0)  # the record says what was done
     log = log or (lambda message: print(message, file=sys.stderr))
+    for_tflm = False
     if target is not None:
-        from converters.tflm import is_tflm_target, target_calibration
+        from converters.calibration import target_calibration
+        from converters.tflm import is_tflm_target
+        from edge_bench.arm64 import CORES
 
-        if not is_tflm_target(target):
-            raise ConfigError(f"target exports for a microcontroller runtime: tflm or tflm:CORE "
-                              f"(cortex-m4, cortex-m4f, cortex-m7, cortex-m55). Received: target={target!r}")
+        for_tflm = is_tflm_target(target)
+        if not for_tflm and target.removeprefix("arm64:") not in CORES:
+            raise ConfigError(f"target exports for a microcontroller runtime, tflm or tflm:CORE "
+                              f"(cortex-m4, cortex-m4f, cortex-m7, cortex-m55), or for an ARM "
+                              f"core, arm64:CORE ({', '.join(CORES)}). Received: target={target!r}")
         if qat_epochs:
-            raise ConfigError("A TFLM target chooses the lowering; qat_epochs keeps one "
+            raise ConfigError(f"Target {target} chooses the lowering; qat_epochs keeps one "
                               "FULLY_CONNECTED per path. Drop one of them.")
         calibration = calibration or target_calibration(target)
-    elif strip_metadata:
+        if not for_tflm and verify and verify_on is None:
+            from edge_bench.arm64 import is_built
+
+            if is_built():
+                verify_on = target  # the file is checked on the core it is for
+            else:
+                log(f"{target}: the file is verified on this machine's LiteRT only; run "
+                    "`mpath-tf setup arm64` to check it on the core's kernels too.")
+    if strip_metadata and not for_tflm:
         raise ConfigError("strip_metadata applies to a TFLM target (target='tflm...').")
     if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
         from converters.calibrate import ensure_own_table
@@ -232,7 +248,7 @@ def export_model(
                          conv=any(isinstance(l, PathConv2D) for l in model.layers))
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)
     tflm_report = {}
-    if plan["calibration_source"] and target is None:  # a TFLM target reads its own table
+    if plan["calibration_source"] and target is None:  # a target reads its own table
         from converters.calibration import foreign_table_notice
 
         notice = foreign_table_notice(plan["calibration_source"], lowering)
@@ -244,7 +260,7 @@ def export_model(
             from converters.qat import export_qat_int8
 
             export_qat_int8(model, output, data.x_train, data.y_train, qat_epochs)
-        elif target is not None:
+        elif for_tflm:
             tflm_report = _export_tflm(model, output, scheme, data, lowering, calibration,
                                        target, strip_metadata, log)
         else:
@@ -265,7 +281,7 @@ def export_model(
         "versions": library_versions(),
     }
     if target is not None:
-        report |= tflm_report
+        report |= tflm_report | {"target": target}
     if verify:
         # One Keras prediction and one LiteRT run over the test set give the
         # parity numbers and both accuracies.
@@ -274,7 +290,7 @@ def export_model(
         expected = np.asarray(model.predict(x_eval, batch_size=1024, verbose=0))
         check = verify_file(output, model, x_eval, scheme, labels, expected=expected)
         if verify_on is not None:
-            report["verification_on"] = {verify_on: _verify_on(output, expected, x_eval, scheme,
+            report["verification_on"] = {verify_on: verify_on_target(output, expected, x_eval, scheme,
                                                                labels, verify_on)}
         report |= {
             "keras_test_accuracy": check.keras_accuracy,
@@ -284,21 +300,6 @@ def export_model(
         }
     atomic_write_json(output.with_name(output.name + ".json"), report)
     return report
-
-
-def _verify_on(path: Path, expected, x, scheme, labels, target: str) -> dict:
-    """The parity check of ``path`` run on an emulated ARM core, and the
-    share of its outputs identical to this machine's LiteRT outputs."""
-    import numpy as np
-
-    from converters.tflite import run_tflite
-    from converters.verify import compare_outputs, output_step
-    from edge_bench import get_target
-
-    got = get_target(target).run(path, x)
-    check = compare_outputs(expected, got, scheme, labels, output_step(path))
-    return {**check.to_dict(),
-            "identical_to_this_machine": float(np.mean(got == run_tflite(path, x)))}
 
 
 def _export_tflm(model, output: Path, scheme, data, lowering: str, calibration, target: str,
