@@ -385,8 +385,10 @@ def _fmt(value: float | None) -> str:
 @click.argument("run", type=click.Path())
 @click.option("--target", default="local", show_default=True,
               help="local, ssh://[user@]host[:port], adb[:SERIAL], tflm (TFLM on this "
-              "machine) or tflm:cortex-m4 / m4f / m7 / m55 (TFLM with CMSIS-NN on an emulated "
-              "core, counted in instructions; `mpath-tf setup mcu`).")
+              "machine), tflm:cortex-m4 / m4f / m7 / m55 (TFLM with CMSIS-NN on an emulated "
+              "core, counted in instructions; `mpath-tf setup mcu`), arm64:cortex-a53 / a55 / "
+              "a72 / a76 (LiteRT on an emulated ARM core, counted; `mpath-tf setup arm64`) or "
+              "x86_64[:CPU] (this machine's LiteRT under qemu-x86_64, counted).")
 @click.option("--paths", callback=_int_list, default=None,
               help="Path counts to measure, e.g. 1,4,16 (default: the run's samples plus 1).")
 @click.option("--quantization", default="float32,dynamic,int8", show_default=True,
@@ -475,7 +477,9 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
 
 @cli.command()
 @click.option("--target", default="local", show_default=True,
-              help="local, ssh://[user@]host[:port] or adb[:SERIAL].")
+              help="local, ssh://[user@]host[:port], adb[:SERIAL], or an emulated core counted "
+              "in instructions: tflm:CORE (cortex-m4 / m4f / m7 / m55) or arm64:CORE "
+              "(cortex-a53 / a55 / a72 / a76; bundled tables of these exist).")
 @click.option("--width", "widths", callback=_int_list, default="500", show_default=True,
               help="Layer widths to calibrate, comma-separated.")
 @click.option("--quantization", default="float32,dynamic,int8,int16x8", show_default=True)

@@ -142,7 +142,14 @@ def test_csv_with_label_column(tmp_path):
     (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
     data = load_file(tmp_path / "s.csv", label="label")
     assert data.input_shape == (4,) and data.num_classes == 3
-    np.testing.assert_allclose(np.sort(data.x_test[:, 3]), np.sort(data.x_test[:, 3]))
+    # the label column left the features (t, a, b, c in file order), and each
+    # example kept its own label, whichever split it went to
+    original = {tuple(np.round(row, 4)): str(c) for row, c in zip(x, y)}
+    loaded = [(row, label) for xs, ys in ((data.x_train, data.y_train), (data.x_val, data.y_val),
+                                          (data.x_test, data.y_test)) for row, label in zip(xs, ys)]
+    assert len(loaded) == len(x)
+    for row, label in loaded:
+        assert original[tuple(np.round(row, 4))] == str(data.class_names[label])
 
 
 @pytest.mark.parametrize(

@@ -53,13 +53,13 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
     in this process, or on ``config.workers`` local worker processes."""
     import contextlib
 
-    from mpath_tf.pipeline.tuning import run_distributed, sample_record_path
+    from mpath_tf.pipeline.tuning import run_distributed
 
     config = run.config
     (run.path / "samples").mkdir(exist_ok=True)
     for b, sample in run.state["samples"].items():  # runs from before the tuner
-        if not sample_record_path(run.path, int(b)).is_file():
-            atomic_write_record(sample_record_path(run.path, int(b)), sample)
+        if not run.sample_path(int(b)).is_file():
+            atomic_write_record(run.sample_path(int(b)), sample)
     for record in (run.path / "samples").glob("paths-*.json"):
         try:
             read_json(record)
@@ -102,7 +102,7 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
                         raise err.__cause__ from None
                     raise
     for b in wanted or finished():
-        record = sample_record_path(run.path, b)
+        record = run.sample_path(b)
         if not record.is_file():
             raise WorkerError(f"Sample {b} paths did not finish; see {run.path / 'tuner'}.")
         run.state["samples"][str(b)] = read_json(record)
@@ -114,7 +114,7 @@ def _sample_tuner(run: RunDir, log, progress: Progress):
     """The run's sample tuner, its saved state reloaded; a state KerasTuner
     cannot read back is set aside for a fresh one (the finished samples'
     records are the truth: their trials end at once)."""
-    from mpath_tf.pipeline.tuning import make_tuner
+    from mpath_tf.pipeline.tuners import make_tuner
 
     try:
         return make_tuner(run.path, log=log, progress=progress)

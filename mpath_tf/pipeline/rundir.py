@@ -301,6 +301,10 @@ class RunDir:
     def model_path(self, paths: int) -> Path:
         return self.path / "models" / f"paths-{paths}.keras"
 
+    def sample_path(self, paths: int) -> Path:
+        """Where the sample trial of ``paths`` writes its result (JSON)."""
+        return self.path / "samples" / f"paths-{paths}.json"
+
     def results(self) -> dict:
         """The content of ``results.json`` (the finished search), read through
         its schema (``mpath_tf.reporting.results.SearchResults``).

@@ -1,8 +1,8 @@
 """Sample fine-tuning as KerasTuner trials: resumable, and distributable.
 
-Each sampled path count is one KerasTuner trial of a grid oracle over the
+Each sampled path count is one KerasTuner trial of an oracle over the
 path counts ("what to try next" is KerasTuner's oracle; "run one trial" is
-``SampleTuner.run_trial``). The oracle's state lives in ``RUN/tuner/`` and
+``SampleTuner.run_trial``; both in ``mpath_tf.pipeline.tuners``). The oracle's state lives in ``RUN/tuner/`` and
 KerasTuner writes it after every trial, so a killed search reloads it and
 never runs a finished trial again (an interrupted trial goes back to the
 queue, and its per-epoch checkpoint lets it continue where it stopped).
@@ -27,200 +27,7 @@ import time
 from pathlib import Path
 
 from mpath_tf.errors import ConfigError, WorkerError
-from mpath_tf.storage import atomic_save_model, atomic_write_record, read_json
 from mpath_tf.pipeline.rundir import RunDir
-
-PROJECT = "samples"
-
-
-def sample_record_path(run_path, paths: int) -> Path:
-    """Where one sample trial writes its result (JSON)."""
-    return Path(run_path) / "samples" / f"paths-{paths}.json"
-
-
-def _oracle(config):
-    """The oracle of a run's settings: the evenly spaced path counts in order
-    (``ListOracle``), or ``AdaptiveOracle`` (``config.sampling``)."""
-    import keras_tuner as kt
-
-    from mpath_tf.pipeline.steps import sample_path_counts
-
-    objective = kt.Objective("val_accuracy", "max")
-    if config.sampling == "adaptive":
-        return _oracle_classes()[1](config.width, config.samples, objective)
-    return _oracle_classes()[0](sample_path_counts(config.width, config.samples), objective)
-
-
-def _oracle_classes():
-    """``ListOracle`` and ``AdaptiveOracle``.
-
-    Both decide the next path count from the saved trials alone (each
-    ``trial_*/trial.json``), holding no state of their own: a search killed
-    between KerasTuner's write of a trial and of ``oracle.json`` resumes
-    with the same answer. (KerasTuner's ``GridSearchOracle`` keeps its
-    order in memory only and crashed with ``KeyError`` on such a resume.)
-    A path count counts as taken when its trial completed or is running on
-    a live tuner; one left RUNNING by a killed process is handed out again.
-    """
-    import keras_tuner as kt
-    from keras_tuner.engine.trial import TrialStatus
-
-    class _PathOracle(kt.Oracle):
-        def __init__(self, width, max_trials, objective):
-            hp = kt.HyperParameters()
-            hp.Int("paths", 1, max(width, 2))
-            # max_trials=None: an orphaned RUNNING trial is one more trial
-            # entry, so the trial count cannot be the stopping rule.
-            super().__init__(objective=objective, max_trials=None, hyperparameters=hp,
-                             allow_new_entries=False, tune_new_entries=False)
-            self.width, self.wanted_trials = width, max_trials
-
-        def _done(self) -> dict[int, float]:
-            return {int(t.hyperparameters.get("paths")): t.score for t in self.trials.values()
-                    if t.status == TrialStatus.COMPLETED and t.score is not None}
-
-        def _running(self) -> set[int]:
-            return {int(t.hyperparameters.get("paths")) for t in self.ongoing_trials.values()}
-
-        def populate_space(self, trial_id):
-            b = self.next_paths(self._done(), self._running())
-            if b is None:
-                return {"status": TrialStatus.STOPPED, "values": None}
-            return {"status": TrialStatus.RUNNING, "values": {"paths": b}}
-
-    class ListOracle(_PathOracle):
-        """The given path counts, in order."""
-
-        def __init__(self, path_counts, objective):
-            self.path_counts = [int(b) for b in path_counts]
-            super().__init__(max(self.path_counts), len(self.path_counts), objective)
-
-        def next_paths(self, done, running):
-            return next((b for b in self.path_counts if b not in done and b not in running),
-                        None)
-
-    class AdaptiveOracle(_PathOracle):
-        """The start set (``initial_path_counts``), then where the fitted
-        accuracy curve is least certain (``next_path_count``); path counts
-        being fine-tuned by other workers are skipped."""
-
-        def next_paths(self, done, running):
-            from mpath_tf.pipeline.sampling import initial_path_counts, next_path_count
-
-            if len(done) + len(running) >= self.wanted_trials:
-                return None
-            start = [b for b in initial_path_counts(self.width) if b not in set(done) | running]
-            return start[0] if start else next_path_count(done, self.width, exclude=running)
-
-    return ListOracle, AdaptiveOracle
-
-
-def _tuner_class():
-    from keras_tuner.engine.base_tuner import BaseTuner
-
-    class SampleTuner(BaseTuner):
-        """Runs one sampled path count per trial (see the module docstring)."""
-
-        def __init__(self, run_path, log=print, progress=None, **kwargs):
-            self.run_path = Path(run_path)
-            self.log = log
-            self.progress = progress
-            self.trials_begun = 0
-            self._context = None
-            config = RunDir.open(self.run_path).config
-            super().__init__(oracle=_oracle(config), directory=str(self.run_path / "tuner"),
-                             project_name=PROJECT, overwrite=False, **kwargs)
-
-        def _load(self):
-            if self._context is None:
-                from mpath_tf.pipeline.steps import load_data
-
-                run = RunDir.open(self.run_path)
-                data = load_data(run.config)
-                run.config = run.config.for_data(len(data.x_train))
-                self._context = (run, run.load_supernet(), data)
-            return self._context
-
-        def run_trial(self, trial, *args, **kwargs):
-            from keras_tuner.errors import FatalError
-
-            # KerasTuner would count an error as a failed trial and try the next
-            # one; a fine-tuning that fails is a real error, so stop (a worker
-            # process exits and is restarted by run_distributed).
-            try:
-                return self._run_sample(trial)
-            except Exception as err:
-                raise FatalError(f"{type(err).__name__}: {err}") from err
-
-        def _run_sample(self, trial):
-            import shutil
-
-            from mpath_tf.core.derivation import path_widths
-            from mpath_tf.pipeline.steps import finetune
-            from mpath_tf.training.loop import accuracy, epochs_done
-
-            run, supernet, data = self._load()
-            b = int(trial.hyperparameters.get("paths"))
-            record = sample_record_path(run.path, b)
-            if record.is_file():  # finished before the oracle heard of it
-                return {"val_accuracy": read_json(record)["val_accuracy"]}
-            checkpoints = run.path / "checkpoints" / f"paths-{b}"
-            resumed = epochs_done(checkpoints)
-            if resumed:
-                self.log(f"  {b} paths: resuming after epoch {resumed}")
-            start = time.perf_counter()
-            curve: list[float] = []
-            scores: dict = {}
-            if self.progress is not None:
-                self.trials_begun += 1
-                self.progress.step(self.trials_begun, f"{b} paths")
-            model = finetune(supernet, b, data, run.config, history=curve,
-                             checkpoint_dir=checkpoints, summary=scores, log=self.log,
-                             callbacks=[self.progress.callback()] if self.progress else None)
-            if self.progress is not None:
-                self.progress.done()
-            atomic_save_model(model, run.model_path(b))
-            val = accuracy(model, data.x_val, data.y_val)
-            record.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_record(record, {
-                "val_accuracy": val, "val_curve": curve, "parameters": model.count_params(),
-                "derived_val_accuracy": scores.get("start_accuracy"),
-                "best_epoch": scores.get("best_epoch"),
-                "path_widths": path_widths(supernet, b), "seconds": time.perf_counter() - start,
-                "tuner_id": self.tuner_id,
-            })
-            shutil.rmtree(checkpoints, ignore_errors=True)
-            start_note = ("" if scores.get("start_accuracy") is None else
-                          f" (derived {scores['start_accuracy']:.4f}, best epoch "
-                          f"{scores['best_epoch']})")
-            self.log(f"  fine-tuned {b} paths: validation accuracy {val:.4f}{start_note}")
-            return {"val_accuracy": val}
-
-        def save_model(self, trial_id, model, step=0):
-            """Models are saved by ``run_trial`` into the run directory."""
-
-        def load_model(self, trial):
-            """Not used: the search reads the models from the run directory."""
-
-    return SampleTuner
-
-
-def make_tuner(run_path, log=print, progress=None):
-    """The KerasTuner tuner of a run's sample fine-tuning (``RUN/tuner/samples``).
-
-    Its oracle follows the run's ``sampling`` setting (``even``: a grid over
-    the evenly spaced path counts; ``adaptive``: ``AdaptiveOracle``).
-
-    Args:
-        run_path: The run directory, with a trained ``supernet.keras``.
-        log: Progress printer.
-        progress: A ``mpath_tf.progress.Progress`` for steps and epochs.
-
-    Returns:
-        The tuner; ``tuner.search(verbose=0)`` runs (or resumes) the trials.
-    """
-    return _tuner_class()(run_path, log=log, progress=progress)
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -299,6 +106,8 @@ def run_distributed(run_path, workers: int, log=print, max_restarts: int = 3,
 
 def main(argv=None) -> None:
     """Entry point of a chief or worker process: ``python -m mpath_tf.pipeline.tuning RUN``."""
+    from mpath_tf.pipeline.tuners import make_tuner  # KerasTuner, TensorFlow: in the process
+
     argv = sys.argv[1:] if argv is None else argv
     tuner = make_tuner(RunDir.open(argv[0]).path, log=lambda m: print(m, flush=True))
     tuner.search(verbose=0)
