@@ -243,7 +243,7 @@ def search(run_dir, quiet, as_json, **settings):
             click.echo(json.dumps(result, indent=2))
         return
     if as_json:
-        from mpath_tf.reporting.results import summary
+        from mpath_tf.pipeline.results import summary
 
         click.echo(json.dumps(summary(result), indent=2))
     elif not quiet:

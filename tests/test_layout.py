@@ -88,6 +88,68 @@ def test_no_import_cycles():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+# The packages, lowest first: a package imports only packages listed before
+# it (converters and edge_bench sit beside the core: they take the core's
+# layers and the shared modules, never the search).
+LAYERS = (
+    ("mpath_tf.errors",),
+    ("mpath_tf.storage", "mpath_tf.progress", "mpath_tf.data"),
+    ("mpath_tf.core", "edge_bench"),
+    ("converters",),
+    ("mpath_tf.training",),
+    ("mpath_tf.tradeoff", "mpath_tf.baselines"),
+    ("mpath_tf.pipeline",),
+    ("mpath_tf.reporting",),
+    ("mpath_tf.cli", "mpath_tf.tuning"),
+    ("mpath_tf.__main__", "mpath_tf"),  # the entry point and the public API's re-exports
+)
+
+
+def _package(module: str) -> str:
+    """The package of ``LAYERS`` a module belongs to (its longest prefix)."""
+    names = [name for layer in LAYERS for name in layer]
+    found = max((n for n in names if module == n or module.startswith(n + ".")), key=len,
+                default=None)
+    assert found, f"{module} is in no package of LAYERS: add it"
+    return found
+
+
+def _level(package: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if package in layer)
+
+
+def _package_edges() -> dict[tuple[str, str], list[str]]:
+    edges: dict[tuple[str, str], list[str]] = {}
+    for importer, imported, _ in _imports(_modules()):
+        a, b = _package(importer), _package(imported)
+        if a != b:
+            edges.setdefault((a, b), []).append(f"{importer} -> {imported}")
+    return edges
+
+
+def test_packages_import_only_downwards():
+    """No package-level cycle (imports inside functions included): each
+    package imports only the packages below it in ``LAYERS``."""
+    upward = [f"{a} -> {b} ({', '.join(sorted(set(via))[:3])})"
+              for (a, b), via in _package_edges().items()
+              if _level(b) >= _level(a)]
+    assert not upward, upward
+
+
+def test_the_package_check_fails_on_a_cycle(monkeypatch):
+    """The check above can fail: an edge from the pipeline up to the
+    reporting package is reported."""
+    real = _imports
+
+    def with_upward_edge(modules):
+        yield from real(modules)
+        yield "mpath_tf.pipeline.run", "mpath_tf.reporting.report", None
+
+    monkeypatch.setattr(sys.modules[__name__], "_imports", with_upward_edge)
+    with pytest.raises(AssertionError, match="mpath_tf.pipeline -> mpath_tf.reporting"):
+        test_packages_import_only_downwards()
+
+
 def test_no_private_names_imported_across_modules():
     modules = _modules()
     private = [f"{importer} imports {name} from {imported}"

@@ -189,7 +189,7 @@ def test_predictions_never_exceed_what_the_run_measured_by_more_than_their_error
 
 
 def test_a_model_chosen_for_another_device_says_so_when_slower_here():
-    from mpath_tf.reporting.results import outcome_lines
+    from mpath_tf.pipeline.results import outcome_lines
 
     result = {
         "chosen": {"paths": 57, "parameters": 26806, "percent_of_mlp": 12.4,

@@ -93,7 +93,7 @@ def test_report_shows_the_speed_comparison(tiny_run, tmp_path):
 
 
 def test_closing_lines_say_why_a_slower_model_was_chosen_and_what_it_gains():
-    from mpath_tf.reporting.results import outcome_lines
+    from mpath_tf.pipeline.results import outcome_lines
 
     result = {
         "chosen": {"paths": 46, "parameters": 5332, "percent_of_mlp": 30.8, "test_accuracy": 0.96,

@@ -344,7 +344,7 @@ def bench_run(
         "models": {q: m.to_dict() for q, m in models.items()},
     })
     atomic_write_json(out / "verdict.json", {"proxy": verdict, "latency_model": evaluation})
-    from mpath_tf.reporting.plotting import plot_latency
+    from mpath_tf.pipeline.plotting import plot_latency
 
     plot_latency(rows, out / "latency.png", title=f"{run.path.name} on {bench_target.name}")
     failed = [r for r in rows if r["status"] != "ok"]

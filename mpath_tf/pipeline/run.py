@@ -1,7 +1,7 @@
 """The search pipeline behind ``mpath-tf search`` (paper, section 3).
 
 With ``method`` ``lambda`` or ``hypernet`` the cost-regularized searches of
-``mpath_tf.tradeoff.search`` run instead. The paper's (``rank``):
+``mpath_tf.pipeline.tradeoff`` run instead. The paper's (``rank``):
 
 1. One-shot training of the supernet (best validation epoch kept).
 2. Sample fine-tuning: derive and fine-tune path counts in [2, W] (evenly
@@ -35,8 +35,8 @@ from mpath_tf.core.derivation import parameter_counts, path_widths
 from mpath_tf.training.distributed import is_chief, make_strategy
 from mpath_tf.errors import DamagedFileError, MpathError, WorkerError
 from mpath_tf.storage import atomic_save_model, atomic_write_record, read_json, set_aside
-from mpath_tf.reporting.plotting import plot_search
-from mpath_tf.reporting.results import SearchResults, outcome_lines, write_csv
+from mpath_tf.pipeline.plotting import plot_search
+from mpath_tf.pipeline.results import SearchResults, outcome_lines, write_csv
 from mpath_tf.pipeline.predictors import make_predictor
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir, lock_run_dir
@@ -194,7 +194,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     for notice in run.notices:
         log(notice)
     if config.method != "rank":
-        from mpath_tf.tradeoff.search import search_tradeoff
+        from mpath_tf.pipeline.tradeoff import search_tradeoff
 
         return search_tradeoff(run, data, log, progress)
 

@@ -28,7 +28,7 @@ from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.errors import ConfigError, DamagedFileError, RunDirError
 from mpath_tf.storage import (atomic_save_model, atomic_write_json, atomic_write_record, library_versions, read_json, set_aside)
 from mpath_tf.core.saving import load_model
-from mpath_tf.reporting.results import SearchResults
+from mpath_tf.pipeline.results import SearchResults
 
 FORMAT = "mpath-tf-run"
 FORMAT_VERSION = 1
@@ -307,7 +307,7 @@ class RunDir:
 
     def results(self) -> dict:
         """The content of ``results.json`` (the finished search), read through
-        its schema (``mpath_tf.reporting.results.SearchResults``).
+        its schema (``mpath_tf.pipeline.results.SearchResults``).
 
         Raises:
             RunDirError: The search has not finished.

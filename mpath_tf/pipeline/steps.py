@@ -1,7 +1,7 @@
 """The steps of a search, each done once per run directory and recorded.
 
 ``run`` orchestrates them; ``tuning`` (a sample as a KerasTuner trial) and
-``mpath_tf.tradeoff.search`` (the cost-regularized methods) reuse them:
+``mpath_tf.pipeline.tradeoff`` (the cost-regularized methods) reuse them:
 loading the data, building and training the supernet, fine-tuning a path
 count, the final model, the result rows and the choice by accuracy, the
 int8 files of a budget, and the verified exports.

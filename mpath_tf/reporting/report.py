@@ -23,7 +23,7 @@ from mpath_tf.pipeline.budget import pareto_paths
 from mpath_tf.storage import atomic_write_text
 from mpath_tf.pipeline.rundir import RunDir
 from mpath_tf.pipeline.config import SearchConfig
-from mpath_tf.reporting.results import (device_lines, objective_lines, prediction_line,
+from mpath_tf.pipeline.results import (device_lines, objective_lines, prediction_line,
                                       speed_line)
 
 STYLE = """

@@ -1,3 +1,4 @@
-"""Cost-regularized searches (paper 002): training a gated supernet at one
-``lam`` or a lam-hypernetwork (``train``), and the search method that runs
-them in a run directory (``search``)."""
+"""Cost-regularized training (paper 002): a gated supernet at one ``lam``
+or a lam-hypernetwork (``train``). The search method that runs them in a
+run directory is ``mpath_tf.pipeline.tradeoff``; this package imports no
+part of the pipeline."""

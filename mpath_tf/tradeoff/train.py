@@ -32,7 +32,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from mpath_tf.pipeline.config import METHODS
 from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
 from mpath_tf.core.gates import (GatedStacks, GatedSupernet, HyperStacks, HyperSupernet,
@@ -42,7 +41,7 @@ from mpath_tf.core.supernet import Supernet, mlp_layers
 from mpath_tf.core.permeability import discrete_permeability
 from mpath_tf.training.loop import top1, train
 
-__all__ = ["METHODS", "train_fixed_lambda", "train_hypernet", "theorem_lambda", "lambda_curve",
+__all__ = ["train_fixed_lambda", "train_hypernet", "theorem_lambda", "lambda_curve",
            "estimate_lambda", "lam_for_budget", "label_entropy", "warmup"]
 
 

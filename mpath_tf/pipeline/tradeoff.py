@@ -28,7 +28,7 @@ from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
 from mpath_tf.core.derivation import derive
 from mpath_tf.errors import ConfigError
-from mpath_tf.reporting.results import SearchResults
+from mpath_tf.pipeline.results import SearchResults
 from mpath_tf.storage import atomic_save_model
 from mpath_tf.training.loop import accuracy, top1
 
