@@ -249,8 +249,9 @@ def search(run_dir, quiet, as_json, **settings):
     elif not quiet:
         click.echo(f"results: {result['run_dir']}")
     failed = [q for q, e in result["chosen"]["exports"].items()
-              if not e.get("verification", {}).get("passed", True)]
-    if failed:  # as `mpath-tf export`: a file beyond its checks is a failure (exit 1)
+              if not e.get("verification", {}).get("passed", True)
+              or not all(c.get("passed", True) for c in e.get("verification_on", {}).values())]
+    if failed:  # as `mpath-tf export`: a file beyond its checks (here or on the core) exits 1
         raise click.ClickException(
             f"the chosen model's {' and '.join(failed)} file(s) missed their checks (see "
             f"{result['run_dir']}/results.json); the files are kept.")
