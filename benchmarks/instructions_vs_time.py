@@ -13,7 +13,8 @@ count and the time per instruction; then Pearson and
 Spearman of time against count over every file and within each lowering,
 of time against parameters (the paper's proxy) for comparison, the spread
 of time per instruction by lowering (each lowering is its own mix of ops:
-FULLY_CONNECTED, BATCH_MATMUL, grouped CONV_2D), and at how many path
+FULLY_CONNECTED, BATCH_MATMUL, grouped CONV_2D), the gain over dense of the
+cheapest file by count and by time at each path count, and at how many path
 counts the cheapest lowering by count is the fastest by time.
 
 One difference stays: XNNPACK picks its kernels from the CPU it sees, and
@@ -123,6 +124,22 @@ def main() -> None:
         ns = 1000 * t / c
         print(f"| {lowering} | {len(mine)} | {pearsonr(c, t)[0]:.3f} | {spearmanr(c, t)[0]:.3f} | "
               f"{np.median(ns):.4f} | {ns.min():.4f} | {ns.max():.4f} |")
+    dense = next((f for f in files if f[2] == "dense"), None)
+    if dense is not None:
+        print("\n| b | cheapest by count | dense / it, instructions | dense / it, time | "
+              "count gain / time gain |")
+        print("|---|---|---|---|---|")
+        over = []
+        for b in paths:
+            mine = [f for f in files if f[1] == b and f[2] == "mpath"]
+            if mine:
+                best = min(mine, key=lambda f: (f[4], f[3]))
+                by_count, by_time = dense[4] / best[4], dense[3] / best[3]
+                over.append(by_count / by_time)
+                print(f"| {b} | {best[0]} | {by_count:.2f}x | {by_time:.2f}x | "
+                      f"{by_count / by_time:.2f} |")
+        print(f"\nthe count's gain over dense is {min(over):.2f}-{max(over):.2f} times the "
+              f"time's (median {np.median(over):.2f})")
     agreed, compared, lost = 0, 0, []
     for b in paths:
         mine = [f for f in files if f[1] == b and f[2] == "mpath"]
