@@ -1,6 +1,6 @@
 """Does ``--lowering auto`` pick the faster lowering of path convolutions?
 
-A stage of path convolutions (``converters.calibrate.conv_stack_model``:
+A stage of path convolutions (``converters.profiling.conv_stack_model``:
 two 3x3 ``PathConv2D`` of C channels, equal and irregular path widths for
 b in 1..C paths, on 8x8 and 16x16 maps) is exported in both conv lowerings,
 ``grouped`` (one grouped CONV_2D per distinct width, DEPTHWISE_CONV_2D for
@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from converters.calibrate import CONV_SIDES, calibrate_conv
+    from converters.profiling import CONV_SIDES, calibrate_conv
     from converters.calibration import choose_conv_lowering
     from edge_bench import BenchSettings, LocalTarget
 

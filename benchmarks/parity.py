@@ -1,9 +1,9 @@
-"""Parity of every export mode with Keras on MNIST (converters.verify).
+"""Parity of every export mode with Keras on MNIST (converters.parity).
 
 Trains an mpath-4-200 supernet on MNIST (one-shot), derives and fine-tunes a
 few path counts, exports each in float32, float16, dynamic and int8 with the
 per_path and conv lowerings, and prints the parity numbers on the 10,000 test
-images beside the bounds of ``converters.verify``. int8 is exported twice,
+images beside the bounds of ``converters.parity``. int8 is exported twice,
 with the default activation-range equalization (``converters.equalize``) and
 without it, so the two are compared on the same models.
 

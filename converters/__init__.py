@@ -9,7 +9,7 @@ from converters.quantization import (
     Int16x8,
     get_quantization,
 )
-from converters.calibrate import calibrate
+from converters.profiling import calibrate
 from converters.calibration import choose_lowering, load_calibration
 from converters.equalize import equalize_ranges
 from converters.metadata import read_labels, with_labels
@@ -23,7 +23,7 @@ from converters.tflite import (
     run_tflite,
 )
 from converters.tflm import c_array_source, strip_metadata, tflm_convert, write_mcu_sources
-from converters.verify import Verification, compare_outputs, output_step, verify
+from converters.parity import Verification, compare_outputs, output_step, verify
 
 __all__ = [
     "LOWERINGS",

@@ -1,6 +1,6 @@
 """Which lowering is fastest for a block-diagonal layer, measured per device.
 
-``converters.calibrate`` times a stack of ``STACK_DEPTH`` block-diagonal layers (W
+``converters.profiling`` times a stack of ``STACK_DEPTH`` block-diagonal layers (W
 neurons, b paths, ReLU), lowered as exports lower them (``PathChain``: the
 paths run through the stack and are joined once), in each lowering and
 quantization on a grid of path counts with ``edge_bench``, and returns a

@@ -1,7 +1,7 @@
 """Quantization schemes for TFLite export, one small object per scheme.
 
 Each scheme configures a ``tf.lite.TFLiteConverter`` and carries the bounds
-that ``converters.verify`` holds the exported file to (``parity_bounds``). Inputs and outputs of every
+that ``converters.parity`` holds the exported file to (``parity_bounds``). Inputs and outputs of every
 exported model stay float32 (except ``Int8(int8_io=True)``), so a caller feeds
 the same arrays to every file; only weights (dynamic range) or weights and
 activations (int8, int16x8) are quantized. Schemes whose activation ranges

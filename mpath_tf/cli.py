@@ -313,7 +313,7 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--paths", "bundle_paths", callback=_int_list, default=None,
               help="With --bundle: path counts to include (default: the samples and the chosen).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
-              help="Check the file against Keras on held-out data (converters.verify).")
+              help="Check the file against Keras on held-out data (converters.parity).")
 @click.option("--dataset", default=None,
               help="Dataset for int8 / int16x8 calibration and verification (default: the "
               "dataset of the run MODEL belongs to, if any).")
@@ -511,8 +511,8 @@ def calibrate(target, widths, quantization, conv_channels, no_xnnpack, cpus, rep
     Example:
         mpath-tf calibrate --target ssh://pi@raspberrypi.local --output pi.json
     """
-    from converters.calibrate import calibrate as run_calibration
-    from converters.calibrate import calibrate_conv
+    from converters.profiling import calibrate as run_calibration
+    from converters.profiling import calibrate_conv
     from converters.calibration import merge
     from edge_bench import BenchSettings, get_target
     from mpath_tf.storage import atomic_write_json

@@ -130,7 +130,7 @@ def test_every_file_of_a_search_passes_parity_on_the_cortex_a76(tiny_run):
     near-uniform int8 outputs need not pass the int8 gates against Keras.)"""
     from converters import get_quantization
     from converters.tflite import run_tflite
-    from converters.verify import compare_outputs, output_step
+    from converters.parity import compare_outputs, output_step
     from mpath_tf.core.saving import load_model
     from mpath_tf.data import load_dataset
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from converters import calibration
-from converters.calibrate import calibrate_this_cpu
+from converters.profiling import calibrate_this_cpu
 from converters.calibration import (
     calibration_source,
     cpu_key,

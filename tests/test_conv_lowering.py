@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from converters import Float32, export_tflite, op_summary, run_tflite
-from converters.calibrate import calibrate_conv
+from converters.profiling import calibrate_conv
 from converters.calibration import choose_conv_lowering
 from converters.tflite import lowering_plan
 from edge_bench import BenchSettings, LocalTarget

@@ -150,6 +150,27 @@ def test_the_package_check_fails_on_a_cycle(monkeypatch):
         test_packages_import_only_downwards()
 
 
+def test_no_package_shadows_a_submodule():
+    """A package's ``__init__`` binds no name of one of its own submodules
+    (``converters.verify`` is the function; the module is ``converters.parity``)."""
+    modules = _modules()
+    shadowed = []
+    for name, path in modules.items():
+        if path.name != "__init__.py":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            bound = ([a.asname or a.name for a in node.names]
+                     if isinstance(node, (ast.Import, ast.ImportFrom))
+                     else [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+                     if isinstance(node, ast.Assign) else
+                     [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else [])
+            shadowed += [f"{name}.{b}" for b in bound
+                         if f"{name}.{b}" in modules and not (
+                             isinstance(node, ast.ImportFrom) and node.module
+                             and f"{node.module}.{b}" == f"{name}.{b}")]
+    assert not shadowed, shadowed
+
+
 def test_no_private_names_imported_across_modules():
     modules = _modules()
     private = [f"{importer} imports {name} from {imported}"

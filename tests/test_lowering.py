@@ -7,7 +7,7 @@ import pytest
 
 from converters import LOWERINGS, DynamicRange, Float32, Int8, choose_lowerings, export_tflite
 from converters import verify
-from converters.calibrate import equal_widths, irregular_widths
+from converters.profiling import equal_widths, irregular_widths
 from converters.calibration import choose_lowering, load_calibration, predicted_costs
 from converters.lowering import group_paths, pad_paths, padded_widths
 from converters.tflite import lowering_plan

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from keras import layers
 
 from converters import export_tflite, get_quantization, op_summary
-from converters.verify import verify
+from converters.parity import verify
 from mpath_tf import (build_resnet8, build_supernet, derive, discrete_permeability, load_model,
                       parameter_counts, to_dense, to_supernet)
 from mpath_tf.cli import cli

@@ -1,4 +1,4 @@
-"""The parity check (``converters.verify``): its bounds on a real MNIST model
+"""The parity check (``converters.parity``): its bounds on a real MNIST model
 in every mode, each bound firing on outputs that break it, and the errors for
 models the converter cannot lower."""
 

@@ -284,7 +284,7 @@ def bench_run(
         log: Progress printer.
         calibrate: On target ``local`` with ``auto`` or ``bucketed``: if this
             CPU kind has no calibration table, measure one first (under a
-            minute per mode, cached; ``converters.calibrate.calibrate_this_cpu``).
+            minute per mode, cached; ``converters.profiling.calibrate_this_cpu``).
 
     Returns:
         A report: output files, the proxy verdict and the latency model's
@@ -317,7 +317,7 @@ def bench_run(
                                 + ("" if lowering == "per_path" else f"-{lowering}"))
     device = bench_target.describe()  # an unreachable target fails before any export
     if calibrate and target == "local" and lowering in ("auto", "bucketed"):
-        from converters.calibrate import ensure_own_table
+        from converters.profiling import ensure_own_table
         from converters.calibration import calibrated_mode
 
         for mode in sorted({calibrated_mode(q) for q in quantizations}):

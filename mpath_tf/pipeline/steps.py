@@ -617,14 +617,14 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
 def verify_on_target(path: Path, expected: np.ndarray, x: np.ndarray, scheme, labels,
                      target: str) -> dict:
     """The parity check of ``path`` run on an emulated ARM core (the
-    bounds of ``converters.verify``), and the share of its outputs
+    bounds of ``converters.parity``), and the share of its outputs
     identical to this machine's LiteRT outputs (``identical_to_this_machine``).
 
     Raises:
         TargetError: The ARM runtime is not set up (``mpath-tf setup arm64``).
     """
     from converters.tflite import run_tflite
-    from converters.verify import compare_outputs, output_step
+    from converters.parity import compare_outputs, output_step
     from edge_bench import get_target
 
     got = get_target(target).run(path, x)

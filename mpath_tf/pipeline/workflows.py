@@ -120,12 +120,12 @@ def export_model(
         equalize: With ``int8``: strength in [0, 1] of the activation-range
             equalization before conversion (``converters.equalize``); 0 turns
             it off; default the scheme's (0.5).
-        verify: Run the parity check (``converters.verify``) on held-out data
+        verify: Run the parity check (``converters.parity``) on held-out data
             (the test split, or random inputs without a dataset).
         calibrate: With ``auto`` or ``bucketed`` and no ``calibration``: if
             this CPU kind has no table of its own for the mode, measure one
             first (about a minute) and cache it for every later export
-            (``converters.calibrate.calibrate_this_cpu``).
+            (``converters.profiling.calibrate_this_cpu``).
         log: Where notices go (which calibration table ``auto`` used when it
             is not this CPU's); default stderr.
         target: ``tflm`` or ``tflm:CORE``: export for TensorFlow Lite for
@@ -241,7 +241,7 @@ def export_model(
     if strip_metadata and not for_tflm:
         raise ConfigError("strip_metadata applies to a TFLM target (target='tflm...').")
     if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
-        from converters.calibrate import ensure_own_table
+        from converters.profiling import ensure_own_table
         from mpath_tf.core.conv import PathConv2D
 
         ensure_own_table(scheme.name, log,
