@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpath_tf.core import graph
 from mpath_tf.errors import ConfigError
 
 # Examples the neuron ranges are measured on (the converter's own calibration
@@ -49,20 +50,16 @@ def _relu_chain(model, keep=()) -> list[tuple]:
     from mpath_tf.core.layers import PathDense
 
     kinds = (keras.layers.Dense, PathDense)
-    consumers: dict[int, list] = {}
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                consumers.setdefault(id(tensor), []).append(layer)
+    readers = graph.consumers(model)
     pairs = []
     for layer in model.layers:
         if not isinstance(layer, kinds) or layer.activation is not keras.activations.relu:
             continue
-        if len(layer._inbound_nodes) != 1 or layer.name in keep:
+        if graph.only_call(layer) is None or layer.name in keep:
             continue  # a shared layer: scaling it would change its other uses
-        after = consumers.get(id(layer.output), [])
-        if (len(after) == 1 and isinstance(after[0], kinds) and len(after[0]._inbound_nodes) == 1
-                and after[0].name not in keep):
+        after = readers.get(id(layer.output), [])
+        if (len(after) == 1 and isinstance(after[0], kinds)
+                and graph.only_call(after[0]) is not None and after[0].name not in keep):
             pairs.append((layer, after[0]))
     return pairs
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from mpath_tf.core import graph
 from mpath_tf.core.layers import PathChain, PathDense
 
 
@@ -376,9 +377,9 @@ def _channel_groups(model):
         parent[find(id(a))] = find(id(b))
 
     for layer in model.layers:
-        if len(layer._inbound_nodes) != 1:
+        node = graph.only_call(layer)
+        if node is None:
             return None
-        node = layer._inbound_nodes[0]
         if isinstance(layer, keras.layers.InputLayer):
             continue
         ins, out = node.input_tensors, node.output_tensors[0]
@@ -441,7 +442,7 @@ def _fresh_inputs(model) -> tuple[list, dict]:
 
 def _call_like(layer, new, tensors: dict) -> None:
     """Call ``new`` as ``layer`` is called in its model, on the rebuilt tensors."""
-    node = layer._inbound_nodes[0]
+    node = graph.calls(layer)[0]
     args, kwargs = node.arguments.fill_in(tensors)
     tensors[id(node.output_tensors[0])] = new(*args, **kwargs)
 
@@ -511,7 +512,7 @@ def group_conv_paths(model: keras.Model) -> keras.Model:
             config = config | {"path_widths": [layer.path_widths[k] for k in order]}
         new = layer.__class__.from_config(config)
         _call_like(layer, new, tensors)
-        node = layer._inbound_nodes[0]
+        node = graph.calls(layer)[0]
         # a residual add's second input is its shortcut's; every other layer has one
         p_in = perms.get(find(id(node.input_tensors[-1])))
         if not _permuted(layer, new, p_in, perms.get(find(id(node.output_tensors[0])))):
@@ -549,22 +550,19 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
     """
     from mpath_tf.core.conv import PathConv2D
 
-    users: dict[int, list] = {}  # tensor id -> the layers that take it
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            for t in node.input_tensors:
-                users.setdefault(id(t), []).append(layer)
+    users = graph.consumers(model)  # tensor id -> the layers that take it
     folds, activations = {}, {}  # path convolution's name -> the layer folded into it
     for layer in model.layers:
-        if type(layer) is not keras.layers.BatchNormalization or len(layer._inbound_nodes) != 1:
+        node = graph.only_call(layer)
+        if type(layer) is not keras.layers.BatchNormalization or node is None:
             continue
-        source = layer._inbound_nodes[0].input_tensors[0]
-        conv = source._keras_history.operation
+        source = node.input_tensors[0]
+        conv = graph.producer(source)[0]
         if (isinstance(conv, PathConv2D) and conv.use_bias and len(users[id(source)]) == 1
                 and keras.activations.serialize(conv.activation) in ("linear", None)
                 and layer.axis in (-1, len(source.shape) - 1)):
             folds[conv.name] = layer
-            after = users.get(id(layer._inbound_nodes[0].output_tensors[0]), [])
+            after = users.get(id(node.output_tensors[0]), [])
             if len(after) == 1 and type(after[0]) is keras.layers.Activation:
                 activations[conv.name] = after[0]  # then the activation runs per width too
     if not folds:
@@ -574,7 +572,7 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        node = layer._inbound_nodes[0]
+        node = graph.calls(layer)[0]
         if id(layer) in folded:  # its input is already normalized
             tensors[id(node.output_tensors[0])] = tensors[id(node.input_tensors[0])]
             continue

@@ -19,6 +19,7 @@ import numpy as np
 from converters.quantization import Float32
 from mpath_tf.errors import ConfigError
 from mpath_tf.storage import atomic_write_bytes
+from mpath_tf.core import graph
 from mpath_tf.core.models import NORMALIZATION, normalization_layer
 
 
@@ -334,14 +335,14 @@ def _layers_with_ops(model, op_types: set[str]) -> list[str]:
 
     names = []
     for layer in model.layers:
-        if not layer._inbound_nodes or isinstance(layer.input, list):
+        if not graph.calls(layer) or isinstance(layer.input, list):
             continue
         try:
             spec = tf.TensorSpec((1, *layer.input.shape[1:]), tf.float32)
-            graph = tf.function(layer).get_concrete_function(spec).graph
+            traced = tf.function(layer).get_concrete_function(spec).graph
         except Exception:  # a layer that cannot be traced alone is skipped
             continue
-        if op_types & {op.type for op in graph.get_operations()}:
+        if op_types & {op.type for op in traced.get_operations()}:
             names.append(layer.name)
     return names
 

@@ -171,6 +171,15 @@ def test_no_package_shadows_a_submodule():
     assert not shadowed, shadowed
 
 
+def test_keras_graph_internals_are_read_in_one_module():
+    """Only ``mpath_tf.core.graph`` reads Keras's private graph attributes."""
+    readers = sorted(name for name, path in _modules().items()
+                     if ("._inbound_nodes" in path.read_text()
+                         or "._keras_history" in path.read_text())
+                     and name != "mpath_tf.core.graph")
+    assert not readers, readers
+
+
 def test_no_private_names_imported_across_modules():
     modules = _modules()
     private = [f"{importer} imports {name} from {imported}"

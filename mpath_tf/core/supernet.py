@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from mpath_tf.core import graph
 from mpath_tf.core.conv import MembraneConv2D
 from mpath_tf.core.layers import InputNormalization, MembraneDense
 from mpath_tf.core import ARCHITECTURES
@@ -133,29 +134,14 @@ def run_chain(layers, h, apply):
     return h
 
 
-def _producer(tensor):
-    layer, node_index, _ = tensor._keras_history
-    return layer, layer._inbound_nodes[node_index]
-
-
-def _consumers(model) -> dict[int, int]:
-    """How many nodes of ``model`` read each tensor (by id)."""
-    counts: dict[int, int] = {}
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                counts[id(tensor)] = counts.get(id(tensor), 0) + 1
-    return counts
-
-
 def _branch(tensor, used):
     """(layers, start tensor) of the single-input, single-use layers that
     end at ``tensor``, walked back to the first tensor read more than once."""
     layers = []
     while used.get(id(tensor), 0) <= 1:
-        layer, node = _producer(tensor)
+        layer, node = graph.producer(tensor)
         if (isinstance(layer, keras.layers.InputLayer) or len(node.input_tensors) != 1
-                or len(layer._inbound_nodes) != 1):
+                or graph.only_call(layer) is None):
             return None
         layers.insert(0, layer)
         tensor = node.input_tensors[0]
@@ -165,8 +151,8 @@ def _branch(tensor, used):
 def _residual(layer, node, used):
     """(fork tensor, body layers, join) if ``layer`` is an ``Add`` of two
     branches from one tensor that nothing else reads, else None."""
-    if type(layer) is not keras.layers.Add or len(node.input_tensors) != 2 or len(
-            layer._inbound_nodes) != 1:
+    if (type(layer) is not keras.layers.Add or len(node.input_tensors) != 2
+            or graph.only_call(layer) is None):
         return None
     branches = []
     for tensor in node.input_tensors:
@@ -201,8 +187,7 @@ def split_chain(model: keras.Model):
                 f"to_supernet needs a built model; {model.name} has no input shape yet. Build it "
                 "first (model.build((None, *input_shape)), or start it with keras.Input).")
         return None, list(model.layers)
-    if not isinstance(model, keras.Model) or not hasattr(model, "_inbound_nodes") or (
-            not getattr(model, "outputs", None)):
+    if not graph.has_graph(model):
         raise ValueError(
             "to_supernet takes a built Sequential or Functional Keras model (a subclassed "
             f"model has no layer graph to rewrite). Received: {type(model).__name__}")
@@ -210,10 +195,10 @@ def split_chain(model: keras.Model):
         raise ValueError(
             f"to_supernet takes a model with one input and one output; {model.name} has "
             f"{len(model.inputs)} and {len(model.outputs)}.")
-    used = _consumers(model)
+    used = {key: len(readers) for key, readers in graph.consumers(model).items()}
     chain, tensor = [], model.outputs[0]
     while True:
-        layer, node = _producer(tensor)
+        layer, node = graph.producer(tensor)
         if isinstance(layer, keras.layers.InputLayer):
             return None, chain
         block = _residual(layer, node, used)
@@ -221,7 +206,7 @@ def split_chain(model: keras.Model):
             tensor, body, join = block
             chain[:0] = [ResidualFork(name=f"{join.name}_fork"), *body, join]
             continue
-        if len(node.input_tensors) != 1 or len(layer._inbound_nodes) != 1:
+        if len(node.input_tensors) != 1 or graph.only_call(layer) is None:
             return tensor, chain
         chain.insert(0, layer)
         tensor = node.input_tensors[0]
