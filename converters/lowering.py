@@ -307,12 +307,12 @@ def chain_paths(model: keras.Model, implementation: str) -> keras.Model:
 
     Applies to models whose ``PathDense`` layers follow one another with the
     same path widths (``path_stack``), as in ``derive``'s output; others are
-    returned unchanged. For ``conv`` and ``grouped``, call ``group_paths``
-    first (or give sorted path widths).
+    returned unchanged. For ``conv`` and ``batch_matmul``, call
+    ``group_paths`` first (or give sorted path widths).
 
     Args:
         model: A functional Keras model.
-        implementation: ``per_path``, ``conv`` or ``grouped``.
+        implementation: ``per_path``, ``conv`` or ``batch_matmul``.
 
     Returns:
         A new model computing the same function (or ``model``).

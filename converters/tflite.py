@@ -28,7 +28,7 @@ from mpath_tf.core.models import NORMALIZATION, normalization_layer
 # plain FULLY_CONNECTED under every lowering.
 LOWERINGS = {
     "per_path": "per_path",  # FULLY_CONNECTED per path + tree of <= 5-input CONCATENATIONs
-    "batch_matmul": "grouped",  # one BATCH_MATMUL (+ 2 TRANSPOSEs) per distinct path width
+    "batch_matmul": "batch_matmul",  # one BATCH_MATMUL (+ 2 TRANSPOSEs) per distinct path width
     "conv": "conv",  # one grouped 1x1 CONV_2D per distinct path width
     # paths padded with zero neurons to a few bucket widths, then conv: one grouped
     # CONV_2D per bucket (``converters.lowering.pad_paths``; stacks only)

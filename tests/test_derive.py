@@ -101,7 +101,7 @@ def test_both_implementations_compute_the_same_function(trained_net, paths):
     from mpath_tf.core.derivation import with_implementation
 
     x = np.random.default_rng(4).normal(size=(8, 4, 5)).astype("float32")
-    grouped = derive(trained_net, paths, implementation="grouped")
+    grouped = derive(trained_net, paths, implementation="batch_matmul")
     per_path = with_implementation(grouped, "per_path")
     assert per_path.get_layer("path_dense_1").implementation == "per_path"
     np.testing.assert_allclose(

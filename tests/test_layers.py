@@ -36,7 +36,7 @@ def test_membrane_dense_matches_numpy(rng):
     np.testing.assert_allclose(out, np.maximum(x @ (kernel * P) + bias, 0), atol=1e-6)
 
 
-@pytest.mark.parametrize("implementation", ["grouped", "per_path"])
+@pytest.mark.parametrize("implementation", ["batch_matmul", "per_path"])
 @pytest.mark.parametrize(
     "widths",
     [[3, 1, 4], [2, 2, 1, 3, 1, 2], [5], [1, 1, 1]],
@@ -58,20 +58,30 @@ def test_path_dense_matches_block_diagonal_numpy(widths, implementation, rng):
 
 
 def test_path_dense_hand_computed():
-    layer = PathDense([1, 2], activation=None, implementation="grouped")
+    layer = PathDense([1, 2], activation=None, implementation="batch_matmul")
     layer.build((None, 3))
     layer.set_blocks([np.array([[2.0]]), np.array([[1.0, 0.0], [1.0, 3.0]])], [0, 0, 1])
     # [1, 2, 3] -> [1*2, 2*1 + 3*1, 2*0 + 3*3 + 1] = [2, 5, 10]
     np.testing.assert_allclose(np.asarray(layer(np.array([[1.0, 2.0, 3.0]]))), [[2, 5, 10]])
 
 
-def test_grouped_gradients_match_per_path(rng):
+def test_the_old_name_of_batch_matmul_still_loads():
+    """Files of earlier versions say implementation="grouped" for what is now
+    batch_matmul; they load as batch_matmul, and a config round-trips."""
+    layer = PathDense.from_config({**PathDense([1, 2]).get_config(), "implementation": "grouped"})
+    assert layer.implementation == "batch_matmul"
+    assert PathDense.from_config(layer.get_config()).implementation == "batch_matmul"
+    with pytest.raises(ValueError, match="implementation"):
+        PathDense([1, 2], implementation="split")  # a convolution's, not a dense layer's
+
+
+def test_batch_matmul_gradients_match_per_path(rng):
     import tensorflow as tf
 
     widths = [2, 1, 3, 1, 2]
     x = tf.constant(rng.normal(size=(4, 9)).astype("float32"))
     grads = []
-    for implementation in ("grouped", "per_path"):
+    for implementation in ("batch_matmul", "per_path"):
         layer = PathDense(widths, activation="relu", implementation=implementation)
         layer.build((None, 9))
         layer.set_blocks([np.ones((w, w)) * (k + 1) for k, w in enumerate(widths)],

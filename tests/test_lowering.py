@@ -166,7 +166,7 @@ def test_cli_export_with_a_lowering_and_int8_io(tiny_run):
     assert bad.exit_code == 2 and "--int8-io needs --quantize int8" in bad.output
 
 
-@pytest.mark.parametrize("implementation", ["per_path", "conv", "grouped"])
+@pytest.mark.parametrize("implementation", ["per_path", "conv", "batch_matmul"])
 def test_path_chain_computes_the_stack_it_replaces(implementation, model, digits, tmp_path):
     from converters.lowering import chain_paths
     from mpath_tf.core.layers import PathChain

@@ -149,7 +149,8 @@ def parameter_counts(supernet) -> dict[int, int]:
     return counts
 
 
-def derive(supernet, paths: int | tuple[int, ...] | None = None, implementation: str = "grouped",
+def derive(supernet, paths: int | tuple[int, ...] | None = None,
+           implementation: str = "batch_matmul",
            *, lam: float | None = None) -> keras.Model:
     """Build the standalone multipath network with ``paths`` paths (or at ``lam``).
 
@@ -169,8 +170,8 @@ def derive(supernet, paths: int | tuple[int, ...] | None = None, implementation:
         paths: Path count b in [1, W]; 1 gives the equivalent dense model. For
             a supernet of several stacks, one count per stack (a tuple), or
             one count for the first stack (the others keep one path).
-        implementation: How ``PathDense`` computes (``"grouped"`` to train,
-            ``"per_path"`` as exported; same weights, same function).
+        implementation: How ``PathDense`` computes (``"batch_matmul"`` to
+            train, ``"per_path"`` as exported; same weights, same function).
         lam: Trade-off of a ``HyperSupernet`` (>= 0).
 
     Returns:
@@ -236,8 +237,8 @@ def with_implementation(model: keras.Model, implementation: str | dict[str, str]
 
     Args:
         model: A functional model, such as one returned by ``derive``.
-        implementation: ``"grouped"``, ``"per_path"`` or ``"conv"``, or a dict
-            from layer name to one of those (layers not named keep theirs).
+        implementation: ``"batch_matmul"``, ``"per_path"`` or ``"conv"``, or a
+            dict from layer name to one of those (layers not named keep theirs).
 
     Returns:
         The new model (``model`` itself if nothing changes).

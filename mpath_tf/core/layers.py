@@ -113,7 +113,10 @@ class MembraneDense(keras.layers.Layer):
         return config
 
 
-IMPLEMENTATIONS = ("grouped", "per_path", "conv")
+IMPLEMENTATIONS = ("batch_matmul", "per_path", "conv")
+# The name in files of earlier versions: "grouped" was batch_matmul (the word
+# now means grouped convolutions only, ``PathConv2D``).
+_OLD_IMPLEMENTATIONS = {"grouped": "batch_matmul"}
 
 # XNNPACK takes a CONCATENATION with at most this many inputs (its source,
 # tensorflow/lite/delegates/xnnpack); wider ones fall back to the reference
@@ -161,9 +164,10 @@ class PathDense(keras.layers.Layer):
     ``(n, w, w)`` tensor.
 
     Three implementations compute the same function from the same weights;
-    they differ in the ops TFLite lowers them to (``converters`` picks one):
+    they differ in the ops TFLite lowers them to (``converters`` picks one),
+    and are named after them:
 
-    - ``"grouped"`` (default): one batched matmul per distinct path width, with
+    - ``"batch_matmul"`` (default): one batched matmul per distinct path width, with
       a permutation of the neurons around it (TFLite: GATHER, BATCH_MATMUL).
       Fast to train, even with hundreds of paths.
     - ``"per_path"``: one matmul per path (TFLite: one FULLY_CONNECTED per
@@ -178,7 +182,9 @@ class PathDense(keras.layers.Layer):
         path_widths: Width of each path, in neuron order; each >= 1, at least one
             path. Their sum is the layer width W.
         activation: Activation name or callable; ``None`` means linear.
-        implementation: ``"grouped"``, ``"per_path"`` or ``"conv"``.
+        implementation: ``"batch_matmul"``, ``"per_path"`` or ``"conv"``
+            (``"grouped"``, the name in files of earlier versions, is read as
+            ``"batch_matmul"``).
         kernel_initializer: Initializer applied to each (w, w) block.
         bias_initializer: Initializer of the (W,) bias.
         **kwargs: Base ``keras.layers.Layer`` arguments.
@@ -201,7 +207,7 @@ class PathDense(keras.layers.Layer):
         self,
         path_widths: Sequence[int],
         activation=None,
-        implementation: str = "grouped",
+        implementation: str = "batch_matmul",
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         **kwargs,
@@ -216,6 +222,7 @@ class PathDense(keras.layers.Layer):
                 "`path_widths` must be a non-empty list of positive integers, one "
                 f"per path. Received: path_widths={path_widths!r}"
             )
+        implementation = _OLD_IMPLEMENTATIONS.get(implementation, implementation)
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(
                 f"`implementation` must be one of {IMPLEMENTATIONS}. "
@@ -443,12 +450,12 @@ class PathChain(keras.layers.Layer):
         activation: Activation after every layer.
         implementation: ``"per_path"`` (FULLY_CONNECTED per path and layer),
             ``"conv"`` (grouped 1x1 CONV_2D per width group and layer) or
-            ``"grouped"`` (BATCH_MATMUL per width group and layer).
+            ``"batch_matmul"`` (BATCH_MATMUL per width group and layer).
         **kwargs: Base layer arguments.
 
     Raises:
-        ValueError: Bad widths, depth or implementation, or (conv, grouped)
-            equal widths that are not contiguous.
+        ValueError: Bad widths, depth or implementation, or (conv,
+            batch_matmul) equal widths that are not contiguous.
 
     Example:
         >>> import numpy as np
@@ -475,7 +482,7 @@ class PathChain(keras.layers.Layer):
                 f"Received: path_widths={first.path_widths}"
             )
         self.path_widths = first.path_widths
-        self.implementation = implementation
+        self.implementation = first.implementation
         self.activation = first.activation
 
     def build(self, input_shape):
