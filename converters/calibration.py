@@ -56,21 +56,31 @@ STACK_DEPTH = 3
 CALIBRATED = ("per_path", "batch_matmul", "conv")
 
 
-def target_calibration(target: str) -> Path | None:
+def target_calibration(target: str, quantization: str | None = None) -> Path | None:
     """The bundled calibration table measured on an emulated ``target``:
     its own (``converters/calibration/tflm-cortex-m4.json`` for
     ``tflm:cortex-m4``, ``arm64-cortex-a72.json`` for ``arm64:cortex-a72``),
     else, for another Cortex-M core, the Cortex-M4's (the same CMSIS-NN
-    kernels, counted the same way); None if neither exists.
+    kernels, counted the same way); None if neither exists, or, with
+    ``quantization``, if the table has no entries for it (the bundled
+    tables of the emulated cores are int8's).
 
     Example:
         >>> target_calibration("tflm:cortex-m4").name
         'tflm-cortex-m4.json'
+        >>> target_calibration("arm64:cortex-a72", "float32") is None
+        True
     """
     for name in (target.replace(":", "-"), "tflm-cortex-m4" if target.startswith("tflm:")
                  else None):
-        if name and (CALIBRATION_DIR / f"{name}.json").is_file():
-            return CALIBRATION_DIR / f"{name}.json"
+        path = CALIBRATION_DIR / f"{name}.json" if name else None
+        if path is not None and path.is_file():
+            if quantization is None:
+                return path
+            mode = calibrated_mode(quantization)
+            with open(path) as handle:
+                layers = json.load(handle).get("layers", [])
+            return path if any(layer["quantization"] == mode for layer in layers) else None
     return None
 
 

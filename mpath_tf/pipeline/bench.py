@@ -177,13 +177,13 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
         # a multipath model with auto on a TFLM target: that target's own choice;
         # auto or bucketed on an ARM core with a bundled table: that core's
         for_tflm = is_tflm_target(target) and lowering == "auto" and kind != "dense"
-        own_table = (target_calibration(target) if not for_tflm and target != "local"
-                     and lowering in ("auto", "bucketed") and kind != "dense" else None)
-        if for_tflm or own_table:
-            suffix += f"-{target_slug(target)}"
         model = None
         for quantization in quantizations:
-            path = models_dir / f"{name}{suffix}_{quantization}.tflite"
+            own_table = (target_calibration(target, quantization) if not for_tflm
+                         and target != "local" and lowering in ("auto", "bucketed")
+                         and kind != "dense" else None)
+            own = f"-{target_slug(target)}" if for_tflm or own_table else ""
+            path = models_dir / f"{name}{suffix}{own}_{quantization}.tflite"
             if model is None:
                 if supernet is None:
                     supernet = run.load_supernet()

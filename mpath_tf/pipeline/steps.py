@@ -469,7 +469,7 @@ class TargetFiles:
         from converters.calibration import target_calibration
         from edge_bench.targets import target_slug
 
-        table = target_calibration(target) if target.startswith("arm64:") else None
+        table = target_calibration(target, "int8") if target.startswith("arm64:") else None
         suffix = f"_{target_slug(target)}" if table else ""
         path = self.folder / f"{self._stem(key)}_int8{suffix}.tflite"
         if not path.is_file():
@@ -581,12 +581,12 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
     if done and all((run.path / e["file"]).is_file() for e in done.values()):
         log(f"  {name} exports: done earlier")
         return done
-    # an ARM core's files: lowered by its table, checked on its kernels once set up
-    table = target_calibration(target) if on_arm else None
+    # an ARM core's files: lowered by its table (int8), checked on its kernels once set up
     check_on = target if on_arm and expected is not None and is_built() else None
     exports = {}
     for scheme in (Float32(), Int8()):
         path = run.path / f"{name}_{scheme.name}.tflite"
+        table = target_calibration(target, scheme.name) if on_arm else None
         if scheme.name == "int8" and is_tflm_target(target):
             exports[scheme.name] = _export_for_tflm(run, model, path, data, name, log)
         else:

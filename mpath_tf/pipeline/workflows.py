@@ -229,7 +229,10 @@ def export_model(
         if qat_epochs:
             raise ConfigError(f"Target {target} chooses the lowering; qat_epochs keeps one "
                               "FULLY_CONNECTED per path. Drop one of them.")
-        calibration = calibration or target_calibration(target)
+        # a core's bundled table where it has the file's quantization (the
+        # ARM cores' are int8's: a float file is lowered by this CPU's)
+        calibration = calibration or target_calibration(target, None if for_tflm
+                                                        else scheme.name)
         if not for_tflm and verify and verify_on is None:
             from edge_bench.arm64 import is_built
 
