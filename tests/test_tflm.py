@@ -330,7 +330,7 @@ def test_bench_exports_auto_again_when_the_target_table_changed(finished_run, mo
     import json
     import shutil
 
-    from converters import tflm as tflm_module
+    from converters import calibration as calibration_module
     from mpath_tf.cli import cli
 
     args = ["bench", str(finished_run), "--target", "tflm", "--paths", "2", "--quantization",
@@ -343,9 +343,9 @@ def test_bench_exports_auto_again_when_the_target_table_changed(finished_run, mo
     again = CliRunner().invoke(cli, args)
     assert "exporting paths-2_auto-tflm_int8.tflite" not in again.output  # same table: reused
     table = tmp_path / "tflm.json"
-    shutil.copy(tflm_module.target_calibration("tflm"), table)
+    shutil.copy(calibration_module.target_calibration("tflm"), table)
     table.write_text(table.read_text() + "\n")  # the same entries, another file
-    monkeypatch.setattr(tflm_module, "CALIBRATION_DIR", tmp_path)
+    monkeypatch.setattr(calibration_module, "CALIBRATION_DIR", tmp_path)
     changed = CliRunner().invoke(cli, args)
     assert changed.exit_code == 0, changed.output
     assert "exporting paths-2_auto-tflm_int8.tflite again: the calibration table changed" in \
