@@ -6,15 +6,17 @@ exit code 2; every option maps to an argument of the function it calls.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
+import re
 
 import click
 
 from mpath_tf.core import ARCHITECTURES
 from mpath_tf.pipeline.config import SearchConfig
-from mpath_tf.errors import MpathError, RuntimeFailure
+from mpath_tf.errors import ConfigError, MpathError, RuntimeFailure
 
 _DEFAULTS = SearchConfig()
 
@@ -23,6 +25,13 @@ class InputError(click.ClickException):
     """A usage or input problem: printed as one line, exit code 2."""
 
     exit_code = 2
+
+
+def _flag_words(err: MpathError, flags: dict[str, str]) -> MpathError:
+    """The library's error in the command's words: each API argument it
+    names (`name`) becomes its option (``flags``: name -> --option)."""
+    text = re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[1]), str(err))
+    return type(err)(text)
 
 
 def _input_errors(command):
@@ -275,8 +284,19 @@ def derive(run, paths, finetune_epochs, data_dir, output):
     """
     from mpath_tf.pipeline.workflows import derive_from_run
 
-    report = derive_from_run(run, paths, finetune_epochs, data_dir=data_dir, output=output)
+    try:
+        report = derive_from_run(run, paths, finetune_epochs, data_dir=data_dir, output=output)
+    except MpathError as err:
+        raise _flag_words(err, {"paths": "--paths", "finetune_epochs": "--finetune-epochs",
+                                "output": "--output"}) from None
     click.echo(json.dumps(report, indent=2))
+
+
+# The options of `mpath-tf export`, by the API argument of export_model they set.
+EXPORT_FLAGS = {"quantization": "--quantize", "qat_epochs": "--qat-epochs", "dataset": "--dataset",
+                "output": "--output", "verify": "--verify", "verify_on": "--verify-on",
+                "target": "--target", "strip_metadata": "--strip-metadata",
+                "calibration": "--calibration", "lowering": "--lowering"}
 
 
 @cli.command()
@@ -354,15 +374,29 @@ def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, 
                            log=lambda m: click.echo(m, err=True))
         click.echo(str(out))
         return
+    from converters import get_quantization
     from mpath_tf.pipeline.workflows import export_model
 
-    report = export_model(
-        model, quantization, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
-        lowering=lowering, calibration=calibration, qat_epochs=qat_epochs, int8_io=int8_io,
-        equalize=equalize, verify=verify, calibrate=calibrate,
-        log=lambda m: click.echo(m, err=True), target=target, strip_metadata=strip_metadata,
-        verify_on=verify_on,
-    )
+    scheme = get_quantization(quantization)  # the flags make one scheme object
+    for flag, given in (("--int8-io", int8_io), ("--equalize", equalize is not None)):
+        if given and scheme.name != "int8":
+            raise ConfigError(f"{flag} needs --quantize int8.")
+    if qat_epochs and equalize:
+        raise ConfigError("--equalize applies to post-training int8; --qat-epochs learns the "
+                          "ranges in training. Drop one of the two.")
+    if scheme.name == "int8":
+        scheme = dataclasses.replace(scheme, int8_io=int8_io or scheme.int8_io,
+                                     equalize=scheme.equalize if equalize is None
+                                     else float(equalize))
+    try:
+        report = export_model(
+            model, scheme, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
+            lowering=lowering, calibration=calibration, qat_epochs=qat_epochs, verify=verify,
+            calibrate=calibrate, log=lambda m: click.echo(m, err=True), target=target,
+            strip_metadata=strip_metadata, verify_on=verify_on,
+        )
+    except MpathError as err:
+        raise _flag_words(err, EXPORT_FLAGS) from None
     click.echo(json.dumps(report, indent=2))
     # A QAT model is fine-tuned, so it is not expected to match the Keras model
     # within the post-training tolerance; its test accuracy is in the report.

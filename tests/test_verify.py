@@ -216,3 +216,24 @@ def test_export_report_is_kept_beside_the_file(tiny_run):
     unverified = export_model(tiny_run / "model.keras", "float32", verify=False,
                               output=tiny_run / "exports" / "n.tflite")
     assert "verification" not in unverified
+
+
+def test_export_takes_a_scheme_object_and_speaks_in_its_arguments(tiny_run):
+    """The library takes the quantization as a scheme object (its options
+    are the scheme's fields, not flags) and names its own arguments in
+    errors; the CLI says the same in its options."""
+    from click.testing import CliRunner
+
+    from converters import Int8
+    from mpath_tf.cli import cli
+    from mpath_tf.pipeline.workflows import export_model
+
+    report = export_model(tiny_run / "model.keras", Int8(int8_io=True, equalize=0.25),
+                          verify=False, output=tiny_run / "exports" / "io.tflite")
+    assert report["quantization"]["int8_io"] is True
+    assert report["quantization"]["equalize"] == 0.25
+    with pytest.raises(ConfigError, match="`qat_epochs` needs `quantization` int8"):
+        export_model(tiny_run / "model.keras", "float32", qat_epochs=1)
+    result = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--qat-epochs",
+                                      "1"])
+    assert result.exit_code == 2 and "--qat-epochs needs --quantize int8" in result.output

@@ -41,7 +41,7 @@ from mpath_tf.pipeline.predictors import make_predictor
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir, lock_run_dir
 from mpath_tf.pipeline.steps import (TargetFiles, budget_gains_of, calibration_notice,
-                                     choose_paths, default_run_dir, export_model, final_model,
+                                     choose_paths, default_run_dir, export_run_model, final_model,
                                      load_data, raise_predictions, resolution_notice,
                                      result_rows, sample_path_counts, train_supernet,
                                      with_model_shape, worker_one_shot)
@@ -259,13 +259,13 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     atomic_save_model(model, run.path / "model.keras")
     expected = model.predict(data.x_test, batch_size=1024, verbose=0)  # once: accuracy, checks
     test_accuracy = top1(expected, data.y_test)
-    exports = export_model(run, model, data, log, expected=expected)
+    exports = export_run_model(run, model, data, log, expected=expected)
     if not is_tflm_target(config.target):  # a TFLM target's int8 used that target's table
         calibration_notice(model, log)
     reference = None
     if reference_model is not None:
         reference = {**reference_record,
-                     "exports": export_model(run, reference_model, data, log, "reference"),
+                     "exports": export_run_model(run, reference_model, data, log, "reference"),
                      "accuracy_difference_pt": 100 * (test_accuracy
                                                       - reference_record["test_accuracy"])}
     speed = None

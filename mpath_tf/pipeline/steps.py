@@ -555,8 +555,8 @@ class TargetFiles:
         return value
 
 
-def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "model",
-            expected: np.ndarray | None = None) -> dict:
+def export_run_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str = "model",
+                     expected: np.ndarray | None = None) -> dict:
     """Export ``model`` to float32 and int8 ``RUN/<name>_<q>.tflite`` (with
     ``labels.txt``), verified against ``expected`` (its Keras outputs on the
     test split; None: not verified); done once per model (``state["exports"]``).
@@ -564,7 +564,8 @@ def export_model(run: RunDir, model: keras.Model, data: Dataset, log, name: str 
     With a TFLM target (``run.config.target``: ``tflm`` or ``tflm:CORE``)
     the int8 file is lowered for that target, never in a way TFLM refuses
     (``converters.tflm.tflm_convert``), and its C array and op resolver are
-    written to ``RUN/mcu/``."""
+    written to ``RUN/mcu/``. (A file outside a run is
+    ``mpath_tf.pipeline.workflows.export_model``'s.)"""
     from converters import Float32, Int8, export_tflite, lowering_plan, verify
     from converters.calibration import target_calibration
     from converters.tflm import is_tflm_target

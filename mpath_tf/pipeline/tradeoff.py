@@ -163,7 +163,7 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
     Raises:
         ConfigError: A cost table for another network or target, or an unmet budget.
     """
-    from mpath_tf.pipeline.steps import (build_supernet_for, export_model, train_derived,
+    from mpath_tf.pipeline.steps import (build_supernet_for, export_run_model, train_derived,
                                          train_supernet)
 
     config = run.config
@@ -213,7 +213,7 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
         "val_accuracy_before_finetuning": run.state["final"][key]["val_accuracy_before"],
         "val_accuracy": accuracy(model, data.x_val, data.y_val),
         "test_accuracy": top1(expected, data.y_test),
-        "exports": export_model(run, model, data, log, expected=expected),
+        "exports": export_run_model(run, model, data, log, expected=expected),
     }
     result = SearchResults(
         run_dir=str(run.path), data_source=data.source, classes=data.class_labels,

@@ -44,12 +44,12 @@ def derive_from_run(
     config = run.config
     if not 1 <= paths <= config.width:
         raise ConfigError(
-            f"--paths must be in [1, {config.width}] for this run (width {config.width}). "
+            f"`paths` must be in [1, {config.width}] for this run (width {config.width}). "
             f"Received: paths={paths}"
         )
     if finetune_epochs < 0:
         raise ConfigError(
-            f"--finetune-epochs must be >= 0. Received: finetune_epochs={finetune_epochs}"
+            f"`finetune_epochs` must be >= 0. Received: finetune_epochs={finetune_epochs}"
         )
     supernet = run.load_supernet()
     data = load_data(replace(config, data_dir=data_dir or config.data_dir))
@@ -58,7 +58,8 @@ def derive_from_run(
     try:
         atomic_save_model(model, output)
     except OSError as err:
-        raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another --output.")
+        raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another "
+                          "`output`.")
     return {
         "output": str(output),
         "paths": paths,
@@ -88,8 +89,6 @@ def export_model(
     lowering: str = "auto",
     calibration: str | os.PathLike | None = None,
     qat_epochs: int = 0,
-    int8_io: bool = False,
-    equalize: float | None = None,
     verify: bool = True,
     calibrate: bool = False,
     log=None,
@@ -101,7 +100,10 @@ def export_model(
 
     Args:
         model_path: The ``.keras`` file.
-        quantization: ``float32``, ``float16``, ``dynamic`` or ``int8``.
+        quantization: A scheme of ``converters.quantization`` (``Float32()``,
+            ``Int8(int8_io=True, equalize=0.3)``, ...) or its name
+            (``float32``, ``float16``, ``dynamic``, ``int8``, ``int16x8``:
+            the scheme's defaults).
         fmt: Export format; ``tflite`` is the one supported.
         dataset: Dataset for calibration and verification; default the dataset
             of the run the model belongs to. Without one, float32 and dynamic
@@ -116,10 +118,6 @@ def export_model(
             training (tfmot, through tf_keras) on the dataset before
             conversion; 0: post-training quantization. QAT keeps one
             FULLY_CONNECTED per path (``lowering`` does not apply).
-        int8_io: With ``int8``: int8 input and output tensors instead of float32.
-        equalize: With ``int8``: strength in [0, 1] of the activation-range
-            equalization before conversion (``converters.equalize``); 0 turns
-            it off; default the scheme's (0.5).
         verify: Run the parity check (``converters.parity``) on held-out data
             (the test split, or random inputs without a dataset).
         calibrate: With ``auto`` or ``bucketed`` and no ``calibration``: if
@@ -167,19 +165,11 @@ def export_model(
     if fmt != "tflite":
         raise ConfigError(f"Unknown export format '{fmt}'. Supported: tflite.")
     if verify_on is not None and not verify_on.startswith("arm64:"):
-        raise ConfigError(f"verify_on runs the file on an emulated ARM core: arm64:cortex-a53, "
+        raise ConfigError(f"`verify_on` runs the file on an emulated ARM core: arm64:cortex-a53, "
                           f"-a55, -a72 or -a76. Received: verify_on={verify_on!r}")
     if verify_on is not None and not verify:
-        raise ConfigError("verify_on is a parity check; it needs verify=True.")
-    scheme = get_quantization(quantization)
-    if int8_io:
-        if scheme.name != "int8":
-            raise ConfigError("--int8-io needs --quantize int8.")
-        scheme = replace(scheme, int8_io=True)
-    if equalize is not None:
-        if scheme.name != "int8":
-            raise ConfigError("--equalize needs --quantize int8.")
-        scheme = replace(scheme, equalize=float(equalize))
+        raise ConfigError("`verify_on` is a parity check; it needs `verify`.")
+    scheme = get_quantization(quantization) if isinstance(quantization, str) else quantization
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ConfigError(f"Model file {model_path} does not exist; pass a .keras file.")
@@ -191,12 +181,12 @@ def export_model(
     if data is None and scheme.calibrated:
         raise ConfigError(
             f"{scheme.name} export needs representative data to calibrate activations: pass "
-            "--dataset (or export a model that sits in a run directory)."
+            "`dataset` (or export a model that sits in a run directory)."
         )
     if data is not None and tuple(data.input_shape) != tuple(model.input_shape[1:]):
         raise ConfigError(
             f"Dataset '{dataset}' has inputs of shape {data.input_shape} but the model "
-            f"expects {tuple(model.input_shape[1:])}; pass the dataset it was trained on."
+            f"expects {tuple(model.input_shape[1:])}; pass the `dataset` it was trained on."
         )
     x_check = np.random.default_rng(0).random((256, *model.input_shape[1:]), dtype="float32")
     output = Path(output) if output else model_path.with_name(
@@ -204,16 +194,11 @@ def export_model(
     )
     if qat_epochs and (scheme.name != "int8" or data is None):
         raise ConfigError(
-            "--qat-epochs needs --quantize int8 and labelled training data (--dataset, or a "
-            "model inside a run directory)."
+            "`qat_epochs` needs `quantization` int8 and labelled training data (`dataset`, or "
+            "a model inside a run directory)."
         )
-    if qat_epochs:
-        if equalize:
-            raise ConfigError(
-                "--equalize applies to post-training int8; --qat-epochs learns the ranges "
-                "in training. Drop one of the two."
-            )
-        scheme = replace(scheme, equalize=0.0)  # the record says what was done
+    if qat_epochs:  # the ranges are learnt in training, not equalized (the record says so)
+        scheme = replace(scheme, equalize=0.0)
     log = log or (lambda message: print(message, file=sys.stderr))
     for_tflm = False
     if target is not None:
@@ -223,11 +208,11 @@ def export_model(
 
         for_tflm = is_tflm_target(target)
         if not for_tflm and target.removeprefix("arm64:") not in CORES:
-            raise ConfigError(f"target exports for a microcontroller runtime, tflm or tflm:CORE "
+            raise ConfigError(f"`target` exports for a microcontroller runtime, tflm or tflm:CORE "
                               f"(cortex-m4, cortex-m4f, cortex-m7, cortex-m55), or for an ARM "
                               f"core, arm64:CORE ({', '.join(CORES)}). Received: target={target!r}")
         if qat_epochs:
-            raise ConfigError(f"Target {target} chooses the lowering; qat_epochs keeps one "
+            raise ConfigError(f"Target {target} chooses the lowering; `qat_epochs` keeps one "
                               "FULLY_CONNECTED per path. Drop one of them.")
         # a core's bundled table where it has the file's quantization (the
         # ARM cores' are int8's: a float file is lowered by this CPU's)
@@ -242,7 +227,7 @@ def export_model(
                 log(f"{target}: the file is verified on this machine's LiteRT only; run "
                     "`mpath-tf setup arm64` to check it on the core's kernels too.")
     if strip_metadata and not for_tflm:
-        raise ConfigError("strip_metadata applies to a TFLM target (target='tflm...').")
+        raise ConfigError("`strip_metadata` applies to a TFLM `target` ('tflm...').")
     if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
         from converters.profiling import ensure_own_table
         from mpath_tf.core.conv import PathConv2D
@@ -271,7 +256,8 @@ def export_model(
                           lowering=lowering, calibration=calibration,
                           labels=data.class_names if data is not None else None)
     except OSError as err:
-        raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another --output.")
+        raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another "
+                          "`output`.")
     report = {
         "output": str(output),
         "bytes": output.stat().st_size,
