@@ -502,22 +502,24 @@ def group_conv_paths(model: keras.Model) -> keras.Model:
         return model
     if any(find(id(t)) in perms for t in [*model.inputs, *model.outputs]):
         return model  # the model's own input or output would be renumbered
-    inputs, tensors = _fresh_inputs(model)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+    def regrouped(layer):  # the same layer, a path convolution's paths by width
         config = layer.get_config()
         if isinstance(layer, PathConv2D):
             order, _ = width_order(layer.path_widths)
             config = config | {"path_widths": [layer.path_widths[k] for k in order]}
-        new = layer.__class__.from_config(config)
-        _call_like(layer, new, tensors)
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=regrouped)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
         node = graph.calls(layer)[0]
         # a residual add's second input is its shortcut's; every other layer has one
         p_in = perms.get(find(id(node.input_tensors[-1])))
-        if not _permuted(layer, new, p_in, perms.get(find(id(node.output_tensors[0])))):
+        if not _permuted(layer, copy.get_layer(layer.name), p_in,
+                         perms.get(find(id(node.output_tensors[0])))):
             return model
-    return _model_like(model, inputs, tensors)
+    return copy
 
 
 def fold_batch_norms(model: keras.Model) -> keras.Model:
