@@ -31,23 +31,17 @@ hundreds of paths take minutes, and it is never the cheapest there).
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-PATHS_500 = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200,
-             250, 320, 400, 500)
-LOWERINGS = ("per_path", "batch_matmul", "conv", "bucketed")
+sys.path.insert(0, str(Path(__file__).parent))
+from lowering_sweep import LOWERINGS, path_counts, report_rows  # noqa: E402
 CORES = ("cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76")
-
-
-def _rows(folder: Path) -> list[dict]:
-    with open(folder / "latency.csv", newline="") as handle:
-        return [r for r in csv.DictReader(handle) if r["status"] == "ok"]
 
 
 def _verdict(lowering: str, report: dict) -> str:
@@ -75,30 +69,24 @@ def main() -> None:
     from scipy.stats import pearsonr, spearmanr
 
     from edge_bench import BenchSettings
-    from edge_bench.targets import target_slug
     from mpath_tf.cli import quiet_native_logs
     from mpath_tf.pipeline.bench import bench_run
     from mpath_tf.pipeline.rundir import RunDir
 
     quiet_native_logs()
     run = RunDir.open(args.run)
-    width = run.config.width
-    paths = ([int(b) for b in args.paths.split(",")] if args.paths
-             else sorted({b for b in PATHS_500 if b <= width} | {width}))
+    paths = path_counts(args.paths, run.config.width)
     settings = BenchSettings(timeout_s=900)
     for core in args.cores.split(","):
         target = f"arm64:{core}"
-        tables, folders, reports = {}, [], {}
+        tables, reports = {}, {}
         for lowering in (*LOWERINGS, "auto"):
             todo = [b for b in paths if lowering != "per_path" or b <= args.max_per_path]
             print(f"{target} {lowering}: {len(todo)} path counts", flush=True)
             reports[lowering] = bench_run(run.path, target, paths=todo, quantizations=("int8",),
                                           settings=settings, repeats=1, lowering=lowering,
                                           log=lambda *_: None)
-            folder = run.path / "bench" / (target_slug(target)
-                                           + ("" if lowering == "per_path" else f"-{lowering}"))
-            tables[lowering] = _rows(folder)
-            folders.append(folder)
+            tables[lowering] = [r for r in report_rows(reports[lowering]) if r["status"] == "ok"]
         dense = next(r for r in tables["per_path"] if r["kind"] == "dense")
         dense_cost, dense_macs = float(dense["instructions_per_inference"]), int(dense["macs"])
         print(f"\n{run.path.name} on {target}, int8, instructions per inference (not cycles); "
@@ -134,8 +122,9 @@ def main() -> None:
               f"Spearman {spearmanr(macs, best)[0]:.3f}")
         for lowering, report in reports.items():
             print(_verdict(lowering, report))
-        identical = [row["parity"]["identical_share"] for folder in folders
-                     for row in map(json.loads, (folder / "latency.jsonl").read_text().splitlines())
+        identical = [row["parity"]["identical_share"] for report in reports.values()
+                     for row in map(json.loads, (Path(report["output"]) / "latency.jsonl")
+                                    .read_text().splitlines())
                      if row.get("status") == "ok" and row.get("parity")]
         if identical:
             print(f"int8 outputs identical to x86 LiteRT's: {min(identical):.0%} of every file "

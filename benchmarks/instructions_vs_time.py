@@ -35,22 +35,15 @@ Exports, times and counts are journaled in the run's bench/ folder (resumable).
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-PATHS_500 = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200,
-             250, 320, 400, 500)
-LOWERINGS = ("per_path", "batch_matmul", "conv", "bucketed")
-
-
-def _rows(folder: Path) -> dict[tuple, dict]:
-    with open(folder / "latency.csv", newline="") as handle:
-        return {(r["kind"], int(r["paths"])): r for r in csv.DictReader(handle)
-                if r["status"] == "ok"}
+sys.path.insert(0, str(Path(__file__).parent))
+from lowering_sweep import LOWERINGS, path_counts, report_rows  # noqa: E402
 
 
 def main() -> None:
@@ -66,15 +59,13 @@ def main() -> None:
     from scipy.stats import pearsonr, spearmanr
 
     from edge_bench import BenchSettings, get_target
-    from edge_bench.targets import target_slug
     from mpath_tf.cli import quiet_native_logs
     from mpath_tf.pipeline.bench import bench_run
     from mpath_tf.pipeline.rundir import RunDir
 
     quiet_native_logs()
     run = RunDir.open(args.run)
-    paths = ([int(b) for b in args.paths.split(",")] if args.paths
-             else sorted({b for b in PATHS_500 if b <= run.config.width} | {run.config.width}))
+    paths = path_counts(args.paths, run.config.width)
     lowerings = args.lowerings.split(",")
     device = get_target("x86_64").describe()
     files = []  # (lowering, paths, kind, us, instructions, parameters)
@@ -83,12 +74,12 @@ def main() -> None:
         tables = {}
         for target in ("local", "x86_64"):
             print(f"{target} {lowering}: {len(todo)} path counts", flush=True)
-            bench_run(run.path, target, paths=todo, quantizations=("int8",),
-                      settings=BenchSettings(timeout_s=900),
-                      repeats=3 if target == "local" else 1,  # a count repeats exactly
-                      lowering=lowering, log=lambda *_: None)
-            tables[target] = _rows(run.path / "bench" / (
-                target_slug(target) + ("" if lowering == "per_path" else f"-{lowering}")))
+            report = bench_run(run.path, target, paths=todo, quantizations=("int8",),
+                               settings=BenchSettings(timeout_s=900),
+                               repeats=3 if target == "local" else 1,  # a count repeats exactly
+                               lowering=lowering, log=lambda *_: None)
+            tables[target] = {(r["kind"], int(r["paths"])): r for r in report_rows(report)
+                              if r["status"] == "ok"}
         for key, timed in tables["local"].items():
             counted = tables["x86_64"].get(key)
             if counted is not None and (key[0] == "mpath" or lowering == "per_path"):

@@ -28,19 +28,13 @@ Exports and measurements are journaled in the run's bench/ folder (resumable).
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
+import sys
 from pathlib import Path
 
-PATHS_500 = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200,
-             250, 320, 400, 500)
-LOWERINGS = ("per_path", "batch_matmul", "conv", "bucketed")
-
-
-def _rows(folder: Path) -> list[dict]:
-    with open(folder / "latency.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
+sys.path.insert(0, str(Path(__file__).parent))
+from lowering_sweep import LOWERINGS, path_counts, report_rows  # noqa: E402
 
 
 def _cost(row: dict) -> float | None:
@@ -61,16 +55,13 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     from edge_bench import BenchSettings
-    from edge_bench.targets import target_slug
     from mpath_tf.cli import quiet_native_logs
     from mpath_tf.pipeline.bench import bench_run
     from mpath_tf.pipeline.rundir import RunDir
 
     quiet_native_logs()
     run = RunDir.open(args.run)
-    width = run.config.width
-    paths = ([int(b) for b in args.paths.split(",")] if args.paths
-             else sorted({b for b in PATHS_500 if b <= width} | {width}))
+    paths = path_counts(args.paths, run.config.width)
     counting = args.target.startswith("tflm:")
     repeats = args.repeats or (1 if counting else 3)
     settings = BenchSettings(warmup_runs=2, warmup_min_secs=0.1, runs=50, min_secs=0.5)
@@ -80,10 +71,7 @@ def main() -> None:
         reports[lowering] = bench_run(run.path, args.target, paths=paths, quantizations=("int8",),
                                       settings=settings, repeats=repeats, lowering=lowering,
                                       log=lambda *_: None)
-    slug = target_slug(args.target)
-    tables = {lowering: _rows(run.path / "bench" / (slug + ("" if lowering == "per_path"
-                                                               else f"-{lowering}")))
-              for lowering in (*LOWERINGS, "auto")}
+    tables = {lowering: report_rows(report) for lowering, report in reports.items()}
     dense = next(r for r in tables["per_path"] if r["kind"] == "dense")
     dense_cost, dense_macs = _cost(dense), int(dense["macs"])
     unit = "instructions" if counting else "us"

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.quantization import Float32
+from edge_bench.quantized_io import dequantize_output, quantize_input
 from mpath_tf.errors import ConfigError
 from mpath_tf.storage import atomic_write_bytes
 from mpath_tf.core import graph
@@ -483,20 +484,13 @@ def run_tflite(path: str | os.PathLike, x: np.ndarray, num_threads: int = 1) -> 
     """
     interpreter = load_interpreter(path, num_threads)
     detail = interpreter.get_input_details()[0]
-    x = np.asarray(x, dtype="float32")
-    if np.dtype(detail["dtype"]) == np.int8:  # int8 input: quantize as the file says
-        scale, zero_point = detail["quantization"]
-        x = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
+    x = quantize_input(detail, x)  # int8 input: quantized as the file says
     interpreter.resize_tensor_input(detail["index"], x.shape)
     interpreter.allocate_tensors()
     interpreter.set_tensor(detail["index"], x)
     interpreter.invoke()
     output = interpreter.get_output_details()[0]
-    y = interpreter.get_tensor(output["index"]).copy()
-    if np.dtype(output["dtype"]) == np.int8:
-        scale, zero_point = output["quantization"]
-        y = (y.astype(np.float32) - zero_point) * scale
-    return y
+    return dequantize_output(output, interpreter.get_tensor(output["index"]).copy())
 
 
 def op_summary(path: str | os.PathLike) -> dict:

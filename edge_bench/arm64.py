@@ -40,7 +40,7 @@ from pathlib import Path
 
 from edge_bench.benchmark_model import last_lines
 from edge_bench.emulated import AGENT, EmulatedLiteRT
-from edge_bench.mcu.build import build_plugin, cache_root as mcu_cache_root
+from edge_bench.mcu.build import build_plugin, cache_root as mcu_cache_root, plugin_path
 from mpath_tf.errors import TargetError
 
 MIRROR = "http://deb.debian.org/debian"
@@ -256,7 +256,7 @@ def setup_arm64(root: str | os.PathLike | None = None, log=print) -> Path:
         # bytecode once, here (the same for every platform): no run compiles or writes any
         subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(folder)],
                        capture_output=True)
-    build_plugin(building / "libinsn_count.so", log)
+    build_plugin(plugin_path(), log)  # the counting plugin every emulated target shares
     (building / "manifest.json").write_text(json.dumps(
         {"suite": SUITE, "packages": packages, "wheels": wheels}, indent=2) + "\n")
     shutil.rmtree(root, ignore_errors=True)
@@ -292,7 +292,7 @@ class Arm64Target(EmulatedLiteRT):
         if not is_built(self.root):
             raise TargetError(f"{self.name}: the arm64 runtime is not set up; run `mpath-tf "
                               "setup arm64` first (downloads about 70 MB, once).")
-        build_plugin(self.root / "libinsn_count.so", log=lambda *_: None)  # this source's
+        build_plugin(plugin_path(), log=lambda *_: None)  # this source's
         manifest = json.loads((self.root / "manifest.json").read_text())
         version = subprocess.run(["qemu-aarch64", "--version"], capture_output=True,
                                  text=True).stdout.splitlines()[0]
@@ -304,7 +304,7 @@ class Arm64Target(EmulatedLiteRT):
 
     def _process(self, agent_args, counted, work):
         sysroot = self.root / "sysroot"
-        plugin = ["-plugin", str(self.root / "libinsn_count.so")] if counted else []
+        plugin = ["-plugin", str(plugin_path())] if counted else []
         command = ["qemu-aarch64", "-L", str(sysroot), "-cpu", self.core.qemu_cpu, *plugin,
                    str(sysroot / "usr/bin/python3.11"), "-s", str(AGENT), *agent_args]
         cpuinfo = work / "cpuinfo"  # written for each run: always this code's

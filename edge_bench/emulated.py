@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_bench.benchmark_model import last_lines
+from edge_bench.quantized_io import dequantize_output, quantize_input
 from edge_bench.target_base import Target
 from mpath_tf.errors import ModelError
 
@@ -59,19 +60,11 @@ class EmulatedLiteRT(Target):
         self.describe()
         details = Interpreter(model_path=str(model))
         feed, fetch = details.get_input_details()[0], details.get_output_details()[0]
-        x = np.asarray(x, dtype="float32")
-        if np.dtype(feed["dtype"]) == np.int8:
-            scale, zero_point = feed["quantization"]
-            x = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
         with tempfile.TemporaryDirectory(prefix="mpath-emulated-") as work:
             given, got = Path(work) / "input.npy", Path(work) / "output.npy"
-            np.save(given, x)
+            np.save(given, quantize_input(feed, x))
             self._run(Path(model), 0, given, got, timeout)
-            y = np.load(got)
-        if np.dtype(fetch["dtype"]) == np.int8:
-            scale, zero_point = fetch["quantization"]
-            y = (y.astype(np.float32) - zero_point) * scale
-        return y
+            return dequantize_output(fetch, np.load(got))
 
     def _run(self, model: Path, count: int, given: Path, out: Path, timeout: float) -> int | None:
         """Run the agent on the emulated CPU; the instructions of its

@@ -27,11 +27,13 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
-def _flag_words(err: MpathError, flags: dict[str, str]) -> MpathError:
-    """The library's error in the command's words: each API argument it
-    names (`name`) becomes its option (``flags``: name -> --option)."""
-    text = re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[1]), str(err))
-    return type(err)(text)
+def _in_option_words(message: str) -> str:
+    """A library error in the running command's words: each API argument it
+    names (`qat_epochs`) becomes that command's option (--qat-epochs)."""
+    context = click.get_current_context(silent=True)
+    options = {p.name: p.opts[0] for p in (context.command.params if context else [])
+               if isinstance(p, click.Option)}
+    return re.sub(r"`(\w+)`", lambda m: options.get(m[1], m[0]), message)
 
 
 def _input_errors(command):
@@ -45,7 +47,7 @@ def _input_errors(command):
         except RuntimeFailure as err:  # not an input problem: exit 1
             raise click.ClickException(str(err)) from err
         except MpathError as err:
-            raise InputError(str(err)) from err
+            raise InputError(_in_option_words(str(err))) from err
 
     return wrapper
 
@@ -284,19 +286,8 @@ def derive(run, paths, finetune_epochs, data_dir, output):
     """
     from mpath_tf.pipeline.workflows import derive_from_run
 
-    try:
-        report = derive_from_run(run, paths, finetune_epochs, data_dir=data_dir, output=output)
-    except MpathError as err:
-        raise _flag_words(err, {"paths": "--paths", "finetune_epochs": "--finetune-epochs",
-                                "output": "--output"}) from None
+    report = derive_from_run(run, paths, finetune_epochs, data_dir=data_dir, output=output)
     click.echo(json.dumps(report, indent=2))
-
-
-# The options of `mpath-tf export`, by the API argument of export_model they set.
-EXPORT_FLAGS = {"quantization": "--quantize", "qat_epochs": "--qat-epochs", "dataset": "--dataset",
-                "output": "--output", "verify": "--verify", "verify_on": "--verify-on",
-                "target": "--target", "strip_metadata": "--strip-metadata",
-                "calibration": "--calibration", "lowering": "--lowering"}
 
 
 @cli.command()
@@ -388,15 +379,12 @@ def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, 
         scheme = dataclasses.replace(scheme, int8_io=int8_io or scheme.int8_io,
                                      equalize=scheme.equalize if equalize is None
                                      else float(equalize))
-    try:
-        report = export_model(
-            model, scheme, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
-            lowering=lowering, calibration=calibration, qat_epochs=qat_epochs, verify=verify,
-            calibrate=calibrate, log=lambda m: click.echo(m, err=True), target=target,
-            strip_metadata=strip_metadata, verify_on=verify_on,
-        )
-    except MpathError as err:
-        raise _flag_words(err, EXPORT_FLAGS) from None
+    report = export_model(
+        model, scheme, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
+        lowering=lowering, calibration=calibration, qat_epochs=qat_epochs, verify=verify,
+        calibrate=calibrate, log=lambda m: click.echo(m, err=True), target=target,
+        strip_metadata=strip_metadata, verify_on=verify_on,
+    )
     click.echo(json.dumps(report, indent=2))
     # A QAT model is fine-tuned, so it is not expected to match the Keras model
     # within the post-training tolerance; its test accuracy is in the report.

@@ -150,8 +150,8 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     """Export the dense MLP and each derived model; reuse exports already on disk.
 
     For a TFLM target, ``auto`` reads that target's calibration table and
-    never keeps a file TFLM refuses; on an ARM core, ``auto`` and
-    ``bucketed`` read the core's bundled table (``converters.tflm.tflm_convert``). Each
+    never keeps a file TFLM refuses (``converters.tflm.tflm_convert``); on
+    an ARM core, ``auto`` and ``bucketed`` read the core's bundled table. Each
     file has a record beside it (``<file>.json``: the lowering of each layer
     and the sha256 of the calibration table ``auto``/``bucketed`` read), so
     a file exported with a table that has changed since is exported again;
@@ -171,18 +171,22 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     supernet = None
     data = None
     jobs = []
+    # a multipath model with auto on a TFLM target: that target's own choice;
+    # auto or bucketed on an ARM core with a bundled table: that core's (looked
+    # up once per quantization, as the digest of the table each export reads)
+    for_tflm = is_tflm_target(target) and lowering == "auto"
+    own_tables = {q: target_calibration(target, q) if not for_tflm and target != "local"
+                  and lowering in ("auto", "bucketed") else None for q in quantizations}
+    digests = {q: _table_digest(lowering, target if for_tflm or own_tables[q] else None, q)
+               for q in quantizations}
     for kind, count in [("dense", None)] + [("mpath", b) for b in paths]:
         name = "dense" if kind == "dense" else f"paths-{count}"
         suffix = "" if lowering == "per_path" or kind == "dense" else f"_{lowering}"
-        # a multipath model with auto on a TFLM target: that target's own choice;
-        # auto or bucketed on an ARM core with a bundled table: that core's
-        for_tflm = is_tflm_target(target) and lowering == "auto" and kind != "dense"
         model = None
         for quantization in quantizations:
-            own_table = (target_calibration(target, quantization) if not for_tflm
-                         and target != "local" and lowering in ("auto", "bucketed")
-                         and kind != "dense" else None)
-            own = f"-{target_slug(target)}" if for_tflm or own_table else ""
+            own_table = None if kind == "dense" else own_tables[quantization]
+            tflm_file = for_tflm and kind != "dense"
+            own = f"-{target_slug(target)}" if tflm_file or own_table else ""
             path = models_dir / f"{name}{suffix}{own}_{quantization}.tflite"
             if model is None:
                 if supernet is None:
@@ -194,8 +198,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                 else:
                     model = derive(supernet, count)
             record_path = path.with_name(path.name + ".json")
-            table = None if kind == "dense" else _table_digest(
-                lowering, target if for_tflm or own_table else None, quantization)
+            table = None if kind == "dense" else digests[quantization]
             if path.is_file() and table and (not record_path.is_file() or json.loads(
                     record_path.read_text()).get("calibration_sha256") != table):
                 log(f"  exporting {path.name} again: the calibration table changed since")
@@ -207,7 +210,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                     data = load_data(config)
                 log(f"  exporting {path.name}")
                 classes = run.meta.get("classes")
-                if for_tflm:
+                if tflm_file:
                     content, record = tflm_convert(model, get_quantization(quantization),
                                                    data.x_train if data is not None else None,
                                                    target=target, log=log)

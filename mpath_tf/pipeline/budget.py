@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from edge_bench.targets import counts_instructions
 from mpath_tf.errors import ConfigError
 
 
@@ -69,7 +70,7 @@ class Budget:
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f"{flag} must be a finite number > 0. Received: {flag} {value}")
-        if self.max_latency_ms is not None and self.target.startswith(("tflm:", "arm64:")):
+        if self.max_latency_ms is not None and counts_instructions(self.target):
             raise ConfigError(f"--max-latency-ms needs a target that measures time; {self.target} "
                               "counts instructions (an emulated core). Use a target that "
                               "times (local, ssh://..., adb, tflm), or --objective latency, "

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from edge_bench.targets import counts_instructions, get_target
 from mpath_tf.core import ARCHITECTURES
 from mpath_tf.core.costs import COSTS
 from mpath_tf.training.distributed import STRATEGIES
@@ -299,10 +300,8 @@ class SearchConfig:
                 f"--paths must be in [1, --width {self.width}]. Received: --paths {self.paths}"
             )
         budget = self.budget().validate()
-        if self.target.startswith(("tflm", "arm64")):  # the spelling only; nothing starts
-            from edge_bench.targets import get_target
-
-            get_target(self.target)
+        if self.target == "tflm" or counts_instructions(self.target):
+            get_target(self.target)  # the spelling only; nothing starts
         self._validate_objective(budget)
         if self.paths is not None and budget.active:
             raise ConfigError(

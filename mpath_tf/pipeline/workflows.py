@@ -279,8 +279,8 @@ def export_model(
         expected = np.asarray(model.predict(x_eval, batch_size=1024, verbose=0))
         check = verify_file(output, model, x_eval, scheme, labels, expected=expected)
         if verify_on is not None:
-            report["verification_on"] = {verify_on: verify_on_target(output, expected, x_eval, scheme,
-                                                               labels, verify_on)}
+            report["verification_on"] = {verify_on: verify_on_target(
+                output, expected, x_eval, scheme, labels, verify_on)}
         report |= {
             "keras_test_accuracy": check.keras_accuracy,
             "tflite_test_accuracy": check.tflite_accuracy,
