@@ -2,7 +2,7 @@
 
 For mpath-4-200 on each dataset:
 
-- ``lambda``: one ``GatedSupernet`` trained from scratch for ``--epochs`` per
+- ``lambda``: one gated supernet trained from scratch for ``--epochs`` per
   lambda in ``--lams`` (its gates are the architecture). The parameter
   counts of these five networks are the five budgets.
 - ``rank`` (the paper): one supernet trained ``--epochs``; per budget the

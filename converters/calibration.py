@@ -538,7 +538,7 @@ def latency_costs(width: int, depth: int, calibration: dict | None = None,
 def stack_latency_costs(supernet, calibration: dict | None = None,
                         quantization: str = "int8") -> list:
     """The latency ``CostTable`` of each stack of a built supernet (a CNN, a
-    ResNet, a user's model), for ``GatedStacks``' cost term.
+    ResNet, a user's model), for a gated ``Supernet``'s cost term.
 
     A Dense stack's table is ``latency_costs``'s (per-path lowering). A
     convolution stack's block cost is what the split lowering's fitted conv

@@ -12,6 +12,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("mpath_tf", "converters", "edge_bench")
 SAVED_0_1 = pathlib.Path(__file__).parent / "data" / "saved_0_1"
+SAVED_GATED = pathlib.Path(__file__).parent / "data" / "saved_gated"
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -206,6 +207,28 @@ def test_a_model_saved_by_0_1_loads_and_computes_the_same(name):
     model = load_model(SAVED_0_1 / f"{name}.keras")
     np.testing.assert_allclose(model.predict(expected["x"], verbose=0), expected[name],
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gated_supernet", "hyper_supernet", "gated_stacks",
+                                  "hyper_stacks"])
+def test_a_gated_supernet_of_the_earlier_classes_loads_as_one_supernet(name):
+    """GatedSupernet, HyperSupernet (the MLP's) and GatedStacks, HyperStacks
+    (any shape's) files load as the one ``Supernet`` class, with the same
+    function and the same architecture at each lam."""
+    from mpath_tf import Supernet, derive, load_model
+
+    expected = np.load(SAVED_GATED / "expected.npz")
+    x = expected["images" if "stacks" in name else "x"]
+    model = load_model(SAVED_GATED / f"{name}.keras")
+    assert type(model) is Supernet
+    assert model.trade_off == ("hypernet" if name.startswith("hyper") else "lambda")
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected[name], rtol=1e-6, atol=1e-6)
+    assert [len(w) for w in model.derived_layout()] == expected[f"{name}_widths"].tolist()
+    np.testing.assert_allclose(derive(model)(x), expected[name], atol=1e-5)
+    if name.startswith("hyper"):
+        np.testing.assert_allclose(model(x, lam=0.6), expected[f"{name}_lam"], atol=1e-6)
+        assert ([len(w) for w in model.derived_layout(lam=0.6)]
+                == expected[f"{name}_lam_widths"].tolist())
 
 
 def test_the_0_1_supernet_still_derives():

@@ -5,33 +5,27 @@ import numpy as np
 import pytest
 
 from mpath_tf import MembraneDense, Supernet, build_mlp, build_supernet
-from mpath_tf.core.models import MLPSupernet
-from mpath_tf.core.supernet import mlp_layers
+from mpath_tf.core.legacy import MLPSupernet
 from tests.test_permeability import brute_force
 
 
 def numpy_forward(net, x, P):
     """Reference forward pass that applies the same P in every upper layer."""
-    parts = mlp_layers(net)
+    first, *membranes, classifier = [layer for layer in net.chain if layer.weights]
     h = x.reshape(len(x), -1)
-    k, b = parts["first"].get_weights()
+    k, b = first.get_weights()
     h = np.maximum(h @ k + b, 0)
-    for layer in parts["membranes"]:
+    for layer in membranes:
         k, b = layer.get_weights()
         h = np.maximum(h @ (k * P) + b, 0)
-    k, b = parts["classifier"].get_weights()
+    k, b = classifier.get_weights()
     z = h @ k + b
     e = np.exp(z - z.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
 
 
-@pytest.mark.parametrize("kind", ["supernet", "mlp_supernet_0_1"])
-def test_one_omega_shared_by_every_membrane_layer(kind, rng):
-    if kind == "supernet":
-        net = build_supernet((3, 2), num_classes=4, depth=4, width=7, seed=0)
-    else:
-        net = MLPSupernet((3, 2), num_classes=4, depth=4, width=7)
-        net.build((None, 3, 2))
+def test_one_omega_shared_by_every_membrane_layer(rng):
+    net = build_supernet((3, 2), num_classes=4, depth=4, width=7, seed=0)
     omegas = [w for w in net.weights if w.name == "omega"]
     assert len(omegas) == 1 and omegas[0].shape == (6,)
     assert all(len(layer.weights) == 2 for layer in net.membrane_layers)  # kernel, bias
@@ -76,7 +70,7 @@ def test_build_supernet_draws_the_weights_0_1_drew():
     old.build((None, 8, 8))
     np.testing.assert_array_equal(net.omega.numpy(), old.omega.numpy())
     for mine, theirs in zip([l for l in net.chain if l.weights],
-                            [old.normalizer, old.first, *old.membrane_layers, old.classifier]):
+                            old.layers_by_role):
         for a, b in zip(mine.get_weights(), theirs.get_weights()):
             np.testing.assert_array_equal(a, b)
 

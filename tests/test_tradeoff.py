@@ -16,7 +16,8 @@ from converters.calibration import latency_costs
 from mpath_tf.core.costs import CostTable, expected_cost
 from mpath_tf.core.derivation import count_parameters
 from mpath_tf.errors import ConfigError
-from mpath_tf.core.gates import GatedSupernet, HyperSupernet, gate_widths
+from mpath_tf.core.gates import gate_widths
+from mpath_tf.core.supernet import Supernet, build_supernet, gate
 from mpath_tf.storage import atomic_save_model
 from mpath_tf.core.saving import load_model
 from mpath_tf.core.permeability import discrete_permeability
@@ -94,74 +95,78 @@ def test_gate_widths():
     assert gate_widths([0.5, -0.5, 0.5]) == [2, 2]
 
 
-def _gated(cls=GatedSupernet, **kwargs):
-    net = cls((5,), 3, depth=3, width=6, seed=0, **kwargs)
-    net.build((None, 5))
+def _gated(**kwargs):
+    """The MLP mpath-3-6 with a trade-off (``gate``'s arguments) and set logits."""
+    net = gate(build_supernet((5,), 3, depth=3, width=6, seed=0), seed=0, **kwargs)
     net.omega.assign(np.array([0.2, -0.1, 0.3, -0.2, 0.1], "float32"))
+    if net.trade_off == "hypernet":
+        net.slopes[0].assign(np.array([0.1, 0.0, 0.4, 0.0, 0.05], "float32"))
     return net
 
 
-@pytest.mark.parametrize("cls,kwargs,lam", [
-    pytest.param(GatedSupernet, {"lam": 0.5}, None, id="gated"),
-    pytest.param(HyperSupernet, {"lam_max": 2.0}, 0.0, id="hyper-lam0"),
-    pytest.param(HyperSupernet, {"lam_max": 2.0}, 1.5, id="hyper-lam1.5"),
+@pytest.mark.parametrize("kwargs,lam", [
+    pytest.param({"lam": 0.5}, None, id="gated"),
+    pytest.param({"lam_max": 2.0}, 0.0, id="hyper-lam0"),
+    pytest.param({"lam_max": 2.0}, 1.5, id="hyper-lam1.5"),
 ])
-def test_derived_network_equals_the_hard_gated_supernet(cls, kwargs, lam, rng):
-    net = _gated(cls, **kwargs)
-    if cls is HyperSupernet:
-        net.slope.assign(np.array([0.1, 0.0, 0.4, 0.0, 0.05], "float32"))
+def test_derived_network_equals_the_hard_gated_supernet(kwargs, lam, rng):
+    net = _gated(**kwargs)
     x = rng.normal(size=(16, 5)).astype("float32")
     widths = net.derived_widths(lam=lam)
-    model = derive(net, lam=lam) if cls is HyperSupernet else derive(net)
+    model = derive(net, lam=lam)
     expected = net(x, permeability=discrete_permeability(widths))
     np.testing.assert_allclose(model(x), expected, atol=1e-6)
     # inference mode of the supernet is the hard-gated network
-    np.testing.assert_allclose(net(x, lam=lam) if cls is HyperSupernet else net(x), expected,
-                               atol=1e-6)
+    np.testing.assert_allclose(net(x, lam=lam), expected, atol=1e-6)
 
 
 def test_hypernetwork_cuts_more_as_lam_grows():
-    net = _gated(HyperSupernet, lam_max=2.0)
-    net.slope.assign(np.array([0.1, 0.0, 0.4, 0.0, 0.05], "float32"))
+    net = _gated(lam_max=2.0)
     assert [len(net.derived_widths(lam=x)) for x in (0.0, 1.4, 1.6, 2.0)] == [3, 3, 4, 4]
     thresholds = net.thresholds()
     assert thresholds[0] == pytest.approx(4.0) and thresholds[2] == pytest.approx(1.5)
     assert thresholds[1] == 0.0 and thresholds[4] == pytest.approx(4.0)
 
 
-@pytest.mark.parametrize("cls,kwargs", [
-    pytest.param(GatedSupernet, {"lam": 0.5}, id="gated"),
-    pytest.param(HyperSupernet, {"lam_max": 2.0}, id="hyper"),
+@pytest.mark.parametrize("kwargs", [
+    pytest.param({"lam": 0.5}, id="gated"),
+    pytest.param({"lam_max": 2.0}, id="hyper"),
 ])
-def test_gated_supernets_round_trip(cls, kwargs, tmp_path, rng):
-    net = _gated(cls, cost=CostTable("latency", 6, 3, tuple(range(1, 7)), "us"), **kwargs)
+def test_gated_supernets_round_trip(kwargs, tmp_path, rng):
+    net = _gated(costs=[CostTable("latency", 6, 3, tuple(range(1, 7)), "us")], **kwargs)
     config = net.get_config()
-    assert cls.from_config(config).get_config() == config
+    assert Supernet.from_config(config).get_config() == config
     atomic_save_model(net, tmp_path / "net.keras")
     loaded = load_model(tmp_path / "net.keras")
     x = rng.normal(size=(8, 5)).astype("float32")
     np.testing.assert_allclose(loaded(x), net(x), atol=1e-6)
-    assert loaded.cost == net.cost and loaded.derived_widths() == net.derived_widths()
+    assert loaded.costs == net.costs and loaded.derived_widths() == net.derived_widths()
+    assert loaded.trade_off == net.trade_off
 
 
 @pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
 def test_bad_lam_is_refused(bad):
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
-        GatedSupernet((5,), 3, depth=3, width=6, lam=bad)
+        _gated(lam=bad)
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
-        _gated(HyperSupernet).derived_widths(lam=bad)
+        _gated(lam_max=2.0).derived_widths(lam=bad)
+
+
+def test_neither_or_both_trade_offs_are_refused():
+    net = build_supernet((5,), 3, depth=3, width=6, seed=0)
+    for kwargs in ({}, {"lam": 0.1, "lam_max": 1.0}):
+        with pytest.raises(ValueError, match="Pass one of `lam`"):
+            gate(net, **kwargs)
 
 
 def test_cost_table_for_another_network_is_refused():
-    with pytest.raises(ConfigError, match="mpath-4-6, not mpath-3-6"):
-        GatedSupernet((5,), 3, depth=3, width=6, cost=CostTable.params(6, 4))
+    with pytest.raises(ConfigError, match="for width 6 and depth 4, not 6 and 3"):
+        _gated(lam=0.5, costs=[CostTable.params(6, 4)])
 
 
 def test_lam_above_lambda_warns_and_paper_supernet_has_no_lam():
-    from mpath_tf import build_supernet
-
     with pytest.warns(UserWarning, match="above Lambda=2"):
-        _gated(HyperSupernet, lam_max=2.0).derived_widths(lam=3.0)
+        _gated(lam_max=2.0).derived_widths(lam=3.0)
     with pytest.raises(ValueError, match="trained without a cost term"):
         derive(build_supernet((5,), 3, 3, 6, seed=0), lam=0.5)
 

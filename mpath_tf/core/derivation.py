@@ -17,9 +17,8 @@ import keras
 import numpy as np
 
 from mpath_tf.core.conv import MembraneConv2D, PathConv2D
-from mpath_tf.core.layers import InputNormalization, MembraneDense, PathDense
-from mpath_tf.core.models import MLPSupernet, build_mlp
-from mpath_tf.core.supernet import Supernet, mlp_layers, run_chain
+from mpath_tf.core.layers import MembraneDense, PathDense
+from mpath_tf.core.supernet import Supernet, run_chain
 from mpath_tf.core.permeability import check_paths, squares_by_paths
 
 
@@ -115,7 +114,7 @@ def parameter_counts(supernet) -> dict[int, int]:
     order, so the whole map costs O(W log W) and builds no model.
 
     Args:
-        supernet: A built ``Supernet`` (or a 0.1 / gated ``MLPSupernet``).
+        supernet: A built ``Supernet``.
 
     Returns:
         ``{b: parameters}`` for b = 1 .. W, strictly decreasing in b.
@@ -127,10 +126,6 @@ def parameter_counts(supernet) -> dict[int, int]:
         >>> counts[1] == net.count_params() - 4  # the supernet also holds omega
         True
     """
-    if isinstance(supernet, MLPSupernet):
-        return parameter_counts_from_permeability(
-            keras.ops.convert_to_numpy(supernet.membrane_permeability()),
-            int(np.prod(supernet.example_shape)), supernet.num_classes, supernet.depth)
     stacks = range(len(supernet.stacks) if supernet.shared_paths else 1)
     split = {name for s in stacks for name in supernet.stacks[s]}
     fixed = sum(layer.count_params() for layer in supernet.chain if layer.name not in split)
@@ -161,9 +156,9 @@ def derive(supernet, paths: int | tuple[int, ...] | None = None,
     matrix of the derived layout (up to float rounding, <= 1e-5 in float32).
 
     The layout: for ``paths``, the paper's ranking (the ``paths - 1`` least
-    permeable membranes cut); for a ``GatedSupernet`` without ``paths``, its
-    gates (membranes with logit <= 0 cut); for a ``HyperSupernet``, the gates
-    its hypernetwork gives at ``lam`` (``mpath_tf.core.gates``).
+    permeable membranes cut); for a supernet with a trade-off (``gate``)
+    without ``paths``, its gates (membranes with logit <= 0 cut), for a
+    hypernetwork those it gives at ``lam`` (``mpath_tf.core.gates``).
 
     Args:
         supernet: A built (usually trained) ``Supernet``.
@@ -172,7 +167,7 @@ def derive(supernet, paths: int | tuple[int, ...] | None = None,
             one count for the first stack (the others keep one path).
         implementation: How ``PathDense`` computes (``"batch_matmul"`` to
             train, ``"per_path"`` as exported; same weights, same function).
-        lam: Trade-off of a ``HyperSupernet`` (>= 0).
+        lam: Trade-off of a hypernetwork (>= 0).
 
     Returns:
         A functional ``keras.Model`` named ``<supernet name>-b<paths>``.
@@ -189,44 +184,7 @@ def derive(supernet, paths: int | tuple[int, ...] | None = None,
         >>> model.count_params() == parameter_counts(net)[3]
         True
     """
-    if isinstance(supernet, Supernet):
-        return _derive_chain(supernet, paths, implementation, lam)
-    if paths is not None:
-        paths = check_paths(paths, supernet.width)
-    widths = supernet.derived_widths(paths, lam)
-    paths = len(widths)
-    offsets = np.concatenate([[0], np.cumsum(widths)])
-    inputs = keras.Input(supernet.example_shape)
-    h = keras.layers.Flatten(name="flatten")(inputs)
-    if getattr(supernet, "normalizer", None) is not None:
-        normalizer = InputNormalization(name=supernet.normalizer.name)
-        h = normalizer(h)
-        normalizer.set_weights(supernet.normalizer.get_weights())
-    first = keras.layers.Dense(
-        supernet.width, activation=supernet.activation, name="dense_in"
-    )
-    h = first(h)
-    first.set_weights(supernet.first.get_weights())
-    for i, source in enumerate(supernet.membrane_layers):
-        layer = PathDense(
-            widths,
-            activation=supernet.activation,
-            implementation=implementation,
-            name=f"path_dense_{i + 1}",
-        )
-        h = layer(h)
-        kernel, bias = source.get_weights()
-        layer.set_blocks(
-            [kernel[lo:hi, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])], bias
-        )
-    classifier = keras.layers.Dense(
-        supernet.num_classes, activation="softmax", name="classifier"
-    )
-    outputs = classifier(h)
-    classifier.set_weights(supernet.classifier.get_weights())
-    return keras.Model(
-        inputs, outputs, name=f"mpath-{supernet.depth}-{supernet.width}-b{paths}"
-    )
+    return _derive_chain(supernet, paths, implementation, lam)
 
 
 def with_implementation(model: keras.Model, implementation: str | dict[str, str]) -> keras.Model:
@@ -373,7 +331,7 @@ def to_dense(supernet) -> keras.Model:
     layers, fully connected.
 
     Args:
-        supernet: A built ``Supernet`` or ``MLPSupernet``.
+        supernet: A built ``Supernet``.
 
     Returns:
         A functional ``keras.Model``: ``mlp-<depth>-<width>`` for the built-in
@@ -385,15 +343,6 @@ def to_dense(supernet) -> keras.Model:
         >>> to_dense(net).count_params() == parameter_counts(net)[1]
         True
     """
-    if isinstance(supernet, MLPSupernet):
-        model = build_mlp(supernet.example_shape, supernet.num_classes, supernet.depth,
-                          supernet.width, supernet.activation, normalize=supernet.normalize)
-        parts = mlp_layers(supernet)
-        sources = [parts["normalizer"]] if parts["normalizer"] is not None else []
-        sources += [parts["first"], *parts["membranes"], parts["classifier"]]
-        for target, source in zip([l for l in model.layers if l.weights], sources):
-            target.set_weights(source.get_weights())
-        return model
     inputs = keras.Input(supernet.example_shape)
 
     def apply(source, h):

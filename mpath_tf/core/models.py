@@ -1,5 +1,5 @@
-"""The paper's MLP (section 3 and Fig. 2), its input normalization, and
-the fixed-shape supernet of mpath-tf 0.1 (``MLPSupernet``).
+"""The paper's MLP (section 3 and Fig. 2), its input normalization, and the
+built-in CNN and ResNet-8.
 
 ``build_mlp`` makes ``mlp-<depth>-<width>``; ``build_supernet``
 (``mpath_tf.core.supernet``) makes ``mpath-<depth>-<width>`` from it with
@@ -20,10 +20,8 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-from keras import ops
 
-from mpath_tf.core.layers import InputNormalization, MembraneDense
-from mpath_tf.core.permeability import RangeMinIndex, widths_from_permeability
+from mpath_tf.core.layers import InputNormalization
 
 
 NORMALIZATION = "input_normalization"  # the name of the standardizing layer, in every model
@@ -102,159 +100,6 @@ def _check_architecture(input_shape, num_classes, depth, width) -> tuple[int, ..
             f"Received: width={width!r}"
         )
     return shape
-
-
-def check_ranked(paths, lam) -> None:
-    """Refuse what a supernet trained without a cost term cannot derive: a
-    layout at ``lam``, or no path count.
-
-    Raises:
-        ValueError: ``lam`` is given, or ``paths`` is None.
-    """
-    if lam is not None:
-        raise ValueError(
-            "This supernet was trained without a cost term, so it has no "
-            "architecture per lam; derive it by path count (paths=...), or train "
-            "a HyperSupernet (`mpath-tf search --method hypernet`). "
-            f"Received: lam={lam!r}")
-    if paths is None:
-        raise ValueError("Pass `paths`, the path count to derive (1 .. W). Received: paths=None")
-
-
-@keras.saving.register_keras_serializable(package="mpath_tf")
-class MLPSupernet(keras.Model):
-    """The fixed-shape MLP supernet of mpath-tf 0.1, and the base of the
-    gated supernets (``mpath_tf.core.gates``): an MLP whose upper hidden
-    layers share membranes.
-
-    ``build_supernet`` now makes a ``Supernet`` (``to_supernet`` of the MLP);
-    this class computes the same function with the layers as attributes, so
-    ``.keras`` files written by 0.1 (class ``Supernet``, which reads them
-    through this class) keep their weights.
-
-    The model owns a single variable ``omega`` of shape (W - 1,), initialized
-    from U(-1, 1) (Eq. 4). Each step computes the membrane permeabilities
-    sigmoid(omega) (Eq. 1), turns them into the (W, W) connection matrix of
-    Eq. 2 once, and gates every ``MembraneDense`` layer with it (Eq. 3).
-
-    Args:
-        input_shape: Shape of one example, without the batch axis.
-        num_classes: Number of output classes (>= 2).
-        depth: Number of hidden layers (>= 2).
-        width: Neurons per hidden layer W (>= 2).
-        activation: Activation of the hidden layers.
-        normalize: Standardize the flattened inputs in a first
-            ``Normalization`` layer (set it with ``adapt_normalization``).
-        **kwargs: Base ``keras.Model`` arguments such as ``name``.
-
-    Raises:
-        ValueError: If an argument is out of range.
-
-    Example:
-        >>> net = MLPSupernet((8, 8), num_classes=10, depth=3, width=6)
-        >>> net.build((None, 8, 8))
-        >>> tuple(net.omega.shape)
-        (5,)
-    """
-
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        num_classes: int,
-        depth: int,
-        width: int,
-        activation: str = "relu",
-        normalize: bool = False,
-        **kwargs,
-    ):
-        kwargs.setdefault("name", f"mpath-{int(depth)}-{int(width)}")
-        super().__init__(**kwargs)
-        self.example_shape = _check_architecture(input_shape, num_classes, depth, width)
-        self.num_classes = int(num_classes)
-        self.depth = int(depth)
-        self.width = int(width)
-        self.activation = activation
-        self.normalize = bool(normalize)
-        self.flatten = keras.layers.Flatten(name="flatten")
-        self.normalizer = InputNormalization(name=NORMALIZATION) if normalize else None
-        self.first = keras.layers.Dense(width, activation=activation, name="dense_in")
-        self.membrane_layers = [
-            MembraneDense(width, activation=activation, name=f"membrane_dense_{i + 1}")
-            for i in range(self.depth - 1)
-        ]
-        self.classifier = keras.layers.Dense(
-            num_classes, activation="softmax", name="classifier"
-        )
-
-    def build(self, input_shape):
-        self.omega = self.add_weight(
-            name="omega",
-            shape=(self.width - 1,),
-            initializer=keras.initializers.RandomUniform(-1.0, 1.0),
-        )
-        self._range_min = RangeMinIndex(self.width)
-        flat = (input_shape[0], int(np.prod(input_shape[1:])))
-        self.flatten.build(input_shape)
-        if self.normalizer is not None:
-            self.normalizer.build(flat)
-        self.first.build(flat)
-        for layer in self.membrane_layers:
-            layer.build((input_shape[0], self.width))
-        self.classifier.build((input_shape[0], self.width))
-
-    def membrane_permeability(self):
-        """The W - 1 membrane permeabilities sigmoid(omega) (Eq. 1)."""
-        return ops.sigmoid(self.omega)
-
-    def connection_permeability(self):
-        """The (W, W) connection permeability matrix (Eq. 2)."""
-        return self._range_min(self.membrane_permeability())
-
-    def call(self, inputs, permeability=None):
-        """Forward pass; ``permeability`` overrides the learned (W, W) matrix.
-
-        Passing a {0, 1} matrix (``mpath_tf.discrete_permeability``) gives the
-        discretized supernet that a derived model must reproduce exactly.
-        """
-        if permeability is None:
-            permeability = self.connection_permeability()
-        h = self.flatten(inputs)
-        if self.normalizer is not None:
-            h = self.normalizer(h)
-        h = self.first(h)
-        for layer in self.membrane_layers:
-            h = layer(h, permeability)
-        return self.classifier(h)
-
-    def derived_widths(self, paths: int | None = None, lam: float | None = None) -> list[int]:
-        """Path widths of the network derived with ``paths`` paths (the paper's
-        ranking: the ``paths - 1`` least permeable membranes are cut).
-
-        Raises:
-            ValueError: If ``paths`` is missing or outside [1, W], or ``lam`` is
-                given (a trade-off applies to ``GatedSupernet`` models).
-        """
-        check_ranked(paths, lam)
-        return widths_from_permeability(ops.convert_to_numpy(self.membrane_permeability()), paths)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.num_classes)
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "input_shape": list(self.example_shape),
-            "num_classes": self.num_classes,
-            "depth": self.depth,
-            "width": self.width,
-            "activation": self.activation,
-            "normalize": self.normalize,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def build_mlp(

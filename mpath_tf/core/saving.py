@@ -20,6 +20,9 @@ def load_model(path: str | os.PathLike):
     Keras finds custom layers only once their classes are registered, that
     is, once their modules are imported; ``import mpath_tf`` alone does not
     import them (the API is loaded lazily), so load through this function.
+    A supernet saved in the layout of earlier versions (``MLPSupernet``,
+    ``GatedSupernet``, ``HyperSupernet``) comes back as the ``Supernet``
+    that computes the same function.
 
     Args:
         path: The ``.keras`` file.
@@ -42,16 +45,18 @@ def load_model(path: str | os.PathLike):
     """
     import keras
 
+    # Importing a module registers its classes; supernet imports legacy (the
+    # classes of earlier versions).
     import mpath_tf.core.conv  # noqa: F401  (registers MembraneConv2D, PathConv2D)
-    import mpath_tf.core.gates  # noqa: F401  (registers GatedSupernet, HyperSupernet)
     import mpath_tf.core.layers  # noqa: F401  (registers the layers)
-    import mpath_tf.core.supernet  # noqa: F401  (registers Supernet, MLPSupernet)
+    from mpath_tf.core.supernet import upgrade
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     try:
-        return keras.saving.load_model(path)
+        model = keras.saving.load_model(path)
     except Exception as err:  # zip, h5 and config errors of every kind
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DamagedFileError(path, f"not a loadable .keras model: {reason[:200]}") from err
+    return upgrade(model)  # a supernet of 0.1's layout: the same function as a Supernet

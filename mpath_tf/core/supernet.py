@@ -31,12 +31,18 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from mpath_tf.core import graph
+import numpy as np
+
+from mpath_tf.core import ARCHITECTURES, graph, legacy
 from mpath_tf.core.conv import MembraneConv2D
-from mpath_tf.core.layers import InputNormalization, MembraneDense
-from mpath_tf.core import ARCHITECTURES
-from mpath_tf.core.models import MLPSupernet, build_cnn, build_mlp, build_resnet8, check_ranked
-from mpath_tf.core.permeability import RangeMinIndex, widths_from_permeability
+from mpath_tf.core.costs import CostTable, expected_cost
+from mpath_tf.core.gates import (LOGIT_SCALE, check_lam, check_lam_max, gate_widths,
+                                 sample_gates, stack_parameter_costs, warn_above)
+from mpath_tf.core.layers import MembraneDense
+from mpath_tf.core.models import build_cnn, build_mlp, build_resnet8
+from mpath_tf.core.permeability import (RangeMinIndex, discrete_permeability,
+                                        widths_from_permeability)
+from mpath_tf.errors import ConfigError
 
 # Layers that keep neuron (channel) i at position i (elementwise, per neuron
 # or per channel): a stack may run through them, its paths stay independent.
@@ -281,6 +287,17 @@ class Supernet(keras.Model):
     connection matrix of Eq. 2 once and gates every membrane layer of the
     stack with it (Eq. 3). Made by ``to_supernet`` or ``build_supernet``.
 
+    With a trade-off (``lam`` or ``lam_max``; made by ``gate``) the membranes
+    are gates (``mpath_tf.core.gates``): omega_s holds the membrane logits
+    (over ``LOGIT_SCALE``); training samples binary-concrete gates at the
+    ``temperature`` and adds ``lam * E[cost] / dense cost`` over every stack
+    (``costs``: one table per stack); inference, ``derive(model)`` and
+    ``derived_layout()`` use the hard gates ``logit > 0``. With ``lam_max``
+    the logits are a function of lam (paper 002's hypernetwork: ``logit =
+    LOGIT_SCALE * (omega - |slope| * lam / lam_max)``, non-increasing in lam,
+    so a larger lam never opens a membrane), each training step draws lam ~
+    U[0, lam_max], and ``derive(model, lam=x)`` gives any trade-off.
+
     Args:
         chain: The layers run in order after the trunk; the membrane layers
             among them are named in ``stacks``.
@@ -291,19 +308,32 @@ class Supernet(keras.Model):
             width: ``min(b, W_s)``), as in a ResNet whose stages are split
             alike; else it applies to the first stack and the others keep one
             path.
+        lam: Weight of the relative cost of a fixed trade-off (>= 0).
+        lam_max: Lambda, the top of a hypernetwork's training range U[0,
+            lam_max] (> 0); instead of ``lam``.
+        costs: With a trade-off, one ``CostTable`` (or its ``to_dict``) per
+            stack; default parameters (``stack_parameter_costs``).
+        initial_logit: With a trade-off, the membrane logits start at U(-1,
+            1) plus this (1: nearly every membrane open).
+        seed: Seed of the gate noise.
         **kwargs: Base ``keras.Model`` arguments such as ``name``.
 
     Raises:
         ValueError: If ``stacks`` names a layer that is not a ``MembraneDense``
-            of the chain, or a stack is empty or mixes widths.
+            of the chain, a stack is empty or mixes widths, both ``lam`` and
+            ``lam_max`` are given, or either is out of range.
+        ConfigError: At build, if ``costs`` does not have one table per stack
+            of that stack's width and depth.
 
     Example:
         >>> net = build_supernet((8, 8), num_classes=10, depth=3, width=6)
-        >>> net.width, net.depth, tuple(net.omega.shape)
-        (6, 3, (5,))
+        >>> net.width, net.depth, tuple(net.omega.shape), net.trade_off
+        (6, 3, (5,), 'rank')
     """
 
-    def __init__(self, chain, stacks, trunk=None, shared_paths: bool = False, **kwargs):
+    def __init__(self, chain, stacks, trunk=None, shared_paths: bool = False,
+                 lam: float | None = None, lam_max: float | None = None, costs=None,
+                 initial_logit: float = 1.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.trunk = trunk
         self.shared_paths = bool(shared_paths)
@@ -323,6 +353,25 @@ class Supernet(keras.Model):
                     f"Received: stacks={stacks!r}, chain={list(by_name)}")
         self._stack_of = {name: s for s, names in enumerate(self.stacks) for name in names}
         self.widths = [by_name[names[0]].width for names in self.stacks]
+        if lam is not None and lam_max is not None:
+            raise ValueError("Pass one of `lam` (a fixed trade-off) or `lam_max` (a "
+                             f"hypernetwork). Received: lam={lam!r}, lam_max={lam_max!r}")
+        self.lam = None if lam is None else check_lam(lam)
+        self.lam_max = None if lam_max is None else check_lam_max(lam_max)
+        self.costs = None if costs is None else [
+            c if isinstance(c, CostTable) else CostTable.from_dict(c) for c in costs]
+        self.initial_logit = float(initial_logit)
+        self.seed = seed
+        if self.trade_off != "rank":
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @property
+    def trade_off(self) -> str:
+        """How the membranes decide: ``"rank"`` (the paper: by permeability,
+        for a path count), ``"lambda"`` (gates at ``lam``) or ``"hypernet"``
+        (gates at any lam up to ``lam_max``)."""
+        return "rank" if self.lam is None and self.lam_max is None else (
+            "lambda" if self.lam is not None else "hypernet")
 
     @property
     def width(self) -> int:
@@ -361,24 +410,103 @@ class Supernet(keras.Model):
             return tuple(layer.compute_output_shape(shape))
 
         self.output_spec_shape = run_chain(self.chain, shape, build)
+        self.parameter_costs = stack_parameter_costs(self)
+        if self.trade_off != "rank":
+            self._build_gates()
+
+    def _build_gates(self):
+        if self.costs is None:
+            self.costs = self.parameter_costs
+        if len(self.costs) != len(self.stacks):
+            raise ConfigError(f"{self.name} has {len(self.stacks)} stacks but {len(self.costs)} "
+                              f"cost tables; pass one per stack (widths {self.widths}).")
+        for table, names in zip(self.costs, self.stacks):
+            if (table.width, table.depth) != (self.get_layer(names[0]).width, len(names) + 1):
+                raise ConfigError(
+                    f"The cost table of stack {names[0]}.. is for width {table.width} and "
+                    f"depth {table.depth}, not {self.get_layer(names[0]).width} and "
+                    f"{len(names) + 1}; make the tables for this network.")
+        self._blocks = [np.asarray(t.block, "float32") for t in self.costs]
+        self._dense = np.float32(sum(t.dense for t in self.costs))
+        for omega in self.omegas:
+            omega.assign((omega + self.initial_logit) / LOGIT_SCALE)
+        self.temperature = self.add_weight(
+            name="temperature", shape=(), initializer=keras.initializers.Constant(1.0),
+            trainable=False)
+        if self.trade_off == "hypernet":
+            # Stored over LOGIT_SCALE, as omega. Nearly 0: hardly any dependence
+            # on lam before training, but not exactly 0, where |slope| has no gradient.
+            self.slopes = [self.add_weight(name="slope" if s == 0 else f"slope_{s + 1}",
+                                           shape=(w - 1,),
+                                           initializer=keras.initializers.Constant(1e-3))
+                           for s, w in enumerate(self.widths)]
 
     @property
     def omega(self):
         """The first stack's membrane variable (W - 1,)."""
         return self.omegas[0]
 
+    @property
+    def hyper_variables(self) -> list:
+        """The hypernetwork's variables: the omegas (logits at lam = 0) and slopes."""
+        return [*self.omegas, *self.slopes]
+
+    def membrane_logits(self, lam: float | None = None) -> list:
+        """Each stack's W_s - 1 membrane logits: omega itself for a ranked
+        supernet, the gate logits with a trade-off (those at ``lam``, default
+        0, for a hypernetwork; non-increasing in ``lam``)."""
+        if self.trade_off == "rank":
+            return list(self.omegas)
+        if self.trade_off == "lambda":
+            return [omega * LOGIT_SCALE for omega in self.omegas]
+        x = ops.convert_to_tensor(0.0 if lam is None else lam, "float32") / self.lam_max
+        return [(omega - ops.abs(slope) * x) * LOGIT_SCALE
+                for omega, slope in zip(self.omegas, self.slopes)]
+
+    def thresholds(self, stack: int = 0) -> np.ndarray:
+        """The lam above which each membrane of a hypernetwork's stack is cut
+        (inf: never; 0: always)."""
+        omega = ops.convert_to_numpy(self.omegas[stack]).astype("float64")
+        slope = np.abs(ops.convert_to_numpy(self.slopes[stack])).astype("float64")
+        with np.errstate(divide="ignore", invalid="ignore"):  # slope 0: inf, never cut
+            return np.where(omega <= 0, 0.0, self.lam_max * omega / slope)
+
     def membrane_permeability(self, stack: int = 0):
-        """The W - 1 membrane permeabilities sigmoid(omega) of a stack (Eq. 1)."""
-        return ops.sigmoid(self.omegas[stack])
+        """The W - 1 membrane permeabilities of a stack, sigmoid of its logits
+        (Eq. 1; with a trade-off, the gates' open probabilities at lam = 0):
+        the ranking when a layout is derived by path count."""
+        return ops.sigmoid(self.membrane_logits()[stack])
 
     def connection_permeability(self, stack: int = 0):
         """The (W, W) connection permeability matrix of a stack (Eq. 2)."""
         return self._range_mins[stack](self.membrane_permeability(stack))
 
-    def call(self, inputs, permeability=None, training=None):
+    def relative_cost(self, lam: float | None = None):
+        """Expected cost of all stacks' gates over their dense cost (1: every
+        membrane open)."""
+        total = sum(expected_cost(ops.sigmoid(logits), block)
+                    for logits, block in zip(self.membrane_logits(lam), self._blocks))
+        return total / self._dense
+
+    def _gate_matrices(self, training, lam) -> list:
+        """The connection matrices of the gates (sampled in training, hard
+        otherwise); in training adds the cost term to the loss."""
+        if training:
+            lam = self.lam if self.trade_off == "lambda" else keras.random.uniform(
+                (), 0.0, self.lam_max, seed=self.seed_generator)
+        matrices = [self._range_mins[s](sample_gates(logits, training, self.temperature,
+                                                     self.seed_generator))
+                    for s, logits in enumerate(self.membrane_logits(lam))]
+        if training:
+            self.add_loss(lam * self.relative_cost(lam))
+        return matrices
+
+    def call(self, inputs, permeability=None, training=None, lam=None):
         """Forward pass; ``permeability`` overrides the learned matrices: one
         (W, W) matrix for the first stack, or a list with one per stack (None
-        entries keep the learned one).
+        entries keep the learned one). With a trade-off the matrices are the
+        gates' (sampled in training, else hard: for a hypernetwork those of
+        ``lam``, default 0).
 
         Passing {0, 1} matrices (``mpath_tf.discrete_permeability``) gives the
         discretized supernet that a derived model must reproduce exactly.
@@ -386,6 +514,8 @@ class Supernet(keras.Model):
         dropout train in ``fit``: Keras passes it only to a ``call`` that
         takes it).
         """
+        if permeability is None and self.trade_off != "rank":
+            permeability = self._gate_matrices(training, lam)
         given = permeability if isinstance(permeability, (list, tuple)) else [permeability]
         given = list(given) + [None] * (len(self.stacks) - len(given))
         matrices = [p if p is not None else self.connection_permeability(s)
@@ -400,24 +530,31 @@ class Supernet(keras.Model):
         return run_chain(self.chain, h, apply)
 
     def derived_widths(self, paths: int | None = None, lam: float | None = None) -> list[int]:
-        """Path widths of the first stack derived with ``paths`` paths (the
-        paper's ranking: the ``paths - 1`` least permeable membranes are cut).
-
-        Raises:
-            ValueError: If ``paths`` is missing or outside [1, W], or ``lam`` is given.
-        """
+        """Path widths of the first stack (``derived_layout``)."""
         return self.derived_layout(paths, lam)[0]
 
-    def derived_layout(self, paths, lam: float | None = None) -> list[list[int]]:
-        """Path widths of every stack: ``paths`` is one count (the first stack,
-        the others keeping one path; with ``shared_paths``, every stack, at
-        most its width) or a tuple with one count per stack.
+    def derived_layout(self, paths=None, lam: float | None = None) -> list[list[int]]:
+        """Path widths of every stack, read off the gates (with a trade-off,
+        no ``paths``: those at ``lam`` for a hypernetwork) or ranked for
+        ``paths`` (the paper: the ``paths - 1`` least permeable membranes
+        cut). ``paths`` is one count (the first stack, the others keeping one
+        path; with ``shared_paths``, every stack, at most its width) or a
+        tuple with one count per stack.
+
+        Warns when ``lam`` is above a hypernetwork's ``lam_max``: it never saw it.
 
         Raises:
             ValueError: If a count is outside [1, W] of its stack, the tuple's
-                length is not the number of stacks, or ``lam`` is given.
+                length is not the number of stacks, ``lam`` is negative, or a
+                ranked supernet gets ``lam`` or no ``paths``.
         """
-        check_ranked(paths, lam)
+        if self.trade_off == "rank":
+            check_ranked(paths, lam)
+        elif self.trade_off == "hypernet":
+            warn_above(lam, self.lam_max)
+        if paths is None:
+            return [gate_widths(ops.convert_to_numpy(logits))
+                    for logits in self.membrane_logits(lam)]
         if isinstance(paths, (list, tuple)):
             counts = tuple(paths)
         elif self.shared_paths:
@@ -431,11 +568,29 @@ class Supernet(keras.Model):
         return [widths_from_permeability(ops.convert_to_numpy(self.membrane_permeability(s)), b)
                 for s, b in enumerate(counts)]
 
+    def layout_parameters(self, layout) -> int:
+        """Parameters of the network derived with ``layout`` (widths per stack)."""
+        dense = sum(layer.count_params() for layer in self.chain) + (
+            0 if self.trunk is None else self.trunk.count_params())
+        return int(dense - sum(t.dense - t.cost(widths)
+                               for t, widths in zip(self.parameter_costs, layout)))
+
+    def layout_cost(self, layout) -> float:
+        """Cost of ``layout`` over the dense network's (by ``costs``, default
+        parameters; 1 = every membrane open)."""
+        tables = self.costs or self.parameter_costs
+        return float(sum(t.cost(widths) for t, widths in zip(tables, layout))
+                     / sum(t.dense for t in tables))
+
+    def layout_permeability(self, layout) -> list:
+        """The {0, 1} permeabilities that ``call`` takes for ``layout``."""
+        return [discrete_permeability(widths) for widths in layout]
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self.output_spec_shape[1:])
 
     def get_config(self):
-        return {
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "chain": [keras.saving.serialize_keras_object(layer) for layer in self.chain],
@@ -444,11 +599,16 @@ class Supernet(keras.Model):
                       else keras.saving.serialize_keras_object(self.trunk)),
             "shared_paths": self.shared_paths,
         }
+        if self.trade_off == "rank":
+            return config
+        trade_off = {"lam": self.lam} if self.lam is not None else {"lam_max": self.lam_max}
+        return {**config, **trade_off, "costs": [t.to_dict() for t in self.costs or []] or None,
+                "initial_logit": self.initial_logit, "seed": self.seed}
 
     @classmethod
     def from_config(cls, config):
         if "depth" in config:  # written by mpath-tf 0.1, whose supernet was the fixed MLP
-            return MLPSupernet.from_config(config)
+            return legacy.MLPSupernet.from_config(config)
         config = dict(config)
         chain = [keras.saving.deserialize_keras_object(c) for c in config.pop("chain")]
         trunk = config.pop("trunk")
@@ -612,36 +772,106 @@ def build_supernet(
     return net
 
 
-def mlp_layers(supernet) -> dict:
-    """The layers of a built-in MLP supernet by role, for the methods that
-    take only that shape (the cost-regularized ones of ``mpath_tf.tradeoff``).
-
-    Args:
-        supernet: ``build_supernet``'s ``Supernet``, or an ``MLPSupernet``.
-
-    Returns:
-        ``{"normalizer": layer or None, "first": Dense, "membranes": [...],
-        "classifier": Dense, "activation": str}``.
+def check_ranked(paths, lam) -> None:
+    """Refuse what a supernet trained without a cost term cannot derive: a
+    layout at ``lam``, or no path count.
 
     Raises:
-        ValueError: If the supernet is not the flatten -> [normalization] ->
-            Dense -> membrane layers -> classifier MLP.
+        ValueError: ``lam`` is given, or ``paths`` is None.
     """
-    if isinstance(supernet, MLPSupernet):
-        return {"normalizer": supernet.normalizer, "first": supernet.first,
-                "membranes": supernet.membrane_layers, "classifier": supernet.classifier,
-                "activation": supernet.activation}
-    chain = list(supernet.chain)
-    if chain and isinstance(chain[0], keras.layers.Flatten):
-        chain = chain[1:]
-    normalizer = chain.pop(0) if chain and isinstance(chain[0], InputNormalization) else None
-    shaped = (supernet.trunk is None and len(supernet.stacks) == 1 and len(chain) >= 3
-              and type(chain[0]) is keras.layers.Dense and type(chain[-1]) is keras.layers.Dense
-              and [l.name for l in chain[1:-1]] == supernet.stacks[0])
-    if not shaped:
+    if lam is not None:
         raise ValueError(
-            f"{supernet.name} is not the built-in MLP (flatten -> Dense -> membrane layers -> "
-            "classifier); the cost-regularized methods (--method lambda, hypernet) take only "
-            "that network. Use --method rank for a model of your own.")
-    return {"normalizer": normalizer, "first": chain[0], "membranes": chain[1:-1],
-            "classifier": chain[-1], "activation": keras.activations.serialize(chain[0].activation)}
+            "This supernet was trained without a cost term, so it has no "
+            "architecture per lam; derive it by path count (paths=...), or train "
+            "a hypernetwork (`gate(supernet, lam_max=...)`, `mpath-tf search --method hypernet`). "
+            f"Received: lam={lam!r}")
+    if paths is None:
+        raise ValueError("Pass `paths`, the path count to derive (1 .. W). Received: paths=None")
+
+
+def _with_trade_off(supernet: Supernet, name: str, trade_off: dict) -> Supernet:
+    """A copy of a built supernet with ``trade_off`` (``Supernet``'s lam or
+    lam_max, costs, initial_logit, seed), its layers' weights, fresh membranes."""
+    config = {key: value for key, value in supernet.get_config().items()
+              if key in ("chain", "stacks", "trunk", "shared_paths")}
+    model = Supernet.from_config({**config, **trade_off, "name": name})  # fresh layers
+    model.build((None, *supernet.example_shape))
+    for mine, theirs in zip(model.chain, supernet.chain):
+        mine.set_weights(theirs.get_weights())
+    if model.trunk is not None:
+        model.trunk.set_weights(supernet.trunk.get_weights())
+    return model
+
+
+def gate(supernet: Supernet, lam: float | None = None, lam_max: float | None = None,
+         costs=None, seed: int | None = None) -> Supernet:
+    """A gated copy of a built supernet, a fixed trade-off at ``lam`` or a
+    hypernetwork up to ``lam_max``, with the supernet's layer weights (its
+    membranes start again as open gates).
+
+    Args:
+        supernet: A built ``Supernet`` (``build_supernet``, or ``to_supernet``
+            of any model).
+        lam: Cost weight of a fixed trade-off.
+        lam_max: Lambda of a hypernetwork (instead of ``lam``).
+        costs: One ``CostTable`` per stack; default parameters.
+        seed: Seed of the gate noise.
+
+    Returns:
+        The built ``Supernet`` with untrained gates, named ``gated-<name>``.
+
+    Raises:
+        ValueError: Neither or both of ``lam`` and ``lam_max``, or a bad value.
+        ConfigError: ``costs`` is not one table per stack of its width and depth.
+
+    Example:
+        >>> net = build_supernet((4,), num_classes=2, depth=3, width=6)
+        >>> gate(net, lam=0.1).trade_off, gate(net, lam_max=1.0).trade_off
+        ('lambda', 'hypernet')
+    """
+    if (lam is None) == (lam_max is None):
+        raise ValueError("Pass one of `lam` (a fixed trade-off) or `lam_max` (a hypernetwork). "
+                         f"Received: lam={lam!r}, lam_max={lam_max!r}")
+    trade_off = {"lam": lam} if lam is not None else {"lam_max": lam_max}
+    return _with_trade_off(supernet, f"gated-{supernet.name}",
+                           {**trade_off, "costs": costs, "seed": seed})
+
+
+def upgrade(model):
+    """The ``Supernet`` that computes what a 0.1-layout MLP supernet computes
+    (``mpath_tf.core.legacy``: ``MLPSupernet``, ``GatedSupernet``,
+    ``HyperSupernet`` as loaded from a file), with its weights; any other
+    model is returned as it is. ``mpath_tf.load_model`` calls it.
+    """
+    if not isinstance(model, legacy.MLPSupernet):
+        return model
+    mlp = build_mlp(model.example_shape, model.num_classes, model.depth, model.width,
+                    model.activation, normalize=model.normalize)
+    net = to_supernet(mlp, name=model.name)
+    if model.gating:
+        net = _with_trade_off(net, model.name, model.gating)
+    for mine, theirs in zip([l for l in net.chain if l.weights], model.layers_by_role):
+        mine.set_weights(theirs.get_weights())
+    net.omega.assign(model.omega)
+    if model.gating:
+        net.temperature.assign(model.temperature)
+    if net.trade_off == "hypernet":
+        net.slopes[0].assign(model.slope)
+    return net
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class GatedStacks(Supernet):
+    """Loads a supernet saved as ``GatedStacks`` (a fixed trade-off, before
+    ``Supernet`` took one): the same config and weights as ``Supernet``'s,
+    so ``from_config`` gives a ``Supernet`` (nothing makes this class)."""
+
+    @classmethod
+    def from_config(cls, config):
+        return Supernet.from_config(config)
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class HyperStacks(GatedStacks):
+    """Loads a supernet saved as ``HyperStacks`` (a hypernetwork, before
+    ``Supernet`` took one): the same config and weights as ``Supernet``'s."""

@@ -1,6 +1,6 @@
 """``mpath-tf search --method lambda|hypernet``: the cost-regularized searches.
 
-- ``lambda``: one-shot training of a ``GatedSupernet`` at ``--lam``
+- ``lambda``: one-shot training of a gated supernet at ``--lam``
   (``gated.keras``), derive from its gates, fine-tune, export.
 - ``hypernet``: the paper's one-shot training (``supernet.keras``, shared with
   ``--method rank``), the lam-hypernetwork (``hypernet.keras``), the
@@ -9,10 +9,9 @@
   largest lam whose accuracy is within ``--max-accuracy-drop`` of lam = 0's;
   fine-tune, export.
 
-The built-in MLP trains the MLP classes (``GatedSupernet``,
-``HyperSupernet``); ``--arch cnn|resnet8`` and ``--model`` train
-``GatedStacks`` / ``HyperStacks``, with gates and a cost table in every stack
-of their supernet, so one lam chooses a path count per stack.
+Every architecture (the built-in MLP, ``--arch cnn|resnet8``, ``--model``)
+trains the same way: a ``Supernet`` with a trade-off (``gate``), gates and a
+cost table in every stack, so one lam chooses a path count per stack.
 
 Trainings checkpoint every epoch and each finished step is recorded in
 ``state.json``, so a killed run resumes where it stopped.

@@ -4,14 +4,16 @@ Three ways to get a network for an accuracy/cost balance, behind one API:
 
 - ``rank``: the paper's one-shot training, then the ``b - 1`` least
   permeable membranes cut (``mpath_tf.derive(supernet, paths=b)``);
-- ``lambda``: ``train_fixed_lambda`` trains a ``GatedSupernet`` from scratch
-  with ``cross-entropy + lam * E[cost] / cost(MLP)``; its gates are the
-  architecture (``derive(model)``); given a supernet of another shape (a CNN,
-  a ResNet, a user's model), a ``GatedStacks`` with gates in every stack;
+- ``lambda``: ``train_fixed_lambda`` trains a supernet with gates in every
+  stack (``gate(supernet, lam=...)``; the built-in MLP from scratch, or a
+  supernet of any shape: a CNN, a ResNet, a user's model) with
+  ``cross-entropy + lam * E[cost] / cost(dense)``; its gates are the
+  architecture (``derive(model)``);
 - ``hypernet``: ``train_hypernet`` takes a trained supernet (Algorithm 1,
-  line 1), warms a ``HyperSupernet`` up until its lam = 0 network is better
-  than chance (lines 3-7), then trains with lam ~ U[0, Lambda] per step
-  (lines 8-12); ``derive(model, lam=x)`` gives any trade-off afterwards.
+  line 1), warms its hypernetwork copy (``gate(supernet, lam_max=...)``) up
+  until its lam = 0 network is better than chance (lines 3-7), then trains
+  with lam ~ U[0, Lambda] per step (lines 8-12); ``derive(model, lam=x)``
+  gives any trade-off afterwards.
 
 Lambda (``lam_max``) defaults to Theorem 1's bound,
 ``(H(y) - sup_gamma L_valid(gamma)) / T(1)``: H(y) is the loss of the best
@@ -34,10 +36,9 @@ from keras import ops
 
 from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
-from mpath_tf.core.gates import (GatedStacks, GatedSupernet, HyperStacks, HyperSupernet,
-                                 TemperatureSchedule, check_lam, gate)
+from mpath_tf.core.gates import TemperatureSchedule, check_lam
 from mpath_tf.core.models import adapt_normalization
-from mpath_tf.core.supernet import Supernet, mlp_layers
+from mpath_tf.core.supernet import Supernet, build_supernet, gate
 from mpath_tf.core.permeability import discrete_permeability
 from mpath_tf.training.loop import top1, train
 
@@ -55,7 +56,7 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
                        batch_size: int = 32, learning_rate: float = 1e-3, seed: int | None = 0,
                        temperature: tuple[float, float] = (1.0, 0.1), checkpoint_dir=None,
                        callbacks: list | None = None,
-                       supernet: Supernet | None = None) -> GatedSupernet | GatedStacks:
+                       supernet: Supernet | None = None) -> Supernet:
     """One-shot training with a fixed cost weight; the gates are the architecture.
 
     The last epoch is kept (the temperature is lowest there); the best
@@ -66,8 +67,8 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
         lam: Weight of the relative cost (>= 0).
         depth: Hidden layers (of the built-in MLP).
         width: Neurons per hidden layer W (of the built-in MLP).
-        cost: ``CostTable`` for this network (default: parameters); with
-            ``supernet``, one per stack.
+        cost: ``CostTable`` for this network (default: parameters), or a
+            list with one per stack.
         epochs: Training epochs.
         batch_size: Mini-batch size.
         learning_rate: Adam learning rate.
@@ -80,8 +81,7 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
             start, its stacks get the gates (``gate``).
 
     Returns:
-        The trained ``GatedSupernet`` (``GatedStacks`` with ``supernet``);
-        ``derive(model)`` builds its network.
+        The trained ``Supernet`` with ``lam``; ``derive(model)`` builds its network.
 
     Raises:
         ValueError: If ``lam`` is negative or not finite.
@@ -95,17 +95,20 @@ def train_fixed_lambda(data: Dataset, lam: float, depth: int = 4, width: int = 6
     """
     lam = check_lam(lam)
     _seed(seed)
-    if supernet is not None:
-        model = gate(supernet, lam=lam, costs=cost, seed=seed)
-    else:
-        model = GatedSupernet(data.input_shape, data.num_classes, depth, width, lam=lam,
-                              cost=cost, seed=seed, normalize=data.normalize)
-        model.build((None, *data.input_shape))
-        adapt_normalization(model, data.x_train)
+    if supernet is None:
+        supernet = build_supernet(data.input_shape, data.num_classes, depth, width,
+                                  normalize=data.normalize)
+        adapt_normalization(supernet, data.x_train)
+    model = gate(supernet, lam=lam, costs=_per_stack(cost), seed=seed)
     train(model, data, epochs, batch_size=batch_size, learning_rate=learning_rate,
           keep_best=False, checkpoint_dir=checkpoint_dir,
           callbacks=[TemperatureSchedule(epochs, *temperature), *(callbacks or [])])
     return model
+
+
+def _per_stack(cost) -> list[CostTable] | None:
+    """``cost`` as one table per stack (a single table is the MLP's one stack)."""
+    return [cost] if isinstance(cost, CostTable) else cost
 
 
 def _loss(model, x, y, permeability=None, batch_size: int = 1024) -> tuple[float, float]:
@@ -170,7 +173,7 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
                    batch_size: int = 32, learning_rate: float = 1e-3, seed: int | None = 0,
                    temperature: tuple[float, float] = (1.0, 0.1), warmup_steps: int = 500,
                    checkpoint_dir=None, callbacks: list | None = None,
-                   log=None) -> HyperSupernet | HyperStacks:
+                   log=None) -> Supernet:
     """Algorithm 1 of paper 002: a hypernetwork from lam to membrane logits.
 
     The supernet's weights are copied (line 1). Warm-up (lines 3-7): while
@@ -183,13 +186,12 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
     permeabilities).
 
     Args:
-        supernet: A trained ``Supernet`` (``mpath-tf search``'s one-shot
-            model): the built-in MLP gives a ``HyperSupernet``, any other
-            shape a ``HyperStacks`` (one set of gates per stack).
+        supernet: A trained ``Supernet`` of any shape (``mpath-tf search``'s
+            one-shot model): its copy gets one set of gates per stack.
         data: Its dataset.
         lam_max: Lambda; default ``theorem_lambda(supernet, data)``.
-        cost: ``CostTable`` for this network (default: parameters); for a
-            ``HyperStacks``, one per stack.
+        cost: ``CostTable`` for this network (default: parameters), or a
+            list with one per stack.
         epochs: Training epochs after the warm-up.
         batch_size: Mini-batch size.
         learning_rate: Adam learning rate.
@@ -201,8 +203,8 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
         log: Called with progress lines.
 
     Returns:
-        The trained ``HyperSupernet`` or ``HyperStacks``; ``derive(model,
-        lam=x)`` builds a network.
+        The trained ``Supernet`` with ``lam_max``; ``derive(model, lam=x)``
+        builds a network.
 
     Raises:
         ValueError: If ``lam_max`` is not a finite number > 0, or Theorem 1's bound is not positive.
@@ -212,7 +214,7 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
         lam_max = theorem_lambda(supernet, data)
         log(f"Lambda (Theorem 1): {lam_max:.4f}")
     _seed(seed)
-    model = _hyper_copy(supernet, data, lam_max, cost, seed)
+    model = gate(supernet, lam_max=lam_max, costs=_per_stack(cost), seed=seed)  # line 1
     model.warmup_steps = warmup(model, data, warmup_steps)
     log(f"warm-up: {model.warmup_steps} steps")
     train(model, data, epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -221,32 +223,7 @@ def train_hypernet(supernet: Supernet, data: Dataset, lam_max: float | None = No
     return model
 
 
-def _hyper_copy(supernet, data: Dataset, lam_max: float, cost, seed):
-    """The hypernetwork model with ``supernet``'s weights (Algorithm 1, line 1)."""
-    try:
-        parts = mlp_layers(supernet)
-    except ValueError:  # not the built-in MLP: gates in every stack
-        return gate(supernet, lam_max=lam_max, costs=cost, seed=seed)
-    model = HyperSupernet(data.input_shape, data.num_classes, supernet.depth, supernet.width,
-                          parts["activation"], lam_max=lam_max, cost=cost, seed=seed,
-                          normalize=parts["normalizer"] is not None)
-    model.build((None, *data.input_shape))
-    if model.normalizer is not None:
-        model.normalizer.set_weights(parts["normalizer"].get_weights())
-    model.first.set_weights(parts["first"].get_weights())
-    for mine, theirs in zip(model.membrane_layers, parts["membranes"]):
-        mine.set_weights(theirs.get_weights())
-    model.classifier.set_weights(parts["classifier"].get_weights())
-    return model
-
-
-def _logits(model, lam) -> list:
-    """The membrane logits of every stack at ``lam`` (a list for either model kind)."""
-    logits = model.membrane_logits(lam)
-    return logits if isinstance(logits, list) else [logits]
-
-
-def warmup(model: HyperSupernet, data: Dataset, max_steps: int = 500, check_every: int = 25,
+def warmup(model: Supernet, data: Dataset, max_steps: int = 500, check_every: int = 25,
            seed: int = 0) -> int:
     """Lines 3-7 of Algorithm 1: fit the logits to the bias until lam = 0 works.
 
@@ -267,18 +244,18 @@ def warmup(model: HyperSupernet, data: Dataset, max_steps: int = 500, check_ever
             lams = rng.uniform(0, model.lam_max, 8).astype("float32")
             with tf.GradientTape() as tape:
                 loss = tf.add_n([tf.reduce_mean((logits - model.initial_logit) ** 2)
-                                 for lam in lams for logits in _logits(model, lam)])
+                                 for lam in lams for logits in model.membrane_logits(lam)])
             variables = model.hyper_variables
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         steps += check_every
     return steps
 
 
-def lambda_curve(model: HyperSupernet, data: Dataset, lams) -> list[dict]:
+def lambda_curve(model: Supernet, data: Dataset, lams) -> list[dict]:
     """Validation accuracy, layout and cost of the hard-gated network at each lam.
 
     Args:
-        model: A trained ``HyperSupernet``.
+        model: A trained hypernetwork ``Supernet`` (``train_hypernet``).
         data: Its dataset.
         lams: The lam values.
 
@@ -320,12 +297,12 @@ def estimate_lambda(curve: list[dict], num_classes: int) -> float | None:
     return max(above) if above else None
 
 
-def lam_for_budget(model: HyperSupernet, max_parameters: float | None = None,
+def lam_for_budget(model: Supernet, max_parameters: float | None = None,
                    max_relative_cost: float | None = None, steps: int = 30) -> float | None:
     """The smallest lam whose network meets the budget (bisection; costs fall with lam).
 
     Args:
-        model: A trained ``HyperSupernet``.
+        model: A trained hypernetwork ``Supernet`` (``train_hypernet``).
         max_parameters: Most parameters of the derived network.
         max_relative_cost: Most cost of the layout relative to the dense network's.
         steps: Bisection steps.
