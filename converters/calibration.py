@@ -464,15 +464,21 @@ def _bucketed_cost(table: dict, quantization: str, depth: int, neighbours: int, 
     from converters.lowering import padded_widths
 
     coef = fit_costs(table, quantization)["conv"] if coef is None else coef
-    own = depth * sum(w * w for w in path_widths) + neighbours * sum(path_widths)
+    widths = np.asarray(path_widths, dtype=np.int64)
+    squares = int((widths * widths).sum())
+    own = depth * squares + neighbours * int(widths.sum())
 
     def cost(edges) -> float:
-        padded = padded_widths(path_widths, edges)
-        extra = sum(padded) - sum(path_widths)
-        added = depth * sum(p * p - w * w for w, p in zip(path_widths, padded)) + neighbours * extra
+        padded = np.asarray(padded_widths(widths, edges), dtype=np.int64)
+        extra = int(padded.sum() - widths.sum())
+        padded_squares = int((padded * padded).sum())
+        added = depth * (padded_squares - squares) + neighbours * extra
         if added > MAX_PADDING * own:
             return float("inf")
-        return float(np.array(layer_features(padded, depth)) @ coef) + coef[3] * neighbours * extra
+        # layer_features of the padded widths: groups are the distinct edges used
+        features = [1.0, float(depth * len(np.unique(padded))), float(depth * len(padded)),
+                    float(depth * padded_squares)]
+        return float(np.array(features) @ coef) + coef[3] * neighbours * extra
 
     return cost
 

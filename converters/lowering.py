@@ -71,8 +71,12 @@ def padded_widths(path_widths, edges) -> list[int]:
         >>> padded_widths([3, 5, 4, 9], [5, 9])
         [5, 5, 5, 9]
     """
-    edges = sorted(edges)
-    return [next(e for e in edges if e >= w) for w in path_widths]
+    edges = np.sort(np.asarray(edges, dtype=np.int64))
+    widths = np.asarray(path_widths, dtype=np.int64)
+    at = np.searchsorted(edges, widths)  # the first edge >= each width
+    if widths.size and (at >= len(edges)).any():
+        raise ValueError(f"A path of width {int(widths.max())} fits no bucket edge of {edges.tolist()}")
+    return edges[at].tolist()
 
 
 def padding_weights(path_widths, edges, depth: int) -> int:
