@@ -128,7 +128,7 @@ def qat_int8(model, x_train, y_train, epochs: int, batch_size: int = 128,
 
     tf_keras, tfmot = legacy_keras_modules()
     if epochs < 1:
-        raise ConfigError(f"--qat-epochs must be >= 1. Received: epochs={epochs}")
+        raise ConfigError(f"`epochs` must be >= 1. Received: epochs={epochs}")
     x_train = np.asarray(x_train, dtype="float32")
     if x_train.shape[1:] != tuple(model.input_shape[1:]) or len(x_train) == 0:
         raise ConfigError(

@@ -89,7 +89,7 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     stack = path_stack(model)
     if lowering != "auto":
         if lowering == "bucketed" and layers and not paddable(model):
-            raise ConfigError("--lowering bucketed pads a stack of block-diagonal layers with "
+            raise ConfigError("`lowering='bucketed'` pads a stack of block-diagonal layers with "
                               "the same paths (a derived model); this model has none. Use conv.")
         if lowering in CONV_LOWERINGS:
             return {l.name: "per_path" for l in layers} | {l.name: lowering for l in convs}

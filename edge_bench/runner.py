@@ -52,7 +52,7 @@ def measure_models(
         ConfigError: ``repeats`` < 1.
     """
     if repeats < 1:
-        raise ConfigError(f"--repeats must be >= 1. Received: --repeats {repeats}")
+        raise ConfigError(f"`repeats` must be >= 1. Received: repeats={repeats}")
     settings = settings or BenchSettings()
     keys = [result_key(target.name, sha256_file(path), settings.to_dict()) for _, path in models]
     for attempt in range(repeats):

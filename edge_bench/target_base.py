@@ -55,24 +55,17 @@ class BenchSettings:
     seed: int = 0
 
     def __post_init__(self):
-        def flag(name):  # the CLI option of a setting (`mpath-tf bench`)
-            return {"timeout_s": "--timeout"}.get(name, "--" + name.replace("_", "-"))
-
         for name in ("threads", "runs"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{flag(name)} must be >= 1. Received: {flag(name)} "
-                                  f"{getattr(self, name)}")
+                raise ConfigError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
         for name in ("warmup_runs", "warmup_min_secs", "min_secs"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{flag(name)} must be >= 0. Received: {flag(name)} "
-                                  f"{getattr(self, name)}")
-        if self.timeout_s <= 0 or self.max_secs <= 0:
-            raise ConfigError(
-                f"--timeout and max_secs must be > 0. Received: --timeout {self.timeout_s}, "
-                f"max_secs {self.max_secs}"
-            )
+                raise ConfigError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)}")
+        for name in ("timeout_s", "max_secs"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"`{name}` must be > 0. Received: {name}={getattr(self, name)}")
         if any(c < 0 for c in self.cpus):
-            raise ConfigError(f"--cpus must be core numbers >= 0. Received: --cpus {self.cpus}")
+            raise ConfigError(f"`cpus` must be core numbers >= 0. Received: cpus={self.cpus}")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

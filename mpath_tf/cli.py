@@ -29,11 +29,27 @@ class InputError(click.ClickException):
 
 def _in_option_words(message: str) -> str:
     """A library error in the running command's words: each API argument it
-    names (`qat_epochs`) becomes that command's option (--qat-epochs)."""
+    names becomes that command's option: `qat_epochs` -> --qat-epochs,
+    `method='rank'` -> --method rank, and a received qat_epochs=0 -> --qat-epochs 0.
+    Names that are not the command's options stay as they are.
+
+    Example:
+        >>> with click.Context(export):
+        ...     _in_option_words("`qat_epochs` must be >= 0. Received: qat_epochs=-1")
+        '--qat-epochs must be >= 0. Received: --qat-epochs -1'
+    """
     context = click.get_current_context(silent=True)
     options = {p.name: p.opts[0] for p in (context.command.params if context else [])
                if isinstance(p, click.Option)}
-    return re.sub(r"`(\w+)`", lambda m: options.get(m[1], m[0]), message)
+
+    def option(match, name: str, value: str | None) -> str:
+        if name not in options:
+            return match[0]
+        return options[name] if value is None else f"{options[name]} {value.strip(chr(39))}"
+
+    message = re.sub(r"`(\w+)(?:=([^`]*))?`", lambda m: option(m, m[1], m[2]), message)
+    return re.sub(r"(?<![\w`.-])(\w+)=('[^']*'|[^\s,;)\]]+)",
+                  lambda m: option(m, m[1], m[2]), message)
 
 
 def _input_errors(command):

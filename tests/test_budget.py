@@ -26,16 +26,17 @@ def test_the_most_accurate_model_within_every_limit_is_chosen():
 
 
 def test_no_model_meets_the_budget_names_the_nearest():
-    with pytest.raises(BudgetError, match=r"No model meets --min-accuracy 0\.985 and "
-                                          r"--max-params 200\. The nearest is 5 paths"):
+    with pytest.raises(BudgetError, match=r"No model meets min_accuracy=0\.985 and "
+                                          r"max_params=200\. The nearest is 5 paths"):
         choose_by_budget(ROWS, Budget(min_accuracy=0.985, max_params=200))
 
 
 @pytest.mark.parametrize("settings, message", [
-    pytest.param(dict(paths=3, max_params=100), "--paths chooses the model itself", id="paths"),
-    pytest.param(dict(min_accuracy=97), r"Received: --min-accuracy 97", id="percent"),
-    pytest.param(dict(max_latency_ms=0), r"--max-latency-ms must be a finite number > 0", id="latency"),
-    pytest.param(dict(final_epochs=0), r"--final-epochs must be >= 1", id="final"),
+    pytest.param(dict(paths=3, max_params=100), "`paths` chooses the model itself", id="paths"),
+    pytest.param(dict(min_accuracy=97), r"Received: min_accuracy=97", id="percent"),
+    pytest.param(dict(max_latency_ms=0), r"`max_latency_ms` must be a finite number > 0",
+                 id="latency"),
+    pytest.param(dict(final_epochs=0), r"`final_epochs` must be >= 1", id="final"),
 ])
 def test_bad_budgets_are_refused(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -86,4 +87,4 @@ def test_search_meets_size_and_latency_budgets_measured_here(tiny_run, tmp_path)
     with pytest.raises(BudgetError, match="The nearest is"):
         search(SearchConfig(**{**settings, "max_params": 10}), run)
     # the refused budget lost nothing: the last results are still there
-    assert json.loads((run / "results.json").read_text())["budget"]["limits"].startswith("--max-size")
+    assert json.loads((run / "results.json").read_text())["budget"]["limits"].startswith("max_size_kb=20")

@@ -52,7 +52,7 @@ def test_selector_picks_the_most_accurate_model_within_the_budget(bundle):
 
 
 def test_bundle_rejects_path_counts_outside_the_run(tiny_run, tmp_path):
-    with pytest.raises(ConfigError, match=r"--paths must be in \[1, 6\]"):
+    with pytest.raises(ConfigError, match=r"`paths` must be in \[1, 6\]"):
         write_bundle(tiny_run, paths=[7], output=tmp_path)
 
 

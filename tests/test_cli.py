@@ -84,7 +84,7 @@ def test_resume_with_other_settings_is_refused(finished_run):
     before = (finished_run / "state.json").read_text()
     result = invoke("search", *TINY[:-2], "--batch-size", "32", "--run-dir", finished_run)
     assert result.exit_code == 2
-    assert "batch_size=32 (run has 64)" in result.output and "--run-dir" in result.output
+    assert "--batch-size 32 (run has 64)" in result.output and "--run-dir" in result.output
     assert (finished_run / "state.json").read_text() == before
 
 

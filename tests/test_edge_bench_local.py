@@ -142,7 +142,7 @@ def test_repeated_tries_report_the_median_try_and_resume(target, tflite_models, 
                           log=quiet)[0]
     assert more["repeat_medians_us"][:2] == row["repeat_medians_us"]  # the first two kept
     assert len(Journal(journal_path).rows()) == 3
-    with pytest.raises(ConfigError, match="repeats must be >= 1"):
+    with pytest.raises(ConfigError, match="`repeats` must be >= 1"):
         measure_models(target, jobs, Journal(journal_path), repeats=0)
 
 
@@ -159,11 +159,11 @@ def test_tries_that_disagree_are_suspect():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    pytest.param({"runs": 0}, "runs must be >= 1", id="runs"),
-    pytest.param({"threads": 0}, "threads must be >= 1", id="threads"),
-    pytest.param({"min_secs": -1}, "--min-secs must be >= 0", id="min_secs"),
-    pytest.param({"timeout_s": 0}, "--timeout and max_secs must be > 0", id="timeout"),
-    pytest.param({"cpus": (-1,)}, "cpus must be core numbers", id="cpus"),
+    pytest.param({"runs": 0}, "`runs` must be >= 1", id="runs"),
+    pytest.param({"threads": 0}, "`threads` must be >= 1", id="threads"),
+    pytest.param({"min_secs": -1}, "`min_secs` must be >= 0. Received: min_secs=-1", id="min_secs"),
+    pytest.param({"timeout_s": 0}, "`timeout_s` must be > 0", id="timeout"),
+    pytest.param({"cpus": (-1,)}, "`cpus` must be core numbers", id="cpus"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ConfigError, match=message):

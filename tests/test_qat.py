@@ -40,7 +40,7 @@ def test_qat_export_is_full_int8_and_keeps_accuracy(model, digits, tmp_path):
 
 
 def test_qat_refuses_bad_input(model, digits, tmp_path):
-    with pytest.raises(ConfigError, match="--qat-epochs must be >= 1"):
+    with pytest.raises(ConfigError, match="`epochs` must be >= 1"):
         export_qat_int8(model, tmp_path / "q.tflite", digits.x_train, digits.y_train, epochs=0)
     with pytest.raises(ConfigError, match=r"examples of shape \(3,\)"):
         export_qat_int8(model, tmp_path / "q.tflite", np.zeros((4, 3)), np.zeros(4), epochs=1)

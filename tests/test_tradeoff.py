@@ -248,7 +248,7 @@ def test_search_methods_from_the_cli(method, extra, tmp_path):
     pytest.param(["--method", "lambda"], "pass --lam", id="lambda-needs-lam"),
     pytest.param(["--method", "lambda", "--lam", "-1"], "finite number >= 0", id="negative"),
     pytest.param(["--method", "lambda", "--lam", "nan"], "finite number >= 0", id="nan"),
-    pytest.param(["--cost", "latency"], "apply to --method lambda or hypernet", id="rank-latency"),
+    pytest.param(["--cost", "latency"], "apply to --method lambda or --method hypernet", id="rank-latency"),
     pytest.param(["--method", "hypernet", "--lam-max", "0"], "--lam-max must be > 0", id="lam-max"),
     pytest.param(["--method", "lambda", "--lam", "1", "--max-params", "9"], "not from a budget",
                  id="lambda-budget"),

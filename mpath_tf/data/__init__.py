@@ -246,7 +246,7 @@ def load_file(
     images = False
     if suffix == ".npz":
         if label:
-            raise DataError(f"{path}: --label is for CSV files; an .npz holds y_train.")
+            raise DataError(f"{path}: `label` is for CSV files; an .npz holds y_train.")
         x, y, x_test, y_test, images = files.read_npz(path)
     elif suffix == ".csv":
         x, y = files.read_csv(path, label)

@@ -109,7 +109,7 @@ def read_npz(path: Path):
 def read_csv(path: Path, label: str | None):
     """(features, labels) from a ``.csv`` file with a header row."""
     if not label:
-        raise DataError(f"{path}: a CSV file needs --label COLUMN naming its label column.")
+        raise DataError(f"{path}: a CSV file needs `label`, the name of its label column.")
     with open(path, newline="") as f:
         reader = csv.reader(f)
         try:

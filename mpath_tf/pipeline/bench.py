@@ -308,10 +308,10 @@ def bench_run(
     paths = sorted(set(paths)) if paths else default_paths(run)
     bad = [b for b in paths if not 1 <= b <= width]
     if bad:
-        raise ConfigError(f"--paths must be in [1, {width}] for this run. Received: {bad}")
+        raise ConfigError(f"`paths` must be in [1, {width}] for this run. Received: paths={bad}")
     unknown = [q for q in quantizations if q not in QUANTIZATIONS]
     if unknown or not quantizations:
-        raise ConfigError(f"--quantization must be among {', '.join(QUANTIZATIONS)}. Received: "
+        raise ConfigError(f"`quantization` must be among {', '.join(QUANTIZATIONS)}. Received: "
                           f"{', '.join(unknown) or 'none'}")
     settings = settings or BenchSettings()
     bench_target = get_target(target, **(target_options or {}))

@@ -62,37 +62,36 @@ class Budget:
             ConfigError: A limit out of range.
         """
         if self.min_accuracy is not None and not 0 < self.min_accuracy <= 1:
-            raise ConfigError("--min-accuracy is a fraction in (0, 1] (0.97 = 97%). "
-                              f"Received: --min-accuracy {self.min_accuracy}")
-        for name, flag in (("max_params", "--max-params"), ("max_size_kb", "--max-size"),
-                           ("max_latency_ms", "--max-latency-ms"), ("max_ram_kb", "--max-ram"),
-                           ("max_flash_kb", "--max-flash")):
+            raise ConfigError("`min_accuracy` is a fraction in (0, 1] (0.97 = 97%). "
+                              f"Received: min_accuracy={self.min_accuracy}")
+        for name in ("max_params", "max_size_kb", "max_latency_ms", "max_ram_kb", "max_flash_kb"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ConfigError(f"{flag} must be a finite number > 0. Received: {flag} {value}")
+                raise ConfigError(f"`{name}` must be a finite number > 0. Received: {name}={value}")
         if self.max_latency_ms is not None and counts_instructions(self.target):
-            raise ConfigError(f"--max-latency-ms needs a target that measures time; {self.target} "
+            raise ConfigError(f"`max_latency_ms` needs a target that measures time; {self.target} "
                               "counts instructions (an emulated core). Use a target that "
-                              "times (local, ssh://..., adb, tflm), or --objective latency, "
+                              "times (local, ssh://..., adb, tflm), or `objective='latency'`, "
                               "which chooses the fewest instructions within the accuracy limit.")
         return self
 
     def describe(self) -> str:
-        """The limits in words, for messages."""
+        """The limits in words, for messages (in the API's argument names,
+        which the CLI's error messages turn into its options)."""
         parts = []
         if self.min_accuracy is not None:
-            parts.append(f"--min-accuracy {self.min_accuracy}")
+            parts.append(f"min_accuracy={self.min_accuracy}")
         if self.max_params is not None:
-            parts.append(f"--max-params {self.max_params}")
+            parts.append(f"max_params={self.max_params}")
         if self.max_size_kb is not None:
-            parts.append(f"--max-size {self.max_size_kb:g} KB")
+            parts.append(f"max_size_kb={self.max_size_kb:g}")
         if self.max_latency_ms is not None:
-            parts.append(f"--max-latency-ms {self.max_latency_ms:g} on {self.target}")
+            parts.append(f"max_latency_ms={self.max_latency_ms:g} on {self.target}")
         where = self.target if self.target.startswith("tflm") else "tflm"
         if self.max_ram_kb is not None:
-            parts.append(f"--max-ram {self.max_ram_kb:g} KB on {where}")
+            parts.append(f"max_ram_kb={self.max_ram_kb:g} on {where}")
         if self.max_flash_kb is not None:
-            parts.append(f"--max-flash {self.max_flash_kb:g} KB")
+            parts.append(f"max_flash_kb={self.max_flash_kb:g}")
         return " and ".join(parts)
 
 

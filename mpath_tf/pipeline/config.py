@@ -34,16 +34,6 @@ METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff.train
 
 
 
-def option(name: str) -> str:
-    """The CLI option of a ``SearchConfig`` field, as messages name it.
-
-    Example:
-        >>> option("batch_size")
-        '--batch-size'
-    """
-    return {"cluster_timeout_s": "--cluster-timeout"}.get(name, "--" + name.replace("_", "-"))
-
-
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything ``search`` needs to know, with the defaults of the CLI.
@@ -249,7 +239,8 @@ class SearchConfig:
         from mpath_tf.pipeline.predictors import PREDICTORS
 
         if self.data is None and self.label is not None:
-            raise ConfigError("label names a column of a CSV file; pass it with --data FILE.csv.")
+            raise ConfigError("`label` names a column of a CSV file; pass it with `data` "
+                              "(a FILE.csv).")
         if self.dataset not in DATASETS:
             raise ConfigError(
                 f"Unknown dataset '{self.dataset}'. Choose one of: {', '.join(DATASETS)}."
@@ -258,46 +249,45 @@ class SearchConfig:
             raise ConfigError(f"Unknown architecture '{self.arch}'. Choose one of: "
                               f"{', '.join(ARCHITECTURES)}.")
         if self.arch != "mlp" and self.model is not None:
-            raise ConfigError(f"--model searches your own network; --arch {self.arch} chooses "
+            raise ConfigError(f"`model` searches your own network; `arch={self.arch!r}` chooses "
                               "a built-in one. Drop one of them.")
         if self.model is not None and not Path(self.model).is_file():
-            raise ConfigError(f"--model {self.model}: no such file. Pass a .keras file saved "
-                              "with model.save('FILE.keras').")
+            raise ConfigError(f"`model={str(self.model)!r}`: no such file. Pass a .keras file "
+                              "saved with model.save('FILE.keras').")
         if self.depth < 2:
             raise ConfigError(
-                f"--depth must be >= 2 (the first hidden layer is fully connected, "
-                f"paths start above it). Received: --depth {self.depth}"
+                f"`depth` must be >= 2 (the first hidden layer is fully connected, "
+                f"paths start above it). Received: depth={self.depth}"
             )
         if self.width < 2:
             raise ConfigError(
-                f"--width must be >= 2 (a membrane sits between two neurons). "
-                f"Received: --width {self.width}"
+                f"`width` must be >= 2 (a membrane sits between two neurons). "
+                f"Received: width={self.width}"
             )
         for name in ("epochs", "finetune_epochs", "batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{option(name)} must be >= 1. Received: {option(name)} "
-                                  f"{getattr(self, name)}")
+                raise ConfigError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
         if self.samples < 2:
             raise ConfigError(
-                f"--samples must be >= 2 to fit a predictor. Received: --samples {self.samples}"
+                f"`samples` must be >= 2 to fit a predictor. Received: samples={self.samples}"
             )
-        for flag, value in (("--learning-rate", self.learning_rate),
-                            ("--finetune-learning-rate", self.finetune_learning_rate)):
+        for name in ("learning_rate", "finetune_learning_rate"):
+            value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{flag} must be a finite number > 0 (Adam's step size, "
-                                  f"such as 0.001). Received: {value}")
+                raise ConfigError(f"`{name}` must be a finite number > 0 (Adam's step size, "
+                                  f"such as 0.001). Received: {name}={value}")
         if self.predictor not in PREDICTORS:
             raise ConfigError(
                 f"Unknown predictor '{self.predictor}'. Choose one of: {', '.join(PREDICTORS)}."
             )
         if not 0 <= self.max_accuracy_drop <= 1:
             raise ConfigError(
-                "--max-accuracy-drop is an absolute accuracy in [0, 1] (0.01 = 1 point). "
-                f"Received: --max-accuracy-drop {self.max_accuracy_drop}"
+                "`max_accuracy_drop` is an absolute accuracy in [0, 1] (0.01 = 1 point). "
+                f"Received: max_accuracy_drop={self.max_accuracy_drop}"
             )
         if self.paths is not None and not 1 <= self.paths <= self.width:
             raise ConfigError(
-                f"--paths must be in [1, --width {self.width}]. Received: --paths {self.paths}"
+                f"`paths` must be in [1, `width={self.width}`]. Received: paths={self.paths}"
             )
         budget = self.budget().validate()
         if self.target == "tflm" or counts_instructions(self.target):
@@ -305,27 +295,28 @@ class SearchConfig:
         self._validate_objective(budget)
         if self.paths is not None and budget.active:
             raise ConfigError(
-                f"--paths chooses the model itself, so it cannot be combined with a budget "
+                f"`paths` chooses the model itself, so it cannot be combined with a budget "
                 f"({budget.describe()}); drop one of them."
             )
         if self.sampling not in ("even", "adaptive"):
             raise ConfigError(f"Unknown sampling '{self.sampling}'. Choose one of: even, adaptive.")
         if self.workers < 0:
-            raise ConfigError(f"--workers must be >= 0. Received: --workers {self.workers}")
+            raise ConfigError(f"`workers` must be >= 0. Received: workers={self.workers}")
         if self.strategy is not None and self.strategy not in STRATEGIES:
             raise ConfigError(f"Unknown strategy '{self.strategy}'. Choose one of: "
                               f"{', '.join(STRATEGIES)}.")
         if self.strategy is not None and self.method != "rank":
-            raise ConfigError(f"--strategy distributes the one-shot training of --method rank; "
-                              f"--method {self.method} trains in one process. Drop --strategy.")
+            raise ConfigError(f"`strategy` distributes the one-shot training of "
+                              f"`method='rank'`; `method={self.method!r}` trains in one process. "
+                              "Drop `strategy`.")
         if not self.cluster_timeout_s > 0:
-            raise ConfigError(f"--cluster-timeout must be > 0. "
-                              f"Received: --cluster-timeout {self.cluster_timeout_s}")
+            raise ConfigError(f"`cluster_timeout_s` must be > 0. "
+                              f"Received: cluster_timeout_s={self.cluster_timeout_s}")
         if not (math.isfinite(self.bench_seconds) and self.bench_seconds > 0):
-            raise ConfigError("--bench-seconds must be a finite number > 0. "
-                              f"Received: --bench-seconds {self.bench_seconds}")
+            raise ConfigError("`bench_seconds` must be a finite number > 0. "
+                              f"Received: bench_seconds={self.bench_seconds}")
         if self.final_epochs is not None and self.final_epochs < 1:
-            raise ConfigError(f"--final-epochs must be >= 1. Received: --final-epochs {self.final_epochs}")
+            raise ConfigError(f"`final_epochs` must be >= 1. Received: final_epochs={self.final_epochs}")
         self._validate_method(budget)
         return self
 
@@ -335,15 +326,15 @@ class SearchConfig:
         check_objective(self.objective)
         if self.objective == "params":
             return
-        flag = f"--objective {self.objective}"
+        flag = f"`objective={self.objective!r}`"
         if self.method != "rank":
-            raise ConfigError(f"{flag} chooses among the path counts of --method rank; --method "
-                              f"{self.method} weighs its own --cost. Drop one of them.")
+            raise ConfigError(f"{flag} chooses among the path counts of `method='rank'`; "
+                              f"`method={self.method!r}` weighs its own `cost`. Drop one of them.")
         if self.paths is not None:
-            raise ConfigError(f"--paths chooses the model itself, so it cannot be combined with "
+            raise ConfigError(f"`paths` chooses the model itself, so it cannot be combined with "
                               f"{flag}; drop one of them.")
         if budget.active:
-            raise ConfigError(f"{flag} chooses the cheapest model within --max-accuracy-drop; a "
+            raise ConfigError(f"{flag} chooses the cheapest model within `max_accuracy_drop`; a "
                               f"budget ({budget.describe()}) chooses the most accurate within "
                               "its limits. Drop one of them.")
 
@@ -357,49 +348,50 @@ class SearchConfig:
         for name in ("lam", "lam_max"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{option(name)} weighs the cost term and must be a finite number >= 0. "
-                                  f"Received: {option(name)} {value}")
+                raise ConfigError(f"`{name}` weighs the cost term and must be a finite number "
+                                  f">= 0. Received: {name}={value}")
         if not self.lam_max > 0:
-            raise ConfigError(f"--lam-max must be > 0 (the hypernetwork trains on U[0, lam-max]). "
-                              f"Received: --lam-max {self.lam_max}")
+            raise ConfigError(f"`lam_max` must be > 0 (the hypernetwork trains on U[0, lam_max]). "
+                              f"Received: lam_max={self.lam_max}")
         if self.hyper_epochs is not None and self.hyper_epochs < 1:
-            raise ConfigError(f"--hyper-epochs must be >= 1. Received: --hyper-epochs {self.hyper_epochs}")
+            raise ConfigError(f"`hyper_epochs` must be >= 1. Received: hyper_epochs={self.hyper_epochs}")
         if self.method == "rank":
             table_for_objective = self.objective == "latency" and self.cost_table is not None
-            extra = [flag for flag, given in (("--lam", self.lam is not None),
-                                                  ("--cost-table", self.cost_table is not None
+            extra = [flag for flag, given in (("`lam`", self.lam is not None),
+                                                  ("`cost_table`", self.cost_table is not None
                                                    and not table_for_objective),
-                                                  ("--cost latency", self.cost != "params")) if given]
+                                                  ("`cost='latency'`", self.cost != "params"))
+                     if given]
             if extra:
-                raise ConfigError(f"{', '.join(extra)} apply to --method lambda or hypernet (and "
-                                  "--cost-table to --objective latency); the paper's "
-                                  "rank-and-prune ranks by permeability. Add --method.")
+                raise ConfigError(f"{', '.join(extra)} apply to `method='lambda'` or `method='hypernet'` "
+                                  "(and `cost_table` to `objective='latency'`); the paper's "
+                                  "rank-and-prune ranks by permeability. Add `method`.")
             if table_for_objective:  # a lowering cost table of the target, read now
                 from converters.calibration import load_calibration
 
                 load_calibration(self.cost_table)
             return
         if self.paths is not None:
-            raise ConfigError(f"--paths chooses a path count of --method rank; --method "
-                              f"{self.method} chooses by lam. Drop --paths.")
+            raise ConfigError(f"`paths` chooses a path count of `method='rank'`; "
+                              f"`method={self.method!r}` chooses by lam. Drop `paths`.")
         if self.method == "lambda":
             if self.lam is None:
-                raise ConfigError("--method lambda trains at one trade-off: pass --lam (for "
-                                  "example --lam 0.3; larger gives a cheaper network).")
+                raise ConfigError("`method='lambda'` trains at one trade-off: pass `lam` (for "
+                                  "example `lam=0.3`; larger gives a cheaper network).")
             if budget.active:
-                raise ConfigError(f"--method lambda takes its network from --lam, not from a budget "
-                                  f"({budget.describe()}); use --method hypernet to choose by "
-                                  "--max-params, or --method rank for any budget.")
+                raise ConfigError(f"`method='lambda'` takes its network from `lam`, not from a "
+                                  f"budget ({budget.describe()}); use `method='hypernet'` to "
+                                  "choose by `max_params`, or `method='rank'` for any budget.")
         if self.method == "hypernet":
             others = [n for n in ("min_accuracy", "max_size_kb", "max_latency_ms", "max_ram_kb",
                                   "max_flash_kb")
                       if getattr(self, n) is not None]
             if others:
-                raise ConfigError(f"--method hypernet chooses by --lam or --max-params; "
-                                  f"{', '.join(others)} need --method rank.")
+                raise ConfigError("`method='hypernet'` chooses by `lam` or `max_params`; "
+                                  f"{', '.join(f'`{n}`' for n in others)} need `method='rank'`.")
             if self.lam is not None and self.max_params is not None:
-                raise ConfigError("--lam chooses the trade-off itself, so it cannot be combined "
-                                  "with --max-params; drop one of them.")
+                raise ConfigError("`lam` chooses the trade-off itself, so it cannot be combined "
+                                  "with `max_params`; drop one of them.")
 
     def for_data(self, train_examples: int) -> "SearchConfig":
         """These settings with the default epochs sized to the training set.

@@ -145,9 +145,9 @@ def user_model(config: SearchConfig, data: Dataset) -> keras.Model:
     try:
         model = load_model(config.model)
     except (DamagedFileError, FileNotFoundError) as err:
-        raise ConfigError(f"--model {config.model}: {err}") from None
+        raise ConfigError(f"`model={str(config.model)!r}`: {err}") from None
     if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
-        raise ConfigError(f"--model {config.model} is not a built Sequential or Functional "
+        raise ConfigError(f"`model={str(config.model)!r}` is not a built Sequential or Functional "
                           "model; build it (keras.Input(...) first) and save it again.")
     shape = tuple(model.inputs[0].shape[1:])
     if shape != tuple(data.input_shape):
@@ -191,7 +191,7 @@ def _user_supernet(config: SearchConfig, data: Dataset):
     try:
         return to_supernet(user_model(config, data), name=f"{Path(config.model).stem}-supernet")
     except ValueError as err:  # no stack to split
-        raise ConfigError(f"--model {config.model}: {err}") from None
+        raise ConfigError(f"`model={str(config.model)!r}`: {err}") from None
 
 
 def with_model_shape(config: SearchConfig, data: Dataset) -> SearchConfig:

@@ -62,7 +62,7 @@ def cost_table(config, width: int, depth: int, supernet=None) -> CostTable | lis
                     "table of `mpath-tf calibrate --output FILE` as --cost-table FILE.")
             table = CostTable.from_dict(content)
             if table.kind != "latency":
-                raise ConfigError(f"{config.cost_table} is a {table.kind} table; --cost latency "
+                raise ConfigError(f"{config.cost_table} is a {table.kind} table; `cost='latency'` "
                                   "needs a latency table.")
             table.check(width, depth, config.target)
             return table

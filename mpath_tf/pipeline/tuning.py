@@ -63,7 +63,7 @@ def run_distributed(run_path, workers: int, log=print, max_restarts: int = 3,
         ConfigError: ``workers`` < 1, or a worker kept dying.
     """
     if workers < 1:
-        raise ConfigError(f"--workers must be >= 1. Received: workers={workers}")
+        raise ConfigError(f"`workers` must be >= 1. Received: workers={workers}")
     run_path = Path(run_path)
     logs = run_path / "tuner" / "logs"
     logs.mkdir(parents=True, exist_ok=True)

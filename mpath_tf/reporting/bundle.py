@@ -143,8 +143,8 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
     paths = sorted(set(paths) if paths else {int(b) for b in run.state["samples"]} | {chosen})
     bad = [b for b in paths if b not in rows]
     if bad:
-        raise ConfigError(f"--paths must be in [1, {run.config.width}] for this run. "
-                          f"Received: {bad}")
+        raise ConfigError(f"`paths` must be in [1, {run.config.width}] for this run. "
+                          f"Received: paths={bad}")
     data = load_data(run.config)
     run.config = run.config.for_data(len(data.x_train))
     supernet = None

@@ -88,7 +88,7 @@ def cluster_from_env() -> Cluster:
     fix = (f"Set it on every machine, the same cluster with each task's own index, e.g. "
            f"{_TF_CONFIG_EXAMPLE} (worker 0 is the chief).")
     if not text:
-        raise ConfigError(f"--strategy multiworker reads its cluster from the TF_CONFIG "
+        raise ConfigError(f"`strategy='multiworker'` reads its cluster from the TF_CONFIG "
                           f"environment variable, which is not set. {fix}")
     try:
         config = json.loads(text)
@@ -152,7 +152,7 @@ def make_strategy(name: str, cluster_timeout_s: float = 300.0):
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as err:
         if "program startup" in str(err):
-            raise ConfigError("--strategy multiworker must be set up before TensorFlow runs "
+            raise ConfigError("`strategy='multiworker'` must be set up before TensorFlow runs "
                               "anything in this process: call make_strategy first, or use "
                               "`mpath-tf search --strategy multiworker`.") from None
         raise
