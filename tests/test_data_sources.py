@@ -158,7 +158,7 @@ def test_csv_with_label_column(tmp_path):
         pytest.param("a,b\n1,2\n", "y", "no column named 'y'. Columns: a, b", id="no-label-column"),
         pytest.param("a,y\n1.5,0\nfoo,1\n", "y", "line 3: column 'a' holds 'foo'", id="text-feature"),
         pytest.param("a,y\n1,0\n,1\n", "y", "line 3: column 'a' is empty or NaN", id="empty-cell"),
-        pytest.param("a,y\n1,0\n", None, "needs --label", id="label-missing"),
+        pytest.param("a,y\n1,0\n", None, "needs `label`", id="label-missing"),
         pytest.param("a,y\n1,0,3\n", "y", "3 fields, the header has 2", id="ragged"),
     ],
 )

@@ -110,7 +110,7 @@ def test_cli_export_records_the_equalization(tiny_run):
         files[strength] = out.read_bytes()
     assert files["0"] != files["0.5"]  # the quantized weights moved
     for args, message in [(["--equalize", "0.5"], "--equalize needs --quantize int8"),
-                          (["--quantize", "int8", "--equalize", "2"], "Received: equalize=2.0"),
+                          (["--quantize", "int8", "--equalize", "2"], "Received: --equalize 2.0"),
                           (["--quantize", "int8", "--equalize", "0.5", "--qat-epochs", "1"],
                            "Drop one of the two")]:
         bad = CliRunner().invoke(cli, ["export", model, *args])

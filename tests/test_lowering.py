@@ -288,5 +288,5 @@ def test_bucketed_needs_a_stack(tmp_path):
 
     inputs = keras.Input((6,))
     outputs = keras.layers.Dense(2)(PD([2, 4], "relu")(inputs))
-    with pytest.raises(ConfigError, match="bucketed pads a stack"):
+    with pytest.raises(ConfigError, match="`lowering='bucketed'` pads a stack"):
         lowering_plan(keras.Model(inputs, outputs), "float32", "bucketed", OP_HEAVY)

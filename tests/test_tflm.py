@@ -297,7 +297,7 @@ def test_search_on_cortex_m4_ends_with_both_models_measured_there(finished_run):
     result = CliRunner().invoke(cli, ["search", *TINY, "--run-dir", str(finished_run),
                                       "--target", "tflm:cortex-m4", "--max-ram", "0.1"])
     assert result.exit_code == 2, result.output
-    assert "No model meets --max-ram 0.1 KB on tflm:cortex-m4" in result.output
+    assert "No model meets --max-ram 0.1 on tflm:cortex-m4" in result.output
     assert "ram kb" in result.output
 
 
