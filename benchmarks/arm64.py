@@ -3,7 +3,7 @@
 For a search run, ``mpath-tf bench`` (``mpath_tf.pipeline.bench.bench_run``)
 exports the dense MLP and the derived model at each path count in int8 with
 each lowering (per_path, batch_matmul, conv, bucketed, and ``auto``: the
-core's bundled calibration table's pick, ``converters/calibration/arm64-CORE.json``)
+core's bundled lowering profile's pick, ``converters/profiles/arm64-CORE.json``)
 and counts the instructions per inference of each file on each ``arm64:CORE``
 target (LiteRT's aarch64 wheel under qemu-aarch64 with that core's cpuinfo;
 ``edge_bench.arm64``; instructions, not cycles). Prints per core and path

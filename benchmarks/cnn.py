@@ -34,7 +34,7 @@ side with edge_bench's local target (LiteRT; baselines from seed 0, whose
 latency does not depend on the weights; mpath from every seed, whose widths
 do), derived networks in both conv lowerings (``grouped``: one convolution
 per distinct width; ``split``: one per path; ``--lowering auto`` picks
-between them by the target's calibration table). The supernet's median
+between them by the target's lowering profile). The supernet's median
 epoch time is set against the dense ResNet-8's (issue target: <= 1.3x).
 
 Prints a markdown table (test accuracy mean and sd over seeds, parameters,
@@ -254,7 +254,7 @@ def export_and_time(journal, data, args, folder: Path) -> dict:
                     path.parent.mkdir(exist_ok=True)
                     print(f"exporting {path.name}", flush=True)
                     # path convolutions lowered as their implementation says (``grouped``
-                    # or ``split``), not by the calibration table (``auto`` would choose)
+                    # or ``split``), not by the lowering profile (``auto`` would choose)
                     export_tflite(model, path, get_quantization(mode), representative,
                                   implementation)
                 jobs.append(({"kind": kind, "setting": rec["setting"], "seed": rec["seed"],

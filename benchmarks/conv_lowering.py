@@ -63,8 +63,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from converters.profiling import CONV_SIDES, calibrate_conv
-    from converters.calibration import choose_conv_lowering
+    from converters.profiling import CONV_SIDES, profile_conv
+    from converters.profiles import choose_conv_lowering
     from edge_bench import BenchSettings, LocalTarget
 
     channels = [int(c) for c in args.channels.split(",")]
@@ -75,7 +75,7 @@ def main() -> None:
     for xnnpack in (True, False):
         settings = BenchSettings(cpus=cpus, xnnpack=xnnpack)
         kernels = "XNNPACK" if xnnpack else "built-in"
-        rows = {c: calibrate_conv(LocalTarget(), c, modes, None, CONV_SIDES,
+        rows = {c: profile_conv(LocalTarget(), c, modes, None, CONV_SIDES,
                                   args.workdir / f"c{c}-{kernels}", settings,
                                   log=lambda line: print(line, flush=True))
                 for c in channels}

@@ -2,8 +2,8 @@
 
 For b in {1, 2, 4, 8, 16, 32, 64, 125, 250, 500} and float32, dynamic-range
 and int8, each derived model is exported with every lowering (per_path,
-batch_matmul, conv, bucketed) and with ``auto`` (the choice of the calibration
-table, ``converters/calibration/local-x86_64.json`` unless --calibration is
+batch_matmul, conv, bucketed) and with ``auto`` (the choice of the lowering
+table, ``converters/profiles/local-x86_64.json`` unless --profile is
 given), and timed with edge_bench's local target beside the dense mlp-4-500.
 Prints, per model, the median latency of each lowering, auto's choice, auto
 over the fastest lowering, auto's speed-up over the dense MLP and the derived
@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", default="", help="pin to these cores, e.g. 1")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--calibration", default=None)
+    parser.add_argument("--profile", "--calibration", dest="profile", default=None)
     parser.add_argument("--paths", default=",".join(map(str, PATHS)))
     parser.add_argument("--workdir", default="runs/lowering")
     parser.add_argument("--export-only", action="store_true", help="export, do not time")
@@ -72,7 +72,7 @@ def main() -> None:
     if args.export_only:
         return
     for (b, mode) in [(b, m) for b in models for m in MODES]:
-        auto = choose_lowerings(models[b], mode, "auto", args.calibration)
+        auto = choose_lowerings(models[b], mode, "auto", args.profile)
         choices[(b, mode)] = sorted(set(auto.values()))
     target = LocalTarget()
     rows = measure_models(target, jobs, Journal(workdir / "latency.jsonl"), settings,

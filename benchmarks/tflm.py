@@ -3,7 +3,7 @@
 For a search run, ``mpath-tf bench`` (``mpath_tf.pipeline.bench.bench_run``)
 exports the dense MLP and the derived model at each path count in int8 with
 each lowering (per_path, batch_matmul, conv, bucketed) and with ``auto`` (the
-target's own calibration table, never a lowering TFLM refuses), and measures
+target's own lowering profile, never a lowering TFLM refuses), and measures
 them on a TFLM target: ``tflm`` (TFLM's reference kernels on this machine,
 microseconds) or ``tflm:cortex-m4`` (TFLM with CMSIS-NN on an emulated
 Cortex-M4, instructions per inference: not cycles). Prints per path count the

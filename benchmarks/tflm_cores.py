@@ -4,7 +4,7 @@ For mlp-4-64 (64 inputs, the digits size) and mlp-4-500 (784 inputs, the
 paper's MNIST size), the dense MLP and derived models at a few path counts
 (untrained supernet weights: the instructions executed do not depend on them)
 are exported in int8 for each core with ``--lowering auto`` and that core's
-calibration (``converters.tflm.tflm_convert``: never a lowering TFLM refuses),
+lowering profile (``converters.tflm.tflm_convert``: never a lowering TFLM refuses),
 once with float32 input and output (a QUANTIZE and a DEQUANTIZE at the ends,
 in soft float on a core without an FPU) and once with int8 input and output
 (``Int8(int8_io=True)``: what a sensor pipeline that already has int8 data

@@ -43,7 +43,7 @@ METHODS = ("rank", "lambda", "hypernet")
 
 
 def cost_table(args, data):
-    from converters.calibration import latency_costs
+    from converters.profiles import latency_costs
     from mpath_tf.core.costs import CostTable
 
     if args.cost == "params":

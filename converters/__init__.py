@@ -9,8 +9,8 @@ from converters.quantization import (
     Int16x8,
     get_quantization,
 )
-from converters.profiling import calibrate
-from converters.calibration import choose_lowering, load_calibration
+from converters.profiling import profile_lowerings
+from converters.profiles import choose_lowering, load_profile
 from converters.equalize import equalize_ranges
 from converters.metadata import read_labels, with_labels
 from converters.tflite import (
@@ -29,10 +29,10 @@ __all__ = [
     "LOWERINGS",
     "QUANTIZATIONS",
     "c_array_source",
-    "calibrate",
+    "profile_lowerings",
     "choose_lowering",
     "choose_lowerings",
-    "load_calibration",
+    "load_profile",
     "DynamicRange",
     "Float16",
     "Float32",

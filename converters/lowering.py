@@ -102,7 +102,7 @@ def bucket_edges(path_widths, cost, max_buckets: int = 4) -> list[int]:
 
     Args:
         path_widths: The paths' widths.
-        cost: ``cost(padded_widths) -> float``, for example the calibrated
+        cost: ``cost(padded_widths) -> float``, for example the profiled
             cost of the ``conv`` lowering.
         max_buckets: Most buckets (ops per layer).
 

@@ -1,12 +1,12 @@
-"""Measuring lowerings on a device: the tables ``converters.calibration`` reads.
+"""Measuring lowerings on a device: the tables ``converters.profiles`` reads.
 
-``calibrate`` times a stack of ``STACK_DEPTH`` block-diagonal layers (W
+``profile_lowerings`` times a stack of ``STACK_DEPTH`` block-diagonal layers (W
 neurons, b paths, ReLU), lowered as exports lower them, in each lowering and
 quantization on a grid of path counts with ``edge_bench``, and returns a
-table (format: ``converters.calibration``). ``calibrate_this_cpu`` is the
-short local calibration cached per CPU kind (``mpath-tf export
---calibrate``); ``ensure_own_table`` runs it when this CPU has no table.
-``calibrate_conv`` times stages of path convolutions (``conv_stack_model``)
+table (format: ``converters.profiles``). ``profile_this_cpu`` is the
+short local profile cached per CPU kind (``mpath-tf export
+--profile-cpu``); ``ensure_own_table`` runs it when this CPU has no table.
+``profile_conv`` times stages of path convolutions (``conv_stack_model``)
 in both conv lowerings: a table's ``conv_layers``.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from converters import calibration
-from converters.calibration import (CALIBRATED, CALIBRATION_PATHS, CONV_LOWERINGS, FORMAT,
-                                    MAX_PER_PATH_CALIBRATION, STACK_DEPTH, VERSION,
-                                    calibrated_mode, cpu_key)
+from converters import profiles
+from converters.profiles import (PROFILED, PROFILE_PATHS, CONV_LOWERINGS, FORMAT,
+                                    MAX_PER_PATH_PROFILE, STACK_DEPTH, VERSION,
+                                    profiled_mode, cpu_key)
 from converters.quantization import get_quantization
 from edge_bench.stats import row_cost, row_unit
 from converters.tflite import AUTO_EXCLUDED, export_tflite
@@ -51,7 +51,7 @@ def irregular_widths(width: int, paths: int, seed: int = 0) -> list[int]:
 
 
 def width_variants(width: int, paths: int) -> dict[str, list[int]]:
-    """The path widths calibrated for ``paths`` paths over ``width``: equal,
+    """The path widths profiled for ``paths`` paths over ``width``: equal,
     and (for 2 < paths < width) the sorted irregular widths of random cuts,
     so that the cost of each op group can be told apart from each path's.
 
@@ -81,7 +81,7 @@ def _exported(model, path: Path, quantization: str, representative, lowering: st
 
 
 def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
-    """``depth`` block-diagonal layers with ReLU: the unit that is calibrated.
+    """``depth`` block-diagonal layers with ReLU: the unit that is profiled.
 
     The widths are sorted so that equal widths sit side by side, as
     ``group_paths`` arranges them in exported models.
@@ -102,7 +102,7 @@ def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
     return keras.Model(inputs, h, name=f"stack-{depth}x{width}-b{len(widths)}")
 
 
-# Path convolutions per calibrated conv stage, and the feature-map sides timed
+# Path convolutions per profiled conv stage, and the feature-map sides timed
 # (ResNet-8's stages run 28 / 14 / 7 pixels a side on Fashion-MNIST, 32 / 16 / 8
 # on CIFAR-10).
 CONV_DEPTH = 2
@@ -112,7 +112,7 @@ CONV_PATHS = (1, 2, 4, 8, 16, 32, 64)
 
 def conv_stack_model(path_widths: list[int], side: int, depth: int = CONV_DEPTH):
     """``depth`` 3x3 path convolutions with ReLU on ``side`` x ``side`` maps:
-    the conv unit that is calibrated (widths sorted, as ``group_conv_paths``
+    the conv unit that is profiled (widths sorted, as ``group_conv_paths``
     arranges a derived stage)."""
     import keras
 
@@ -129,8 +129,8 @@ def conv_stack_model(path_widths: list[int], side: int, depth: int = CONV_DEPTH)
     return keras.Model(inputs, h, name=f"conv-{depth}x{sum(widths)}-{side}px-b{len(widths)}")
 
 
-def calibrate_conv(target, channels: int, quantizations=("float32", "dynamic", "int8"),
-                   paths=None, sides=CONV_SIDES, workdir: str | os.PathLike = "calibration",
+def profile_conv(target, channels: int, quantizations=("float32", "dynamic", "int8"),
+                   paths=None, sides=CONV_SIDES, workdir: str | os.PathLike = "profiles",
                    settings=None, repeats: int = 1, log=print) -> list[dict]:
     """Time a stage of path convolutions of ``channels`` in each conv lowering
     (``CONV_LOWERINGS``) on ``target``: the ``conv_layers`` of a table.
@@ -142,7 +142,7 @@ def calibrate_conv(target, channels: int, quantizations=("float32", "dynamic", "
     Args:
         target: An ``edge_bench`` target (or its name).
         channels: Channels C of the stage.
-        quantizations: Modes to calibrate.
+        quantizations: Modes to profile.
         paths: Path counts (default: ``CONV_PATHS`` up to C).
         sides: Feature-map sides.
         workdir: Exports and the measurement journal (resumable).
@@ -177,15 +177,15 @@ def calibrate_conv(target, channels: int, quantizations=("float32", "dynamic", "
                         jobs.append(({"quantization": quantization, "lowering": lowering,
                                       "depth": CONV_DEPTH, "path_widths": widths,
                                       "pixels": side * side, "kernel": 9}, path))
-    log(f"calibrating {len(jobs)} conv stages on {target.name}")
-    rows = measure_models(target, jobs, Journal(workdir / "conv_calibration.jsonl"), settings,
+    log(f"profiling {len(jobs)} conv stages on {target.name}")
+    rows = measure_models(target, jobs, Journal(workdir / "conv_profile.jsonl"), settings,
                           repeats=repeats, log=log)
     return [{**labels, "us": row_cost(row)}
             for (labels, _), row in zip(jobs, rows) if row["status"] == "ok"]
 
 
-def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "int16x8"),
-              paths=None, workdir: str | os.PathLike = "calibration", settings=None,
+def profile_lowerings(target, width: int, quantizations=("float32", "dynamic", "int8", "int16x8"),
+              paths=None, workdir: str | os.PathLike = "profiles", settings=None,
               repeats: int = 1, log=print) -> dict:
     """Time a stack of block-diagonal layers of ``width`` in every lowering on ``target``.
 
@@ -197,8 +197,8 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
     Args:
         target: An ``edge_bench`` target (or its name).
         width: Layer width W.
-        quantizations: Modes to calibrate.
-        paths: Path counts (default: ``CALIBRATION_PATHS`` up to W).
+        quantizations: Modes to profile.
+        paths: Path counts (default: ``PROFILE_PATHS`` up to W).
         workdir: Exports and the measurement journal (resumable).
         settings: ``edge_bench.BenchSettings``.
         repeats: Tries per model.
@@ -210,7 +210,7 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
     from edge_bench import Journal, get_target, measure_models
 
     target = get_target(target) if isinstance(target, str) else target
-    paths = [b for b in (paths or CALIBRATION_PATHS) if 1 <= b <= width]
+    paths = [b for b in (paths or PROFILE_PATHS) if 1 <= b <= width]
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     representative = np.random.default_rng(0).normal(size=(200, width)).astype("float32")
@@ -218,8 +218,8 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
     for b in paths:
         for variant, widths in width_variants(width, b).items():
             model = stack_model(widths)
-            for lowering in CALIBRATED if b > 1 else ["per_path"]:
-                if lowering == "per_path" and b > MAX_PER_PATH_CALIBRATION:
+            for lowering in PROFILED if b > 1 else ["per_path"]:
+                if lowering == "per_path" and b > MAX_PER_PATH_PROFILE:
                     continue
                 for quantization in quantizations:
                     if b > 1 and lowering in AUTO_EXCLUDED.get(quantization, ()):
@@ -230,8 +230,8 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
                         continue
                     jobs.append(({"path_widths": widths, "depth": STACK_DEPTH,
                                   "quantization": quantization, "lowering": lowering}, path))
-    log(f"calibrating {len(jobs)} stacks on {target.name}")
-    rows = measure_models(target, jobs, Journal(workdir / "calibration.jsonl"), settings,
+    log(f"profiling {len(jobs)} stacks on {target.name}")
+    rows = measure_models(target, jobs, Journal(workdir / "profile.jsonl"), settings,
                           repeats=repeats, log=log)
     ok = [(labels, row) for (labels, _), row in zip(jobs, rows) if row["status"] == "ok"]
     # An entry's "us" is its cost in the table's unit: microseconds, or
@@ -245,29 +245,29 @@ def calibrate(target, width: int, quantizations=("float32", "dynamic", "int8", "
 
 
 def ensure_own_table(quantization: str, log=print, conv: bool = False) -> None:
-    """Calibrate ``quantization`` on this CPU (``calibrate_this_cpu``) unless
+    """Profile ``quantization`` on this CPU (``profile_this_cpu``) unless
     this CPU kind already has a table with it (and, with ``conv``, with conv
     entries in it: a table cached before they existed is measured again)."""
-    mode = calibrated_mode(quantization)
-    own = calibration.own_table_path(mode)
-    if own is None or (conv and not calibration.has_conv_entries(
-            calibration.load_calibration(own), mode)):
-        log(f"calibrating the {mode} lowerings on this CPU (about a minute, once)")
-        calibrate_this_cpu(mode, log=log)
+    mode = profiled_mode(quantization)
+    own = profiles.own_table_path(mode)
+    if own is None or (conv and not profiles.has_conv_entries(
+            profiles.load_profile(own), mode)):
+        log(f"profiling the {mode} lowerings on this CPU (about a minute, once)")
+        profile_this_cpu(mode, log=log)
 
 
-def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
+def profile_this_cpu(quantization: str = "int8", width: int = 64,
                        paths=(1, 2, 4, 8, 16, 64), conv_channels: int = 16,
                        conv_paths=(1, 2, 4, 16), log=print) -> Path:
-    """A short calibration of one mode on this CPU (about a minute on 2
+    """A short profile of one mode on this CPU (about a minute on 2
     cores), added to this CPU kind's cached table (``cache_dir() /
-    <cpu_key>.json``) for ``load_calibration``.
+    <cpu_key>.json``) for ``load_profile``.
 
     Args:
-        quantization: The mode to calibrate (``float16`` uses float32's).
-        width: Layer width of the calibrated stacks.
+        quantization: The mode to profile (``float16`` uses float32's).
+        width: Layer width of the profiled stacks.
         paths: Path counts (equal and irregular widths each).
-        conv_channels: Channels of the calibrated conv stages (8 x 8
+        conv_channels: Channels of the profiled conv stages (8 x 8
             maps; 0: no conv entries).
         conv_paths: Their path counts.
         log: Progress printer.
@@ -280,20 +280,20 @@ def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
     from edge_bench import BenchSettings, LocalTarget
     from mpath_tf.storage import atomic_write_json
 
-    mode = calibrated_mode(quantization)
-    key = cpu_key(calibration.this_cpu())
-    out = calibration.cache_dir() / f"{key}.json"
+    mode = profiled_mode(quantization)
+    key = cpu_key(profiles.this_cpu())
+    out = profiles.cache_dir() / f"{key}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = BenchSettings(min_secs=0.1, warmup_min_secs=0.05, runs=20)
     with tempfile.TemporaryDirectory() as workdir:
-        table = calibrate(LocalTarget(), width, (mode,), paths, workdir, settings,
+        table = profile_lowerings(LocalTarget(), width, (mode,), paths, workdir, settings,
                           log=lambda *_: None)
         if conv_channels:
-            table["conv_layers"] = calibrate_conv(
+            table["conv_layers"] = profile_conv(
                 LocalTarget(), conv_channels, (mode,), conv_paths, (8,), workdir, settings,
                 log=lambda *_: None)
     table["device"] = {k: v for k, v in table["device"].items() if k != "state"}
-    try:  # keep the modes calibrated before
+    try:  # keep the modes profiled before
         old = json.loads(out.read_text())
         if cpu_key(old.get("device") or {}) == key:
             for part in ("layers", "conv_layers"):
@@ -302,5 +302,5 @@ def calibrate_this_cpu(quantization: str = "int8", width: int = 64,
     except (OSError, ValueError, KeyError):
         pass
     atomic_write_json(out, table)
-    log(f"calibrated the {mode} lowerings on this CPU ({key}): {out}")
+    log(f"profiled the {mode} lowerings on this CPU ({key}): {out}")
     return out

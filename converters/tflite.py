@@ -37,7 +37,7 @@ LOWERINGS = {
 }
 # (``group_paths`` first renumbers the neurons, so the batched lowerings need no GATHER.)
 
-# Lowerings that ``auto`` never picks (and ``calibrate`` does not time) for a
+# Lowerings that ``auto`` never picks (and ``profile_lowerings`` does not time) for a
 # quantization. In int16x8, CONCATENATION requantizes its inputs, so each
 # per-path op keeps its own output range: a path that never activates on the
 # calibration data gets an empty range that the next layer's 16x8 op refuses
@@ -47,7 +47,7 @@ AUTO_EXCLUDED = {"int16x8": {"per_path"}}
 
 
 def choose_lowerings(model, quantization_name: str = "float32", lowering: str = "per_path",
-                     calibration=None, excluded=()) -> dict[str, str]:
+                     profile=None, excluded=()) -> dict[str, str]:
     """The lowering of each ``PathDense`` and ``PathConv2D`` layer of ``model``.
 
     Args:
@@ -58,13 +58,13 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
             one of ``CONV_LOWERINGS`` (for path convolutions; block-diagonal
             Dense layers keep ``per_path``), or ``auto``: for the
             block-diagonal Dense layers the lowering whose cost, fitted to the
-            calibration table, is lowest for the stack (one choice for a
+            lowering profile, is lowest for the stack (one choice for a
             stack that shares its paths, so it is chained; else one per
             layer), among those not in ``AUTO_EXCLUDED`` for the
             quantization; for each path convolution the conv lowering
             whose cost, fitted to the table's conv entries, is lowest
             (``grouped`` if the table has none in this mode).
-        calibration: A table or its path for ``auto`` (default: the bundled
+        profile: A table or its path for ``auto`` (default: the bundled
             table, measured on this project's x86 machine).
         excluded: Lowerings of block-diagonal Dense layers that ``auto``
             must not pick (a runtime refuses them; ``converters.tflm``).
@@ -73,10 +73,10 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
         ``{layer name: lowering}``.
 
     Raises:
-        ConfigError: Unknown lowering, or an unreadable calibration table.
+        ConfigError: Unknown lowering, or an unreadable lowering profile.
     """
-    from converters.calibration import (CONV_LOWERINGS, calibrated_mode, choose_conv_lowering,
-                                        choose_lowering, load_calibration)
+    from converters.profiles import (CONV_LOWERINGS, profiled_mode, choose_conv_lowering,
+                                        choose_lowering, load_profile)
     from converters.lowering import neighbour_weights, paddable, path_stack
     from mpath_tf.core.conv import PathConv2D
     from mpath_tf.core.layers import PathDense
@@ -94,8 +94,8 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
         if lowering in CONV_LOWERINGS:
             return {l.name: "per_path" for l in layers} | {l.name: lowering for l in convs}
         return {l.name: lowering for l in layers} | {l.name: l.implementation for l in convs}
-    mode = calibrated_mode(quantization_name)
-    table = calibration if isinstance(calibration, dict) else load_calibration(calibration, mode)
+    mode = profiled_mode(quantization_name)
+    table = profile if isinstance(profile, dict) else load_profile(profile, mode)
     conv_choices = {l.name: choose_conv_lowering(table, l.path_widths, _pixels(l), mode,
                                                  int(np.prod(l.kernel_size))) or "grouped"
                     for l in convs}
@@ -121,29 +121,29 @@ def _pixels(layer) -> int:
 
 
 def lowering_plan(model, quantization_name: str = "float32", lowering: str = "per_path",
-                  calibration=None) -> dict:
+                  profile=None) -> dict:
     """How ``convert`` lowers ``model``'s block-diagonal layers, for the record.
 
     Returns:
         ``{"lowerings": {layer: lowering}, "bucket_edges": [...] or None,
-        "padding_weights": n, "calibration_source": {...} or None}``: with
+        "padding_weights": n, "profile_source": {...} or None}``: with
         ``bucketed``, the bucket widths the paths are padded to and the zero
         weights that adds to the file (the only zeros a lowering puts there);
-        else None and 0; the calibration table consulted (``auto``,
+        else None and 0; the lowering profile consulted (``auto``,
         ``bucketed``) and whether it was measured on this CPU kind.
 
     Raises:
         ConfigError: As ``choose_lowerings``.
     """
-    from converters.calibration import (calibrated_mode, calibration_source, has_conv_entries,
-                                        load_calibration)
+    from converters.profiles import (profiled_mode, profile_source, has_conv_entries,
+                                        load_profile)
     from converters.lowering import stack_padding
     from mpath_tf.core.conv import PathConv2D
 
-    mode = calibrated_mode(quantization_name)
-    table = calibration
-    if lowering == "auto" and not isinstance(calibration, dict):
-        table = load_calibration(calibration, mode)  # read once for every choice below
+    mode = profiled_mode(quantization_name)
+    table = profile
+    if lowering == "auto" and not isinstance(profile, dict):
+        table = load_profile(profile, mode)  # read once for every choice below
     lowerings = choose_lowerings(model, quantization_name, lowering, table)
     edges = _bucket_edges(model, lowerings, quantization_name, table)
     uses_table = lowering == "auto" or edges is not None
@@ -152,22 +152,22 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
         measured = has_conv_entries(table, mode)
     return {"lowerings": lowerings, "bucket_edges": edges,
             "padding_weights": stack_padding(model, edges) if edges else 0,
-            "calibration_source": (calibration_source(calibration, mode) if uses_table
+            "profile_source": (profile_source(profile, mode) if uses_table
                                    else None),
             "conv_lowerings_measured": measured}
 
 
-def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, calibration):
+def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, profile):
     """The bucket edges of a ``bucketed`` stack (None for other lowerings)."""
-    from converters.calibration import bucket_plan, calibrated_mode, load_calibration
+    from converters.profiles import bucket_plan, profiled_mode, load_profile
     from converters.lowering import neighbour_weights, path_stack
 
     lowerings = {name: l for name, l in lowerings.items() if l in LOWERINGS}
     if not lowerings or set(lowerings.values()) != {"bucketed"}:
         return None
     stack = path_stack(model)
-    mode = calibrated_mode(quantization_name)
-    table = calibration if isinstance(calibration, dict) else load_calibration(calibration, mode)
+    mode = profiled_mode(quantization_name)
+    table = profile if isinstance(profile, dict) else load_profile(profile, mode)
     return bucket_plan(table, stack[0].path_widths, mode, len(stack), neighbour_weights(model))
 
 
@@ -202,7 +202,7 @@ def _lowered(model, lowerings: dict[str, str], chain: bool = True, edges=None):
 
 
 def convert(model, quantization=None, representative_data=None, lowering: str = "per_path",
-            calibration=None) -> bytes:
+            profile=None) -> bytes:
     """Convert a Keras model to TFLite flatbuffer bytes.
 
     Args:
@@ -215,7 +215,7 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
         lowering: How block-diagonal layers become ops: ``per_path``,
             ``batch_matmul``, ``conv`` (see ``LOWERINGS``) or ``auto`` (see
             ``choose_lowerings``).
-        calibration: The calibration table for ``auto``.
+        profile: The lowering profile for ``auto``.
 
     Returns:
         The ``.tflite`` file contents.
@@ -238,7 +238,7 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
             f"{tuple(np.shape(representative_data)[1:])} but the model takes "
             f"{tuple(model.input_shape[1:])}; pass the training data of this model."
         )
-    lowerings = choose_lowerings(model, quantization.name, lowering, calibration)
+    lowerings = choose_lowerings(model, quantization.name, lowering, profile)
     if getattr(quantization, "equalize", 0.0):
         from converters.equalize import RANGE_SAMPLES, equalize_ranges
 
@@ -263,7 +263,7 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
         except Exception as err:  # the converter raises ConverterError and others
             raise _conversion_error(err, lowered, quantization) from err
 
-    edges = _bucket_edges(model, lowerings, quantization.name, calibration)
+    edges = _bucket_edges(model, lowerings, quantization.name, profile)
     content = run(_lowered(model, lowerings, edges=edges))
     if getattr(quantization, "calibrated", False) and _has_empty_range(content):
         # A path that never activates on the representative data gets the
@@ -399,7 +399,7 @@ def export_tflite(
     quantization=None,
     representative_data=None,
     lowering: str = "per_path",
-    calibration=None,
+    profile=None,
     labels: list | None = None,
 ) -> Path:
     """Convert ``model`` and write it to ``path`` atomically.
@@ -414,7 +414,7 @@ def export_tflite(
         quantization: A scheme from ``converters.quantization``; default float32.
         representative_data: Training examples, required by ``Int8`` and ``Int16x8``.
         lowering: How block-diagonal layers become ops (see ``convert``).
-        calibration: The calibration table for ``lowering="auto"``.
+        profile: The lowering profile for ``lowering="auto"``.
         labels: Class names by output index (any values; written as text).
 
     Returns:
@@ -431,7 +431,7 @@ def export_tflite(
         >>> export_tflite(build_mlp((4,), 2, 2, 3), out).stat().st_size > 0
         True
     """
-    content = convert(model, quantization, representative_data, lowering, calibration)
+    content = convert(model, quantization, representative_data, lowering, profile)
     return write_tflite(content, path, labels)
 
 

@@ -4,7 +4,7 @@ A microcontroller project compiles the model in: ``c_array_source`` writes
 the ``.tflite`` as an aligned C array with its length (as TFLM's examples
 do) and ``op_resolver_source`` the ``MicroMutableOpResolver`` that registers
 exactly the ops the file uses. ``tflm_convert`` picks the lowering for a TFLM
-target from that target's calibration table and never returns a file TFLM
+target from that target's lowering profile and never returns a file TFLM
 refuses: each candidate is prepared in TFLM's own interpreter
 (``tflm_refusal``) and a refused one (for example a CONCATENATION with more
 inputs than TFLM's limit of 10, which ``batch_matmul`` makes at more than 10
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from converters.calibration import target_calibration
+from converters.profiles import target_profile
 from mpath_tf.errors import ConfigError
 from mpath_tf.storage import atomic_write_text
 
@@ -177,7 +177,7 @@ def tflm_refusal(content: bytes, python: str = sys.executable) -> str | None:
 
 
 def tflm_convert(model, quantization, representative_data=None, lowering: str = "auto",
-                 target: str = "tflm:cortex-m4", calibration=None, log=None) -> tuple[bytes, dict]:
+                 target: str = "tflm:cortex-m4", profile=None, log=None) -> tuple[bytes, dict]:
     """Convert ``model`` for a TFLM target, never to a file TFLM refuses.
 
     Args:
@@ -185,18 +185,18 @@ def tflm_convert(model, quantization, representative_data=None, lowering: str = 
         quantization: A scheme from ``converters.quantization`` (int8 for
             microcontrollers).
         representative_data: Calibration examples for int8.
-        lowering: ``auto`` (by the target's calibration table, then the
+        lowering: ``auto`` (by the target's lowering profile, then the
             refusal check) or one lowering (refused: ``ConfigError``).
-        target: ``tflm`` or ``tflm:CORE``: whose calibration table ``auto``
-            reads (``target_calibration``; default the bundled LiteRT one
+        target: ``tflm`` or ``tflm:CORE``: whose lowering profile ``auto``
+            reads (``target_profile``; default the bundled LiteRT one
             when the target has none).
-        calibration: A table (or path) instead of the target's.
+        profile: A table (or path) instead of the target's.
         log: Optional printer for a lowering that was refused and replaced.
 
     Returns:
         ``(content, record)``: the file and ``{"lowering": asked,
         "lowerings": {layer: lowering}, "refused": [(lowering, reason)],
-        "calibration": table path or None}``.
+        "profile": table path or None}``.
 
     Raises:
         ConfigError: An explicit lowering, or every candidate, is refused
@@ -204,7 +204,7 @@ def tflm_convert(model, quantization, representative_data=None, lowering: str = 
     """
     from converters.tflite import LOWERINGS, choose_lowerings, convert
 
-    table = calibration or target_calibration(target)
+    table = profile or target_profile(target)
     refused: list[tuple[str, str]] = []
     excluded: set[str] = set()
     while True:
@@ -220,7 +220,7 @@ def tflm_convert(model, quantization, representative_data=None, lowering: str = 
         if reason is None:
             kept = choose_lowerings(model, quantization.name, candidate, table, excluded)
             return content, {"lowering": lowering, "lowerings": kept, "refused": refused,
-                             "calibration": None if isinstance(table, dict) else
+                             "profile": None if isinstance(table, dict) else
                              (str(table) if table else None)}
         refused.append((candidate, reason))
         if log:

@@ -185,12 +185,12 @@ def cli():
               "stack of a CNN or --model, one path count each.")
 @click.option("--cost", type=click.Choice(["params", "latency"]), default="params",
               show_default=True, help="Cost term of lambda/hypernet: parameters, or latency "
-              "on --target from a lowering calibration.")
+              "on --target from a lowering profile.")
 @click.option("--cost-table", type=click.Path(dir_okay=False), default=None,
-              help="Cost table JSON, or a `mpath-tf calibrate` table, for --cost latency "
-              "(default: the bundled calibration of target local; a CNN needs a table with "
-              "path-convolution entries, `mpath-tf calibrate --conv-channels`); with "
-              "--objective latency, the `mpath-tf calibrate --target` table of --target.")
+              help="Cost table JSON, or a `mpath-tf profile` table, for --cost latency "
+              "(default: the bundled profile of target local; a CNN needs a table with "
+              "path-convolution entries, `mpath-tf profile --conv-channels`); with "
+              "--objective latency, the `mpath-tf profile --target` table of --target.")
 @click.option("--lam", type=float, default=None,
               help="Weight of the relative cost (lambda: required; hypernet: the trade-off "
               "to derive). Larger gives a cheaper network.")
@@ -318,13 +318,16 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               help="How block-diagonal layers become TFLite ops: per_path, batch_matmul, conv, "
               "bucketed (paths padded to a few widths, one op each); for path convolutions "
               "grouped (one grouped CONV_2D per width) or split (one CONV_2D per path); or auto "
-              "(the fastest of each by the calibration table).")
-@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
-              help="Calibration table for --lowering auto (default: this CPU's own, if "
-              "measured, else the bundled one; make one with `mpath-tf calibrate`).")
-@click.option("--calibrate", is_flag=True,
-              help="With --lowering auto: if this CPU kind has no calibration table for the "
-              "mode, measure one first (about a minute) and cache it for later exports.")
+              "(the fastest of each by the lowering profile).")
+@click.option("--profile", "--calibration", "profile", type=click.Path(dir_okay=False),
+              default=None,
+              help="Lowering profile for --lowering auto (default: this CPU's own, if "
+              "measured, else the bundled one; make one with `mpath-tf profile`). "
+              "--calibration is its earlier name.")
+@click.option("--profile-cpu", "--calibrate", "profile_cpu", is_flag=True,
+              help="With --lowering auto: if this CPU kind has no lowering profile for the "
+              "mode, measure one first (about a minute) and cache it for later exports. "
+              "--calibrate is its earlier name.")
 @click.option("--int8-io", is_flag=True, default=False,
               help="With --quantize int8: int8 input and output tensors (default float32).")
 @click.option("--equalize", type=float, default=None,
@@ -346,11 +349,11 @@ def derive(run, paths, finetune_epochs, data_dir, output):
               "dataset of the run MODEL belongs to, if any).")
 @click.option("--target", default=None,
               help="Export for a microcontroller: tflm or tflm:cortex-m4 / m4f / m7 / m55. "
-              "--lowering auto then uses that target's calibration and never a "
+              "--lowering auto then uses that target's profile and never a "
               "lowering TFLM refuses; the C array (<stem>_model_data.h/.cc) and the op "
               "resolver (<stem>_op_resolver.h) are written beside the file, and the report "
               "gives the arena TFLM needs. Or for LiteRT on an ARM core: arm64:cortex-a53 / "
-              "a55 / a72 / a76 (--lowering auto uses that core's calibration).")
+              "a55 / a72 / a76 (--lowering auto uses that core's profile).")
 @click.option("--strip-metadata", is_flag=True, default=False,
               help="With --target tflm...: leave the metadata (labels, converter records) "
               "out of the file and the C array, which TFLM does not read.")
@@ -361,7 +364,7 @@ def derive(run, paths, finetune_epochs, data_dir, output):
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: MODEL with suffix _<quantization>.tflite).")
 @_input_errors
-def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, equalize,
+def export(model, fmt, quantization, lowering, profile, profile_cpu, int8_io, equalize,
            qat_epochs, bundle, bundle_paths, verify, dataset, target, strip_metadata, verify_on,
            data_dir, output):
     """Export a .keras MODEL to TFLite and check it against Keras.
@@ -397,8 +400,8 @@ def export(model, fmt, quantization, lowering, calibration, calibrate, int8_io, 
                                      else float(equalize))
     report = export_model(
         model, scheme, fmt=fmt, dataset=dataset, data_dir=data_dir, output=output,
-        lowering=lowering, calibration=calibration, qat_epochs=qat_epochs, verify=verify,
-        calibrate=calibrate, log=lambda m: click.echo(m, err=True), target=target,
+        lowering=lowering, profile=profile, qat_epochs=qat_epochs, verify=verify,
+        profile_cpu=profile_cpu, log=lambda m: click.echo(m, err=True), target=target,
         strip_metadata=strip_metadata, verify_on=verify_on,
     )
     click.echo(json.dumps(report, indent=2))
@@ -450,9 +453,10 @@ def _fmt(value: float | None) -> str:
 @click.option("--lowering", default="per_path", show_default=True,
               help="How block-diagonal layers are exported: per_path, batch_matmul, conv, "
               "bucketed, grouped or split (path convolutions), or auto.")
-@click.option("--calibrate", is_flag=True,
-              help="Target local, --lowering auto: if this CPU kind has no calibration "
-              "table, measure one first (about a minute per mode) and cache it.")
+@click.option("--profile-cpu", "--calibrate", "profile_cpu", is_flag=True,
+              help="Target local, --lowering auto: if this CPU kind has no lowering "
+              "profile, measure one first (about a minute per mode) and cache it. "
+              "--calibrate is its earlier name.")
 @click.option("--fit-paths", callback=_int_list, default=None,
               help="Path counts to fit the latency model on (default: up to 5 spread over --paths).")
 @click.option("--python", default=None,
@@ -465,7 +469,7 @@ def _fmt(value: float | None) -> str:
               help="adb: the benchmark_model binary for the phone's ABI.")
 @_input_errors
 def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_secs,
-          warmup_runs, warmup_min_secs, timeout_s, repeats, lowering, calibrate, fit_paths, python,
+          warmup_runs, warmup_min_secs, timeout_s, repeats, lowering, profile_cpu, fit_paths, python,
           ssh_config, identity, benchmark_model):
     """Measure the latency of RUN's dense MLP and derived models on a target,
     and judge whether parameter count predicts it.
@@ -491,7 +495,7 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
         settings=settings, fit_paths=fit_paths, repeats=repeats, lowering=lowering,
         target_options={"python": python, "ssh_config": ssh_config, "identity": identity,
                         "benchmark_model": benchmark_model},
-        log=click.echo, calibrate=calibrate,
+        log=click.echo, profile_cpu=profile_cpu,
     )
     for q, entry in report["proxy"].items():
         model = report["latency_model"].get(q, {})
@@ -520,38 +524,37 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
               "in instructions: tflm:CORE (cortex-m4 / m4f / m7 / m55) or arm64:CORE "
               "(cortex-a53 / a55 / a72 / a76; bundled tables of these exist).")
 @click.option("--width", "widths", callback=_int_list, default="500", show_default=True,
-              help="Layer widths to calibrate, comma-separated.")
+              help="Layer widths to profile, comma-separated.")
 @click.option("--quantization", default="float32,dynamic,int8,int16x8", show_default=True)
 @click.option("--conv-channels", callback=_int_list, default="64", show_default=True,
-              help="Channel counts of the path-convolution stages to calibrate, comma-separated "
+              help="Channel counts of the path-convolution stages to profile, comma-separated "
               "(float32, dynamic and int8; 0: none).")
 @click.option("--no-xnnpack", is_flag=True,
-              help="Calibrate LiteRT's built-in kernels: for a runtime without the XNNPACK "
+              help="Profile LiteRT's built-in kernels: for a runtime without the XNNPACK "
               "delegate (its grouped convolutions run on reference kernels).")
 @click.option("--cpus", callback=_int_list, default=None, help="Pin to these CPU cores.")
 @click.option("--repeats", type=int, default=1, show_default=True)
-@click.option("--workdir", type=click.Path(file_okay=False), default="calibration",
+@click.option("--workdir", type=click.Path(file_okay=False), default="profiles",
               show_default=True, help="Exports and the measurement journal (resumable).")
 @click.option("--output", type=click.Path(dir_okay=False), required=True,
-              help="Where to write the calibration table (.json).")
+              help="Where to write the lowering profile (.json).")
 @click.option("--python", default=None, help="Python on the target (ssh).")
 @click.option("--ssh-config", type=click.Path(dir_okay=False), default=None)
 @click.option("--benchmark-model", type=click.Path(dir_okay=False), default=None,
               help="adb: the benchmark_model binary.")
 @_input_errors
-def calibrate(target, widths, quantization, conv_channels, no_xnnpack, cpus, repeats, workdir,
-              output, python, ssh_config, benchmark_model):
+def profile(target, widths, quantization, conv_channels, no_xnnpack, cpus, repeats, workdir,
+            output, python, ssh_config, benchmark_model):
     """Time stacks of block-diagonal layers and stages of path convolutions in
-    every lowering on a target, for `mpath-tf export --lowering auto
-    --calibration FILE`.
+    every lowering on a target: its lowering profile, for `mpath-tf export
+    --lowering auto --profile FILE` (and `search --cost-table FILE`).
 
     \b
     Example:
-        mpath-tf calibrate --target ssh://pi@raspberrypi.local --output pi.json
+        mpath-tf profile --target ssh://pi@raspberrypi.local --output pi.json
     """
-    from converters.profiling import calibrate as run_calibration
-    from converters.profiling import calibrate_conv
-    from converters.calibration import merge
+    from converters.profiling import profile_conv, profile_lowerings
+    from converters.profiles import merge
     from edge_bench import BenchSettings, get_target
     from mpath_tf.storage import atomic_write_json
 
@@ -560,16 +563,22 @@ def calibrate(target, widths, quantization, conv_channels, no_xnnpack, cpus, rep
     settings = BenchSettings(cpus=tuple(cpus or ()), min_secs=0.5, warmup_min_secs=0.2,
                              xnnpack=not no_xnnpack)
     modes = tuple(quantization.split(","))
-    tables = [run_calibration(bench_target, w, modes, workdir=os.path.join(workdir, f"w{w}"),
-                              settings=settings, repeats=repeats, log=click.echo) for w in widths]
+    tables = [profile_lowerings(bench_target, w, modes, workdir=os.path.join(workdir, f"w{w}"),
+                                settings=settings, repeats=repeats, log=click.echo)
+              for w in widths]
     conv_modes = tuple(m for m in modes if m != "int16x8")
     tables[0]["conv_layers"] = [
         row for c in conv_channels or () if c > 0 and conv_modes
-        for row in calibrate_conv(bench_target, c, conv_modes,
-                                  workdir=os.path.join(workdir, f"conv{c}"), settings=settings,
-                                  repeats=repeats, log=click.echo)]
+        for row in profile_conv(bench_target, c, conv_modes,
+                                workdir=os.path.join(workdir, f"conv{c}"), settings=settings,
+                                repeats=repeats, log=click.echo)]
     atomic_write_json(output, merge(tables))
-    click.echo(f"calibration: {output}")
+    click.echo(f"lowering profile: {output}")
+
+
+# `mpath-tf calibrate`: the command's name before the tables were called profiles.
+cli.add_command(click.Command("calibrate", params=profile.params, callback=profile.callback,
+                              help="The earlier name of `mpath-tf profile`.", hidden=True))
 
 
 @cli.command()

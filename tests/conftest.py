@@ -35,7 +35,7 @@ SLOWEST_FIRST = (
     "test_verify.py", "test_damaged.py", "test_tradeoff.py", "test_equalize.py",
     "test_lowering.py", "test_to_supernet.py", "test_qat.py", "test_gated_stacks.py",
     "test_export.py", "test_int16x8.py", "test_bench.py", "test_user_data.py",
-    "test_conv_lowering.py", "test_sampling.py", "test_cnn.py", "test_calibration_cpu.py",
+    "test_conv_lowering.py", "test_sampling.py", "test_cnn.py", "test_profiles_cpu.py",
 )
 
 

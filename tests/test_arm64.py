@@ -202,8 +202,8 @@ def test_search_chooses_by_instructions_on_an_arm_core(tmp_path_factory):
     verified = [record for record in exports if "verification" in record["int8"]]
     assert verified, "the chosen model's files were not checked"  # (the reference's never are)
     for record in verified:
-        assert record["int8"]["calibration"] == "arm64-cortex-a72.json"
-        assert "calibration" not in record["float32"]  # the core's table is int8's
+        assert record["int8"]["profile"] == "arm64-cortex-a72.json"
+        assert "profile" not in record["float32"]  # the core's table is int8's
         for scheme in ("float32", "int8"):
             check = record[scheme]["verification_on"]["arm64:cortex-a72"]
             here = record[scheme]["verification"]
@@ -219,15 +219,15 @@ def test_search_chooses_by_instructions_on_an_arm_core(tmp_path_factory):
 
 @pytest.mark.parametrize("core", sorted(CORES))
 def test_every_core_has_a_bundled_table_that_auto_reads(core):
-    """Each core's lowering cost table (``mpath-tf calibrate --target
+    """Each core's lowering cost table (``mpath-tf profile --target
     arm64:CORE``, in instructions) is bundled and found for its target; on
     a 500-wide stack of 16 paths it picks a lowering other than per_path
     (measured: conv or bucketed is cheapest above 4 paths on every core)."""
-    from converters.calibration import auto_cost, load_calibration, target_calibration
+    from converters.profiles import auto_cost, load_profile, target_profile
 
-    path = target_calibration(f"arm64:{core}")
+    path = target_profile(f"arm64:{core}")
     assert path is not None and path.name == f"arm64-{core}.json"
-    table = load_calibration(path)
+    table = load_profile(path)
     assert table["target"] == f"arm64:{core}" and table["unit"] == "instructions"
     lowering, cost = auto_cost(table, [500 // 16] * 16, "int8", depth=3)[:2]
     dense_cost = auto_cost(table, [500], "int8", depth=3)[1]
@@ -248,7 +248,7 @@ def test_export_for_an_arm_core_reads_its_table_and_checks_on_it(tiny_run, tmp_p
                                       "--target", "arm64:cortex-a76"])
     report = json.loads(output.with_name(output.name + ".json").read_text())
     assert report["target"] == "arm64:cortex-a76"
-    assert report["calibration"].endswith("arm64-cortex-a76.json")
+    assert report["profile"].endswith("arm64-cortex-a76.json")
     on_core = report["verification_on"]["arm64:cortex-a76"]
     assert on_core["examples"] == 360 and on_core["identical_to_this_machine"] >= 0.9
     # exit 1 exactly when a check missed (the tiny model's int8 file may miss its gates)
@@ -260,7 +260,7 @@ def test_export_for_an_arm_core_reads_its_table_and_checks_on_it(tiny_run, tmp_p
                                       str(floats), "--target", "arm64:cortex-a76"])
     assert result.exit_code == 0, result.output
     report = json.loads(floats.with_name(floats.name + ".json").read_text())
-    assert "arm64" not in (report["calibration"] or "")
+    assert "arm64" not in (report["profile"] or "")
     assert report["verification_on"]["arm64:cortex-a76"]["passed"]
     bad = CliRunner().invoke(cli, ["export", str(tiny_run / "model.keras"), "--output",
                                    str(tmp_path / "m.tflite"), "--target", "arm64:cortex-a9"])

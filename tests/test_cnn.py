@@ -57,7 +57,7 @@ def test_search_arch_cnn_end_to_end(tmp_path):
     assert chosen["exports"]["float32"]["verification"]["passed"], chosen["exports"]
     assert "verification" in chosen["exports"]["int8"]
     assert "% of the dense network)" in result.output
-    assert "calibration table" not in result.output  # it lowers Dense paths, not convolutions
+    assert "lowering profile" not in result.output  # it lowers Dense paths, not convolutions
     # the record says how each path convolution was lowered, and whether measured
     record = chosen["exports"]["int8"]
     convs = [n for n, l in record["lowerings"].items() if l in ("grouped", "split")]

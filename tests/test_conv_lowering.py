@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from converters import Float32, export_tflite, op_summary, run_tflite
-from converters.profiling import calibrate_conv
-from converters.calibration import choose_conv_lowering
+from converters.profiling import profile_conv
+from converters.profiles import choose_conv_lowering
 from converters.tflite import lowering_plan
 from edge_bench import BenchSettings, LocalTarget
 from mpath_tf.cli import cli
@@ -40,7 +40,7 @@ def two_path_stage():
 def reference_kernel_table(tmp_path_factory):
     """A conv calibration of this machine's LiteRT without XNNPACK."""
     workdir = tmp_path_factory.mktemp("conv-calibration")
-    rows = calibrate_conv(LocalTarget(), 16, ("float32",), (1, 2, 16), (8,), workdir,
+    rows = profile_conv(LocalTarget(), 16, ("float32",), (1, 2, 16), (8,), workdir,
                           BenchSettings(**QUICK, xnnpack=False), log=lambda *_: None)
     return {"conv_layers": rows, "layers": []}
 
@@ -68,7 +68,7 @@ def test_auto_exports_each_path_convolution_as_its_table_says(reference_kernel_t
     convs = {}
     for lowering in ("auto", "grouped", "split"):
         path = export_tflite(model, tmp_path / f"{lowering}.tflite", Float32(), lowering=lowering,
-                             calibration=table)
+                             profile=table)
         np.testing.assert_allclose(run_tflite(path, x), model.predict(x, verbose=0), atol=1e-5)
         summary = op_summary(path)
         assert summary["conv_weights"] == blocks, (lowering, summary)
@@ -94,7 +94,7 @@ def test_auto_picks_the_faster_form_of_single_channel_paths(reference_kernel_tab
 def test_the_calibrate_command_times_path_convolutions_without_xnnpack(tmp_path):
     out = tmp_path / "t.json"
     result = CliRunner().invoke(cli, [
-        "calibrate", "--width", "2", "--quantization", "float32", "--conv-channels", "2",
+        "profile", "--width", "2", "--quantization", "float32", "--conv-channels", "2",
         "--no-xnnpack", "--workdir", str(tmp_path / "w"), "--output", str(out)])
     assert result.exit_code == 0, result.output
     table = json.loads(out.read_text())
@@ -108,7 +108,7 @@ def test_a_conv_stack_latency_table_prices_layouts_as_measured(reference_kernel_
     """``--cost latency`` on a CNN: a stack's cost table adds, path by path,
     what the split lowering's fitted costs say, so a layout's cost plus the
     stage's fixed cost is the measured time of that stage."""
-    from converters.calibration import fit_conv_costs, stack_latency_costs
+    from converters.profiles import fit_conv_costs, stack_latency_costs
     from mpath_tf.core.supernet import to_supernet
 
     inputs = keras.Input((8, 8, 1))

@@ -156,13 +156,13 @@ def test_a_binary_latency_journal_is_named(tmp_path):
 
 
 def test_a_binary_calibration_table_is_named(tmp_path):
-    from converters.calibration import load_calibration
+    from converters.profiles import load_profile
     from mpath_tf.errors import ConfigError
 
     table = tmp_path / "calibration.json"
     _garbage(table)
-    with pytest.raises(ConfigError, match="Cannot read the calibration table .*mpath-tf calibrate"):
-        load_calibration(table)
+    with pytest.raises(ConfigError, match="Cannot read the lowering profile .*mpath-tf profile"):
+        load_profile(table)
 
 
 @pytest.mark.parametrize("part, entry", [
@@ -175,7 +175,7 @@ def test_a_binary_calibration_table_is_named(tmp_path):
 def test_a_calibration_entry_the_cost_model_cannot_read_is_named(tmp_path, part, entry):
     import json
 
-    from converters.calibration import BUNDLED, load_calibration
+    from converters.profiles import BUNDLED, load_profile
     from mpath_tf.errors import ConfigError
 
     table = json.loads(BUNDLED.read_text())
@@ -184,4 +184,4 @@ def test_a_calibration_entry_the_cost_model_cannot_read_is_named(tmp_path, part,
     path.write_text(json.dumps(table))
     index = len(table[part]) - 1
     with pytest.raises(ConfigError, match=f"entry {index} of '{part}' is not a measured entry"):
-        load_calibration(path)
+        load_profile(path)

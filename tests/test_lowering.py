@@ -1,5 +1,5 @@
 """Lowerings of block-diagonal layers: same function, different ops, real
-LiteRT runs; the neuron regrouping; the calibration table and ``auto``."""
+LiteRT runs; the neuron regrouping; the lowering profile and ``auto``."""
 
 import keras
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 from converters import LOWERINGS, DynamicRange, Float32, Int8, choose_lowerings, export_tflite
 from converters import verify
 from converters.profiling import equal_widths, irregular_widths
-from converters.calibration import choose_lowering, load_calibration, predicted_costs
+from converters.profiles import choose_lowering, load_profile, predicted_costs
 from converters.lowering import group_paths, pad_paths, padded_widths
 from converters.tflite import lowering_plan
 from converters.tflite import load_interpreter
@@ -121,7 +121,7 @@ def test_cost_model_fitted_to_the_table_predicts_irregular_layers():
 
 
 def test_auto_export_uses_the_bundled_table(model, digits, tmp_path):
-    table = load_calibration()
+    table = load_profile()
     assert table["version"] == 3 and {"per_path", "batch_matmul", "conv"} == {
         layer["lowering"] for layer in table["layers"]}
     chosen = choose_lowerings(model, "int8", "auto")
@@ -135,7 +135,7 @@ def test_bad_lowering_and_table(model, tmp_path):
     with pytest.raises(ConfigError, match="Unknown lowering 'fast'"):
         choose_lowerings(model, "float32", "fast")
     (tmp_path / "t.json").write_text("{}")
-    with pytest.raises(ConfigError, match="not a lowering calibration table of version 3"):
+    with pytest.raises(ConfigError, match="not a lowering profile of version 3"):
         choose_lowerings(model, "float32", "auto", tmp_path / "t.json")
     assert equal_widths(7, 3) == [3, 2, 2]
 
@@ -223,7 +223,7 @@ def test_int8_with_a_path_that_never_activates_still_runs(model, digits, tmp_pat
     assert_int8_close(verify(path, dead, digits.x_test, Int8()))
 
 
-# A calibration table under which one grouped op costs as much as 400 weights:
+# A lowering profile under which one grouped op costs as much as 400 weights:
 # padding a few paths to share an op pays (the bundled table's conv costs
 # are of that kind at moderate path counts).
 OP_HEAVY = {"layers": [
@@ -247,7 +247,7 @@ def test_bucketed_pads_to_few_widths_keeps_the_function_and_counts_the_padding(
     assert plan["padding_weights"] == padded.count_params() - model.count_params() > 0
 
     path = export_tflite(model, tmp_path / "b.tflite", Float32(), lowering="bucketed",
-                         calibration=OP_HEAVY)
+                         profile=OP_HEAVY)
     check = verify(path, model, digits.x_test, Float32())
     assert check.passed and check.max_abs_diff <= 1e-5, check
     ops, tensors = _ops(path)
@@ -269,7 +269,7 @@ def test_bucketed_pads_to_few_widths_keeps_the_function_and_counts_the_padding(
 
 def test_bucketed_int8_stays_within_tolerance(model, digits, tmp_path):
     path = export_tflite(model, tmp_path / "q.tflite", Int8(), digits.x_train,
-                         lowering="bucketed", calibration=OP_HEAVY)
+                         lowering="bucketed", profile=OP_HEAVY)
     assert_int8_close(verify(path, model, digits.x_test, Int8()))
 
 

@@ -58,11 +58,11 @@ def test_table_costs_follow_the_bundled_cortex_m4_table():
     cheaper than dense (the default digits run measured 2.14x fewer
     instructions at 57 paths, docs/results.md), 64-wide ones at many paths
     are not (measured 0.69-0.88x from 8 paths)."""
-    from converters.calibration import load_calibration
-    from converters.calibration import target_calibration
+    from converters.profiles import load_profile
+    from converters.profiles import target_profile
     from mpath_tf import build_supernet
 
-    table = load_calibration(target_calibration("tflm:cortex-m4"))
+    table = load_profile(target_profile("tflm:cortex-m4"))
     wide_net = build_supernet((64,), 10, depth=4, width=256, seed=0)
     wide = table_costs(wide_net, table)
     assert wide[1][0] == "per_path"
@@ -172,7 +172,7 @@ def test_a_finished_run_chooses_again_with_a_cost_table(trained):
     """--cost-table only predicts an objective's costs in a rank run, so a
     finished run resumes with one (a table of the target from `mpath-tf
     calibrate`), and its predictions come from that table."""
-    from converters.calibration import BUNDLED
+    from converters.profiles import BUNDLED
 
     result, _ = _search(trained, objective="latency", max_accuracy_drop=1.0,
                         cost_table=str(BUNDLED))
@@ -218,7 +218,7 @@ def test_a_calibrated_table_of_the_target_predicts_its_costs(tmp_path):
     a board's costs; a file that is not one is refused before training."""
     from click.testing import CliRunner
 
-    from converters.calibration import BUNDLED
+    from converters.profiles import BUNDLED
     from mpath_tf import build_supernet
     from mpath_tf.cli import cli
     from mpath_tf.pipeline.objective import cost_table
@@ -230,5 +230,5 @@ def test_a_calibrated_table_of_the_target_predicts_its_costs(tmp_path):
     bad.write_text("{}")
     result = CliRunner().invoke(cli, ["search", "--objective", "latency", "--cost-table", str(bad),
                                       "--run-dir", str(tmp_path / "r")])
-    assert result.exit_code == 2 and "is not a lowering calibration table" in result.output
+    assert result.exit_code == 2 and "is not a lowering profile" in result.output
     assert not (tmp_path / "r").exists()

@@ -112,7 +112,7 @@ def test_tflm_refuses_a_concatenation_of_more_than_ten_inputs_and_says_which_op(
 
 
 def _table_preferring(lowering: str) -> dict:
-    """A calibration table whose cost model makes ``lowering`` the cheapest."""
+    """A lowering profile whose cost model makes ``lowering`` the cheapest."""
     rows = []
     for b in (1, 2, 4, 8, 16, 32):
         for widths in ([64 // b] * b, sorted([64 // b + (1 if i < 3 else 0) for i in range(b)])):
@@ -140,9 +140,9 @@ def test_auto_for_tflm_never_returns_a_file_tflm_refuses():
 @pytest.mark.parametrize("target", ["tflm", "tflm:cortex-m4", "tflm:cortex-m55"])
 def test_the_bundled_tflm_tables_choose_files_tflm_prepares(target):
     """Every path count of a 64-wide stack, with the target's own table."""
-    from converters.calibration import target_calibration
+    from converters.profiles import target_profile
 
-    assert target_calibration(target) is not None, f"no bundled table for {target}"
+    assert target_profile(target) is not None, f"no bundled table for {target}"
     net = build_supernet((16,), 4, depth=3, width=64, seed=1)
     for b in (8, 64):
         content, _ = tflm_convert(derive(net, b), Int8(), _representative(), "auto", target)
@@ -325,12 +325,12 @@ def test_bench_on_tflm_reports_arena_flash_and_auto_choices(finished_run):
 
 def test_bench_exports_auto_again_when_the_target_table_changed(finished_run, monkeypatch,
                                                                tmp_path):
-    """An auto export is tied to the calibration table it read: a bench after
+    """An auto export is tied to the lowering profile it read: a bench after
     the table changed exports again instead of measuring a stale choice."""
     import json
     import shutil
 
-    from converters import calibration as calibration_module
+    from converters import profiles as profiles_module
     from mpath_tf.cli import cli
 
     args = ["bench", str(finished_run), "--target", "tflm", "--paths", "2", "--quantization",
@@ -339,16 +339,16 @@ def test_bench_exports_auto_again_when_the_target_table_changed(finished_run, mo
     assert CliRunner().invoke(cli, args).exit_code == 0
     exported = finished_run / "bench" / "models" / "paths-2_auto-tflm_int8.tflite"
     record = json.loads(exported.with_name(exported.name + ".json").read_text())
-    assert record["calibration_sha256"] and record["lowerings"]
+    assert record["profile_sha256"] and record["lowerings"]
     again = CliRunner().invoke(cli, args)
     assert "exporting paths-2_auto-tflm_int8.tflite" not in again.output  # same table: reused
     table = tmp_path / "tflm.json"
-    shutil.copy(calibration_module.target_calibration("tflm"), table)
+    shutil.copy(profiles_module.target_profile("tflm"), table)
     table.write_text(table.read_text() + "\n")  # the same entries, another file
-    monkeypatch.setattr(calibration_module, "CALIBRATION_DIR", tmp_path)
+    monkeypatch.setattr(profiles_module, "PROFILES_DIR", tmp_path)
     changed = CliRunner().invoke(cli, args)
     assert changed.exit_code == 0, changed.output
-    assert "exporting paths-2_auto-tflm_int8.tflite again: the calibration table changed" in \
+    assert "exporting paths-2_auto-tflm_int8.tflite again: the lowering profile changed" in \
         changed.output
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from mpath_tf import derive
 from mpath_tf.cli import cli
-from converters.calibration import latency_costs
+from converters.profiles import latency_costs
 from mpath_tf.core.costs import CostTable, expected_cost
 from mpath_tf.core.derivation import count_parameters
 from mpath_tf.errors import ConfigError

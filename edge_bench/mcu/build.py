@@ -106,7 +106,7 @@ STACK_BYTES = 0x8000  # the runner's stack
 
 def cache_root() -> Path:
     """Where builds live: ``$MPATH_TF_CACHE_DIR``, else ``$XDG_CACHE_HOME/mpath-tf``,
-    else ``~/.cache/mpath-tf`` (as the calibration cache); then ``mcu/``."""
+    else ``~/.cache/mpath-tf`` (as the lowering profiles cache); then ``mcu/``."""
     base = os.environ.get("MPATH_TF_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mpath-tf")
     return Path(base) / "mcu"

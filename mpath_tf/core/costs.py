@@ -9,8 +9,8 @@ with path widths ``(w_1, ..., w_b)`` costs ``sum_k block[w_k - 1]``:
 - ``params``: ``(depth - 1) * (w^2 + w)``, the weights and biases of a path
   (the first layer and the classifier do not depend on the paths);
 - ``latency``: ``(depth - 1) * (c_op + c_path + c_weight * w^2)`` microseconds,
-  with the coefficients the converters' calibration fits on ``edge_bench``
-  measurements of the target (``converters.calibration.fit_costs``). The
+  with the coefficients the converters fit to a lowering profile on ``edge_bench``
+  measurements of the target (``converters.profiles.fit_costs``). The
   per-path lowering is the default because its cost is additive over paths
   (one op per path and layer); batched lowerings share ops between paths of
   one width, so for them this is an upper bound.
@@ -102,8 +102,8 @@ class CostTable:
                 quantization: str = "int8", lowering: str = "per_path") -> "CostTable":
         """Latency of each path from a lowering's fitted per-layer costs.
 
-        ``converters.calibration.latency_costs`` fits them from a measured
-        calibration table and calls this.
+        ``converters.profiles.latency_costs`` fits them from a measured
+        lowering profile and calls this.
 
         Args:
             width: Network width W.
@@ -154,7 +154,7 @@ class CostTable:
         if target is not None and self.target is not None and self.target != target:
             raise ConfigError(
                 f"The cost table was measured on target '{self.target}', not '{target}'; "
-                f"calibrate '{target}' (`mpath-tf calibrate --target {target}`) and pass that table.")
+                f"profile '{target}' (`mpath-tf profile --target {target}`) and pass that table.")
 
     def to_dict(self) -> dict:
         """JSON-ready dict (``from_dict`` reads it back)."""

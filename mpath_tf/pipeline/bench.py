@@ -149,17 +149,17 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                 log, target: str = "local") -> list[tuple[dict, Path]]:
     """Export the dense MLP and each derived model; reuse exports already on disk.
 
-    For a TFLM target, ``auto`` reads that target's calibration table and
+    For a TFLM target, ``auto`` reads that target's lowering profile and
     never keeps a file TFLM refuses (``converters.tflm.tflm_convert``); on
     an ARM core, ``auto`` and ``bucketed`` read the core's bundled table. Each
     file has a record beside it (``<file>.json``: the lowering of each layer
-    and the sha256 of the calibration table ``auto``/``bucketed`` read), so
+    and the sha256 of the lowering profile ``auto``/``bucketed`` read), so
     a file exported with a table that has changed since is exported again;
     each row records the lowering the stack got (``chosen_lowering``)."""
     import json
 
     from converters import choose_lowerings, export_tflite, get_quantization
-    from converters.calibration import target_calibration
+    from converters.profiles import target_profile
     from converters.tflm import is_tflm_target, tflm_convert
     from edge_bench.targets import target_slug
     from mpath_tf.core.derivation import derive, to_dense
@@ -175,7 +175,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     # auto or bucketed on an ARM core with a bundled table: that core's (looked
     # up once per quantization, as the digest of the table each export reads)
     for_tflm = is_tflm_target(target) and lowering == "auto"
-    own_tables = {q: target_calibration(target, q) if not for_tflm and target != "local"
+    own_tables = {q: target_profile(target, q) if not for_tflm and target != "local"
                   and lowering in ("auto", "bucketed") else None for q in quantizations}
     digests = {q: _table_digest(lowering, target if for_tflm or own_tables[q] else None, q)
                for q in quantizations}
@@ -200,8 +200,8 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
             record_path = path.with_name(path.name + ".json")
             table = None if kind == "dense" else digests[quantization]
             if path.is_file() and table and (not record_path.is_file() or json.loads(
-                    record_path.read_text()).get("calibration_sha256") != table):
-                log(f"  exporting {path.name} again: the calibration table changed since")
+                    record_path.read_text()).get("profile_sha256") != table):
+                log(f"  exporting {path.name} again: the lowering profile changed since")
                 path.unlink()
             if not path.is_file():
                 if get_quantization(quantization).calibrated and data is None:
@@ -219,10 +219,10 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
                 else:
                     export_tflite(model, path, get_quantization(quantization),
                                   data.x_train if data is not None else None, lowering=lowering,
-                                  calibration=own_table,
+                                  profile=own_table,
                                   labels=None if classes is None else [str(c) for c in classes])
                     kept = choose_lowerings(model, quantization, lowering, own_table)
-                atomic_write_json(record_path, {"lowerings": kept, "calibration_sha256": table})
+                atomic_write_json(record_path, {"lowerings": kept, "profile_sha256": table})
             # what the file holds (for a TFLM target: auto's choice, or the next if refused)
             chosen = (set(json.loads(record_path.read_text())["lowerings"].values())
                       if record_path.is_file()
@@ -239,17 +239,17 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
 
 
 def _table_digest(lowering: str, own_target: str | None, quantization: str) -> str | None:
-    """sha256 of the calibration table an ``auto`` or ``bucketed`` export
+    """sha256 of the lowering profile an ``auto`` or ``bucketed`` export
     reads (``own_target``'s bundled one, else this CPU's; None for the
     lowerings that read none), so an export made with an older table is made again."""
     import hashlib
 
-    from converters.calibration import calibrated_mode, calibration_source, target_calibration
+    from converters.profiles import profiled_mode, profile_source, target_profile
 
     if lowering not in ("auto", "bucketed"):
         return None
-    table = (target_calibration(own_target) if own_target
-             else calibration_source(None, calibrated_mode(quantization))["table"])
+    table = (target_profile(own_target) if own_target
+             else profile_source(None, profiled_mode(quantization))["table"])
     return hashlib.sha256(Path(table).read_bytes()).hexdigest() if table else None
 
 
@@ -264,7 +264,7 @@ def bench_run(
     repeats: int = 3,
     lowering: str = "per_path",
     log=print,
-    calibrate: bool = False,
+    profile_cpu: bool = False,
 ) -> dict:
     """Benchmark the dense MLP and derived models of a search run on a target.
 
@@ -282,12 +282,12 @@ def bench_run(
         repeats: Tries per model, in separate passes over all models; the
             median try is reported (see ``edge_bench.measure_models``).
         lowering: How the block-diagonal layers are exported (see
-            ``converters.convert``); ``auto`` uses this CPU's calibration
+            ``converters.convert``); ``auto`` uses this CPU's profile
             table, else the bundled one.
         log: Progress printer.
-        calibrate: On target ``local`` with ``auto`` or ``bucketed``: if this
-            CPU kind has no calibration table, measure one first (under a
-            minute per mode, cached; ``converters.profiling.calibrate_this_cpu``).
+        profile_cpu: On target ``local`` with ``auto`` or ``bucketed``: if this
+            CPU kind has no lowering profile, measure one first (under a
+            minute per mode, cached; ``converters.profiling.profile_this_cpu``).
 
     Returns:
         A report: output files, the proxy verdict and the latency model's
@@ -319,11 +319,11 @@ def bench_run(
     out = run.path / "bench" / (target_slug(bench_target.name)
                                 + ("" if lowering == "per_path" else f"-{lowering}"))
     device = bench_target.describe()  # an unreachable target fails before any export
-    if calibrate and target == "local" and lowering in ("auto", "bucketed"):
+    if profile_cpu and target == "local" and lowering in ("auto", "bucketed"):
         from converters.profiling import ensure_own_table
-        from converters.calibration import calibrated_mode
+        from converters.profiles import profiled_mode
 
-        for mode in sorted({calibrated_mode(q) for q in quantizations}):
+        for mode in sorted({profiled_mode(q) for q in quantizations}):
             ensure_own_table(mode, log)
     out.mkdir(parents=True, exist_ok=True)  # (and leaves no empty folder)
     log(f"exporting {len(paths) + 1} models x {len(quantizations)} quantizations")

@@ -111,14 +111,14 @@ class SearchConfig:
             With ``arch`` cnn or resnet8 or a ``model``, every stack gets
             its own gates, so one lam chooses a path count per stack.
         cost: The cost term of ``lambda``/``hypernet``: ``params`` or
-            ``latency`` (per-path latency from a lowering calibration; a
+            ``latency`` (per-path latency from a lowering profile; a
             convolution stack needs its path-convolution entries,
-            ``mpath-tf calibrate --conv-channels``).
-        cost_table: A ``CostTable`` JSON or a lowering calibration table
-            (``mpath-tf calibrate``) for ``cost=latency`` (default: the
-            bundled calibration of target ``local``); with ``objective``
-            ``latency``, the lowering cost table of ``target`` (``mpath-tf
-            calibrate --target ...``) that predicts each candidate's cost
+            ``mpath-tf profile --conv-channels``).
+        cost_table: A ``CostTable`` JSON or a lowering profile
+            (``mpath-tf profile``) for ``cost=latency`` (default: the
+            bundled profile of target ``local``); with ``objective``
+            ``latency``, the lowering profile of ``target`` (``mpath-tf
+            profile --target ...``) that predicts each candidate's cost
             (default: the bundled table of ``local`` or of the TFLM target).
         lam: Weight of the relative cost (``lambda``: required; ``hypernet``:
             the trade-off to derive).
@@ -367,9 +367,9 @@ class SearchConfig:
                                   "(and `cost_table` to `objective='latency'`); the paper's "
                                   "rank-and-prune ranks by permeability. Add `method`.")
             if table_for_objective:  # a lowering cost table of the target, read now
-                from converters.calibration import load_calibration
+                from converters.profiles import load_profile
 
-                load_calibration(self.cost_table)
+                load_profile(self.cost_table)
             return
         if self.paths is not None:
             raise ConfigError(f"`paths` chooses a path count of `method='rank'`; "

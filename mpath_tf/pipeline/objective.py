@@ -10,7 +10,7 @@ parameters, within ``--max-accuracy-drop``). ``latency``, ``ram`` and
    path (the dense shape) is a path count like any other.
 2. Each candidate's cost is predicted (``predicted_costs``): latency from
    the target's lowering cost table for the lowering ``auto`` picks there
-   (``converters.calibration.auto_cost``; the bundled tables of ``local``,
+   (``converters.profiles.auto_cost``; the bundled tables of ``local``,
    ``tflm`` and the Cortex-M cores), or, for a target without a table and
    for RAM and flash, from a line fitted to a few path counts measured on
    the target (``fitted_costs``).
@@ -105,20 +105,20 @@ def table_costs(supernet, table: dict, quantization: str = "int8") -> dict[int, 
 
     Args:
         supernet: A trained MLP supernet (one stack of Dense membrane layers).
-        table: A lowering cost table (``converters.calibration.load_calibration``).
+        table: A lowering cost table (``converters.profiles.load_profile``).
         quantization: The quantization whose entries are used.
 
     Returns:
         ``{b: (lowering, cost in the table's unit)}`` for b in [1, W].
     """
-    from converters.calibration import auto_cost, calibrated_mode, fit_costs
+    from converters.profiles import auto_cost, profiled_mode, fit_costs
     from converters.lowering import neighbour_weights, path_stack
     from converters.tflite import AUTO_EXCLUDED
     from mpath_tf.core.derivation import derive, path_widths
 
     probe = derive(supernet, min(2, supernet.width))
     depth, neighbours = len(path_stack(probe) or [None]), neighbour_weights(probe)
-    mode = calibrated_mode(quantization)
+    mode = profiled_mode(quantization)
     excluded = AUTO_EXCLUDED.get(mode, set())
     coefficients = fit_costs(table, mode)  # once for the W stacks
     return {b: auto_cost(table, path_widths(supernet, b), mode, depth, excluded, neighbours,
@@ -128,20 +128,20 @@ def table_costs(supernet, table: dict, quantization: str = "int8") -> dict[int, 
 
 def cost_table(supernet, target: str, path=None) -> dict | None:
     """The lowering cost table that predicts ``target``'s latency for this
-    supernet, or None: ``path`` (a table of ``mpath-tf calibrate --target``)
+    supernet, or None: ``path`` (a table of ``mpath-tf profile --target``)
     if given, else the bundled ones of ``local`` (this CPU's, else the
     bundled one) and the emulated targets (TFLM, ARM cores); tables cover
     MLP stacks only."""
-    from converters.calibration import load_calibration, target_calibration
+    from converters.profiles import load_profile, target_profile
 
     if not _mlp(supernet):
         return None
     if path is not None:
-        return load_calibration(path)
+        return load_profile(path)
     if target == "local":
-        return load_calibration(None, "int8")
-    path = target_calibration(target)
-    return load_calibration(path) if path else None
+        return load_profile(None, "int8")
+    path = target_profile(target)
+    return load_profile(path) if path else None
 
 
 def fitted_costs(parameters: dict[int, int], measure: Callable[[int], float],
@@ -235,14 +235,14 @@ def paying_targets(supernet, candidates_: list[int], min_gain: float = 1.05) -> 
     tables: for each table's device, the candidate whose block-diagonal
     stack is predicted cheapest and its gain over the dense stack (only
     those of at least ``min_gain``). Predictions of the stack, not measurements."""
-    from converters.calibration import CALIBRATION_DIR, load_calibration
+    from converters.profiles import PROFILES_DIR, load_profile
 
     found = []
     paths = [b for b in candidates_ if isinstance(b, int) and b > 1]
     if not paths:
         return found
-    for path in sorted(CALIBRATION_DIR.glob("*.json")):
-        table = load_calibration(path)
+    for path in sorted(PROFILES_DIR.glob("*.json")):
+        table = load_profile(path)
         costs = table_costs(supernet, table)
         best = min(paths, key=lambda b: costs[b][1])
         gain = float(costs[1][1] / costs[best][1]) if costs[best][1] > 0 else 0.0

@@ -40,7 +40,7 @@ from mpath_tf.pipeline.results import SearchResults, outcome_lines, write_csv
 from mpath_tf.pipeline.predictors import make_predictor
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir, lock_run_dir
-from mpath_tf.pipeline.steps import (TargetFiles, budget_gains_of, calibration_notice,
+from mpath_tf.pipeline.steps import (TargetFiles, budget_gains_of, profile_notice,
                                      choose_paths, default_run_dir, export_run_model, final_model,
                                      load_data, raise_predictions, resolution_notice,
                                      result_rows, sample_path_counts, train_supernet,
@@ -261,7 +261,7 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     test_accuracy = top1(expected, data.y_test)
     exports = export_run_model(run, model, data, log, expected=expected)
     if not is_tflm_target(config.target):  # a TFLM target's int8 used that target's table
-        calibration_notice(model, log)
+        profile_notice(model, log)
     reference = None
     if reference_model is not None:
         reference = {**reference_record,

@@ -466,17 +466,17 @@ class TargetFiles:
         """The key's int8 file for LiteRT (on an ARM core ``target``:
         lowered by that core's bundled table)."""
         from converters import Int8, export_tflite
-        from converters.calibration import target_calibration
+        from converters.profiles import target_profile
         from edge_bench.targets import target_slug
 
-        table = target_calibration(target, "int8") if target.startswith("arm64:") else None
+        table = target_profile(target, "int8") if target.startswith("arm64:") else None
         suffix = f"_{target_slug(target)}" if table else ""
         path = self.folder / f"{self._stem(key)}_int8{suffix}.tflite"
         if not path.is_file():
             self.log(f"  exporting {self._what(key)} (int8{', for ' + target if table else ''}) "
                      "to measure it")
             export_tflite(self._model(key), path, Int8(), self.data.x_train, lowering="auto",
-                          calibration=table, labels=self.data.class_names)
+                          profile=table, labels=self.data.class_names)
         return path
 
     def tflm_file(self, key, target: str) -> Path:
@@ -567,7 +567,7 @@ def export_run_model(run: RunDir, model: keras.Model, data: Dataset, log, name: 
     written to ``RUN/mcu/``. (A file outside a run is
     ``mpath_tf.pipeline.workflows.export_model``'s.)"""
     from converters import Float32, Int8, export_tflite, lowering_plan, verify
-    from converters.calibration import target_calibration
+    from converters.profiles import target_profile
     from converters.tflm import is_tflm_target
     from edge_bench.arm64 import is_built
 
@@ -587,18 +587,18 @@ def export_run_model(run: RunDir, model: keras.Model, data: Dataset, log, name: 
     exports = {}
     for scheme in (Float32(), Int8()):
         path = run.path / f"{name}_{scheme.name}.tflite"
-        table = target_calibration(target, scheme.name) if on_arm else None
+        table = target_profile(target, scheme.name) if on_arm else None
         if scheme.name == "int8" and is_tflm_target(target):
             exports[scheme.name] = _export_for_tflm(run, model, path, data, name, log)
         else:
             export_tflite(model, path, scheme, representative_data=data.x_train, lowering="auto",
-                          calibration=table, labels=data.class_names)
+                          profile=table, labels=data.class_names)
             plan = lowering_plan(model, scheme.name, "auto", table)
             exports[scheme.name] = {"file": path.name, "bytes": path.stat().st_size,
                                     "lowerings": plan["lowerings"],
                                     "conv_lowerings_measured": plan["conv_lowerings_measured"]}
             if table:
-                exports[scheme.name].update(target=target, calibration=table.name)
+                exports[scheme.name].update(target=target, profile=table.name)
         if expected is not None:
             check = verify(path, model, data.x_test, scheme, data.y_test, expected=expected)
             exports[scheme.name].update(test_accuracy=check.tflite_accuracy,
@@ -647,23 +647,23 @@ def _export_for_tflm(run: RunDir, model: keras.Model, path: Path, data: Dataset,
     write_tflite(content, path, data.class_names)
     return {"file": path.name, "bytes": path.stat().st_size, "target": run.config.target,
             "lowerings": record["lowerings"], "refused_lowerings": record["refused"],
-            "calibration": record["calibration"], "conv_lowerings_measured": None,
+            "profile": record["profile"], "conv_lowerings_measured": None,
             "mcu_sources": {k: str(Path(v).relative_to(run.path)) if k != "ops" else v
                             for k, v in sources.items()}}
 
 
-def calibration_notice(model: keras.Model, log) -> None:
+def profile_notice(model: keras.Model, log) -> None:
     """Say so when ``auto`` lowered ``model``'s block-diagonal Dense layers
-    with a calibration table of another CPU (a CNN's path convolutions use
+    with a lowering profile of another CPU (a CNN's path convolutions use
     the table's conv entries where it has them, else stay ``grouped``, the
     fast form with XNNPACK; each export records which:
     ``conv_lowerings_measured``)."""
-    from converters.calibration import calibration_source, foreign_table_notice
+    from converters.profiles import profile_source, foreign_table_notice
     from mpath_tf.core.layers import PathDense
 
     if not any(isinstance(layer, PathDense) for layer in model.layers):
         return
-    notice = foreign_table_notice(calibration_source(None, "int8"))
+    notice = foreign_table_notice(profile_source(None, "int8"))
     if notice:
         log(f"  {notice}")
 

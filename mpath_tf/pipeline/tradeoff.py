@@ -35,7 +35,7 @@ CURVE_POINTS = 21
 
 
 def cost_table(config, width: int, depth: int, supernet=None) -> CostTable | list[CostTable]:
-    """The run's cost: parameters, or latency from a calibration; for a
+    """The run's cost: parameters, or latency from a lowering profile; for a
     ``supernet`` of another shape than the MLP, one table per stack.
 
     Raises:
@@ -44,11 +44,11 @@ def cost_table(config, width: int, depth: int, supernet=None) -> CostTable | lis
     import json
     from pathlib import Path
 
-    from converters.calibration import latency_costs, load_calibration, stack_latency_costs
+    from converters.profiles import latency_costs, load_profile, stack_latency_costs
 
     if config.cost == "params":
         return CostTable.params(width, depth) if supernet is None else None
-    calibration = None
+    profile = None
     if config.cost_table:
         try:
             content = json.loads(Path(config.cost_table).read_text())
@@ -58,25 +58,25 @@ def cost_table(config, width: int, depth: int, supernet=None) -> CostTable | lis
             if supernet is not None:
                 raise ConfigError(
                     f"{config.cost_table} is a cost table for one Dense stack (the built-in "
-                    "MLP); this network's stacks are priced from a calibration: pass the "
-                    "table of `mpath-tf calibrate --output FILE` as --cost-table FILE.")
+                    "MLP); this network's stacks are priced from a lowering profile: pass the "
+                    "table of `mpath-tf profile --output FILE` as --cost-table FILE.")
             table = CostTable.from_dict(content)
             if table.kind != "latency":
                 raise ConfigError(f"{config.cost_table} is a {table.kind} table; `cost='latency'` "
                                   "needs a latency table.")
             table.check(width, depth, config.target)
             return table
-        calibration = load_calibration(config.cost_table)
-    calibration = calibration or load_calibration()
-    if calibration.get("target") != config.target:
+        profile = load_profile(config.cost_table)
+    profile = profile or load_profile()
+    if profile.get("target") != config.target:
         raise ConfigError(
-            f"The calibration {config.cost_table or '(bundled)'} was measured on target "
-            f"'{calibration.get('target')}', not '{config.target}'; calibrate it "
-            f"(`mpath-tf calibrate --target {config.target} --output FILE`) and pass "
+            f"The lowering profile {config.cost_table or '(bundled)'} was measured on target "
+            f"'{profile.get('target')}', not '{config.target}'; profile it "
+            f"(`mpath-tf profile --target {config.target} --output FILE`) and pass "
             "--cost-table FILE.")
     if supernet is not None:
-        return stack_latency_costs(supernet, calibration, quantization="int8")
-    return latency_costs(width, depth, calibration, quantization="int8")
+        return stack_latency_costs(supernet, profile, quantization="int8")
+    return latency_costs(width, depth, profile, quantization="int8")
 
 
 def _train_gated(run, data: Dataset, cost, base, log, progress):

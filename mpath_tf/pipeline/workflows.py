@@ -87,10 +87,10 @@ def export_model(
     data_dir: str | os.PathLike | None = None,
     output: str | os.PathLike | None = None,
     lowering: str = "auto",
-    calibration: str | os.PathLike | None = None,
+    profile: str | os.PathLike | None = None,
     qat_epochs: int = 0,
     verify: bool = True,
-    calibrate: bool = False,
+    profile_cpu: bool = False,
     log=None,
     target: str | None = None,
     strip_metadata: bool = False,
@@ -111,23 +111,23 @@ def export_model(
         data_dir: Dataset directory, if needed.
         output: Destination (default ``<model>_<quantization>.tflite``).
         lowering: How block-diagonal layers become ops: ``per_path``,
-            ``batch_matmul``, ``conv`` or ``auto`` (default: the calibration
+            ``batch_matmul``, ``conv`` or ``auto`` (default: the lowering profile
             table's fastest for the stack of block-diagonal layers).
-        calibration: Calibration table for ``auto`` (default: the bundled one).
+        profile: Lowering profile for ``auto`` (default: the bundled one).
         qat_epochs: With ``int8``: this many epochs of quantization-aware
             training (tfmot, through tf_keras) on the dataset before
             conversion; 0: post-training quantization. QAT keeps one
             FULLY_CONNECTED per path (``lowering`` does not apply).
         verify: Run the parity check (``converters.parity``) on held-out data
             (the test split, or random inputs without a dataset).
-        calibrate: With ``auto`` or ``bucketed`` and no ``calibration``: if
+        profile_cpu: With ``auto`` or ``bucketed`` and no ``profile``: if
             this CPU kind has no table of its own for the mode, measure one
             first (about a minute) and cache it for every later export
-            (``converters.profiling.calibrate_this_cpu``).
-        log: Where notices go (which calibration table ``auto`` used when it
+            (``converters.profiling.profile_this_cpu``).
+        log: Where notices go (which lowering profile ``auto`` used when it
             is not this CPU's); default stderr.
         target: ``tflm`` or ``tflm:CORE``: export for TensorFlow Lite for
-            Microcontrollers. ``auto`` then reads that target's calibration
+            Microcontrollers. ``auto`` then reads that target's profile
             table, no lowering TFLM refuses is used
             (``converters.tflm.tflm_convert``), the C array
             (``<stem>_model_data.h/.cc``) and op resolver
@@ -202,7 +202,7 @@ def export_model(
     log = log or (lambda message: print(message, file=sys.stderr))
     for_tflm = False
     if target is not None:
-        from converters.calibration import target_calibration
+        from converters.profiles import target_profile
         from converters.tflm import is_tflm_target
         from edge_bench.arm64 import CORES
 
@@ -216,7 +216,7 @@ def export_model(
                               "FULLY_CONNECTED per path. Drop one of them.")
         # a core's bundled table where it has the file's quantization (the
         # ARM cores' are int8's: a float file is lowered by this CPU's)
-        calibration = calibration or target_calibration(target, None if for_tflm
+        profile = profile or target_profile(target, None if for_tflm
                                                         else scheme.name)
         if not for_tflm and verify and verify_on is None:
             from edge_bench.arm64 import is_built
@@ -228,18 +228,18 @@ def export_model(
                     "`mpath-tf setup arm64` to check it on the core's kernels too.")
     if strip_metadata and not for_tflm:
         raise ConfigError("`strip_metadata` applies to a TFLM `target` ('tflm...').")
-    if calibrate and calibration is None and lowering in ("auto", "bucketed") and not qat_epochs:
+    if profile_cpu and profile is None and lowering in ("auto", "bucketed") and not qat_epochs:
         from converters.profiling import ensure_own_table
         from mpath_tf.core.conv import PathConv2D
 
         ensure_own_table(scheme.name, log,
                          conv=any(isinstance(l, PathConv2D) for l in model.layers))
-    plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, calibration)
+    plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, profile)
     tflm_report = {}
-    if plan["calibration_source"] and target is None:  # a target reads its own table
-        from converters.calibration import foreign_table_notice
+    if plan["profile_source"] and target is None:  # a target reads its own table
+        from converters.profiles import foreign_table_notice
 
-        notice = foreign_table_notice(plan["calibration_source"], lowering)
+        notice = foreign_table_notice(plan["profile_source"], lowering)
         if notice:
             log(notice)
     try:
@@ -249,11 +249,11 @@ def export_model(
 
             export_qat_int8(model, output, data.x_train, data.y_train, qat_epochs)
         elif for_tflm:
-            tflm_report = _export_tflm(model, output, scheme, data, lowering, calibration,
+            tflm_report = _export_tflm(model, output, scheme, data, lowering, profile,
                                        target, strip_metadata, log)
         else:
             export_tflite(model, output, scheme, data.x_train if data is not None else None,
-                          lowering=lowering, calibration=calibration,
+                          lowering=lowering, profile=profile,
                           labels=data.class_names if data is not None else None)
     except OSError as err:
         raise ConfigError(f"Cannot write {output}: {err.strerror or err}; choose another "
@@ -265,7 +265,7 @@ def export_model(
         "quantization": scheme.get_config() | {"name": scheme.name},
         "lowering": lowering,
         **plan,  # lowerings, bucket_edges, padding_weights
-        "calibration": str(calibration) if calibration else None,
+        "profile": str(profile) if profile else None,
         "qat_epochs": qat_epochs,
         "versions": library_versions(),
     }
@@ -291,7 +291,7 @@ def export_model(
     return report
 
 
-def _export_tflm(model, output: Path, scheme, data, lowering: str, calibration, target: str,
+def _export_tflm(model, output: Path, scheme, data, lowering: str, profile, target: str,
                  strip: bool, log) -> dict:
     """Write the file for a TFLM target and its C sources; measure its arena."""
     from converters.tflite import write_tflite
@@ -302,7 +302,7 @@ def _export_tflm(model, output: Path, scheme, data, lowering: str, calibration, 
     from mpath_tf.errors import ModelError
 
     content, record = tflm_convert(model, scheme, data.x_train if data is not None else None,
-                                   lowering, target, calibration, log)
+                                   lowering, target, profile, log)
     labels = None if strip or data is None else data.class_names
     write_tflite(strip_metadata(content) if strip else content, output, labels)
     content = output.read_bytes()  # as written: the C array holds the same bytes

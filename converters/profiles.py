@@ -7,20 +7,20 @@ quantization on a grid of path counts with ``edge_bench``, and returns a
 table; ``choose_lowering`` fits a small cost model to it (a fixed part plus
 costs per op group, per path and per weight, for each layer of the stack) and
 predicts any stack, including the irregular path widths of derived models. The table of
-this project's development machine is bundled (``calibration/``); calibrate
-your own device with ``mpath-tf calibrate --target ...``.
+this project's development machine is bundled (``profile/``); profile
+your own device with ``mpath-tf profile --target ...``.
 
 Lowering costs depend on the CPU (its SIMD features above all), so a table
 records the CPU it was measured on (``device``: model, ``cpu_isa`` flags,
 core count; ``settings``: threads) and ``cpu_key`` names it. With no table
-given, ``load_calibration`` takes this CPU's own: the bundled one if it was
-measured on such a CPU, else one cached by ``calibrate_this_cpu`` (``mpath-tf
-export --calibrate``, a short local calibration) in the user's cache
-directory, else the bundled table, and ``calibration_source`` says which.
+given, ``load_profile`` takes this CPU's own: the bundled one if it was
+measured on such a CPU, else one cached by ``profile_this_cpu`` (``mpath-tf
+export --profile-cpu``, a short local profile) in the user's cache
+directory, else the bundled table, and ``profile_source`` says which.
 
 Table format (JSON)::
 
-    {"format": "mpath-tf-lowering-calibration", "version": 3, "target": ...,
+    {"format": "mpath-tf-lowering-profile", "version": 3, "target": ...,
      "device": {...}, "settings": {...},
      "layers": [{"quantization": "int8", "lowering": "conv", "depth": 3,
                  "path_widths": [...], "us": 1.23}, ...],
@@ -42,23 +42,25 @@ import numpy as np
 
 from mpath_tf.errors import ConfigError
 
-FORMAT = "mpath-tf-lowering-calibration"
-CALIBRATION_PATHS = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128, 200, 320, 500)
+FORMAT = "mpath-tf-lowering-profile"
+# What these tables were called before they were profiles (read as they are).
+OLD_FORMATS = ("mpath-tf-lowering-calibration",)
+PROFILE_PATHS = (1, 2, 3, 5, 8, 13, 20, 32, 50, 80, 128, 200, 320, 500)
 # per_path's cost is linear in the path count and its exports of hundreds of
-# paths take minutes, so it is calibrated up to here and extrapolated beyond.
-MAX_PER_PATH_CALIBRATION = 128
-CALIBRATION_DIR = Path(__file__).parent / "calibration"
-BUNDLED = CALIBRATION_DIR / "local-x86_64.json"
+# paths take minutes, so it is profiled up to here and extrapolated beyond.
+MAX_PER_PATH_PROFILE = 128
+PROFILES_DIR = Path(__file__).parent / "profiles"
+BUNDLED = PROFILES_DIR / "local-x86_64.json"
 VERSION = 3
-# Block-diagonal layers per calibrated stack (the upper layers of mpath-4-W).
+# Block-diagonal layers per profiled stack (the upper layers of mpath-4-W).
 STACK_DEPTH = 3
 # Lowerings timed; bucketed is conv on padded widths, predicted from conv's costs.
-CALIBRATED = ("per_path", "batch_matmul", "conv")
+PROFILED = ("per_path", "batch_matmul", "conv")
 
 
-def target_calibration(target: str, quantization: str | None = None) -> Path | None:
-    """The bundled calibration table measured on an emulated ``target``:
-    its own (``converters/calibration/tflm-cortex-m4.json`` for
+def target_profile(target: str, quantization: str | None = None) -> Path | None:
+    """The bundled lowering profile measured on an emulated ``target``:
+    its own (``converters/profiles/tflm-cortex-m4.json`` for
     ``tflm:cortex-m4``, ``arm64-cortex-a72.json`` for ``arm64:cortex-a72``),
     else, for another Cortex-M core, the Cortex-M4's (the same CMSIS-NN
     kernels, counted the same way); None if neither exists, or, with
@@ -66,18 +68,18 @@ def target_calibration(target: str, quantization: str | None = None) -> Path | N
     tables of the emulated cores are int8's).
 
     Example:
-        >>> target_calibration("tflm:cortex-m4").name
+        >>> target_profile("tflm:cortex-m4").name
         'tflm-cortex-m4.json'
-        >>> target_calibration("arm64:cortex-a72", "float32") is None
+        >>> target_profile("arm64:cortex-a72", "float32") is None
         True
     """
     for name in (target.replace(":", "-"), "tflm-cortex-m4" if target.startswith("tflm:")
                  else None):
-        path = CALIBRATION_DIR / f"{name}.json" if name else None
+        path = PROFILES_DIR / f"{name}.json" if name else None
         if path is not None and path.is_file():
             if quantization is None:
                 return path
-            mode = calibrated_mode(quantization)
+            mode = profiled_mode(quantization)
             with open(path) as handle:
                 layers = json.load(handle).get("layers", [])
             return path if any(layer["quantization"] == mode for layer in layers) else None
@@ -100,20 +102,20 @@ def cpu_key(device: dict) -> str:
 
 
 def cache_dir() -> Path:
-    """Where per-CPU calibration tables are cached: ``$MPATH_TF_CACHE_DIR``,
+    """Where per-CPU lowering profiles are cached: ``$MPATH_TF_CACHE_DIR``,
     else ``$XDG_CACHE_HOME/mpath-tf``, else ``~/.cache/mpath-tf``; then
-    ``calibration/``."""
+    ``profiles/`` (``calibration/`` before these tables were profiles: read too)."""
     root = os.environ.get("MPATH_TF_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mpath-tf")
-    return Path(root) / "calibration"
+    return Path(root) / "profiles"
 
 
-def calibrated_mode(quantization: str) -> str:
-    """The mode whose calibrated costs a quantization uses (float16 runs
+def profiled_mode(quantization: str) -> str:
+    """The mode whose profiled costs a quantization uses (float16 runs
     float32 kernels on a CPU).
 
     Example:
-        >>> calibrated_mode("float16")
+        >>> profiled_mode("float16")
         'float32'
     """
     return "float32" if quantization == "float16" else quantization
@@ -127,7 +129,7 @@ def _described_cpu() -> tuple:
 
 
 def this_cpu() -> dict:
-    """This machine's CPU as a calibration table records it (``edge_bench``'s
+    """This machine's CPU as a lowering profile records it (``edge_bench``'s
     device description, without the changing state; read once per process)."""
     return dict(_described_cpu())
 
@@ -137,7 +139,8 @@ def own_table_path(quantization: str | None = None) -> Path | None:
     ``quantization``, if given): the bundled one if it matches, else the
     cached one, else None."""
     key = cpu_key(this_cpu())
-    for path in (BUNDLED, cache_dir() / f"{key}.json"):
+    old_cache = cache_dir().with_name("calibration")  # where earlier versions cached them
+    for path in (BUNDLED, cache_dir() / f"{key}.json", old_cache / f"{key}.json"):
         try:
             table = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -149,7 +152,7 @@ def own_table_path(quantization: str | None = None) -> Path | None:
     return None
 
 
-def calibration_source(calibration=None, quantization: str | None = None) -> dict:
+def profile_source(profile=None, quantization: str | None = None) -> dict:
     """Which table ``auto`` uses, for the record and for a notice.
 
     Returns:
@@ -157,53 +160,53 @@ def calibration_source(calibration=None, quantization: str | None = None) -> dic
         the table was measured on this CPU kind, "table_cpu": its key}``.
     """
     here = cpu_key(this_cpu())
-    if isinstance(calibration, dict):
-        table, path = calibration, "given"
+    if isinstance(profile, dict):
+        table, path = profile, "given"
     else:
-        path = Path(calibration) if calibration else (own_table_path(quantization) or BUNDLED)
-        table = load_calibration(path)
+        path = Path(profile) if profile else (own_table_path(quantization) or BUNDLED)
+        table = load_profile(path)
     theirs = cpu_key(table.get("device") or {})
     return {"table": str(path), "cpu": here, "table_cpu": theirs, "own": theirs == here}
 
 
 def foreign_table_notice(source: dict, lowering: str = "auto") -> str | None:
     """The line that says ``auto`` used another CPU's table (None if it was
-    this CPU's own); ``source`` from ``calibration_source``."""
+    this CPU's own); ``source`` from ``profile_source``."""
     if source["own"]:
         return None
-    return (f"lowering {lowering}: no calibration table of this CPU ({source['cpu']}); used "
-            f"the table of {source['table_cpu']} (`mpath-tf export --calibrate` measures "
+    return (f"lowering {lowering}: no lowering profile of this CPU ({source['cpu']}); used "
+            f"the table of {source['table_cpu']} (`mpath-tf export --profile-cpu` measures "
             "this CPU in about a minute, cached)")
 
 
 def merge(tables: list[dict]) -> dict:
-    """One table holding the layers of several calibrations of one device."""
+    """One table holding the layers of several profiles of one device."""
     merged = dict(tables[0])
     for part in ("layers", "conv_layers"):
         merged[part] = [layer for table in tables for layer in table.get(part, [])]
     return merged
 
 
-def load_calibration(path: str | os.PathLike | None = None,
+def load_profile(path: str | os.PathLike | None = None,
                      quantization: str | None = None) -> dict:
-    """Read a calibration table (default: this CPU's own with entries for
+    """Read a lowering profile (default: this CPU's own with entries for
     ``quantization``, see the module docstring, else the bundled one).
 
     Raises:
-        ConfigError: Missing file or not a calibration table.
+        ConfigError: Missing file or not a lowering profile.
     """
     path = Path(path) if path else (own_table_path(quantization) or BUNDLED)
     try:
         table = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"Cannot read the calibration table {path}: {err}; run "
-                          "`mpath-tf calibrate` to make one.") from None
+        raise ConfigError(f"Cannot read the lowering profile {path}: {err}; run "
+                          "`mpath-tf profile` to make one.") from None
     if not isinstance(table, dict):
         table = {}
-    if table.get("format") != FORMAT or table.get("version") != VERSION:
-        raise ConfigError(f"{path} is not a lowering calibration table of version {VERSION} (format "
+    if table.get("format") not in (FORMAT, *OLD_FORMATS) or table.get("version") != VERSION:
+        raise ConfigError(f"{path} is not a lowering profile of version {VERSION} (format "
                           f"{table.get('format')!r}, version {table.get('version')!r}); "
-                          "recalibrate with `mpath-tf calibrate`.")
+                          "profile again with `mpath-tf profile`.")
     _check_entries(table, path)
     return table
 
@@ -225,7 +228,7 @@ def _check_entries(table: dict, path) -> None:
         entries = table.get(part, [])
         if not isinstance(entries, list):
             raise ConfigError(f"{path}: '{part}' must be a list of measured entries; "
-                              "recalibrate with `mpath-tf calibrate`.")
+                              "profile again with `mpath-tf profile`.")
         for i, entry in enumerate(entries):
             ok = isinstance(entry, dict) and all(f in entry for f in fields) and (
                 isinstance(entry["path_widths"], list) and entry["path_widths"]
@@ -235,8 +238,8 @@ def _check_entries(table: dict, path) -> None:
             if not ok:
                 raise ConfigError(
                     f"{path}: entry {i} of '{part}' is not a measured entry (it needs "
-                    f"{', '.join(fields)}; got {str(entry)[:120]}); recalibrate with "
-                    "`mpath-tf calibrate` or fix that entry.")
+                    f"{', '.join(fields)}; got {str(entry)[:120]}); profile again with "
+                    "`mpath-tf profile` or fix that entry.")
 
 
 def layer_features(path_widths: list[int], depth: int = 1) -> list[float]:
@@ -257,7 +260,7 @@ def layer_features(path_widths: list[int], depth: int = 1) -> list[float]:
 
 def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
     """Per lowering, non-negative coefficients of ``layer_features`` fitted to
-    every calibrated layer of the table, minimizing relative error.
+    every profiled layer of the table, minimizing relative error.
 
     Raises:
         ConfigError: The table has no entry for this quantization.
@@ -268,7 +271,7 @@ def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
             points.setdefault(layer["lowering"], []).append(
                 (layer_features(layer["path_widths"], layer["depth"]), layer["us"]))
     if not points:
-        raise ConfigError(f"The calibration table has no {quantization} entries; calibrate "
+        raise ConfigError(f"The lowering profile has no {quantization} entries; profile "
                           f"with --quantization {quantization}.")
     return {lowering: _fit(rows) for lowering, rows in points.items()}
 
@@ -386,8 +389,8 @@ def predicted_costs(table: dict, path_widths: list[int], quantization: str,
 
     The cost model is linear in ``layer_features`` (a fixed part, a cost per
     op group, per path and per weight), fitted per lowering on the table's
-    calibrated layers, so it applies to irregular path widths that were never
-    calibrated (a derived model's paths rarely have equal widths).
+    profiled layers, so it applies to irregular path widths that were never
+    profiled (a derived model's paths rarely have equal widths).
     ``coefficients``: ``fit_costs(table, quantization)`` when the caller has
     it (predicting many stacks from one table).
     """
@@ -401,7 +404,7 @@ def choose_lowering(table: dict, path_widths: list[int], quantization: str,
     """The lowering with the lowest predicted cost for a stack of ``depth``
     layers, other than those in ``excluded``.
 
-    ``bucketed`` is weighed when ``conv`` is calibrated: its cost is conv's
+    ``bucketed`` is weighed when ``conv`` is profiled: its cost is conv's
     on the padded widths plus the weights each padded neuron adds to the
     layers around the stack (``neighbours`` per neuron, see ``bucket_plan``).
 
@@ -458,7 +461,7 @@ MAX_PADDING = 0.25
 
 def _bucketed_cost(table: dict, quantization: str, depth: int, neighbours: int, path_widths,
                    coef: np.ndarray | None = None):
-    """``cost(edges)``: conv's calibrated cost of the padded stack plus the
+    """``cost(edges)``: conv's profiled cost of the padded stack plus the
     neighbouring layers' extra weights at conv's cost per weight; infinite
     beyond ``MAX_PADDING`` (``coef``: conv's fitted coefficients, if known)."""
     from converters.lowering import padded_widths
@@ -486,7 +489,7 @@ def _bucketed_cost(table: dict, quantization: str, depth: int, neighbours: int, 
 def bucket_plan(table: dict, path_widths: list[int], quantization: str,
                 depth: int = 1, neighbours: int = 0) -> list[int]:
     """Bucket edges for the ``bucketed`` lowering: the padding of the paths
-    that the calibrated cost of the ``conv`` lowering (one grouped op per
+    that the profiled cost of the ``conv`` lowering (one grouped op per
     distinct width and layer) predicts fastest (``lowering.bucket_edges``),
     counting that each padded neuron also adds ``neighbours`` weights to the
     layers before and after the stack (their fan-in + 1 + fan-out), and
@@ -513,14 +516,14 @@ def _bucket_edges_for(path_widths, cost) -> list[int]:
     return bucket_edges(path_widths, lambda padded: cost(sorted(set(padded))))
 
 
-def latency_costs(width: int, depth: int, calibration: dict | None = None,
+def latency_costs(width: int, depth: int, profile: dict | None = None,
                   quantization: str = "int8", lowering: str = "per_path"):
-    """The latency ``CostTable`` of mpath-<depth>-<width> from a calibration table.
+    """The latency ``CostTable`` of mpath-<depth>-<width> from a lowering profile.
 
     Args:
         width: Network width W.
         depth: Hidden layers.
-        calibration: A table of ``calibrate`` (default: the bundled one).
+        profile: A table of ``profile`` (default: the bundled one).
         quantization: ``float32``, ``dynamic`` or ``int8``.
         lowering: Lowering whose fitted costs are used.
 
@@ -528,20 +531,20 @@ def latency_costs(width: int, depth: int, calibration: dict | None = None,
         A ``mpath_tf.core.costs.CostTable`` of kind ``latency`` (us).
 
     Raises:
-        ConfigError: The calibration has no entry for this quantization or lowering.
+        ConfigError: The profile has no entry for this quantization or lowering.
     """
     from mpath_tf.core.costs import CostTable
 
-    calibration = calibration or load_calibration()
-    coefficients = fit_costs(calibration, quantization)
+    profile = profile or load_profile()
+    coefficients = fit_costs(profile, quantization)
     if lowering not in coefficients:
-        raise ConfigError(f"The calibration of {calibration.get('target')} has no {lowering} "
+        raise ConfigError(f"The profile of {profile.get('target')} has no {lowering} "
                           f"{quantization} entries; choose one of {sorted(coefficients)}.")
-    return CostTable.latency(width, depth, coefficients[lowering], calibration.get("target"),
+    return CostTable.latency(width, depth, coefficients[lowering], profile.get("target"),
                              quantization, lowering)
 
 
-def stack_latency_costs(supernet, calibration: dict | None = None,
+def stack_latency_costs(supernet, profile: dict | None = None,
                         quantization: str = "int8") -> list:
     """The latency ``CostTable`` of each stack of a built supernet (a CNN, a
     ResNet, a user's model), for a gated ``Supernet``'s cost term.
@@ -555,21 +558,21 @@ def stack_latency_costs(supernet, calibration: dict | None = None,
 
     Args:
         supernet: A built ``mpath_tf.core.supernet.Supernet``.
-        calibration: A table of ``calibrate`` (default: the bundled one).
+        profile: A table of ``profile`` (default: the bundled one).
         quantization: ``float32``, ``dynamic`` or ``int8``.
 
     Returns:
         One ``CostTable`` of kind ``latency`` per stack.
 
     Raises:
-        ConfigError: The calibration lacks this quantization, or has no
+        ConfigError: The profile lacks this quantization, or has no
             path-convolution entries for a convolution stack.
     """
     from mpath_tf.core.conv import MembraneConv2D
     from mpath_tf.core.costs import CostTable
     from mpath_tf.core.supernet import run_chain
 
-    calibration = calibration or load_calibration()
+    profile = profile or load_profile()
     shapes = {}
 
     def record(layer, shape):
@@ -585,20 +588,20 @@ def stack_latency_costs(supernet, calibration: dict | None = None,
         layers = [supernet.get_layer(name) for name in names]
         width, depth = layers[0].width, len(names) + 1
         if not isinstance(layers[0], MembraneConv2D):
-            tables.append(latency_costs(width, depth, calibration, quantization))
+            tables.append(latency_costs(width, depth, profile, quantization))
             continue
-        if not has_conv_entries(calibration, quantization):
+        if not has_conv_entries(profile, quantization):
             raise ConfigError(
-                f"The calibration of {calibration.get('target')} has no path-convolution "
+                f"The profile of {profile.get('target')} has no path-convolution "
                 f"{quantization} entries, so it cannot price the convolution stack "
-                f"{names[0]}..; calibrate with them (`mpath-tf calibrate --conv-channels "
+                f"{names[0]}..; profile with them (`mpath-tf profile --conv-channels "
                 f"{width} --output FILE`) and pass --cost-table FILE, or use --cost params.")
-        coefficients = fit_conv_costs(calibration, quantization)["split"]
+        coefficients = fit_conv_costs(profile, quantization)["split"]
         block = tuple(float(sum(
             coefficients[1:] @ np.asarray(conv_features(
                 [w], int(np.prod(shapes[layer.name][1:3])), "split", 1,
                 int(np.prod(layer.kernel_size))), "float64")[1:]
             for layer in layers)) for w in range(1, width + 1))
         tables.append(CostTable("latency", width, depth, block, "us",
-                                calibration.get("target"), quantization, "split").validate())
+                                profile.get("target"), quantization, "split").validate())
     return tables
