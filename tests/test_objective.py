@@ -214,7 +214,7 @@ def test_a_model_chosen_for_another_device_says_so_when_slower_here():
 
 
 def test_a_calibrated_table_of_the_target_predicts_its_costs(tmp_path):
-    """`mpath-tf calibrate --target ssh://...` makes the table that predicts
+    """`mpath-tf profile --target ssh://...` makes the table that predicts
     a board's costs; a file that is not one is refused before training."""
     from click.testing import CliRunner
 
