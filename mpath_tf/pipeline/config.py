@@ -35,8 +35,240 @@ METHODS = ("rank", "lambda", "hypernet")  # see mpath_tf.tradeoff.train
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """Everything ``search`` needs to know, with the defaults of the CLI.
+class DataSettings:
+    """What the search learns from (``SearchConfig``'s Args: dataset, data_dir,
+    data, label, normalize, many_classes)."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    data: str | None = None
+    label: str | None = None
+    normalize: bool = True
+    many_classes: bool = False
+
+    def validate(self) -> "DataSettings":
+        """Check these settings; return self.
+
+        Raises:
+            ConfigError: Naming the first setting out of range.
+        """
+        if self.data is None and self.label is not None:
+            raise ConfigError("`label` names a column of a CSV file; pass it with `data` "
+                              "(a FILE.csv).")
+        if self.dataset not in DATASETS:
+            raise ConfigError(
+                f"Unknown dataset '{self.dataset}'. Choose one of: {', '.join(DATASETS)}."
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The network searched (``SearchConfig``'s Args: arch, depth, width, model,
+    model_sha256)."""
+
+    arch: str = "mlp"
+    depth: int = 4
+    width: int = 256
+    model: str | None = None
+    model_sha256: str | None = None
+
+    def validate(self) -> "NetworkSettings":
+        """Check these settings; return self.
+
+        Raises:
+            ConfigError: Naming the first setting out of range.
+        """
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"Unknown architecture '{self.arch}'. Choose one of: "
+                              f"{', '.join(ARCHITECTURES)}.")
+        if self.arch != "mlp" and self.model is not None:
+            raise ConfigError(f"`model` searches your own network; `arch={self.arch!r}` chooses "
+                              "a built-in one. Drop one of them.")
+        if self.model is not None and not Path(self.model).is_file():
+            raise ConfigError(f"`model={str(self.model)!r}`: no such file. Pass a .keras file "
+                              "saved with model.save('FILE.keras').")
+        if self.depth < 2:
+            raise ConfigError(
+                f"`depth` must be >= 2 (the first hidden layer is fully connected, "
+                f"paths start above it). Received: depth={self.depth}"
+            )
+        if self.width < 2:
+            raise ConfigError(
+                f"`width` must be >= 2 (a membrane sits between two neurons). "
+                f"Received: width={self.width}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How the networks are trained (``SearchConfig``'s Args: epochs,
+    finetune_epochs, final_epochs, batch_size, learning_rate,
+    finetune_learning_rate, seed, reference, workers, strategy,
+    cluster_timeout_s)."""
+
+    epochs: int | None = None
+    finetune_epochs: int | None = None
+    final_epochs: int | None = None
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    finetune_learning_rate: float | None = None
+    seed: int = 0
+    reference: bool = True
+    workers: int = 0
+    strategy: str | None = None
+    cluster_timeout_s: float = 300.0
+
+    def validate(self) -> "TrainingSettings":
+        """Check these settings; return self.
+
+        Raises:
+            ConfigError: Naming the first setting out of range.
+        """
+        for name in ("epochs", "finetune_epochs", "final_epochs", "batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
+        for name in ("learning_rate", "finetune_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"`{name}` must be a finite number > 0 (Adam's step size, "
+                                  f"such as 0.001). Received: {name}={value}")
+        if self.workers < 0:
+            raise ConfigError(f"`workers` must be >= 0. Received: workers={self.workers}")
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise ConfigError(f"Unknown strategy '{self.strategy}'. Choose one of: "
+                              f"{', '.join(STRATEGIES)}.")
+        if not self.cluster_timeout_s > 0:
+            raise ConfigError(f"`cluster_timeout_s` must be > 0. "
+                              f"Received: cluster_timeout_s={self.cluster_timeout_s}")
+        return self
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """How the model is chosen among the path counts (``SearchConfig``'s Args:
+    samples, sampling, predictor, max_accuracy_drop, paths, and the budget:
+    min_accuracy, max_params, max_size_kb, max_latency_ms, max_ram_kb,
+    max_flash_kb)."""
+
+    samples: int = 10
+    sampling: str = "even"
+    predictor: str = "pchip"
+    max_accuracy_drop: float = 0.01
+    paths: int | None = None
+    min_accuracy: float | None = None
+    max_params: int | None = None
+    max_size_kb: float | None = None
+    max_latency_ms: float | None = None
+    max_ram_kb: float | None = None
+    max_flash_kb: float | None = None
+
+    def validate(self) -> "SelectionSettings":
+        """Check these settings (``paths`` against the width and the budget on
+        its target: ``SearchConfig``); return self.
+
+        Raises:
+            ConfigError: Naming the first setting out of range.
+        """
+        from mpath_tf.pipeline.predictors import PREDICTORS
+
+        if self.samples < 2:
+            raise ConfigError(
+                f"`samples` must be >= 2 to fit a predictor. Received: samples={self.samples}"
+            )
+        if self.sampling not in ("even", "adaptive"):
+            raise ConfigError(f"Unknown sampling '{self.sampling}'. Choose one of: even, adaptive.")
+        if self.predictor not in PREDICTORS:
+            raise ConfigError(
+                f"Unknown predictor '{self.predictor}'. Choose one of: {', '.join(PREDICTORS)}."
+            )
+        if not 0 <= self.max_accuracy_drop <= 1:
+            raise ConfigError(
+                "`max_accuracy_drop` is an absolute accuracy in [0, 1] (0.01 = 1 point). "
+                f"Received: max_accuracy_drop={self.max_accuracy_drop}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """How the architecture is found (``SearchConfig``'s Args: method, cost,
+    cost_table, lam, lam_max, hyper_epochs)."""
+
+    method: str = "rank"
+    cost: str = "params"
+    cost_table: str | None = None
+    lam: float | None = None
+    lam_max: float = 3.0
+    hyper_epochs: int | None = None
+
+    def validate(self) -> "MethodSettings":
+        """Check these settings; return self.
+
+        Raises:
+            ConfigError: Naming the first setting out of range.
+        """
+        if self.method not in METHODS:
+            raise ConfigError(f"Unknown method '{self.method}'. Choose one of: {', '.join(METHODS)}.")
+        if self.cost not in COSTS:
+            raise ConfigError(f"Unknown cost '{self.cost}'. Choose one of: {', '.join(COSTS)}.")
+        for name in ("lam", "lam_max"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"`{name}` weighs the cost term and must be a finite number "
+                                  f">= 0. Received: {name}={value}")
+        if not self.lam_max > 0:
+            raise ConfigError(f"`lam_max` must be > 0 (the hypernetwork trains on U[0, lam_max]). "
+                              f"Received: lam_max={self.lam_max}")
+        if self.hyper_epochs is not None and self.hyper_epochs < 1:
+            raise ConfigError(f"`hyper_epochs` must be >= 1. Received: hyper_epochs={self.hyper_epochs}")
+        return self
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """The device the choice is for and what it minimizes there
+    (``SearchConfig``'s Args: target, objective, bench, bench_seconds)."""
+
+    target: str = "local"
+    objective: str = "params"
+    bench: bool = True
+    bench_seconds: float = 1.0
+
+    def validate(self) -> "TargetSettings":
+        """Check these settings (a target's spelling only: nothing starts); return self.
+
+        Raises:
+            ConfigError: Naming the first setting out of range.
+        """
+        from mpath_tf.pipeline.objective import check_objective
+
+        if self.target == "tflm" or counts_instructions(self.target):
+            get_target(self.target)
+        check_objective(self.objective)
+        if not (math.isfinite(self.bench_seconds) and self.bench_seconds > 0):
+            raise ConfigError("`bench_seconds` must be a finite number > 0. "
+                              f"Received: bench_seconds={self.bench_seconds}")
+        return self
+
+
+# The parts of a search's settings, each checking its own; SearchConfig is all
+# of them in one flat record (one JSON object in run.json) and checks how they combine.
+PARTS = (DataSettings, NetworkSettings, TrainingSettings, SelectionSettings, MethodSettings,
+         TargetSettings)
+
+
+@dataclass(frozen=True)
+class SearchConfig(TargetSettings, MethodSettings, SelectionSettings, TrainingSettings,
+                   NetworkSettings, DataSettings):
+    """Everything ``search`` needs to know, with the defaults of the CLI: the
+    fields of its parts (``PARTS``: data, network, training, selection,
+    method, target), each part validated where it is defined.
+
+    ``part(NetworkSettings)`` gives one part on its own; ``to_dict`` is one
+    flat record (``run.json``), as it was before the settings had parts, so
+    every earlier run resumes.
 
     The defaults search ``mpath-4-256`` on the embedded ``digits`` dataset
     in under three minutes on two CPU cores: layers that wide are where
@@ -175,50 +407,6 @@ class SearchConfig:
         16
     """
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    data: str | None = None
-    label: str | None = None
-    depth: int = 4
-    width: int = 256
-    epochs: int | None = None
-    finetune_epochs: int | None = None
-    samples: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 0
-    predictor: str = "pchip"
-    max_accuracy_drop: float = 0.01
-    paths: int | None = None
-    min_accuracy: float | None = None
-    max_params: int | None = None
-    max_size_kb: float | None = None
-    max_latency_ms: float | None = None
-    max_ram_kb: float | None = None
-    max_flash_kb: float | None = None
-    target: str = "local"
-    objective: str = "params"
-    final_epochs: int | None = None
-    workers: int = 0
-    sampling: str = "even"
-    method: str = "rank"
-    cost: str = "params"
-    cost_table: str | None = None
-    lam: float | None = None
-    lam_max: float = 3.0
-    hyper_epochs: int | None = None
-    strategy: str | None = None
-    cluster_timeout_s: float = 300.0
-    normalize: bool = True
-    many_classes: bool = False
-    finetune_learning_rate: float | None = None
-    reference: bool = True
-    bench: bool = True
-    bench_seconds: float = 1.0
-    model: str | None = None
-    model_sha256: str | None = None
-    arch: str = "mlp"
-
     def network(self) -> str:
         """The searched network as messages name it: ``mpath-<depth>-<width>``
         (``mpath-cnn-<depth>-<width>`` with ``arch="cnn"``,
@@ -230,100 +418,42 @@ class SearchConfig:
             return f"mpath-resnet8-{self.width}"
         return f"mpath-{'cnn-' if self.arch == 'cnn' else ''}{self.depth}-{self.width}"
 
+    def part(self, cls):
+        """One part of these settings (a ``PARTS`` class) on its own.
+
+        Example:
+            >>> SearchConfig(width=16).part(NetworkSettings).width
+            16
+        """
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
+
     def validate(self) -> "SearchConfig":
-        """Check every setting; return self.
+        """Check every setting, part by part, then how the parts combine; return self.
 
         Raises:
             ConfigError: Naming the first setting out of range.
         """
-        from mpath_tf.pipeline.predictors import PREDICTORS
-
-        if self.data is None and self.label is not None:
-            raise ConfigError("`label` names a column of a CSV file; pass it with `data` "
-                              "(a FILE.csv).")
-        if self.dataset not in DATASETS:
-            raise ConfigError(
-                f"Unknown dataset '{self.dataset}'. Choose one of: {', '.join(DATASETS)}."
-            )
-        if self.arch not in ARCHITECTURES:
-            raise ConfigError(f"Unknown architecture '{self.arch}'. Choose one of: "
-                              f"{', '.join(ARCHITECTURES)}.")
-        if self.arch != "mlp" and self.model is not None:
-            raise ConfigError(f"`model` searches your own network; `arch={self.arch!r}` chooses "
-                              "a built-in one. Drop one of them.")
-        if self.model is not None and not Path(self.model).is_file():
-            raise ConfigError(f"`model={str(self.model)!r}`: no such file. Pass a .keras file "
-                              "saved with model.save('FILE.keras').")
-        if self.depth < 2:
-            raise ConfigError(
-                f"`depth` must be >= 2 (the first hidden layer is fully connected, "
-                f"paths start above it). Received: depth={self.depth}"
-            )
-        if self.width < 2:
-            raise ConfigError(
-                f"`width` must be >= 2 (a membrane sits between two neurons). "
-                f"Received: width={self.width}"
-            )
-        for name in ("epochs", "finetune_epochs", "batch_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` must be >= 1. Received: {name}={getattr(self, name)}")
-        if self.samples < 2:
-            raise ConfigError(
-                f"`samples` must be >= 2 to fit a predictor. Received: samples={self.samples}"
-            )
-        for name in ("learning_rate", "finetune_learning_rate"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"`{name}` must be a finite number > 0 (Adam's step size, "
-                                  f"such as 0.001). Received: {name}={value}")
-        if self.predictor not in PREDICTORS:
-            raise ConfigError(
-                f"Unknown predictor '{self.predictor}'. Choose one of: {', '.join(PREDICTORS)}."
-            )
-        if not 0 <= self.max_accuracy_drop <= 1:
-            raise ConfigError(
-                "`max_accuracy_drop` is an absolute accuracy in [0, 1] (0.01 = 1 point). "
-                f"Received: max_accuracy_drop={self.max_accuracy_drop}"
-            )
+        for part in PARTS:
+            part.validate(self)
         if self.paths is not None and not 1 <= self.paths <= self.width:
             raise ConfigError(
                 f"`paths` must be in [1, `width={self.width}`]. Received: paths={self.paths}"
             )
         budget = self.budget().validate()
-        if self.target == "tflm" or counts_instructions(self.target):
-            get_target(self.target)  # the spelling only; nothing starts
         self._validate_objective(budget)
         if self.paths is not None and budget.active:
             raise ConfigError(
                 f"`paths` chooses the model itself, so it cannot be combined with a budget "
                 f"({budget.describe()}); drop one of them."
             )
-        if self.sampling not in ("even", "adaptive"):
-            raise ConfigError(f"Unknown sampling '{self.sampling}'. Choose one of: even, adaptive.")
-        if self.workers < 0:
-            raise ConfigError(f"`workers` must be >= 0. Received: workers={self.workers}")
-        if self.strategy is not None and self.strategy not in STRATEGIES:
-            raise ConfigError(f"Unknown strategy '{self.strategy}'. Choose one of: "
-                              f"{', '.join(STRATEGIES)}.")
         if self.strategy is not None and self.method != "rank":
             raise ConfigError(f"`strategy` distributes the one-shot training of "
                               f"`method='rank'`; `method={self.method!r}` trains in one process. "
                               "Drop `strategy`.")
-        if not self.cluster_timeout_s > 0:
-            raise ConfigError(f"`cluster_timeout_s` must be > 0. "
-                              f"Received: cluster_timeout_s={self.cluster_timeout_s}")
-        if not (math.isfinite(self.bench_seconds) and self.bench_seconds > 0):
-            raise ConfigError("`bench_seconds` must be a finite number > 0. "
-                              f"Received: bench_seconds={self.bench_seconds}")
-        if self.final_epochs is not None and self.final_epochs < 1:
-            raise ConfigError(f"`final_epochs` must be >= 1. Received: final_epochs={self.final_epochs}")
         self._validate_method(budget)
         return self
 
     def _validate_objective(self, budget) -> None:
-        from mpath_tf.pipeline.objective import check_objective
-
-        check_objective(self.objective)
         if self.objective == "params":
             return
         flag = f"`objective={self.objective!r}`"
@@ -339,22 +469,7 @@ class SearchConfig:
                               "its limits. Drop one of them.")
 
     def _validate_method(self, budget) -> None:
-        import math
-
-        if self.method not in METHODS:
-            raise ConfigError(f"Unknown method '{self.method}'. Choose one of: {', '.join(METHODS)}.")
-        if self.cost not in COSTS:
-            raise ConfigError(f"Unknown cost '{self.cost}'. Choose one of: {', '.join(COSTS)}.")
-        for name in ("lam", "lam_max"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"`{name}` weighs the cost term and must be a finite number "
-                                  f">= 0. Received: {name}={value}")
-        if not self.lam_max > 0:
-            raise ConfigError(f"`lam_max` must be > 0 (the hypernetwork trains on U[0, lam_max]). "
-                              f"Received: lam_max={self.lam_max}")
-        if self.hyper_epochs is not None and self.hyper_epochs < 1:
-            raise ConfigError(f"`hyper_epochs` must be >= 1. Received: hyper_epochs={self.hyper_epochs}")
+        """How the method combines with the objective, the budget and ``paths``."""
         if self.method == "rank":
             table_for_objective = self.objective == "latency" and self.cost_table is not None
             extra = [flag for flag, given in (("`lam`", self.lam is not None),
