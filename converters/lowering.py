@@ -14,6 +14,8 @@ Those zeros are the only ones a lowering adds to a file (``padding_weights``).
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import keras
 import numpy as np
 
@@ -113,8 +115,6 @@ def bucket_edges(path_widths, cost, max_buckets: int = 4) -> list[int]:
         >>> bucket_edges([1, 2, 2, 3, 8], lambda ws: len(set(ws)) * 20 + sum(w * w for w in ws))
         [3, 8]
     """
-    from itertools import combinations
-
     distinct = sorted(set(int(w) for w in path_widths))
     inner = distinct[:-1]
     if len(inner) > 24:  # thin to quantiles: C(24, 3) = 2024 candidates at most

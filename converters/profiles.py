@@ -36,6 +36,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +96,6 @@ def cpu_key(device: dict) -> str:
         ...          "cpu_isa": ["avx2", "fma"]})
         'x86_64-amd-epyc-7b13-avx2-fma'
     """
-    import re
-
     parts = [device.get("machine") or "", device.get("cpu_model") or "",
              *(device.get("cpu_isa") or [])]
     return re.sub(r"[^a-z0-9_]+", "-", " ".join(parts).lower()).strip("-")
@@ -321,8 +321,6 @@ def conv_features(path_widths: list[int], pixels: int, lowering: str = "grouped"
         >>> conv_features([1, 1, 2, 2], pixels=4, lowering="split", depth=2)
         [1.0, 8.0, 32.0, 48.0, 720.0, 0.0, 0.0, 0.0]
     """
-    from collections import Counter
-
     widths = list(path_widths)
     runs = list(Counter(widths).items()) if lowering == "grouped" else [(w, 1) for w in widths]
     macs = depth * pixels * kernel

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -275,8 +276,6 @@ def profile_this_cpu(quantization: str = "int8", width: int = 64,
     Returns:
         The cached table's path.
     """
-    import tempfile
-
     from edge_bench import BenchSettings, LocalTarget
     from mpath_tf.storage import atomic_write_json
 

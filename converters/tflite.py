@@ -350,8 +350,6 @@ def _layers_with_ops(model, op_types: set[str]) -> list[str]:
 
 def _conversion_error(err: Exception, model, quantization) -> ConfigError:
     """A ConfigError naming the op and the layers the converter could not lower."""
-    import re
-
     text = str(err)
     op_types = set(re.findall(r"'tf\.(\w+)' op", text))
     layers = _layers_with_ops(model, op_types) if op_types else []

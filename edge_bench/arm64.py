@@ -36,6 +36,7 @@ import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 from edge_bench.benchmark_model import last_lines
@@ -206,8 +207,6 @@ def _sysroot(folder: Path, log) -> dict[str, str]:
 def _wheels(folder: Path, log) -> list[str]:
     """The aarch64 wheels of this machine's ``ai-edge-litert`` and its
     dependencies, unpacked in ``folder``."""
-    from importlib.metadata import version
-
     litert = version("ai-edge-litert")
     with tempfile.TemporaryDirectory(prefix="mpath-arm64-") as downloads:
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",

@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 
 # A generous arena for preparing: the recording allocator reports what is used.
 PREPARE_ARENA_BYTES = 64 << 20
@@ -161,8 +162,6 @@ def run(model: str, runs: int, min_secs: float, warmup_runs: int, parity_inputs:
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("tflite-micro")
     except Exception:  # metadata missing in a source tree
         return "unknown"

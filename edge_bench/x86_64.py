@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 
 from edge_bench.emulated import AGENT, EmulatedLiteRT
 from edge_bench.mcu.build import build_plugin, plugin_path
@@ -73,7 +74,6 @@ class X86Target(EmulatedLiteRT):
         if self.cpu not in known.split():
             raise TargetError(f"{self.name}: QEMU has no x86 CPU model '{self.cpu}'; "
                               "`qemu-x86_64 -cpu help` lists them (default: max).")
-        from importlib.metadata import version
 
         emulator = subprocess.run(["qemu-x86_64", "--version"], capture_output=True,
                                   text=True).stdout.splitlines()[0]

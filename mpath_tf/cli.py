@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import os
 import re
+import sys
+import warnings
 
 import click
 
@@ -660,9 +663,6 @@ def quiet_native_logs() -> None:
     raised to ERROR, and warnings raised inside TensorFlow, Keras and
     KerasTuner are ignored. Called by the entry point, never on import.
     """
-    import logging
-    import sys
-    import warnings
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
@@ -684,8 +684,6 @@ def quiet_native_logs() -> None:
 
 def main():
     """Console entry point."""
-    import sys
-
     if "--verbose" not in sys.argv[1:]:
         quiet_native_logs()
     cli(prog_name="mpath-tf")

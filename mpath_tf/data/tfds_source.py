@@ -7,6 +7,7 @@ download through TFDS is the last resort, after the official files.
 from __future__ import annotations
 
 import os
+import socket
 
 import numpy as np
 
@@ -20,8 +21,6 @@ PROBE_TIMEOUT_S = 5.0
 
 
 def _can_reach(host: tuple[str, int]) -> bool:
-    import socket
-
     try:
         socket.create_connection(host, timeout=PROBE_TIMEOUT_S).close()
     except OSError:

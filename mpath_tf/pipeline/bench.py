@@ -21,7 +21,9 @@ Rerunning resumes: finished exports and measurements are not redone.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -88,8 +90,6 @@ def measured_latency(run_dir: str | os.PathLike) -> dict[tuple[str, str], dict[i
         followed by the lowering when it is not per_path). Counting targets
         (instructions, ``tflm:CORE``) have no times and are left out.
     """
-    import json
-
     out: dict[tuple[str, str], dict[int, float]] = {}
     for table in sorted((Path(run_dir) / "bench").glob("*/latency.csv")):
         settings_path = table.parent / "settings.json"
@@ -124,8 +124,6 @@ def predict_latency(run_dir: str | os.PathLike, target: str = "local",
     Raises:
         RunDirError: No latency model for this target and quantization.
     """
-    import json
-
     from edge_bench.analysis import LatencyModel
     from edge_bench.targets import target_slug
     from mpath_tf.core.derivation import parameter_counts
@@ -156,8 +154,6 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     and the sha256 of the lowering profile ``auto``/``bucketed`` read), so
     a file exported with a table that has changed since is exported again;
     each row records the lowering the stack got (``chosen_lowering``)."""
-    import json
-
     from converters import choose_lowerings, export_tflite, get_quantization
     from converters.profiles import target_profile
     from converters.tflm import is_tflm_target, tflm_convert
@@ -242,8 +238,6 @@ def _table_digest(lowering: str, own_target: str | None, quantization: str) -> s
     """sha256 of the lowering profile an ``auto`` or ``bucketed`` export
     reads (``own_target``'s bundled one, else this CPU's; None for the
     lowerings that read none), so an export made with an older table is made again."""
-    import hashlib
-
     from converters.profiles import profiled_mode, profile_source, target_profile
 
     if lowering not in ("auto", "bucketed"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from edge_bench.targets import counts_instructions, get_target
@@ -530,8 +530,6 @@ class SearchConfig(TargetSettings, MethodSettings, SelectionSettings, TrainingSe
             >>> SearchConfig(epochs=5).for_data(409).epochs
             5
         """
-        from dataclasses import replace
-
         steps = max(1, math.ceil(train_examples / self.batch_size))  # per epoch
         epochs = self.epochs or max(DEFAULT_EPOCHS, math.ceil(MIN_STEPS / steps))
         finetune = self.finetune_epochs or max(DEFAULT_FINETUNE_EPOCHS,

@@ -20,6 +20,7 @@ redoes finished work.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -51,8 +52,6 @@ def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
                      progress: Progress) -> dict[int, float]:
     """Fine-tune the sampled path counts as KerasTuner trials (``mpath_tf.pipeline.tuning``):
     in this process, or on ``config.workers`` local worker processes."""
-    import contextlib
-
     from mpath_tf.pipeline.tuning import run_distributed
 
     config = run.config

@@ -11,6 +11,8 @@ and the uncertainty both draw samples there.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 SAMPLINGS = ("even", "adaptive")
@@ -41,8 +43,6 @@ def next_path_count(measured: dict[int, float], width: int, exclude=()) -> int |
         >>> next_path_count({2: 0.98, 20: 0.97, 200: 0.90}, 200) in range(21, 200)
         True
     """
-    import warnings
-
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel

@@ -19,7 +19,9 @@ Trainings checkpoint every epoch and each finished step is recorded in
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import keras
 
@@ -41,8 +43,6 @@ def cost_table(config, width: int, depth: int, supernet=None) -> CostTable | lis
     Raises:
         ConfigError: The table is for another network or target, or unreadable.
     """
-    import json
-    from pathlib import Path
 
     from converters.profiles import latency_costs, load_profile, stack_latency_costs
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from typing import Callable
 
@@ -182,8 +183,6 @@ def local_tf_configs(workers: int) -> list[str]:
         >>> json.loads(local_tf_configs(2)[1])["task"]
         {'type': 'worker', 'index': 1}
     """
-    import socket
-
     if workers < 1:
         raise ConfigError(f"A cluster needs workers >= 1. Received: workers={workers}")
     sockets = [socket.socket() for _ in range(workers)]

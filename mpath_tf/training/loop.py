@@ -9,7 +9,9 @@ starts from (``score_start``), so it never ends below the derived model.
 from __future__ import annotations
 
 import math
+import os
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -178,7 +180,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, folder=None):
         super().__init__()
-        from pathlib import Path
 
         self.folder = Path(folder) if folder is not None else None
         self.curve: list[float] = []
@@ -239,8 +240,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self._write_state(0)
 
     def _save_weights(self, name: str, model=None) -> None:
-        import os
-
         tmp = self.folder / f".{name}.tmp.weights.h5"
         (model or self.model).save_weights(tmp, overwrite=True)
         os.replace(tmp, self.folder / f"{name}.weights.h5")
@@ -287,8 +286,6 @@ def epochs_done(folder) -> int:
         >>> epochs_done(tempfile.mkdtemp())
         0
     """
-    from pathlib import Path
-
     from mpath_tf.storage import read_json
 
     try:
