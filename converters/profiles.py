@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from mpath_tf.errors import ConfigError
+from edge_bench.agent import describe
+from mpath_tf.core.costs import CostTable
 
 FORMAT = "mpath-tf-lowering-profile"
 # What these tables were called before they were profiles (read as they are).
@@ -123,8 +125,6 @@ def profiled_mode(quantization: str) -> str:
 
 @functools.cache
 def _described_cpu() -> tuple:
-    from edge_bench.agent import describe
-
     return tuple((k, v) for k, v in describe().items() if k != "state")
 
 
@@ -531,8 +531,6 @@ def latency_costs(width: int, depth: int, profile: dict | None = None,
     Raises:
         ConfigError: The profile has no entry for this quantization or lowering.
     """
-    from mpath_tf.core.costs import CostTable
-
     profile = profile or load_profile()
     coefficients = fit_costs(profile, quantization)
     if lowering not in coefficients:
@@ -567,7 +565,6 @@ def stack_latency_costs(supernet, profile: dict | None = None,
             path-convolution entries for a convolution stack.
     """
     from mpath_tf.core.conv import MembraneConv2D
-    from mpath_tf.core.costs import CostTable
     from mpath_tf.core.supernet import run_chain
 
     profile = profile or load_profile()

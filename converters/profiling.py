@@ -28,6 +28,8 @@ from edge_bench.stats import row_cost, row_unit
 from converters.tflite import AUTO_EXCLUDED, export_tflite
 from mpath_tf.core.permeability import widths_from_cuts
 from mpath_tf.errors import ConfigError
+from edge_bench import BenchSettings, Journal, LocalTarget, get_target, measure_models
+from mpath_tf.storage import atomic_write_json
 
 
 def equal_widths(width: int, paths: int) -> list[int]:
@@ -155,8 +157,6 @@ def profile_conv(target, channels: int, quantizations=("float32", "dynamic", "in
         ``[{"quantization", "lowering", "depth", "path_widths", "pixels",
         "kernel", "us"}, ...]``.
     """
-    from edge_bench import Journal, get_target, measure_models
-
     target = get_target(target) if isinstance(target, str) else target
     paths = [b for b in (paths or CONV_PATHS) if 1 <= b <= channels]
     workdir = Path(workdir)
@@ -208,8 +208,6 @@ def profile_lowerings(target, width: int, quantizations=("float32", "dynamic", "
     Returns:
         The table (see the module docstring).
     """
-    from edge_bench import Journal, get_target, measure_models
-
     target = get_target(target) if isinstance(target, str) else target
     paths = [b for b in (paths or PROFILE_PATHS) if 1 <= b <= width]
     workdir = Path(workdir)
@@ -276,9 +274,6 @@ def profile_this_cpu(quantization: str = "int8", width: int = 64,
     Returns:
         The cached table's path.
     """
-    from edge_bench import BenchSettings, LocalTarget
-    from mpath_tf.storage import atomic_write_json
-
     mode = profiled_mode(quantization)
     key = cpu_key(profiles.this_cpu())
     out = profiles.cache_dir() / f"{key}.json"

@@ -21,8 +21,9 @@ import tempfile
 from pathlib import Path
 
 from converters.profiles import target_profile
-from mpath_tf.errors import ConfigError
+from mpath_tf.errors import ConfigError, ModelError
 from mpath_tf.storage import atomic_write_text
+from edge_bench.tflm import TflmTarget
 
 # Builtin op names whose MicroMutableOpResolver method is not the CamelCase of the name.
 _RESOLVER_NAMES = {"BATCH_MATMUL": "AddBatchMatMul", "LOG_SOFTMAX": "AddLogSoftmax",
@@ -163,9 +164,6 @@ def tflm_refusal(content: bytes, python: str = sys.executable) -> str | None:
     Raises:
         ConfigError: ``tflite-micro`` is not installed.
     """
-    from edge_bench.tflm import TflmTarget
-    from mpath_tf.errors import ModelError
-
     _schema()  # the install hint, before a subprocess fails on it
     with tempfile.TemporaryDirectory(prefix="mpath-tflm-") as work:
         path = Path(work) / "model.tflite"

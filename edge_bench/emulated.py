@@ -26,6 +26,7 @@ from edge_bench.benchmark_model import last_lines
 from edge_bench.quantized_io import dequantize_output, quantize_input
 from edge_bench.target_base import Target
 from mpath_tf.errors import ModelError
+from edge_bench.tflm_agent import parity, random_inputs
 
 COUNTED = 200  # inferences counted per file (after one that is not)
 AGENT = Path(__file__).with_name("emulated_agent.py")
@@ -85,8 +86,6 @@ class EmulatedLiteRT(Target):
 
     def _measure(self, model, sha256, settings):
         from ai_edge_litert.interpreter import Interpreter
-
-        from edge_bench.tflm_agent import parity, random_inputs
 
         interpreter = Interpreter(model_path=str(model), num_threads=1)
         interpreter.allocate_tensors()

@@ -27,6 +27,9 @@ from edge_bench.benchmark_model import (
 )
 from edge_bench.target_base import BenchSettings, Target, sha256_file
 from mpath_tf.errors import ConfigError, ModelError, TargetError
+from edge_bench.arm64 import Arm64Target, CORES
+from edge_bench.tflm import CortexMTarget, TflmTarget
+from edge_bench.x86_64 import X86Target
 
 AGENT = Path(agent.__file__)
 __all__ = ["AdbTarget", "BenchSettings", "LocalTarget", "SshTarget", "Target", "get_target",
@@ -420,26 +423,18 @@ def get_target(spec: str, **options) -> Target:
         allowed = {"benchmark_model", "adb", "remote_dir"}
         cls = AdbTarget
     elif spec == "tflm":
-        from edge_bench.tflm import TflmTarget
-
         allowed = {"python"}
         cls = TflmTarget
     elif spec.startswith("tflm:"):
-        from edge_bench.tflm import CortexMTarget
-
         allowed = set()
         cls = CortexMTarget
     elif spec.startswith("arm64:"):
-        from edge_bench.arm64 import CORES, Arm64Target
-
         if spec.split(":", 1)[1] not in CORES:
             raise ConfigError(f"Unknown ARM core in '{spec}'. Choose one of: "
                               + ", ".join(f"arm64:{c}" for c in CORES) + ".")
         allowed = set()
         cls = Arm64Target
     elif spec == "x86_64" or spec.startswith("x86_64:"):
-        from edge_bench.x86_64 import X86Target
-
         allowed = set()
         cls = X86Target
     else:

@@ -20,6 +20,13 @@ import click
 from mpath_tf.core import ARCHITECTURES
 from mpath_tf.pipeline.config import SearchConfig
 from mpath_tf.errors import ConfigError, MpathError, RuntimeFailure
+from edge_bench import BenchSettings, get_target
+from edge_bench.arm64 import setup_arm64
+from edge_bench.mcu.build import setup_mcu
+from mpath_tf.pipeline.bench import bench_run
+from mpath_tf.pipeline.results import summary
+from mpath_tf.reporting.report import write_report
+from mpath_tf.storage import atomic_write_json
 
 _DEFAULTS = SearchConfig()
 
@@ -273,8 +280,6 @@ def search(run_dir, quiet, as_json, **settings):
             click.echo(json.dumps(result, indent=2))
         return
     if as_json:
-        from mpath_tf.pipeline.results import summary
-
         click.echo(json.dumps(summary(result), indent=2))
     elif not quiet:
         click.echo(f"results: {result['run_dir']}")
@@ -485,9 +490,6 @@ def bench(run, target, paths, quantization, threads, xnnpack, cpus, runs, min_se
         mpath-tf bench RUN --target ssh://pi@raspberrypi.local
         mpath-tf bench RUN --target adb --benchmark-model ./benchmark_model
     """
-    from edge_bench import BenchSettings
-    from mpath_tf.pipeline.bench import bench_run
-
     settings = BenchSettings(
         threads=threads, xnnpack=xnnpack, cpus=tuple(cpus or ()), runs=runs, min_secs=min_secs,
         warmup_runs=warmup_runs, warmup_min_secs=warmup_min_secs, timeout_s=timeout_s,
@@ -558,8 +560,6 @@ def profile(target, widths, quantization, conv_channels, no_xnnpack, cpus, repea
     """
     from converters.profiling import profile_conv, profile_lowerings
     from converters.profiles import merge
-    from edge_bench import BenchSettings, get_target
-    from mpath_tf.storage import atomic_write_json
 
     bench_target = get_target(target, python=python, ssh_config=ssh_config,
                               benchmark_model=benchmark_model)
@@ -613,11 +613,8 @@ def setup(what, cores, sources):
         mpath-tf setup arm64
     """
     if what == "arm64":
-        from edge_bench.arm64 import setup_arm64
-
         click.echo(f"arm64: {setup_arm64(log=lambda m: click.echo(m, err=True))}")
         return
-    from edge_bench.mcu.build import setup_mcu
 
     built = setup_mcu([c for c in cores.split(",") if c], sources,
                       log=lambda m: click.echo(m, err=True))
@@ -637,8 +634,6 @@ def report(run, output):
     Example:
         mpath-tf report runs/digits-mpath-4-256-seed0
     """
-    from mpath_tf.reporting.report import write_report
-
     click.echo(str(write_report(run, output)))
 
 

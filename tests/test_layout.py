@@ -248,3 +248,80 @@ def test_the_0_1_tuning_entry_point_still_runs():
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert "ModuleNotFoundError" not in result.stderr
     assert "--help-not-a-run" in result.stderr  # it reached the run directory check
+
+
+# Libraries worth deferring: an import inside a function may put off loading
+# one of these (directly or through our modules) until the function runs.
+HEAVY = {"tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "keras_tuner",
+         "tensorflow_datasets", "ai_edge_litert", "tflite_runtime", "tflite_micro", "matplotlib",
+         "scipy", "sklearn", "h5py", "flatbuffers"}
+
+
+def _function_imports(path: pathlib.Path, package: str):
+    """(line, absolute module name) of each import statement inside a function."""
+    tree = ast.parse(path.read_text())
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import):
+                yield from ((node.lineno, alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                yield from ((node.lineno, f"{base}.{alias.name}") for alias in node.names)
+
+
+def _heavy_modules(modules) -> set[str]:
+    """Our modules whose import loads a ``HEAVY`` library: directly, through
+    a module they import at module level, or through a parent package."""
+    loads: dict[str, set[str]] = {m: set() for m in modules}
+    heavy = set()
+    for name, path in modules.items():
+        for node in ast.parse(path.read_text()).body:  # module level only
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                targets = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                           else [node.module or ""]
+                           + [f"{node.module}.{a.name}" for a in node.names])
+                for target in targets:
+                    if target.split(".")[0] in HEAVY:
+                        heavy.add(name)
+                    while target and target not in modules:
+                        target = target.rpartition(".")[0]
+                    if target and target != name:
+                        loads[name].add(target)
+        parts = name.split(".")
+        loads[name] |= {".".join(parts[:i]) for i in range(1, len(parts))} & set(modules)
+    while grown := {m for m in modules if m not in heavy and loads[m] & heavy}:
+        heavy |= grown
+    return heavy
+
+
+def test_imports_inside_functions_only_defer_heavy_libraries():
+    """Imports sit at module level unless they defer TensorFlow (or another
+    ``HEAVY`` library) so that an entry point such as ``mpath-tf --help``
+    starts without it: an import inside a function must load one."""
+    modules = _modules()
+    heavy = _heavy_modules(modules)
+    light = []
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for line, target in _function_imports(path, package):
+            ours = target
+            while ours and ours not in modules:
+                ours = ours.rpartition(".")[0]
+            if ours and ours not in heavy:
+                light.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+            elif not ours and target.split(".")[0] not in HEAVY | {"numpy"} | set(PACKAGES):
+                light.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert not light, light
+
+
+def test_the_cli_loads_no_tensorflow_on_import():
+    code = ("import sys, mpath_tf.cli; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

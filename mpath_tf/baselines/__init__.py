@@ -40,6 +40,7 @@ from mpath_tf.baselines.common import (
 )
 from mpath_tf.baselines.uniform import uniform_widths
 from mpath_tf.errors import ConfigError
+from mpath_tf.baselines.magnitude import compress as prune
 
 STRUCTURED = ("uniform", "neuralscale", "morphnet", "group_lasso", "variational_dropout")
 METHODS = (*STRUCTURED, "magnitude")
@@ -98,8 +99,6 @@ def compress(method: str, spec: MLPSpec, data, budget: int, epochs: int = 5, see
         ConfigError: Unknown method, or a budget no MLP of this depth meets.
     """
     if method == "magnitude":
-        from mpath_tf.baselines.magnitude import compress as prune
-
         return prune(spec, data, budget, epochs, seed, batch_size, **options)
     module = _module(method, METHODS)
     spec.check(budget)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from mpath_tf.errors import ConfigError
+from mpath_tf.storage import atomic_write_json
 
 COSTS = ("params", "latency")  # the kinds of cost table
 
@@ -177,8 +178,6 @@ class CostTable:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the table as JSON (atomically)."""
-        from mpath_tf.storage import atomic_write_json
-
         atomic_write_json(Path(path), self.to_dict())
         return Path(path)
 

@@ -29,9 +29,18 @@ import os
 from pathlib import Path
 
 from mpath_tf.errors import ConfigError, RunDirError
-from mpath_tf.storage import atomic_write_json, atomic_write_text, library_versions
+from mpath_tf.storage import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    library_versions,
+)
 from mpath_tf.core.saving import load_model
 from mpath_tf.pipeline.rundir import RunDir
+from edge_bench import BenchSettings, Journal, get_target, measure_models
+from edge_bench.analysis import LatencyModel, proxy_verdict
+from edge_bench.targets import target_slug
+from mpath_tf.pipeline.plotting import plot_latency
 
 QUANTIZATION_MODES = ("float32", "dynamic", "int8")
 
@@ -124,8 +133,6 @@ def predict_latency(run_dir: str | os.PathLike, target: str = "local",
     Raises:
         RunDirError: No latency model for this target and quantization.
     """
-    from edge_bench.analysis import LatencyModel
-    from edge_bench.targets import target_slug
     from mpath_tf.core.derivation import parameter_counts
 
     run = RunDir.open(run_dir)
@@ -157,9 +164,7 @@ def _export_all(run: RunDir, paths: list[int], quantizations, lowering: str,
     from converters import choose_lowerings, export_tflite, get_quantization
     from converters.profiles import target_profile
     from converters.tflm import is_tflm_target, tflm_convert
-    from edge_bench.targets import target_slug
     from mpath_tf.core.derivation import derive, to_dense
-    from mpath_tf.storage import atomic_write_bytes
 
     config = run.config
     models_dir = run.path / "bench" / "models"
@@ -293,9 +298,6 @@ def bench_run(
         TargetError: The target cannot be reached (results so far are kept).
     """
     from converters.quantization import QUANTIZATIONS
-    from edge_bench import BenchSettings, Journal, get_target, measure_models
-    from edge_bench.analysis import LatencyModel, proxy_verdict
-    from edge_bench.targets import target_slug
 
     run = RunDir.open(run_dir)
     width = run.config.width
@@ -341,7 +343,6 @@ def bench_run(
         "models": {q: m.to_dict() for q, m in models.items()},
     })
     atomic_write_json(out / "verdict.json", {"proxy": verdict, "latency_model": evaluation})
-    from mpath_tf.pipeline.plotting import plot_latency
 
     plot_latency(rows, out / "latency.png", title=f"{run.path.name} on {bench_target.name}")
     failed = [r for r in rows if r["status"] != "ok"]

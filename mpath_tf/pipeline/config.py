@@ -12,6 +12,8 @@ from mpath_tf.core.costs import COSTS
 from mpath_tf.training.distributed import STRATEGIES
 from mpath_tf.data import DATASETS
 from mpath_tf.errors import ConfigError
+from mpath_tf.pipeline.budget import Budget
+from mpath_tf.pipeline.objective import check_objective
 
 # Settings that may change between a run and its resumption: where the data
 # lives is not part of what the run computes, and the choice of the final model
@@ -242,8 +244,6 @@ class TargetSettings:
         Raises:
             ConfigError: Naming the first setting out of range.
         """
-        from mpath_tf.pipeline.objective import check_objective
-
         if self.target == "tflm" or counts_instructions(self.target):
             get_target(self.target)
         check_objective(self.objective)
@@ -549,8 +549,6 @@ class SearchConfig(TargetSettings, MethodSettings, SelectionSettings, TrainingSe
 
     def budget(self):
         """The budget limits of these settings (``mpath_tf.pipeline.budget.Budget``)."""
-        from mpath_tf.pipeline.budget import Budget
-
         return Budget(self.min_accuracy, self.max_params, self.max_size_kb, self.max_latency_ms,
                       self.target, self.max_ram_kb, self.max_flash_kb)
 

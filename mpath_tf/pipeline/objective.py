@@ -33,6 +33,8 @@ import numpy as np
 
 from edge_bench.targets import counts_instructions
 from mpath_tf.errors import ConfigError
+from edge_bench.analysis import choose_fit_paths
+from mpath_tf.pipeline.budget import pareto_paths
 
 OBJECTIVES = ("params", "latency", "ram", "flash")
 FINALISTS = 3
@@ -155,8 +157,6 @@ def fitted_costs(parameters: dict[int, int], measure: Callable[[int], float],
         >>> round(fitted[7], 6)
         19.0
     """
-    from edge_bench.analysis import choose_fit_paths
-
     points = choose_fit_paths(within, FIT_POINTS)
     y = np.array([measure(b) for b in points], dtype="float64")
     features = lambda b: [1.0, parameters[b], float(b)]  # noqa: E731
@@ -319,7 +319,6 @@ def choose_for_target(config, supernet, rows: list[dict], files, reference_accur
     for row in rows:
         row["predicted_cost"] = fitted.get(row["paths"])
         row["measured_cost"] = measured.get(row["paths"])
-    from mpath_tf.pipeline.budget import pareto_paths
 
     record = {
         "name": objective, "target": target, "measured_on": where,

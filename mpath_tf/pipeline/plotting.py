@@ -11,6 +11,7 @@ import io
 import os
 
 from mpath_tf.storage import atomic_write_bytes
+from edge_bench.stats import row_cost as latency, row_unit
 
 
 def plot_search(rows: list[dict], chosen: int | None, path: str | os.PathLike, title: str) -> None:
@@ -93,9 +94,6 @@ def plot_latency(rows: list[dict], path: str | os.PathLike, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from edge_bench.stats import row_cost as latency
-    from edge_bench.stats import row_unit
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     ok = [r for r in rows if r["status"] == "ok"]

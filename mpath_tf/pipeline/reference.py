@@ -25,6 +25,9 @@ from mpath_tf.pipeline.steps import build_supernet_for
 from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir
 from mpath_tf.training.loop import accuracy, epochs_done, train
+from edge_bench import BenchSettings, Journal, get_target, measure_models
+from edge_bench.targets import target_slug
+from edge_bench.tflm import summary
 
 REFERENCE_FILE = "reference.keras"
 # Timing budget of the summary comparison: about 15 s for four files on a
@@ -90,8 +93,6 @@ def compare_speed(run_path: Path, files: dict[str, dict[str, Path]], log,
         ``target`` and ``settings``; a file that failed to run is left out
         with its error under ``errors``.
     """
-    from edge_bench import BenchSettings, Journal, get_target, measure_models
-
     target = get_target("local")
     settings = BenchSettings(**SPEED_SETTINGS, min_secs=seconds)
     folder = run_path / "speed"
@@ -143,10 +144,6 @@ def compare_on_tflm(run_path: Path, files: dict[str, Path], target: str, log) ->
         "errors": {...}}``; a row summary has ``cost``, ``arena_bytes``,
         ``flash_bytes``, ``flash_bytes_no_metadata`` and ``parity``.
     """
-    from edge_bench import BenchSettings, Journal, get_target, measure_models
-    from edge_bench.targets import target_slug
-    from edge_bench.tflm import summary
-
     folder = run_path / "speed"
     folder.mkdir(exist_ok=True)
     settings = BenchSettings(warmup_runs=2, warmup_min_secs=0.0, runs=200, min_secs=0.5,

@@ -47,13 +47,14 @@ from mpath_tf.pipeline.steps import (TargetFiles, budget_gains_of, profile_notic
                                      result_rows, sample_path_counts, train_supernet,
                                      with_model_shape, worker_one_shot)
 from mpath_tf.training.loop import accuracy, top1
+from edge_bench import get_target
+from mpath_tf.pipeline.objective import choose_for_target
+from mpath_tf.pipeline.tuning import run_distributed
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
                      progress: Progress) -> dict[int, float]:
     """Fine-tune the sampled path counts as KerasTuner trials (``mpath_tf.pipeline.tuning``):
     in this process, or on ``config.workers`` local worker processes."""
-    from mpath_tf.pipeline.tuning import run_distributed
-
     config = run.config
     (run.path / "samples").mkdir(exist_ok=True)
     for b, sample in run.state["samples"].items():  # runs from before the tuner
@@ -183,7 +184,6 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     from converters.tflm import is_tflm_target
 
     if is_tflm_target(config.target):  # usable before hours of training, or exit 2 now
-        from edge_bench import get_target
 
         get_target(config.target).describe()
     run = RunDir.create_or_resume(path, settings, data.class_labels)
@@ -231,8 +231,6 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     elif config.paths:
         chosen = config.paths
     elif config.objective != "params":
-        from mpath_tf.pipeline.objective import choose_for_target
-
         objective = choose_for_target(
             config, supernet, rows, TargetFiles(run, supernet, data, log, reference_model),
             reference_record["val_accuracy"] if reference_record else None, log)

@@ -24,7 +24,7 @@ from mpath_tf.core.conv import PathConv2D
 from mpath_tf.core.derivation import derive, parameter_counts, with_conv_implementation
 from mpath_tf.training.distributed import cluster_from_env, train_distributed
 from mpath_tf.errors import ConfigError, DamagedFileError, WorkerError
-from mpath_tf.storage import atomic_save_model
+from mpath_tf.storage import atomic_save_model, atomic_write_bytes
 from mpath_tf.core.models import adapt_normalization, image_shape
 from mpath_tf.core.saving import load_model
 from mpath_tf.core.supernet import build_supernet, to_supernet
@@ -32,6 +32,12 @@ from mpath_tf.progress import Progress
 from mpath_tf.pipeline.rundir import RunDir
 from mpath_tf.training.loop import (RECALIBRATION_ROWS, accuracy, epochs_done,
                                     recalibrate_batch_norms, train)
+from edge_bench import Journal, get_target, measure_models
+from edge_bench.arm64 import is_built
+from edge_bench.stats import row_cost, row_unit
+from edge_bench.targets import target_slug
+from mpath_tf.pipeline.curves import gains_by_paths
+from mpath_tf.pipeline.objective import measured_on
 
 
 def sample_path_counts(width: int, samples: int) -> list[int]:
@@ -395,8 +401,6 @@ def budget_gains_of(run: RunDir, config: SearchConfig, paths) -> dict[int, float
     """The accuracy the final budget adds over the samples' at each path
     count (``mpath_tf.pipeline.curves.gains_by_paths``); empty with the same
     budget, or samples from before curves were recorded."""
-    from mpath_tf.pipeline.curves import gains_by_paths
-
     if config.final_budget <= config.finetune_epochs:
         return {}
     curves = {int(b): s["val_curve"] for b, s in run.state["samples"].items() if s.get("val_curve")}
@@ -467,7 +471,6 @@ class TargetFiles:
         lowered by that core's bundled table)."""
         from converters import Int8, export_tflite
         from converters.profiles import target_profile
-        from edge_bench.targets import target_slug
 
         table = target_profile(target, "int8") if target.startswith("arm64:") else None
         suffix = f"_{target_slug(target)}" if table else ""
@@ -483,7 +486,6 @@ class TargetFiles:
         """The key's int8 file lowered for the TFLM ``target``."""
         from converters import Int8
         from converters.tflm import tflm_convert
-        from mpath_tf.storage import atomic_write_bytes
 
         suffix = "" if target == "tflm" else "-" + target.split(":", 1)[1]
         path = self.folder / f"{self._stem(key)}_int8_tflm{suffix}.tflite"
@@ -502,8 +504,6 @@ class TargetFiles:
             WorkerError: The target could not run it.
         """
         from converters.tflm import is_tflm_target
-        from edge_bench import Journal, get_target, measure_models
-        from edge_bench.targets import target_slug
 
         path = (self.tflm_file(key, target_name) if is_tflm_target(target_name)
                 else self.file(key, target_name))
@@ -531,8 +531,6 @@ class TargetFiles:
     def tflm_row(self, b: int) -> dict:
         """The TFLM measurement (arena, flash) of the file lowered for the
         run's TFLM target, or for ``tflm`` when the target is not one."""
-        from mpath_tf.pipeline.objective import measured_on
-
         target = measured_on("ram", self.run.config.target)
         row = self.row(target, b)
         self.log(f"  budget: {b} paths: arena {row['arena_bytes']:,} bytes, flash "
@@ -543,9 +541,6 @@ class TargetFiles:
         """The key's measured cost for ``objective``: latency (us, or
         instructions on a counting target) on the run's target; the TFLM
         arena (``ram``) or the file without metadata (``flash``) in bytes."""
-        from edge_bench.stats import row_cost, row_unit
-        from mpath_tf.pipeline.objective import measured_on
-
         target = measured_on(objective, self.run.config.target)
         row = self.row(target, key)
         value = {"latency": lambda: row_cost(row), "ram": lambda: float(row["arena_bytes"]),
@@ -569,7 +564,6 @@ def export_run_model(run: RunDir, model: keras.Model, data: Dataset, log, name: 
     from converters import Float32, Int8, export_tflite, lowering_plan, verify
     from converters.profiles import target_profile
     from converters.tflm import is_tflm_target
-    from edge_bench.arm64 import is_built
 
     target = run.config.target
     on_arm = target.startswith("arm64:")
@@ -626,7 +620,6 @@ def verify_on_target(path: Path, expected: np.ndarray, x: np.ndarray, scheme, la
     """
     from converters.tflite import run_tflite
     from converters.parity import compare_outputs, output_step
-    from edge_bench import get_target
 
     got = get_target(target).run(path, x)
     check = compare_outputs(expected, got, scheme, labels, output_step(path))

@@ -9,12 +9,16 @@ from pathlib import Path
 
 from mpath_tf.data import load_dataset
 from mpath_tf.core.derivation import path_widths
-from mpath_tf.errors import ConfigError
+from mpath_tf.errors import ConfigError, ModelError
 from mpath_tf.storage import atomic_save_model, atomic_write_json, library_versions
 from mpath_tf.core.saving import load_model
 from mpath_tf.pipeline.steps import finetune, load_data, verify_on_target
 from mpath_tf.pipeline.rundir import RunDir
 from mpath_tf.training.loop import accuracy
+from edge_bench import BenchSettings, arm64, get_target
+from edge_bench.arm64 import CORES
+from edge_bench.mcu import build as mcu_build
+from edge_bench.tflm import summary
 
 
 def derive_from_run(
@@ -204,8 +208,6 @@ def export_model(
     if target is not None:
         from converters.profiles import target_profile
         from converters.tflm import is_tflm_target
-        from edge_bench.arm64 import CORES
-
         for_tflm = is_tflm_target(target)
         if not for_tflm and target.removeprefix("arm64:") not in CORES:
             raise ConfigError(f"`target` exports for a microcontroller runtime, tflm or tflm:CORE "
@@ -219,9 +221,7 @@ def export_model(
         profile = profile or target_profile(target, None if for_tflm
                                                         else scheme.name)
         if not for_tflm and verify and verify_on is None:
-            from edge_bench.arm64 import is_built
-
-            if is_built():
+            if arm64.is_built():
                 verify_on = target  # the file is checked on the core it is for
             else:
                 log(f"{target}: the file is verified on this machine's LiteRT only; run "
@@ -296,11 +296,6 @@ def _export_tflm(model, output: Path, scheme, data, lowering: str, profile, targ
     """Write the file for a TFLM target and its C sources; measure its arena."""
     from converters.tflite import write_tflite
     from converters.tflm import strip_metadata, tflm_convert, write_mcu_sources
-    from edge_bench import BenchSettings, get_target
-    from edge_bench.mcu.build import is_built
-    from edge_bench.tflm import summary
-    from mpath_tf.errors import ModelError
-
     content, record = tflm_convert(model, scheme, data.x_train if data is not None else None,
                                    lowering, target, profile, log)
     labels = None if strip or data is None else data.class_names
@@ -310,8 +305,8 @@ def _export_tflm(model, output: Path, scheme, data, lowering: str, profile, targ
     name = name if name[0].isalpha() else f"m_{name}"
     sources = write_mcu_sources(content, output.parent, name)
     measured = {}
-    names = ["tflm"] + ([target] if target != "tflm" and is_built(get_target(target).core)
-                        else [])
+    built = target != "tflm" and mcu_build.is_built(get_target(target).core)
+    names = ["tflm"] + ([target] if built else [])
     settings = BenchSettings(runs=20, min_secs=0.1, warmup_min_secs=0.0)
     for where in names:
         try:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from mpath_tf.pipeline.bench import measured_latency
 from mpath_tf.errors import ConfigError
-from mpath_tf.storage import atomic_write_json, atomic_write_text
+from mpath_tf.storage import atomic_save_model, atomic_write_json, atomic_write_text
 from mpath_tf.pipeline.rundir import RunDir
 from mpath_tf.training.loop import top1
+from mpath_tf.core.saving import load_model
 
 CARD_FORMAT = "mpath-tf-bundle"
 
@@ -131,8 +132,6 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
         write_bundle("runs/digits-mpath-4-256-seed0", paths=[2, 11, 30])
     """
     from converters import export_tflite, get_quantization, run_tflite
-    from mpath_tf.storage import atomic_save_model
-    from mpath_tf.core.saving import load_model
     from mpath_tf.pipeline.steps import finetune, load_data
 
     run = RunDir.open(run_dir)

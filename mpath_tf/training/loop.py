@@ -18,6 +18,7 @@ import numpy as np
 
 from mpath_tf.data import Dataset
 from mpath_tf.errors import DamagedFileError, TrainingError
+from mpath_tf.storage import atomic_write_record, read_json, set_aside
 
 
 # Training examples whose statistics ``train(recalibrate=True)`` gives the
@@ -198,8 +199,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 model and its optimizer may hold part of it (``train``
                 starts them over).
         """
-        from mpath_tf.storage import set_aside
-
         if self.folder is None or not (self.folder / "state.json").is_file():
             return 0
         try:
@@ -211,8 +210,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
             raise err
 
     def _restore(self, model) -> int:
-        from mpath_tf.storage import read_json
-
         state = read_json(self.folder / "state.json")
         model.optimizer.build(model.trainable_variables)
         self.curve = list(state["curve"])
@@ -245,8 +242,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         os.replace(tmp, self.folder / f"{name}.weights.h5")
 
     def _write_state(self, epochs_done: int) -> None:
-        from mpath_tf.storage import atomic_write_record
-
         atomic_write_record(self.folder / "state.json", {
             "epochs_done": epochs_done, "curve": self.curve, "best_epoch": self.best_epoch,
             "best_value": self.best_value, "best_loss": self.best_loss,
@@ -286,8 +281,6 @@ def epochs_done(folder) -> int:
         >>> epochs_done(tempfile.mkdtemp())
         0
     """
-    from mpath_tf.storage import read_json
-
     try:
         return int(read_json(Path(folder) / "state.json")["epochs_done"])
     except (FileNotFoundError, DamagedFileError, KeyError, TypeError, ValueError):
