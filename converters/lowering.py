@@ -279,31 +279,32 @@ def _rebuild_chain(model, chain, first_weights, path_widths, blocks_of,
     (``chain = _chain(model)``): the Dense before it gets ``first_weights``
     (its units follow the kernel), every ``PathDense`` ``path_widths`` and
     ``blocks_of(old layer)`` (blocks, bias), the Dense after it
-    ``last_weights``; other layers are copied."""
+    ``last_weights``; other layers are copied (``clone_model``: one new
+    layer per layer)."""
     first, _, last = chain
-    inputs = keras.Input(model.input_shape[1:])
-    h = inputs
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer is first:
+            config |= {"units": int(first_weights[0].shape[1])}
+        elif isinstance(layer, PathDense):
+            config |= {"path_widths": list(path_widths)}
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
-            continue
+            continue  # made anew, under another name
+        new = copy.get_layer(layer.name)
         if layer is first:
-            new = keras.layers.Dense.from_config(
-                layer.get_config() | {"units": int(first_weights[0].shape[1])})
-            h = new(h)
             new.set_weights(first_weights)
         elif isinstance(layer, PathDense):
-            new = PathDense.from_config(layer.get_config() | {"path_widths": list(path_widths)})
-            h = new(h)
             new.set_blocks(*blocks_of(layer))
         elif layer is last:
-            new = keras.layers.Dense.from_config(layer.get_config())
-            h = new(h)
             new.set_weights(last_weights)
-        else:
-            new = layer.__class__.from_config(layer.get_config())
-            h = new(h)
+        elif layer.weights:
             new.set_weights(layer.get_weights())
-    return keras.Model(inputs, h, name=model.name)
+    return copy
 
 
 def chain_paths(model: keras.Model, implementation: str) -> keras.Model:
@@ -331,6 +332,7 @@ def chain_paths(model: keras.Model, implementation: str) -> keras.Model:
     if blocks is None or (implementation != "per_path" and not blocks[0]._identity
                           and len(blocks[0].path_widths) > 1):
         return model
+    # rebuilt by hand: k layers become one PathChain (clone_model maps each layer to one)
     inputs = keras.Input(model.input_shape[1:])
     h = inputs
     for layer in model.layers:
@@ -574,6 +576,7 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
     if not folds:
         return model
     folded = {id(l) for l in [*folds.values(), *activations.values()]}
+    # rebuilt by hand: the folded layers are dropped (clone_model maps each layer to one)
     inputs, tensors = _fresh_inputs(model)
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
