@@ -579,8 +579,9 @@ def profile(target, widths, quantization, conv_channels, no_xnnpack, cpus, repea
     click.echo(f"lowering profile: {output}")
 
 
-# `mpath-tf calibrate`: the command's name before the tables were called profiles.
-cli.add_command(click.Command("calibrate", params=profile.params, callback=profile.callback,
+# `mpath-tf calibrate`: the command's name before the tables were called
+# profiles (its own list of the same options: --verbose is added to each command).
+cli.add_command(click.Command("calibrate", params=list(profile.params), callback=profile.callback,
                               help="The earlier name of `mpath-tf profile`.", hidden=True))
 
 
