@@ -29,6 +29,8 @@ import numpy as np
 
 from mpath_tf.core import graph
 from mpath_tf.errors import ConfigError
+import keras
+from mpath_tf.core.layers import PathDense
 
 # Examples the neuron ranges are measured on (the converter's own calibration
 # takes Int8.num_samples, 200 by default): a neuron that is rarely active
@@ -45,10 +47,6 @@ def _relu_chain(model, keep=()) -> list[tuple]:
     """Pairs (layer, next layer) where ``layer`` is a ReLU Dense or PathDense
     whose output feeds only ``next layer``, a Dense or PathDense, and neither
     is named in ``keep``."""
-    import keras
-
-    from mpath_tf.core.layers import PathDense
-
     kinds = (keras.layers.Dense, PathDense)
     readers = graph.consumers(model)
     pairs = []
@@ -66,8 +64,6 @@ def _relu_chain(model, keep=()) -> list[tuple]:
 
 def _scale_outputs(layer, s: np.ndarray) -> None:
     """Multiply the incoming weights and bias of every output neuron by ``s``."""
-    from mpath_tf.core.layers import PathDense
-
     if isinstance(layer, PathDense):
         bias = layer.get_weights()[1]
         layer.set_blocks([b * s[o:o + b.shape[1]][None, :]  # (w_k, w_k), (in, out)
@@ -79,8 +75,6 @@ def _scale_outputs(layer, s: np.ndarray) -> None:
 
 def _scale_inputs(layer, s: np.ndarray) -> None:
     """Divide the weights each input neuron feeds by ``s``."""
-    from mpath_tf.core.layers import PathDense
-
     if isinstance(layer, PathDense):
         layer.set_blocks([b / s[o:o + b.shape[0]][:, None]
                           for b, o in zip(layer.get_blocks(), layer.offsets)])
@@ -120,8 +114,6 @@ def equalize_ranges(model, x: np.ndarray, strength: float = 0.5, keep=()):
         >>> bool(np.allclose(same.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6))
         True
     """
-    import keras
-
     if not 0.0 <= strength <= 1.0:
         raise ConfigError(
             f"Range equalization strength must be in [0, 1] (0 turns it off). "

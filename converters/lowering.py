@@ -21,6 +21,8 @@ import numpy as np
 
 from mpath_tf.core import graph
 from mpath_tf.core.layers import PathChain, PathDense
+from mpath_tf.core.conv import PathConv2D
+from mpath_tf.core.supernet import ResidualJoin
 
 
 def path_stack(model) -> list[PathDense] | None:
@@ -369,9 +371,6 @@ def _channel_groups(model):
     same channel (joined by channel-wise layers, path convolutions and
     residual adds), as a union-find ``find``; None if a layer has more than
     one call in ``model``."""
-    from mpath_tf.core.conv import PathConv2D
-    from mpath_tf.core.supernet import ResidualJoin
-
     parent: dict[int, int] = {}
 
     def find(t: int) -> int:
@@ -403,9 +402,6 @@ def _permuted(layer, new, p_in, p_out) -> bool:
     """Give ``new`` (a fresh copy of ``layer``) the weights of ``layer`` with
     input channels renumbered by ``p_in`` and output channels by ``p_out``
     (new -> old, None: as they are); False if ``layer`` cannot be."""
-    from mpath_tf.core.conv import PathConv2D
-    from mpath_tf.core.supernet import ResidualJoin
-
     weights = layer.get_weights()
     if p_in is None and p_out is None:
         new.set_weights(weights)
@@ -490,8 +486,6 @@ def group_conv_paths(model: keras.Model) -> keras.Model:
         ...     net.derived_widths(4))
         True
     """
-    from mpath_tf.core.conv import PathConv2D
-
     find = _channel_groups(model)
     if find is None:
         return model
@@ -556,8 +550,6 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
         ...     for l in folded.layers)
         False
     """
-    from mpath_tf.core.conv import PathConv2D
-
     users = graph.consumers(model)  # tensor id -> the layers that take it
     folds, activations = {}, {}  # path convolution's name -> the layer folded into it
     for layer in model.layers:

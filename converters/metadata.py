@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 import flatbuffers
+import numpy as np
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
@@ -122,7 +123,6 @@ def with_labels(content: bytes, labels: list[str], name: str = "mpath-tf classif
         >>> read_labels(data)
         ['cat', 'dog']
     """
-    import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
     bad = [label for label in labels if "\n" in label or "\r" in label]

@@ -45,6 +45,8 @@ import numpy as np
 from mpath_tf.errors import ConfigError
 from edge_bench.agent import describe
 from mpath_tf.core.costs import CostTable
+from mpath_tf.core.conv import MembraneConv2D
+from mpath_tf.core.supernet import run_chain
 
 FORMAT = "mpath-tf-lowering-profile"
 # What these tables were called before they were profiles (read as they are).
@@ -564,9 +566,6 @@ def stack_latency_costs(supernet, profile: dict | None = None,
         ConfigError: The profile lacks this quantization, or has no
             path-convolution entries for a convolution stack.
     """
-    from mpath_tf.core.conv import MembraneConv2D
-    from mpath_tf.core.supernet import run_chain
-
     profile = profile or load_profile()
     shapes = {}
 

@@ -30,6 +30,9 @@ from mpath_tf.core.permeability import widths_from_cuts
 from mpath_tf.errors import ConfigError
 from edge_bench import BenchSettings, Journal, LocalTarget, get_target, measure_models
 from mpath_tf.storage import atomic_write_json
+import keras
+from mpath_tf.core.conv import PathConv2D
+from mpath_tf.core.layers import PathDense
 
 
 def equal_widths(width: int, paths: int) -> list[int]:
@@ -89,10 +92,6 @@ def stack_model(path_widths: list[int], depth: int = STACK_DEPTH):
     The widths are sorted so that equal widths sit side by side, as
     ``group_paths`` arranges them in exported models.
     """
-    import keras
-
-    from mpath_tf.core.layers import PathDense
-
     widths = sorted(path_widths)
     width = sum(widths)
     inputs = keras.Input((width,))
@@ -117,10 +116,6 @@ def conv_stack_model(path_widths: list[int], side: int, depth: int = CONV_DEPTH)
     """``depth`` 3x3 path convolutions with ReLU on ``side`` x ``side`` maps:
     the conv unit that is profiled (widths sorted, as ``group_conv_paths``
     arranges a derived stage)."""
-    import keras
-
-    from mpath_tf.core.conv import PathConv2D
-
     widths = sorted(path_widths)
     inputs = keras.Input((side, side, sum(widths)))
     rng = np.random.default_rng(len(widths))

@@ -18,6 +18,9 @@ import numpy as np
 
 from mpath_tf.errors import ConfigError
 from mpath_tf.storage import atomic_write_bytes
+import keras
+import tensorflow as tf
+from mpath_tf.core.layers import PathDense
 
 
 def legacy_keras_modules():
@@ -69,10 +72,6 @@ def to_tf_keras(model):
     Raises:
         ConfigError: A layer that cannot be rebuilt (named in the message).
     """
-    import keras
-
-    from mpath_tf.core.layers import PathDense
-
     tf_keras, _ = legacy_keras_modules()
     PathSlice = _path_slice_class(tf_keras)
     inputs = tf_keras.Input(model.input_shape[1:])
@@ -124,8 +123,6 @@ def qat_int8(model, x_train, y_train, epochs: int, batch_size: int = 128,
     Raises:
         ConfigError: Missing packages, bad epochs, data of the wrong shape.
     """
-    import tensorflow as tf
-
     tf_keras, tfmot = legacy_keras_modules()
     if epochs < 1:
         raise ConfigError(f"`epochs` must be >= 1. Received: epochs={epochs}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import tensorflow as tf
 
 from mpath_tf.errors import ConfigError
 
@@ -65,8 +66,6 @@ class Float16:
         return {"max_abs_diff": 1e-3, "rtol": 1e-3}
 
     def configure(self, converter, representative_data) -> None:
-        import tensorflow as tf
-
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
 
@@ -91,8 +90,6 @@ class DynamicRange:
         return {"max_abs_diff": 1e-1}
 
     def configure(self, converter, representative_data) -> None:
-        import tensorflow as tf
-
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
     def get_config(self) -> dict:
@@ -140,8 +137,6 @@ class _Calibrated:
 
     def _calibrate(self, converter, representative_data, ops) -> None:
         """Set the converter's representative dataset and integer op set."""
-        import tensorflow as tf
-
         samples = self.calibration_samples(representative_data)
 
         def dataset():
@@ -203,8 +198,6 @@ class Int8(_Calibrated):
             )
 
     def configure(self, converter, representative_data) -> None:
-        import tensorflow as tf
-
         self._calibrate(converter, representative_data, tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
         if self.int8_io:
             converter.inference_input_type = tf.int8
@@ -242,8 +235,6 @@ class Int16x8(_Calibrated):
     name = "int16x8"
 
     def configure(self, converter, representative_data) -> None:
-        import tensorflow as tf
-
         self._calibrate(converter, representative_data,
                         tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
 

@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from converters.quantization import Float32
 from edge_bench.quantized_io import dequantize_output, quantize_input
@@ -22,6 +24,9 @@ from mpath_tf.errors import ConfigError
 from mpath_tf.storage import atomic_write_bytes
 from mpath_tf.core import graph
 from mpath_tf.core.models import NORMALIZATION, normalization_layer
+from mpath_tf.core.conv import PathConv2D
+from mpath_tf.core.derivation import with_conv_implementation, with_implementation
+from mpath_tf.core.layers import PathDense
 
 
 # How block-diagonal (``PathDense``) layers become TFLite ops: lowering name ->
@@ -78,8 +83,6 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     from converters.profiles import (CONV_LOWERINGS, profiled_mode, choose_conv_lowering,
                                         choose_lowering, load_profile)
     from converters.lowering import neighbour_weights, paddable, path_stack
-    from mpath_tf.core.conv import PathConv2D
-    from mpath_tf.core.layers import PathDense
 
     if lowering != "auto" and lowering not in LOWERINGS and lowering not in CONV_LOWERINGS:
         raise ConfigError(f"Unknown lowering '{lowering}'. Choose one of: {', '.join(LOWERINGS)}, "
@@ -138,7 +141,6 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
     from converters.profiles import (profiled_mode, profile_source, has_conv_entries,
                                         load_profile)
     from converters.lowering import stack_padding
-    from mpath_tf.core.conv import PathConv2D
 
     mode = profiled_mode(quantization_name)
     table = profile
@@ -177,8 +179,6 @@ def _lowered(model, lowerings: dict[str, str], chain: bool = True, edges=None):
     ``chain``), the stack chained path by path."""
     from converters.lowering import (chain_paths, fold_batch_norms, group_conv_paths, group_paths,
                                      pad_paths)
-    from mpath_tf.core.derivation import with_conv_implementation, with_implementation
-    from mpath_tf.core.layers import PathDense
 
     model = group_conv_paths(model)  # a CNN stage: one convolution per distinct path width
     model = fold_batch_norms(model)  # (the converter folds none into a path convolution)
@@ -225,11 +225,6 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
             given, the lowering is unknown, or a path never activates on the
             representative data and the file cannot run.
     """
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
     quantization = quantization or Float32()
     if representative_data is not None and len(representative_data) and (
             tuple(np.shape(representative_data)[1:]) != tuple(model.input_shape[1:])):
@@ -286,8 +281,6 @@ def _float_normalization(content: bytes, converter) -> bytes:
     standardizes them in float, and quantizes the standardized features, which
     share one scale well. Every other op stays int8.
     """
-    import tensorflow as tf
-
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content)
@@ -332,8 +325,6 @@ def _check_runnable(content: bytes, model, quantization) -> None:
 
 def _layers_with_ops(model, op_types: set[str]) -> list[str]:
     """Names of the layers of ``model`` whose traced graph holds one of ``op_types``."""
-    import tensorflow as tf
-
     names = []
     for layer in model.layers:
         if not graph.calls(layer) or isinstance(layer.input, list):

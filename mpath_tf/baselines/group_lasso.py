@@ -27,6 +27,7 @@ from mpath_tf.baselines.common import (
     Search,
     fit_scores_to_budget,
 )
+from mpath_tf.training.loop import train
 
 
 @keras.saving.register_keras_serializable(package="mpath_tf")
@@ -74,8 +75,6 @@ def sparsify(spec: MLPSpec, data, strength: float = 1e-4, epochs: int = 3, seed:
     Raises:
         ValueError: Negative or non-finite ``strength``.
     """
-    from mpath_tf.training.loop import train
-
     penalty = GroupLasso(strength)
 
     def hidden(h, i, width, fan_in):

@@ -29,6 +29,7 @@ from mpath_tf.baselines.common import (
     Search,
     scale_to_budget,
 )
+from mpath_tf.training.loop import train
 
 
 @keras.saving.register_keras_serializable(package="mpath_tf")
@@ -79,8 +80,6 @@ def shrink(spec: MLPSpec, data, strength: float = 1.0, epochs: int = 3, seed: in
     Raises:
         ValueError: Negative or non-finite ``strength``.
     """
-    from mpath_tf.training.loop import train
-
     if not (np.isfinite(strength) and strength >= 0):
         raise ValueError(f"strength must be a finite number >= 0. Received: strength={strength}")
     sizes = [spec.inputs, *spec.widths, spec.num_classes]

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from mpath_tf.baselines.common import (
     MLPSpec,
@@ -30,6 +31,7 @@ from mpath_tf.baselines.common import (
     flat_inputs,
     mlp_parameters,
 )
+from mpath_tf.training.loop import compile_model
 
 
 def fit_power_law(taus: Sequence[float], phis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +164,6 @@ def taylor_importance(model, gates, x, y, batch_size: int = 128, batches: int = 
     Returns:
         One array of importances per hidden layer.
     """
-    import tensorflow as tf
-
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(reduction="sum")
     totals = [np.zeros(g.z.shape[0]) for g in gates]
     rng = np.random.default_rng(0)
@@ -206,8 +206,6 @@ def iterative_prune(inputs: int, widths: Sequence[int], classes: int, data, pret
     Returns:
         ``(taus, phis)``: parameter counts (N,) and alive neurons per layer (N, L).
     """
-    from mpath_tf.training.loop import compile_model
-
     x, y = flat_inputs(data)
     model, gates = _gated_mlp(inputs, widths, classes, seed)
     compile_model(model)

@@ -26,6 +26,7 @@ from mpath_tf.baselines.common import (
     Search,
     fit_scores_to_budget,
 )
+from mpath_tf.training.loop import train
 
 _K1, _K2, _K3 = 0.63576, 1.87320, 1.48695  # Molchanov et al., Eq. 14
 
@@ -108,8 +109,6 @@ def sparsify(spec: MLPSpec, data, epochs: int = 3, seed: int = 0, batch_size: in
     Returns:
         The trained model (hidden layers ``hidden_1..L``, then ``classifier``).
     """
-    from mpath_tf.training.loop import train
-
     kl_weight = 1.0 / len(data.x_train)
 
     def hidden(h, i, width, fan_in):

@@ -50,6 +50,8 @@ from mpath_tf.training.loop import accuracy, top1
 from edge_bench import get_target
 from mpath_tf.pipeline.objective import choose_for_target
 from mpath_tf.pipeline.tuning import run_distributed
+from mpath_tf.pipeline.reference import compare_on_tflm, compare_speed, train_reference
+from mpath_tf.pipeline.tradeoff import search_tradeoff
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
                      progress: Progress) -> dict[int, float]:
@@ -193,15 +195,11 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
     for notice in run.notices:
         log(notice)
     if config.method != "rank":
-        from mpath_tf.pipeline.tradeoff import search_tradeoff
-
         return search_tradeoff(run, data, log, progress)
 
     supernet = train_supernet(run, data, log, progress, strategy)
     reference_model, reference_record = None, None
     if config.reference:
-        from mpath_tf.pipeline.reference import train_reference
-
         reference_model, reference_record = train_reference(run, data, log, progress)
     measured = _sample_finetune(run, supernet, data, log, progress)
 
@@ -267,7 +265,6 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
                                                       - reference_record["test_accuracy"])}
     speed = None
     if config.bench and not dense_chosen:  # dense chosen: the same file as the reference
-        from mpath_tf.pipeline.reference import compare_speed
 
         log("timing the chosen model" + (" and the dense reference" if reference else "")
             + " on this machine (LiteRT)")
@@ -278,8 +275,6 @@ def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Data
         speed = compare_speed(run.path, files, log, config.bench_seconds)
     device = None
     if is_tflm_target(config.target):
-        from mpath_tf.pipeline.reference import compare_on_tflm
-
         log("measuring the chosen model" + (" and the dense reference" if reference else "")
             + f" on {config.target} (int8)")
         files = {"chosen": run.path / exports["int8"]["file"]}

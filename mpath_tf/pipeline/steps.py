@@ -38,6 +38,7 @@ from edge_bench.stats import row_cost, row_unit
 from edge_bench.targets import target_slug
 from mpath_tf.pipeline.curves import gains_by_paths
 from mpath_tf.pipeline.objective import measured_on
+from mpath_tf.core.layers import PathDense
 
 
 def sample_path_counts(width: int, samples: int) -> list[int]:
@@ -652,7 +653,6 @@ def profile_notice(model: keras.Model, log) -> None:
     fast form with XNNPACK; each export records which:
     ``conv_lowerings_measured``)."""
     from converters.profiles import profile_source, foreign_table_notice
-    from mpath_tf.core.layers import PathDense
 
     if not any(isinstance(layer, PathDense) for layer in model.layers):
         return

@@ -32,6 +32,19 @@ from mpath_tf.errors import ConfigError
 from mpath_tf.pipeline.results import SearchResults
 from mpath_tf.storage import atomic_save_model
 from mpath_tf.training.loop import accuracy, top1
+from mpath_tf.pipeline.steps import (
+    build_supernet_for,
+    export_run_model,
+    train_derived,
+    train_supernet,
+)
+from mpath_tf.tradeoff.train import (
+    estimate_lambda,
+    lam_for_budget,
+    lambda_curve,
+    train_fixed_lambda,
+    train_hypernet,
+)
 
 CURVE_POINTS = 21
 
@@ -80,8 +93,6 @@ def cost_table(config, width: int, depth: int, supernet=None) -> CostTable | lis
 
 
 def _train_gated(run, data: Dataset, cost, base, log, progress):
-    from mpath_tf.tradeoff.train import train_fixed_lambda
-
     config, path = run.config, run.path / "gated.keras"
     model = run.done_model(run.state.get("gated"), path, log, "gated one-shot training")
     if model is not None:
@@ -100,8 +111,6 @@ def _train_gated(run, data: Dataset, cost, base, log, progress):
 
 
 def _train_hypernet(run, supernet, data: Dataset, cost, log, progress):
-    from mpath_tf.tradeoff.train import estimate_lambda, lambda_curve, train_hypernet
-
     config, path = run.config, run.path / "hypernet.keras"
     model = run.done_model(run.state.get("hypernet"), path, log, "hypernetwork training")
     if model is not None:
@@ -124,8 +133,6 @@ def _train_hypernet(run, supernet, data: Dataset, cost, log, progress):
 
 
 def _choose_lam(run, model, log) -> float:
-    from mpath_tf.tradeoff.train import lam_for_budget
-
     config = run.config
     if config.lam is not None:
         return config.lam
@@ -162,9 +169,6 @@ def search_tradeoff(run, data: Dataset, log, progress) -> dict:
     Raises:
         ConfigError: A cost table for another network or target, or an unmet budget.
     """
-    from mpath_tf.pipeline.steps import (build_supernet_for, export_run_model, train_derived,
-                                         train_supernet)
-
     config = run.config
     # the MLP has its own classes; any other network is gated stack by stack
     base = None if config.model is None and config.arch == "mlp" else build_supernet_for(

@@ -7,6 +7,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from mpath_tf.data import load_dataset
 from mpath_tf.core.derivation import path_widths
 from mpath_tf.errors import ConfigError, ModelError
@@ -19,6 +21,7 @@ from edge_bench import BenchSettings, arm64, get_target
 from edge_bench.arm64 import CORES
 from edge_bench.mcu import build as mcu_build
 from edge_bench.tflm import summary
+from mpath_tf.core.conv import PathConv2D
 
 
 def derive_from_run(
@@ -157,8 +160,6 @@ def export_model(
         ConfigError: Unknown format or quantization, int8 / int16x8 without data, unwritable output,
             or a model file that cannot be loaded.
     """
-    import numpy as np
-
     from converters import (
         export_tflite,
         get_quantization,
@@ -230,8 +231,6 @@ def export_model(
         raise ConfigError("`strip_metadata` applies to a TFLM `target` ('tflm...').")
     if profile_cpu and profile is None and lowering in ("auto", "bucketed") and not qat_epochs:
         from converters.profiling import ensure_own_table
-        from mpath_tf.core.conv import PathConv2D
-
         ensure_own_table(scheme.name, log,
                          conv=any(isinstance(l, PathConv2D) for l in model.layers))
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, profile)
@@ -296,6 +295,7 @@ def _export_tflm(model, output: Path, scheme, data, lowering: str, profile, targ
     """Write the file for a TFLM target and its C sources; measure its arena."""
     from converters.tflite import write_tflite
     from converters.tflm import strip_metadata, tflm_convert, write_mcu_sources
+
     content, record = tflm_convert(model, scheme, data.x_train if data is not None else None,
                                    lowering, target, profile, log)
     labels = None if strip or data is None else data.class_names

@@ -33,6 +33,7 @@ import math
 import keras
 import numpy as np
 from keras import ops
+import tensorflow as tf
 
 from mpath_tf.core.costs import CostTable
 from mpath_tf.data import Dataset
@@ -230,8 +231,6 @@ def warmup(model: Supernet, data: Dataset, max_steps: int = 500, check_every: in
     Returns:
         Steps taken (0 when the lam = 0 network is already above chance).
     """
-    import tensorflow as tf
-
     chance = 1.0 / data.num_classes
     x, y = data.x_val[:1000], data.y_val[:1000]
     optimizer = keras.optimizers.Adam(0.05)
