@@ -95,15 +95,19 @@ class MLPSupernet(keras.Model):
         return cls(**config)
 
 
-@keras.saving.register_keras_serializable(package="mpath_tf")
-class GatedSupernet(MLPSupernet):
-    """The weights of an MLP supernet trained at a fixed ``lam`` (before
-    ``Supernet`` took gates): ``omega`` holds the logits over ``LOGIT_SCALE``."""
+class _GatedMLP(MLPSupernet):
+    """The weights of an MLP supernet trained with a cost term (before
+    ``Supernet`` took gates): ``omega`` holds the logits over ``LOGIT_SCALE``,
+    ``temperature`` the gates' last one; the trade-off is ``TRADE_OFF``."""
 
-    def __init__(self, input_shape, num_classes, depth, width, activation="relu", lam=0.0,
-                 cost=None, initial_logit: float = 1.0, seed: int | None = None, **kwargs):
+    TRADE_OFF = "lam"
+    DEFAULT = 0.0
+
+    def __init__(self, input_shape, num_classes, depth, width, activation="relu", cost=None,
+                 initial_logit: float = 1.0, seed: int | None = None, **kwargs):
+        value = kwargs.pop(self.TRADE_OFF, self.DEFAULT)
         super().__init__(input_shape, num_classes, depth, width, activation, **kwargs)
-        self.lam = lam
+        self.trade_off_value = value
         self.cost = None if cost is None else CostTable.from_dict(cost)
         self.initial_logit, self.seed = float(initial_logit), seed
 
@@ -114,40 +118,30 @@ class GatedSupernet(MLPSupernet):
 
     @property
     def gating(self) -> dict:
-        costs = None if self.cost is None else [self.cost]
-        return {"lam": self.lam, "costs": costs, "initial_logit": self.initial_logit,
-                "seed": self.seed}
+        return {self.TRADE_OFF: self.trade_off_value,
+                "costs": None if self.cost is None else [self.cost],
+                "initial_logit": self.initial_logit, "seed": self.seed}
 
     def get_config(self):
-        return {**super().get_config(), "lam": self.lam,
+        return {**super().get_config(), self.TRADE_OFF: self.trade_off_value,
                 "cost": None if self.cost is None else self.cost.to_dict(),
                 "initial_logit": self.initial_logit, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="mpath_tf")
-class HyperSupernet(GatedSupernet):
-    """The weights of an MLP hypernetwork supernet (before ``Supernet`` took
-    gates): ``omega`` and ``slope`` give the logits at each ``lam``."""
+class GatedSupernet(_GatedMLP):
+    """An MLP supernet trained at a fixed ``lam`` (``_GatedMLP``)."""
 
-    def __init__(self, input_shape, num_classes, depth, width, activation="relu",
-                 lam_max: float = 1.0, cost=None, initial_logit: float = 1.0,
-                 seed: int | None = None, **kwargs):
-        kwargs.pop("lam", None)
-        super().__init__(input_shape, num_classes, depth, width, activation, 0.0, cost,
-                         initial_logit, seed, **kwargs)
-        self.lam_max = lam_max
+    TRADE_OFF, DEFAULT = "lam", 0.0
+
+
+@keras.saving.register_keras_serializable(package="mpath_tf")
+class HyperSupernet(_GatedMLP):
+    """An MLP hypernetwork supernet (``_GatedMLP``): ``omega`` and ``slope``
+    give the logits at each ``lam`` up to ``lam_max``."""
+
+    TRADE_OFF, DEFAULT = "lam_max", 1.0
 
     def build(self, input_shape):
         super().build(input_shape)
         self.slope = self.add_weight(name="slope", shape=(self.width - 1,), initializer="zeros")
-
-    @property
-    def gating(self) -> dict:
-        gating = super().gating
-        del gating["lam"]
-        return {**gating, "lam_max": self.lam_max}
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("lam")
-        return {**config, "lam_max": self.lam_max}
