@@ -25,6 +25,7 @@ from pathlib import Path
 
 import flatbuffers
 import numpy as np
+from flatbuffers.table import Table
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
@@ -186,8 +187,6 @@ def read_labels(source: bytes | str | os.PathLike) -> list[str] | None:
 
 def _output_label_file(meta: bytes) -> str | None:
     """The name of the first output tensor's TENSOR_AXIS_LABELS file."""
-    from flatbuffers.table import Table
-
     def vector(buf_table: Table, slot: int) -> list[Table]:
         offset = buf_table.Offset(4 + 2 * slot)
         if not offset:

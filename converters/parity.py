@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from converters.quantization import Float32
+from converters.tflite import load_interpreter, run_tflite
 
 # Top-1 margin (probability points) below which an example is a near-tie:
 # rounding may flip its class without anything being wrong.
@@ -99,8 +100,6 @@ def output_step(path: str | os.PathLike) -> float | None:
     With float32 I/O the output comes from a DEQUANTIZE of an int8 tensor:
     its scale is the step. With int8 I/O it is the output tensor's own scale.
     """
-    from converters.tflite import load_interpreter
-
     interpreter = load_interpreter(path)
     output = interpreter.get_output_details()[0]
     scale = output["quantization"][0]
@@ -200,8 +199,6 @@ def verify(path: str | os.PathLike, model, x: np.ndarray, quantization=None,
         >>> verify(path, model, np.ones((8, 4), "float32")).passed
         True
     """
-    from converters.tflite import run_tflite
-
     if expected is None:
         expected = np.asarray(model.predict(x, batch_size=1024, verbose=0))
     return compare_outputs(expected, run_tflite(path, x), quantization, labels,

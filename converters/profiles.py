@@ -47,6 +47,7 @@ from edge_bench.agent import describe
 from mpath_tf.core.costs import CostTable
 from mpath_tf.core.conv import MembraneConv2D
 from mpath_tf.core.supernet import run_chain
+from converters.lowering import bucket_edges, padded_widths
 
 FORMAT = "mpath-tf-lowering-profile"
 # What these tables were called before they were profiles (read as they are).
@@ -464,8 +465,6 @@ def _bucketed_cost(table: dict, quantization: str, depth: int, neighbours: int, 
     """``cost(edges)``: conv's profiled cost of the padded stack plus the
     neighbouring layers' extra weights at conv's cost per weight; infinite
     beyond ``MAX_PADDING`` (``coef``: conv's fitted coefficients, if known)."""
-    from converters.lowering import padded_widths
-
     coef = fit_costs(table, quantization)["conv"] if coef is None else coef
     widths = np.asarray(path_widths, dtype=np.int64)
     squares = int((widths * widths).sum())
@@ -511,8 +510,6 @@ def bucket_plan(table: dict, path_widths: list[int], quantization: str,
 
 def _bucket_edges_for(path_widths, cost) -> list[int]:
     """``lowering.bucket_edges`` under a ``_bucketed_cost``."""
-    from converters.lowering import bucket_edges
-
     return bucket_edges(path_widths, lambda padded: cost(sorted(set(padded))))
 
 

@@ -27,6 +27,29 @@ from mpath_tf.core.models import NORMALIZATION, normalization_layer
 from mpath_tf.core.conv import PathConv2D
 from mpath_tf.core.derivation import with_conv_implementation, with_implementation
 from mpath_tf.core.layers import PathDense
+from converters.equalize import RANGE_SAMPLES, equalize_ranges
+from converters.lowering import (
+    chain_paths,
+    fold_batch_norms,
+    group_conv_paths,
+    group_paths,
+    neighbour_weights,
+    pad_paths,
+    paddable,
+    path_stack,
+    stack_padding,
+)
+from converters.metadata import LABEL_FILE, label_file_text, with_labels
+from converters.profiles import (
+    CONV_LOWERINGS,
+    bucket_plan,
+    choose_conv_lowering,
+    choose_lowering,
+    has_conv_entries,
+    load_profile,
+    profile_source,
+    profiled_mode,
+)
 
 
 # How block-diagonal (``PathDense``) layers become TFLite ops: lowering name ->
@@ -80,9 +103,6 @@ def choose_lowerings(model, quantization_name: str = "float32", lowering: str = 
     Raises:
         ConfigError: Unknown lowering, or an unreadable lowering profile.
     """
-    from converters.profiles import (CONV_LOWERINGS, profiled_mode, choose_conv_lowering,
-                                        choose_lowering, load_profile)
-    from converters.lowering import neighbour_weights, paddable, path_stack
 
     if lowering != "auto" and lowering not in LOWERINGS and lowering not in CONV_LOWERINGS:
         raise ConfigError(f"Unknown lowering '{lowering}'. Choose one of: {', '.join(LOWERINGS)}, "
@@ -138,9 +158,6 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
     Raises:
         ConfigError: As ``choose_lowerings``.
     """
-    from converters.profiles import (profiled_mode, profile_source, has_conv_entries,
-                                        load_profile)
-    from converters.lowering import stack_padding
 
     mode = profiled_mode(quantization_name)
     table = profile
@@ -161,9 +178,6 @@ def lowering_plan(model, quantization_name: str = "float32", lowering: str = "pe
 
 def _bucket_edges(model, lowerings: dict[str, str], quantization_name: str, profile):
     """The bucket edges of a ``bucketed`` stack (None for other lowerings)."""
-    from converters.profiles import bucket_plan, profiled_mode, load_profile
-    from converters.lowering import neighbour_weights, path_stack
-
     lowerings = {name: l for name, l in lowerings.items() if l in LOWERINGS}
     if not lowerings or set(lowerings.values()) != {"bucketed"}:
         return None
@@ -177,9 +191,6 @@ def _lowered(model, lowerings: dict[str, str], chain: bool = True, edges=None):
     """The model to trace: a CNN stage's channels grouped by path width,
     paths padded to ``edges`` (bucketed), neurons regrouped and, when every block-diagonal layer has the same lowering (and
     ``chain``), the stack chained path by path."""
-    from converters.lowering import (chain_paths, fold_batch_norms, group_conv_paths, group_paths,
-                                     pad_paths)
-
     model = group_conv_paths(model)  # a CNN stage: one convolution per distinct path width
     model = fold_batch_norms(model)  # (the converter folds none into a path convolution)
     convs = {name: l for name, l in lowerings.items() if l not in LOWERINGS}
@@ -235,8 +246,6 @@ def convert(model, quantization=None, representative_data=None, lowering: str = 
         )
     lowerings = choose_lowerings(model, quantization.name, lowering, profile)
     if getattr(quantization, "equalize", 0.0):
-        from converters.equalize import RANGE_SAMPLES, equalize_ranges
-
         samples = quantization.calibration_samples(
             representative_data, max(RANGE_SAMPLES, quantization.num_samples))
         per_tensor = {name for name, choice in lowerings.items() if choice == "batch_matmul"}
@@ -434,8 +443,6 @@ def write_tflite(content: bytes, path: str | os.PathLike, labels: list | None = 
     """
     path = Path(path)
     if labels is not None:
-        from converters.metadata import LABEL_FILE, label_file_text, with_labels
-
         names = [str(label) for label in labels]
         content = with_labels(content, names)
         atomic_write_bytes(path.with_name(LABEL_FILE), label_file_text(names).encode())

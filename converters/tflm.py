@@ -20,10 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import flatbuffers
+
 from converters.profiles import target_profile
 from mpath_tf.errors import ConfigError, ModelError
 from mpath_tf.storage import atomic_write_text
 from edge_bench.tflm import TflmTarget
+from converters.tflite import LOWERINGS, choose_lowerings, convert
 
 # Builtin op names whose MicroMutableOpResolver method is not the CamelCase of the name.
 _RESOLVER_NAMES = {"BATCH_MATMUL": "AddBatchMatMul", "LOG_SOFTMAX": "AddLogSoftmax",
@@ -141,8 +144,6 @@ def strip_metadata(content: bytes) -> bytes:
         >>> len(strip_metadata(content)) < len(content)
         True
     """
-    import flatbuffers
-
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
     dropped = {m.buffer for m in (model.metadata or [])}
@@ -200,8 +201,6 @@ def tflm_convert(model, quantization, representative_data=None, lowering: str = 
         ConfigError: An explicit lowering, or every candidate, is refused
             by TFLM (the op and reason named).
     """
-    from converters.tflite import LOWERINGS, choose_lowerings, convert
-
     table = profile or target_profile(target)
     refused: list[tuple[str, str]] = []
     excluded: set[str] = set()

@@ -254,7 +254,7 @@ def test_the_0_1_tuning_entry_point_still_runs():
 # one of these (directly or through our modules) until the function runs.
 HEAVY = {"tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "keras_tuner",
          "tensorflow_datasets", "ai_edge_litert", "tflite_runtime", "tflite_micro", "matplotlib",
-         "scipy", "sklearn", "h5py", "flatbuffers"}
+         "scipy", "sklearn"}
 
 
 def _function_imports(path: pathlib.Path, package: str):

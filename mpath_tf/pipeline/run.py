@@ -52,6 +52,7 @@ from mpath_tf.pipeline.objective import choose_for_target
 from mpath_tf.pipeline.tuning import run_distributed
 from mpath_tf.pipeline.reference import compare_on_tflm, compare_speed, train_reference
 from mpath_tf.pipeline.tradeoff import search_tradeoff
+from converters.tflm import is_tflm_target
 
 def _sample_finetune(run: RunDir, supernet, data: Dataset, log,
                      progress: Progress) -> dict[int, float]:
@@ -183,8 +184,6 @@ def search(
 def _search(path: Path, settings: SearchConfig, config: SearchConfig, data: Dataset, log,
             progress: Progress, strategy) -> dict:
     """``search`` after the data is loaded and the run directory locked."""
-    from converters.tflm import is_tflm_target
-
     if is_tflm_target(config.target):  # usable before hours of training, or exit 2 now
 
         get_target(config.target).describe()

@@ -39,6 +39,11 @@ from edge_bench.targets import target_slug
 from mpath_tf.pipeline.curves import gains_by_paths
 from mpath_tf.pipeline.objective import measured_on
 from mpath_tf.core.layers import PathDense
+from converters import Float32, Int8, export_tflite, lowering_plan, verify
+from converters.parity import compare_outputs, output_step
+from converters.profiles import foreign_table_notice, profile_source, target_profile
+from converters.tflite import run_tflite, write_tflite
+from converters.tflm import is_tflm_target, tflm_convert, write_mcu_sources
 
 
 def sample_path_counts(width: int, samples: int) -> list[int]:
@@ -470,9 +475,6 @@ class TargetFiles:
     def file(self, key, target: str = "local") -> Path:
         """The key's int8 file for LiteRT (on an ARM core ``target``:
         lowered by that core's bundled table)."""
-        from converters import Int8, export_tflite
-        from converters.profiles import target_profile
-
         table = target_profile(target, "int8") if target.startswith("arm64:") else None
         suffix = f"_{target_slug(target)}" if table else ""
         path = self.folder / f"{self._stem(key)}_int8{suffix}.tflite"
@@ -485,9 +487,6 @@ class TargetFiles:
 
     def tflm_file(self, key, target: str) -> Path:
         """The key's int8 file lowered for the TFLM ``target``."""
-        from converters import Int8
-        from converters.tflm import tflm_convert
-
         suffix = "" if target == "tflm" else "-" + target.split(":", 1)[1]
         path = self.folder / f"{self._stem(key)}_int8_tflm{suffix}.tflite"
         if not path.is_file():
@@ -504,8 +503,6 @@ class TargetFiles:
         Raises:
             WorkerError: The target could not run it.
         """
-        from converters.tflm import is_tflm_target
-
         path = (self.tflm_file(key, target_name) if is_tflm_target(target_name)
                 else self.file(key, target_name))
         target = self.targets.setdefault(target_name, get_target(target_name))
@@ -562,10 +559,6 @@ def export_run_model(run: RunDir, model: keras.Model, data: Dataset, log, name: 
     (``converters.tflm.tflm_convert``), and its C array and op resolver are
     written to ``RUN/mcu/``. (A file outside a run is
     ``mpath_tf.pipeline.workflows.export_model``'s.)"""
-    from converters import Float32, Int8, export_tflite, lowering_plan, verify
-    from converters.profiles import target_profile
-    from converters.tflm import is_tflm_target
-
     target = run.config.target
     on_arm = target.startswith("arm64:")
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
@@ -619,9 +612,6 @@ def verify_on_target(path: Path, expected: np.ndarray, x: np.ndarray, scheme, la
     Raises:
         TargetError: The ARM runtime is not set up (``mpath-tf setup arm64``).
     """
-    from converters.tflite import run_tflite
-    from converters.parity import compare_outputs, output_step
-
     got = get_target(target).run(path, x)
     check = compare_outputs(expected, got, scheme, labels, output_step(path))
     return {**check.to_dict(),
@@ -631,10 +621,6 @@ def verify_on_target(path: Path, expected: np.ndarray, x: np.ndarray, scheme, la
 def _export_for_tflm(run: RunDir, model: keras.Model, path: Path, data: Dataset, name: str,
                      log) -> dict:
     """The int8 file lowered for the run's TFLM target, with its C sources."""
-    from converters import Int8
-    from converters.tflite import write_tflite
-    from converters.tflm import tflm_convert, write_mcu_sources
-
     content, record = tflm_convert(model, Int8(), data.x_train, target=run.config.target,
                                    log=lambda m: log(f"  {m}"))
     sources = write_mcu_sources(content, run.path / "mcu", name)  # no labels: C has no use
@@ -652,8 +638,6 @@ def profile_notice(model: keras.Model, log) -> None:
     the table's conv entries where it has them, else stay ``grouped``, the
     fast form with XNNPACK; each export records which:
     ``conv_lowerings_measured``)."""
-    from converters.profiles import profile_source, foreign_table_notice
-
     if not any(isinstance(layer, PathDense) for layer in model.layers):
         return
     notice = foreign_table_notice(profile_source(None, "int8"))

@@ -45,6 +45,7 @@ from mpath_tf.tradeoff.train import (
     train_fixed_lambda,
     train_hypernet,
 )
+from converters.profiles import latency_costs, load_profile, stack_latency_costs
 
 CURVE_POINTS = 21
 
@@ -56,8 +57,6 @@ def cost_table(config, width: int, depth: int, supernet=None) -> CostTable | lis
     Raises:
         ConfigError: The table is for another network or target, or unreadable.
     """
-
-    from converters.profiles import latency_costs, load_profile, stack_latency_costs
 
     if config.cost == "params":
         return CostTable.params(width, depth) if supernet is None else None

@@ -22,6 +22,12 @@ from edge_bench.arm64 import CORES
 from edge_bench.mcu import build as mcu_build
 from edge_bench.tflm import summary
 from mpath_tf.core.conv import PathConv2D
+from converters import export_tflite, get_quantization, lowering_plan, verify as verify_file
+from converters.profiles import foreign_table_notice, target_profile
+from converters.profiling import ensure_own_table
+from converters.qat import export_qat_int8
+from converters.tflite import write_tflite
+from converters.tflm import is_tflm_target, strip_metadata, tflm_convert, write_mcu_sources
 
 
 def derive_from_run(
@@ -160,12 +166,6 @@ def export_model(
         ConfigError: Unknown format or quantization, int8 / int16x8 without data, unwritable output,
             or a model file that cannot be loaded.
     """
-    from converters import (
-        export_tflite,
-        get_quantization,
-        lowering_plan,
-    )
-    from converters import verify as verify_file
 
     if fmt != "tflite":
         raise ConfigError(f"Unknown export format '{fmt}'. Supported: tflite.")
@@ -207,8 +207,6 @@ def export_model(
     log = log or (lambda message: print(message, file=sys.stderr))
     for_tflm = False
     if target is not None:
-        from converters.profiles import target_profile
-        from converters.tflm import is_tflm_target
         for_tflm = is_tflm_target(target)
         if not for_tflm and target.removeprefix("arm64:") not in CORES:
             raise ConfigError(f"`target` exports for a microcontroller runtime, tflm or tflm:CORE "
@@ -230,13 +228,11 @@ def export_model(
     if strip_metadata and not for_tflm:
         raise ConfigError("`strip_metadata` applies to a TFLM `target` ('tflm...').")
     if profile_cpu and profile is None and lowering in ("auto", "bucketed") and not qat_epochs:
-        from converters.profiling import ensure_own_table
         ensure_own_table(scheme.name, log,
                          conv=any(isinstance(l, PathConv2D) for l in model.layers))
     plan = lowering_plan(model, scheme.name, "per_path" if qat_epochs else lowering, profile)
     tflm_report = {}
     if plan["profile_source"] and target is None:  # a target reads its own table
-        from converters.profiles import foreign_table_notice
 
         notice = foreign_table_notice(plan["profile_source"], lowering)
         if notice:
@@ -244,8 +240,6 @@ def export_model(
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         if qat_epochs:
-            from converters.qat import export_qat_int8
-
             export_qat_int8(model, output, data.x_train, data.y_train, qat_epochs)
         elif for_tflm:
             tflm_report = _export_tflm(model, output, scheme, data, lowering, profile,
@@ -293,9 +287,6 @@ def export_model(
 def _export_tflm(model, output: Path, scheme, data, lowering: str, profile, target: str,
                  strip: bool, log) -> dict:
     """Write the file for a TFLM target and its C sources; measure its arena."""
-    from converters.tflite import write_tflite
-    from converters.tflm import strip_metadata, tflm_convert, write_mcu_sources
-
     content, record = tflm_convert(model, scheme, data.x_train if data is not None else None,
                                    lowering, target, profile, log)
     labels = None if strip or data is None else data.class_names

@@ -21,6 +21,7 @@ from mpath_tf.pipeline.rundir import RunDir
 from mpath_tf.training.loop import top1
 from mpath_tf.core.saving import load_model
 from mpath_tf.pipeline.steps import finetune, load_data
+from converters import export_tflite, get_quantization, run_tflite
 
 CARD_FORMAT = "mpath-tf-bundle"
 
@@ -132,8 +133,6 @@ def write_bundle(run_dir: str | os.PathLike, paths: list[int] | None = None,
 
         write_bundle("runs/digits-mpath-4-256-seed0", paths=[2, 11, 30])
     """
-    from converters import export_tflite, get_quantization, run_tflite
-
     run = RunDir.open(run_dir)
     results = run.path_table("export --bundle")
     rows = {r["paths"]: r for r in results["rows"]}
