@@ -257,8 +257,9 @@ def layer_features(path_widths: list[int], depth: int = 1) -> list[float]:
         >>> layer_features([3, 3, 2], depth=2)
         [1.0, 4.0, 6.0, 44.0]
     """
-    return [1.0, float(depth * len(set(path_widths))), float(depth * len(path_widths)),
-            float(depth * sum(w * w for w in path_widths))]
+    widths = np.asarray(path_widths, dtype=np.int64)
+    return [1.0, float(depth * len(np.unique(widths))), float(depth * widths.size),
+            float(depth * int((widths * widths).sum()))]
 
 
 def fit_costs(table: dict, quantization: str) -> dict[str, np.ndarray]:
@@ -447,9 +448,9 @@ def auto_cost(table: dict, path_widths: list[int], quantization: str, depth: int
     if "conv" in costs and "bucketed" not in excluded and len(set(path_widths)) > 1:
         cost = _bucketed_cost(table, quantization, depth, neighbours, path_widths,
                               coefficients["conv"])
-        edges = _bucket_edges_for(path_widths, cost)
+        edges = bucket_edges(path_widths, cost)
         if edges != sorted(set(path_widths)):  # padding pays off
-            costs["bucketed"] = cost(edges)
+            costs["bucketed"] = cost(padded_widths(path_widths, edges))
     best = min(costs, key=costs.get)
     return best, costs[best]
 
@@ -462,25 +463,22 @@ MAX_PADDING = 0.25
 
 def _bucketed_cost(table: dict, quantization: str, depth: int, neighbours: int, path_widths,
                    coef: np.ndarray | None = None):
-    """``cost(edges)``: conv's profiled cost of the padded stack plus the
-    neighbouring layers' extra weights at conv's cost per weight; infinite
-    beyond ``MAX_PADDING`` (``coef``: conv's fitted coefficients, if known)."""
+    """``cost(padded)``, for ``lowering.bucket_edges``: conv's profiled cost
+    of the stack with each path widened to ``padded`` plus the neighbouring
+    layers' extra weights at conv's cost per weight; infinite beyond
+    ``MAX_PADDING`` (``coef``: conv's fitted coefficients, if known)."""
     coef = fit_costs(table, quantization)["conv"] if coef is None else coef
     widths = np.asarray(path_widths, dtype=np.int64)
     squares = int((widths * widths).sum())
     own = depth * squares + neighbours * int(widths.sum())
 
-    def cost(edges) -> float:
-        padded = np.asarray(padded_widths(widths, edges), dtype=np.int64)
+    def cost(padded) -> float:
+        padded = np.asarray(padded, dtype=np.int64)
         extra = int(padded.sum() - widths.sum())
-        padded_squares = int((padded * padded).sum())
-        added = depth * (padded_squares - squares) + neighbours * extra
+        added = depth * (int((padded * padded).sum()) - squares) + neighbours * extra
         if added > MAX_PADDING * own:
             return float("inf")
-        # layer_features of the padded widths: groups are the distinct edges used
-        features = [1.0, float(depth * len(np.unique(padded))), float(depth * len(padded)),
-                    float(depth * padded_squares)]
-        return float(np.array(features) @ coef) + coef[3] * neighbours * extra
+        return float(np.array(layer_features(padded, depth)) @ coef) + coef[3] * neighbours * extra
 
     return cost
 
@@ -504,13 +502,8 @@ def bucket_plan(table: dict, path_widths: list[int], quantization: str,
         >>> bucket_plan(table, [5, 6, 7, 8, 9, 10, 30], "float32", neighbours=200)
         [6, 8, 10, 30]
     """
-    return _bucket_edges_for(path_widths,
-                             _bucketed_cost(table, quantization, depth, neighbours, path_widths))
-
-
-def _bucket_edges_for(path_widths, cost) -> list[int]:
-    """``lowering.bucket_edges`` under a ``_bucketed_cost``."""
-    return bucket_edges(path_widths, lambda padded: cost(sorted(set(padded))))
+    return bucket_edges(path_widths,
+                        _bucketed_cost(table, quantization, depth, neighbours, path_widths))
 
 
 def latency_costs(width: int, depth: int, profile: dict | None = None,

@@ -29,9 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
-from keras import ops
-
 import numpy as np
+from keras import ops
 
 from mpath_tf.core import ARCHITECTURES, graph, legacy
 from mpath_tf.core.conv import MembraneConv2D
